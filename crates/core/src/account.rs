@@ -1,0 +1,220 @@
+//! Accounts (SPEC §1): the tenant, its plan, its token limit and its
+//! `api_token_access` setting.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{required_text, ErrorCode, Invalid};
+use crate::time::Timestamp;
+use crate::token::DEFAULT_TOKEN_LIMIT;
+
+/// An account subdomain, `^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Subdomain(String);
+
+impl Subdomain {
+    pub fn parse(s: &str) -> Result<Self, Invalid> {
+        let b = s.as_bytes();
+        let edge = |c: &u8| c.is_ascii_lowercase() || c.is_ascii_digit();
+        let ok = (3..=63).contains(&b.len())
+            && edge(&b[0])
+            && edge(&b[b.len() - 1])
+            && b.iter().all(|c| edge(c) || *c == b'-');
+        if ok {
+            Ok(Subdomain(s.to_owned()))
+        } else {
+            Err(Invalid::new(
+                "subdomain",
+                ErrorCode::InvalidValue,
+                "subdomain must be 3 to 63 lower-case letters, digits or hyphens, starting and ending with a letter or digit",
+            ))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// An account's display name, 1–255 characters.
+pub fn parse_account_name(raw: &str) -> Result<String, Invalid> {
+    required_text("name", raw, 255)
+}
+
+/// The account's plan; it decides whether the audit log can be viewed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Plan {
+    Team,
+    Growth,
+    Professional,
+    Enterprise,
+    EnterprisePlus,
+}
+
+impl Plan {
+    pub const ALL: [Plan; 5] = [
+        Plan::Team,
+        Plan::Growth,
+        Plan::Professional,
+        Plan::Enterprise,
+        Plan::EnterprisePlus,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Plan::Team => "team",
+            Plan::Growth => "growth",
+            Plan::Professional => "professional",
+            Plan::Enterprise => "enterprise",
+            Plan::EnterprisePlus => "enterprise_plus",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<Self, Invalid> {
+        Plan::ALL.into_iter().find(|p| p.as_str() == s).ok_or_else(|| {
+            Invalid::new(
+                "plan",
+                ErrorCode::InvalidValue,
+                "plan must be one of team, growth, professional, enterprise, enterprise_plus",
+            )
+        })
+    }
+
+    /// Audit events are recorded on every plan but viewed only on these.
+    pub fn can_view_audit_log(self) -> bool {
+        matches!(self, Plan::Enterprise | Plan::EnterprisePlus)
+    }
+}
+
+/// An account as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    pub id: i64,
+    pub subdomain: String,
+    pub name: String,
+    pub plan: Plan,
+    pub token_limit: i64,
+    pub api_token_access: bool,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+/// A new account, validated.
+#[derive(Debug, Clone)]
+pub struct NewAccount {
+    pub subdomain: Subdomain,
+    pub name: String,
+    pub plan: Plan,
+    pub api_token_access: bool,
+}
+
+impl NewAccount {
+    pub fn token_limit(&self) -> i64 {
+        DEFAULT_TOKEN_LIMIT
+    }
+}
+
+/// A change to an account's fields or settings; `None` leaves a field alone.
+#[derive(Debug, Clone, Default)]
+pub struct AccountPatch {
+    pub name: Option<String>,
+    pub plan: Option<Plan>,
+    pub api_token_access: Option<bool>,
+}
+
+/// What an [`AccountPatch`] changes, split the way the audit log records it:
+/// the account's own fields and its settings are separate events.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AccountChanges {
+    pub fields: Vec<String>,
+    pub settings: Vec<String>,
+}
+
+impl AccountPatch {
+    /// Applies the patch to `current`, returning the new account and the
+    /// change clauses. Unchanged values produce no clause.
+    pub fn apply(&self, current: &Account) -> (Account, AccountChanges) {
+        let mut next = current.clone();
+        let mut changes = AccountChanges::default();
+        if let Some(name) = &self.name {
+            if *name != current.name {
+                changes
+                    .fields
+                    .push(crate::audit::text_change("name", Some(&current.name), Some(name)));
+                next.name = name.clone();
+            }
+        }
+        if let Some(plan) = self.plan {
+            if plan != current.plan {
+                changes.fields.push(crate::audit::text_change(
+                    "plan",
+                    Some(current.plan.as_str()),
+                    Some(plan.as_str()),
+                ));
+                next.plan = plan;
+            }
+        }
+        if let Some(on) = self.api_token_access {
+            if on != current.api_token_access {
+                changes.settings.push(crate::audit::bool_change(
+                    "api_token_access",
+                    current.api_token_access,
+                    on,
+                ));
+                next.api_token_access = on;
+            }
+        }
+        (next, changes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subdomains_follow_the_pattern() {
+        for ok in ["abc", "acme-support", "a1b", &"a".repeat(63)] {
+            assert!(Subdomain::parse(ok).is_ok(), "{ok}");
+        }
+        for bad in ["ab", "-abc", "abc-", "ABC", "a_b", "a.bc", "", &"a".repeat(64), "äbc"] {
+            assert!(Subdomain::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn plans_parse_and_gate_the_audit_log() {
+        assert_eq!(Plan::parse("enterprise_plus"), Ok(Plan::EnterprisePlus));
+        assert!(Plan::parse("free").is_err());
+        assert!(Plan::Enterprise.can_view_audit_log());
+        assert!(!Plan::Professional.can_view_audit_log());
+    }
+
+    #[test]
+    fn a_patch_that_changes_nothing_reports_nothing() {
+        let acct = Account {
+            id: 1,
+            subdomain: "acme".into(),
+            name: "Acme".into(),
+            plan: Plan::Team,
+            token_limit: 256,
+            api_token_access: false,
+            created_at: 0,
+            updated_at: 0,
+        };
+        let same = AccountPatch {
+            name: Some("Acme".into()),
+            plan: Some(Plan::Team),
+            api_token_access: Some(false),
+        };
+        assert_eq!(same.apply(&acct).1, AccountChanges::default());
+        let on = AccountPatch {
+            api_token_access: Some(true),
+            ..Default::default()
+        };
+        let (next, changes) = on.apply(&acct);
+        assert!(next.api_token_access);
+        assert_eq!(changes.settings, vec!["api_token_access changed from false to true"]);
+    }
+}

@@ -1,0 +1,377 @@
+//! Audit events (SPEC §6): what every change records, in the same
+//! transaction as the change, and the hash chain that makes tampering
+//! visible.
+//!
+//! Each account's events form a chain: an event's `hash` is
+//! `SHA-256(previous hash || canonical content)`, the first event's previous
+//! hash being 32 zero bytes. The canonical content is the event's fields as
+//! compact JSON in a fixed order (see [`AuditEvent::canonical`]).
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::time::Timestamp;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SourceType {
+    ApiToken,
+    AccountSetting,
+    Account,
+    User,
+}
+
+impl SourceType {
+    pub const ALL: [SourceType; 4] = [
+        SourceType::ApiToken,
+        SourceType::AccountSetting,
+        SourceType::Account,
+        SourceType::User,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SourceType::ApiToken => "api_token",
+            SourceType::AccountSetting => "account_setting",
+            SourceType::Account => "account",
+            SourceType::User => "user",
+        }
+    }
+
+    /// Parses a source type; `apitoken` is accepted as an alias (§6.3).
+    pub fn parse(s: &str) -> Option<Self> {
+        if s == "apitoken" {
+            return Some(SourceType::ApiToken);
+        }
+        SourceType::ALL.into_iter().find(|t| t.as_str() == s)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    Create,
+    Update,
+    Deactivate,
+    Reactivate,
+    Rotate,
+    Destroy,
+}
+
+impl Action {
+    pub const ALL: [Action; 6] = [
+        Action::Create,
+        Action::Update,
+        Action::Deactivate,
+        Action::Reactivate,
+        Action::Rotate,
+        Action::Destroy,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Create => "create",
+            Action::Update => "update",
+            Action::Deactivate => "deactivate",
+            Action::Reactivate => "reactivate",
+            Action::Rotate => "rotate",
+            Action::Destroy => "destroy",
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Action::Create => "Created",
+            Action::Update => "Updated",
+            Action::Deactivate => "Deactivated",
+            Action::Reactivate => "Reactivated",
+            Action::Rotate => "Rotated",
+            Action::Destroy => "Deleted",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Action::ALL.into_iter().find(|a| a.as_str() == s)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ActorType {
+    /// A signed-in user or an API request.
+    User,
+    /// Whoever runs the `latchkey` CLI on the database.
+    Operator,
+    /// latchkey itself (first-run bootstrap, policy sweeps).
+    System,
+}
+
+impl ActorType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ActorType::User => "user",
+            ActorType::Operator => "operator",
+            ActorType::System => "system",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [ActorType::User, ActorType::Operator, ActorType::System]
+            .into_iter()
+            .find(|a| a.as_str() == s)
+    }
+}
+
+/// Who made a change, and from where.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Actor {
+    pub actor_type: ActorType,
+    pub id: Option<i64>,
+    pub name: String,
+    pub ip_address: Option<String>,
+}
+
+impl Actor {
+    pub fn user(id: i64, name: &str, ip_address: Option<String>) -> Self {
+        Actor {
+            actor_type: ActorType::User,
+            id: Some(id),
+            name: name.to_owned(),
+            ip_address,
+        }
+    }
+
+    pub fn operator() -> Self {
+        Actor {
+            actor_type: ActorType::Operator,
+            id: None,
+            name: "Operator".to_owned(),
+            ip_address: None,
+        }
+    }
+
+    pub fn system() -> Self {
+        Actor {
+            actor_type: ActorType::System,
+            id: None,
+            name: "System".to_owned(),
+            ip_address: None,
+        }
+    }
+}
+
+/// One audit event, before (`id: 0`) or after it is stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditEvent {
+    pub id: i64,
+    pub account_id: i64,
+    pub action: Action,
+    pub actor_type: ActorType,
+    pub actor_id: Option<i64>,
+    pub actor_name: String,
+    pub source_type: SourceType,
+    pub source_id: i64,
+    pub source_label: String,
+    pub change_description: String,
+    pub ip_address: Option<String>,
+    pub created_at: Timestamp,
+}
+
+#[derive(Serialize)]
+struct Canonical<'a> {
+    account_id: i64,
+    action: &'a str,
+    actor_type: &'a str,
+    actor_id: Option<i64>,
+    actor_name: &'a str,
+    source_type: &'a str,
+    source_id: i64,
+    source_label: &'a str,
+    change_description: &'a str,
+    ip_address: Option<&'a str>,
+    created_at: Timestamp,
+}
+
+/// What an event is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Source {
+    pub source_type: SourceType,
+    pub id: i64,
+    pub label: String,
+}
+
+impl Source {
+    pub fn token(t: &crate::token::ApiToken) -> Self {
+        Source {
+            source_type: SourceType::ApiToken,
+            id: t.id,
+            label: t.source_label(),
+        }
+    }
+
+    pub fn user(u: &crate::user::User) -> Self {
+        Source {
+            source_type: SourceType::User,
+            id: u.id,
+            label: u.source_label(),
+        }
+    }
+
+    pub fn account(a: &crate::account::Account) -> Self {
+        Source {
+            source_type: SourceType::Account,
+            id: a.id,
+            label: format!("Account: {}", a.name),
+        }
+    }
+
+    pub fn settings(account_id: i64) -> Self {
+        Source {
+            source_type: SourceType::AccountSetting,
+            id: account_id,
+            label: "Account settings".to_owned(),
+        }
+    }
+}
+
+impl AuditEvent {
+    pub fn new(
+        account_id: i64,
+        actor: &Actor,
+        action: Action,
+        source: Source,
+        change_description: String,
+        now: Timestamp,
+    ) -> Self {
+        AuditEvent {
+            id: 0,
+            account_id,
+            action,
+            actor_type: actor.actor_type,
+            actor_id: actor.id,
+            actor_name: actor.name.clone(),
+            source_type: source.source_type,
+            source_id: source.id,
+            source_label: source.label,
+            change_description,
+            ip_address: actor.ip_address.clone(),
+            created_at: now,
+        }
+    }
+
+    /// The event's content as compact JSON with a fixed field order; the id
+    /// is not part of it (the chain's order is the ids' order).
+    pub fn canonical(&self) -> Vec<u8> {
+        let c = Canonical {
+            account_id: self.account_id,
+            action: self.action.as_str(),
+            actor_type: self.actor_type.as_str(),
+            actor_id: self.actor_id,
+            actor_name: &self.actor_name,
+            source_type: self.source_type.as_str(),
+            source_id: self.source_id,
+            source_label: &self.source_label,
+            change_description: &self.change_description,
+            ip_address: self.ip_address.as_deref(),
+            created_at: self.created_at,
+        };
+        // Serialising plain strings and integers cannot fail.
+        serde_json::to_vec(&c).unwrap_or_default()
+    }
+
+    /// This event's link in its account's chain.
+    pub fn chain_hash(&self, previous: &[u8; 32]) -> [u8; 32] {
+        let mut h = Sha256::new();
+        h.update(previous);
+        h.update(self.canonical());
+        h.finalize().into()
+    }
+}
+
+/// The previous hash of an account's first event.
+pub const GENESIS: [u8; 32] = [0; 32];
+
+/// Walks events in id order and returns the id of the first whose stored
+/// hash does not match, or `None` when the chain is intact.
+pub fn first_broken<'a>(events: impl IntoIterator<Item = (&'a AuditEvent, [u8; 32])>) -> Option<i64> {
+    let mut previous = GENESIS;
+    for (event, stored) in events {
+        let expected = event.chain_hash(&previous);
+        if expected != stored {
+            return Some(event.id);
+        }
+        previous = stored;
+    }
+    None
+}
+
+/// `field changed from "A" to "B"`, with `not set` for a missing value.
+pub fn text_change(field: &str, from: Option<&str>, to: Option<&str>) -> String {
+    let show = |v: Option<&str>| match v {
+        Some(s) => format!("\"{s}\""),
+        None => "not set".to_owned(),
+    };
+    format!("{field} changed from {} to {}", show(from), show(to))
+}
+
+/// `field changed from false to true`.
+pub fn bool_change(field: &str, from: bool, to: bool) -> String {
+    format!("{field} changed from {from} to {to}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(desc: &str) -> AuditEvent {
+        AuditEvent::new(
+            1,
+            &Actor::user(3, "Jane", Some("127.0.0.1".into())),
+            Action::Update,
+            Source {
+                source_type: SourceType::ApiToken,
+                id: 7,
+                label: "API token: Jira".into(),
+            },
+            desc.into(),
+            1_795_770_897,
+        )
+    }
+
+    #[test]
+    fn change_descriptions_match_the_spec() {
+        assert_eq!(
+            text_change("description", Some("A"), Some("B")),
+            r#"description changed from "A" to "B""#
+        );
+        assert_eq!(
+            text_change("description", None, Some("B")),
+            r#"description changed from not set to "B""#
+        );
+        assert_eq!(
+            bool_change("api_token_access", false, true),
+            "api_token_access changed from false to true"
+        );
+    }
+
+    #[test]
+    fn labels_and_aliases() {
+        assert_eq!(Action::Destroy.label(), "Deleted");
+        assert_eq!(SourceType::parse("apitoken"), Some(SourceType::ApiToken));
+        assert_eq!(SourceType::parse("token"), None);
+    }
+
+    #[test]
+    fn a_chain_detects_an_edited_event() {
+        let mut a = event("x");
+        a.id = 1;
+        let mut b = event("y");
+        b.id = 2;
+        let ha = a.chain_hash(&GENESIS);
+        let hb = b.chain_hash(&ha);
+        assert_eq!(first_broken([(&a, ha), (&b, hb)]), None);
+        let mut edited = b.clone();
+        edited.change_description = "z".into();
+        assert_eq!(first_broken([(&a, ha), (&edited, hb)]), Some(2));
+    }
+}

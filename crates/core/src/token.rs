@@ -1,0 +1,498 @@
+//! The API token format (SPEC §3.1–3.2) and the token rules that need no
+//! storage: descriptions, the limit, and how an edit turns into changes.
+//!
+//! A token is `{prefix}_{random}{checksum}`: a deployment prefix, 32 base62
+//! characters from the OS CSPRNG, and 6 base62 characters of CRC32 over
+//! `{prefix}_{random}`. Only SHA-256 of the whole token is ever stored.
+//! Never change a live deployment's prefix: secret scanners are told about it.
+
+use std::fmt;
+
+use rand::{distributions::Alphanumeric, rngs::OsRng, Rng};
+use sha2::{Digest, Sha256};
+
+use crate::error::{clean_text, ErrorCode, Invalid};
+
+const RANDOM_LEN: usize = 32;
+const CHECKSUM_LEN: usize = 6;
+const BASE62: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+
+/// The most tokens an account may hold (§3.5), and the limit of an account
+/// that imported more than that.
+pub const DEFAULT_TOKEN_LIMIT: i64 = 256;
+pub const IMPORTED_TOKEN_LIMIT: i64 = 2048;
+/// Longest description, in characters.
+pub const DESCRIPTION_MAX: usize = 255;
+
+/// A deployment's token prefix, `^[a-z][a-z0-9]{1,9}$`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenPrefix(String);
+
+impl TokenPrefix {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        if is_prefix(s) {
+            Ok(TokenPrefix(s.to_owned()))
+        } else {
+            Err(format!(
+                "invalid token prefix {s:?}: it must match ^[a-z][a-z0-9]{{1,9}}$"
+            ))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Default for TokenPrefix {
+    fn default() -> Self {
+        TokenPrefix("lk".to_owned())
+    }
+}
+
+fn is_prefix(s: &str) -> bool {
+    let b = s.as_bytes();
+    (2..=10).contains(&b.len())
+        && b[0].is_ascii_lowercase()
+        && b[1..].iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+}
+
+fn is_base62(b: &[u8]) -> bool {
+    b.iter().all(u8::is_ascii_alphanumeric)
+}
+
+fn checksum(body: &[u8]) -> [u8; CHECKSUM_LEN] {
+    let mut n = crc32fast::hash(body);
+    let mut out = [b'0'; CHECKSUM_LEN];
+    for slot in out.iter_mut().rev() {
+        *slot = BASE62[(n % 62) as usize];
+        n /= 62;
+    }
+    out
+}
+
+/// A full token in plain text. It exists only between generation and the
+/// response that shows it once, and while a request is being verified; its
+/// `Debug` never prints it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PlainToken(String);
+
+impl fmt::Debug for PlainToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("PlainToken(<redacted>)")
+    }
+}
+
+impl PlainToken {
+    /// A new token from the OS CSPRNG.
+    pub fn generate(prefix: &TokenPrefix) -> Self {
+        let random: String = OsRng
+            .sample_iter(&Alphanumeric)
+            .take(RANDOM_LEN)
+            .map(char::from)
+            .collect();
+        let mut token = format!("{}_{}", prefix.as_str(), random);
+        let sum = checksum(token.as_bytes());
+        token.extend(sum.iter().map(|&c| char::from(c)));
+        PlainToken(token)
+    }
+
+    /// Accepts a string only if it has the token shape and a valid checksum.
+    /// This costs a CRC32, no lookup: mistyped and made-up tokens stop here.
+    pub fn parse(s: &str) -> Option<Self> {
+        has_valid_checksum(s).then(|| PlainToken(s.to_owned()))
+    }
+
+    /// The secret itself, to hand to its owner once.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    pub fn hash(&self) -> TokenHash {
+        TokenHash::of(&self.0)
+    }
+
+    /// `{prefix}_{first 4 of random}…{last 4 of token}` (§3.2).
+    pub fn visible(&self) -> String {
+        visible_token(&self.0).unwrap_or_default()
+    }
+}
+
+/// True when `s` is `{prefix}_{32 base62}{6 base62 checksum}` and the
+/// checksum matches.
+pub fn has_valid_checksum(s: &str) -> bool {
+    let b = s.as_bytes();
+    let Some(us) = b.iter().position(|&c| c == b'_') else {
+        return false;
+    };
+    let (prefix, rest) = (&s[..us], &b[us + 1..]);
+    if !is_prefix(prefix) || rest.len() != RANDOM_LEN + CHECKSUM_LEN || !is_base62(rest) {
+        return false;
+    }
+    let body_len = us + 1 + RANDOM_LEN;
+    checksum(&b[..body_len]) == b[body_len..]
+}
+
+/// The truncated form shown after creation, or `None` if `token` does not
+/// have the token shape.
+pub fn visible_token(token: &str) -> Option<String> {
+    let us = token.find('_')?;
+    let rest = token.get(us + 1..)?;
+    if rest.len() != RANDOM_LEN + CHECKSUM_LEN || !rest.is_ascii() {
+        return None;
+    }
+    Some(format!(
+        "{}_{}\u{2026}{}",
+        &token[..us],
+        &rest[..4],
+        &token[token.len() - 4..]
+    ))
+}
+
+/// SHA-256 of a token: what the database and the verifier hold.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TokenHash(pub [u8; 32]);
+
+impl TokenHash {
+    pub fn of(token: &str) -> Self {
+        TokenHash(Sha256::digest(token.as_bytes()).into())
+    }
+
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+
+    pub fn from_hex(s: &str) -> Option<Self> {
+        let mut out = [0u8; 32];
+        hex::decode_to_slice(s, &mut out).ok()?;
+        Some(TokenHash(out))
+    }
+
+    pub fn from_slice(b: &[u8]) -> Option<Self> {
+        b.try_into().ok().map(TokenHash)
+    }
+}
+
+impl fmt::Debug for TokenHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // A hash is not the secret, but it is what an attacker would need to
+        // look a token up in a dump: show only enough to tell two apart.
+        write!(f, "TokenHash({}…)", &self.to_hex()[..8])
+    }
+}
+
+/// A token description: trimmed, ≤ 255 characters, no control characters;
+/// empty means none.
+pub fn parse_description(raw: &str) -> Result<Option<String>, Invalid> {
+    clean_text("description", raw, DESCRIPTION_MAX)
+}
+
+/// Refuses a creation that would take the account over its limit (§3.5).
+pub fn check_room(count: i64, adding: i64, limit: i64) -> Result<(), Invalid> {
+    if count + adding > limit {
+        return Err(limit_reached(limit));
+    }
+    Ok(())
+}
+
+pub fn limit_reached(limit: i64) -> Invalid {
+    Invalid::new(
+        "base",
+        ErrorCode::TokenLimitReached,
+        format!("You have reached the maximum of {limit} API tokens. Delete an existing token to add a new one."),
+    )
+}
+
+/// Refuses to delete an active token (§3.4).
+pub fn check_deletable(active: bool) -> Result<(), Invalid> {
+    if active {
+        return Err(Invalid::new(
+            "base",
+            ErrorCode::TokenActive,
+            "Deactivate the token before deleting it.",
+        ));
+    }
+    Ok(())
+}
+
+/// The token limit after an import leaves the account with `count` tokens.
+pub fn limit_after_import(current_limit: i64, count: i64) -> i64 {
+    if count > DEFAULT_TOKEN_LIMIT {
+        current_limit.max(IMPORTED_TOKEN_LIMIT)
+    } else {
+        current_limit
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_tokens_have_the_documented_shape() {
+        let t = PlainToken::generate(&TokenPrefix::default());
+        let s = t.expose();
+        assert!(s.starts_with("lk_"));
+        assert_eq!(s.len(), 3 + 32 + 6);
+        assert!(has_valid_checksum(s));
+        assert!(is_base62(&s.as_bytes()[3..]));
+    }
+
+    #[test]
+    fn two_generated_tokens_differ() {
+        let p = TokenPrefix::default();
+        assert_ne!(PlainToken::generate(&p), PlainToken::generate(&p));
+    }
+
+    #[test]
+    fn checksum_is_crc32_in_base62_left_padded() {
+        // CRC32("lk_") = 3276871007; in base62 that is "3ZlPqB".
+        assert_eq!(crc32fast::hash(b"lk_"), 3_276_871_007);
+        assert_eq!(&checksum(b"lk_"), b"3ZlPqB");
+        // Small values keep six characters.
+        let mut n = 0u32;
+        let body = loop {
+            let candidate = format!("x{n}");
+            if crc32fast::hash(candidate.as_bytes()) < 62u32.pow(5) {
+                break candidate;
+            }
+            n += 1;
+        };
+        assert_eq!(checksum(body.as_bytes())[0], b'0');
+    }
+
+    #[test]
+    fn a_changed_character_breaks_the_checksum() {
+        let t = PlainToken::generate(&TokenPrefix::default());
+        let mut bytes = t.expose().as_bytes().to_vec();
+        bytes[10] = if bytes[10] == b'a' { b'b' } else { b'a' };
+        let broken = String::from_utf8(bytes).expect("ascii");
+        assert!(!has_valid_checksum(&broken));
+        assert!(PlainToken::parse(&broken).is_none());
+    }
+
+    #[test]
+    fn malformed_strings_are_not_tokens() {
+        for s in [
+            "",
+            "_",
+            "lk_",
+            "lk_short",
+            "LK_4fQ9aaaaaaaaaaaaaaaaaaaaaaaaaaaa000000",
+            "lkü_x",
+            "l_aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa000000",
+        ] {
+            assert!(!has_valid_checksum(s), "{s}");
+        }
+    }
+
+    #[test]
+    fn other_valid_prefixes_are_accepted() {
+        let t = PlainToken::generate(&TokenPrefix::parse("acme2").expect("prefix"));
+        assert!(t.expose().starts_with("acme2_"));
+        assert!(has_valid_checksum(t.expose()));
+    }
+
+    #[test]
+    fn prefixes_follow_the_pattern() {
+        assert!(TokenPrefix::parse("lk").is_ok());
+        assert!(TokenPrefix::parse("a123456789").is_ok());
+        for bad in ["l", "1k", "Lk", "a1234567890", "l_k", ""] {
+            assert!(TokenPrefix::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn visible_token_shows_prefix_four_and_last_four() {
+        let t = PlainToken::generate(&TokenPrefix::default());
+        let s = t.expose();
+        let v = t.visible();
+        assert_eq!(v, format!("lk_{}\u{2026}{}", &s[3..7], &s[s.len() - 4..]));
+    }
+
+    #[test]
+    fn plain_token_debug_is_redacted() {
+        let t = PlainToken::generate(&TokenPrefix::default());
+        assert!(!format!("{t:?}").contains(&t.expose()[3..]));
+    }
+
+    #[test]
+    fn descriptions_are_trimmed_and_bounded() {
+        assert_eq!(parse_description("  Jira  "), Ok(Some("Jira".to_owned())));
+        assert_eq!(parse_description("   "), Ok(None));
+        assert_eq!(
+            parse_description(&"é".repeat(255)).map(|d| d.map(|s| s.chars().count())),
+            Ok(Some(255))
+        );
+        assert_eq!(
+            parse_description(&"a".repeat(256)).map_err(|e| e.code),
+            Err(ErrorCode::TooLong)
+        );
+        assert_eq!(
+            parse_description("a\u{0}b").map_err(|e| e.code),
+            Err(ErrorCode::InvalidValue)
+        );
+        assert_eq!(
+            parse_description("a\nb").map_err(|e| e.code),
+            Err(ErrorCode::InvalidValue)
+        );
+    }
+
+    #[test]
+    fn the_limit_counts_every_token() {
+        assert!(check_room(255, 1, 256).is_ok());
+        let err = check_room(256, 1, 256).expect_err("full");
+        assert_eq!(err.code, ErrorCode::TokenLimitReached);
+        assert_eq!(
+            err.description,
+            "You have reached the maximum of 256 API tokens. Delete an existing token to add a new one."
+        );
+    }
+
+    #[test]
+    fn only_deactivated_tokens_can_be_deleted() {
+        assert!(check_deletable(false).is_ok());
+        assert_eq!(check_deletable(true).map_err(|e| e.code), Err(ErrorCode::TokenActive));
+    }
+
+    #[test]
+    fn importing_past_256_raises_the_limit_for_good() {
+        assert_eq!(limit_after_import(256, 256), 256);
+        assert_eq!(limit_after_import(256, 257), 2048);
+        assert_eq!(limit_after_import(2048, 3), 2048);
+    }
+}
+
+/// An API token as stored, without its secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiToken {
+    pub id: i64,
+    pub account_id: i64,
+    pub description: Option<String>,
+    pub active: bool,
+    pub visible_token: String,
+    /// The creator; kept when that user is deleted.
+    pub user_id: Option<i64>,
+    /// Null: any verified user may use it (§9.2).
+    pub assigned_user_id: Option<i64>,
+    pub created_at: crate::time::Timestamp,
+    pub updated_at: crate::time::Timestamp,
+    pub last_used: Option<crate::time::Timestamp>,
+}
+
+impl ApiToken {
+    /// `API token: Jira sync`, or `API token: lk_4fQ9…b3Z` without a description.
+    pub fn source_label(&self) -> String {
+        format!(
+            "API token: {}",
+            self.description.as_deref().unwrap_or(&self.visible_token)
+        )
+    }
+}
+
+/// A token about to be stored.
+#[derive(Debug, Clone)]
+pub struct NewToken {
+    pub hash: TokenHash,
+    pub visible_token: String,
+    pub description: Option<String>,
+    pub active: bool,
+    pub user_id: Option<i64>,
+}
+
+/// An edit of a token; `None` leaves a field alone. `description:
+/// Some(None)` clears it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TokenPatch {
+    pub description: Option<Option<String>>,
+    pub active: Option<bool>,
+}
+
+/// What a [`TokenPatch`] does to a token, as the audit log records it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TokenChanges {
+    /// Field clauses for one `update` event (empty: no such event).
+    pub update: Vec<String>,
+    /// `Some(true)`: reactivated; `Some(false)`: deactivated.
+    pub status: Option<bool>,
+}
+
+impl TokenChanges {
+    pub fn is_empty(&self) -> bool {
+        self.update.is_empty() && self.status.is_none()
+    }
+}
+
+impl TokenPatch {
+    pub fn apply(&self, current: &ApiToken) -> (ApiToken, TokenChanges) {
+        let mut next = current.clone();
+        let mut changes = TokenChanges::default();
+        if let Some(desc) = &self.description {
+            if *desc != current.description {
+                changes.update.push(crate::audit::text_change(
+                    "description",
+                    current.description.as_deref(),
+                    desc.as_deref(),
+                ));
+                next.description = desc.clone();
+            }
+        }
+        if let Some(active) = self.active {
+            if active != current.active {
+                changes.status = Some(active);
+                next.active = active;
+            }
+        }
+        (next, changes)
+    }
+}
+
+#[cfg(test)]
+mod patch_tests {
+    use super::*;
+
+    fn token() -> ApiToken {
+        ApiToken {
+            id: 7,
+            account_id: 1,
+            description: Some("A".into()),
+            active: true,
+            visible_token: "lk_abcd\u{2026}wxyz".into(),
+            user_id: Some(1),
+            assigned_user_id: None,
+            created_at: 0,
+            updated_at: 0,
+            last_used: None,
+        }
+    }
+
+    #[test]
+    fn a_patch_to_the_same_values_is_a_no_op() {
+        let p = TokenPatch {
+            description: Some(Some("A".into())),
+            active: Some(true),
+        };
+        assert!(p.apply(&token()).1.is_empty());
+    }
+
+    #[test]
+    fn description_and_status_changes_are_reported_separately() {
+        let p = TokenPatch {
+            description: Some(None),
+            active: Some(false),
+        };
+        let (next, changes) = p.apply(&token());
+        assert_eq!(next.description, None);
+        assert!(!next.active);
+        assert_eq!(changes.update, vec![r#"description changed from "A" to not set"#]);
+        assert_eq!(changes.status, Some(false));
+    }
+
+    #[test]
+    fn source_labels_fall_back_to_the_visible_token() {
+        let mut t = token();
+        assert_eq!(t.source_label(), "API token: A");
+        t.description = None;
+        assert_eq!(t.source_label(), "API token: lk_abcd\u{2026}wxyz");
+    }
+}

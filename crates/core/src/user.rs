@@ -1,0 +1,232 @@
+//! Users and roles (SPEC §2): who may authenticate with a token and who may
+//! manage tokens.
+
+use serde::{Deserialize, Serialize};
+
+use crate::audit::{bool_change, text_change};
+use crate::error::{required_text, ErrorCode, Invalid};
+use crate::time::Timestamp;
+
+/// An email address as the user typed it; compared case-insensitively.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Email(String);
+
+impl Email {
+    /// A pragmatic check: one `@` with text on both sides, at most 254
+    /// characters, no white space, control characters or `:` (which would
+    /// break the `{email}/token:{token}` credential).
+    pub fn parse(raw: &str) -> Result<Self, Invalid> {
+        let s = raw.trim();
+        let bad = || Invalid::new("email", ErrorCode::InvalidValue, "email is not a valid email address");
+        if s.is_empty() {
+            return Err(Invalid::new("email", ErrorCode::Blank, "email can't be blank"));
+        }
+        if s.chars().count() > 254 {
+            return Err(Invalid::new(
+                "email",
+                ErrorCode::TooLong,
+                "email is too long (maximum is 254 characters)",
+            ));
+        }
+        if s.chars().any(|c| c.is_whitespace() || c.is_control() || c == ':') {
+            return Err(bad());
+        }
+        match s.split_once('@') {
+            Some((local, domain)) if !local.is_empty() && !domain.is_empty() && !domain.contains('@') => {
+                Ok(Email(s.to_owned()))
+            }
+            _ => Err(bad()),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The form used for uniqueness and lookups.
+    pub fn normalized(&self) -> String {
+        normalize_email(&self.0)
+    }
+}
+
+/// Lower-cases an email for comparison.
+pub fn normalize_email(s: &str) -> String {
+    s.to_lowercase()
+}
+
+/// A user's display name, 1–255 characters.
+pub fn parse_user_name(raw: &str) -> Result<String, Invalid> {
+    required_text("name", raw, 255)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Admin,
+    Agent,
+    EndUser,
+}
+
+impl Role {
+    pub const ALL: [Role; 3] = [Role::Admin, Role::Agent, Role::EndUser];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Agent => "agent",
+            Role::EndUser => "end_user",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<Self, Invalid> {
+        Role::ALL.into_iter().find(|r| r.as_str() == s).ok_or_else(|| {
+            Invalid::new(
+                "role",
+                ErrorCode::InvalidValue,
+                "role must be one of admin, agent, end_user",
+            )
+        })
+    }
+}
+
+/// A user as stored. The password hash is never part of this record: it
+/// is read only where a password is checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    pub id: i64,
+    pub account_id: i64,
+    pub name: String,
+    pub email: String,
+    pub role: Role,
+    pub verified: bool,
+    pub suspended: bool,
+    pub deleted: bool,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+impl User {
+    /// Only verified, unsuspended, undeleted users authenticate (§4.1).
+    pub fn can_authenticate(&self) -> bool {
+        self.verified && !self.suspended && !self.deleted
+    }
+
+    pub fn source_label(&self) -> String {
+        format!("User: {}", self.name)
+    }
+}
+
+/// A new user, validated.
+#[derive(Debug, Clone)]
+pub struct NewUser {
+    pub name: String,
+    pub email: Email,
+    pub role: Role,
+    pub verified: bool,
+    /// An Argon2id PHC string, when the user may sign in to the web pages.
+    pub password_hash: Option<String>,
+}
+
+/// An edit of a user; `None` leaves a field alone.
+#[derive(Debug, Clone, Default)]
+pub struct UserPatch {
+    pub name: Option<String>,
+    pub role: Option<Role>,
+    pub verified: Option<bool>,
+    pub suspended: Option<bool>,
+}
+
+impl UserPatch {
+    /// The user after the patch and one change clause per changed field.
+    pub fn apply(&self, current: &User) -> (User, Vec<String>) {
+        let mut next = current.clone();
+        let mut clauses = Vec::new();
+        if let Some(name) = &self.name {
+            if *name != current.name {
+                clauses.push(text_change("name", Some(&current.name), Some(name)));
+                next.name = name.clone();
+            }
+        }
+        if let Some(role) = self.role {
+            if role != current.role {
+                clauses.push(text_change("role", Some(current.role.as_str()), Some(role.as_str())));
+                next.role = role;
+            }
+        }
+        if let Some(v) = self.verified {
+            if v != current.verified {
+                clauses.push(bool_change("verified", current.verified, v));
+                next.verified = v;
+            }
+        }
+        if let Some(s) = self.suspended {
+            if s != current.suspended {
+                clauses.push(bool_change("suspended", current.suspended, s));
+                next.suspended = s;
+            }
+        }
+        (next, clauses)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emails_are_checked_and_compared_case_insensitively() {
+        let e = Email::parse(" Jane.Doe@Example.COM ").expect("valid");
+        assert_eq!(e.as_str(), "Jane.Doe@Example.COM");
+        assert_eq!(e.normalized(), "jane.doe@example.com");
+        for bad in [
+            "jane",
+            "@example.com",
+            "jane@",
+            "ja ne@x.io",
+            "a@b@c",
+            "a:b@c.io",
+            "a\u{7}@b.io",
+        ] {
+            assert!(Email::parse(bad).is_err(), "{bad}");
+        }
+        assert_eq!(Email::parse("").map_err(|e| e.code), Err(ErrorCode::Blank));
+    }
+
+    #[test]
+    fn roles_parse() {
+        assert_eq!(Role::parse("end_user"), Ok(Role::EndUser));
+        assert!(Role::parse("owner").is_err());
+    }
+
+    #[test]
+    fn user_patches_describe_each_changed_field() {
+        let u = User {
+            id: 1,
+            account_id: 1,
+            name: "Jane".into(),
+            email: "j@x.io".into(),
+            role: Role::Agent,
+            verified: true,
+            suspended: false,
+            deleted: false,
+            created_at: 0,
+            updated_at: 0,
+        };
+        let p = UserPatch {
+            name: Some("Jane".into()),
+            role: Some(Role::Admin),
+            suspended: Some(true),
+            ..Default::default()
+        };
+        let (next, clauses) = p.apply(&u);
+        assert_eq!(next.role, Role::Admin);
+        assert_eq!(
+            clauses,
+            vec![
+                r#"role changed from "agent" to "admin""#,
+                "suspended changed from false to true"
+            ]
+        );
+        assert!(!next.can_authenticate());
+    }
+}

@@ -1,0 +1,219 @@
+//! The command line, declared with clap: the doc comments are the `--help`.
+//! Every option can also come from a `LATCHKEY_<OPTION>` environment variable.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use ipnet::IpNet;
+use latchkey_core::token::TokenPrefix;
+
+/// latchkey: API tokens for a multi-tenant SaaS.
+#[derive(Debug, Parser)]
+#[command(name = "latchkey", version, about)]
+pub struct Cli {
+    /// Database to use: sqlite://FILE (created if missing).
+    #[arg(
+        long,
+        global = true,
+        env = "LATCHKEY_DATABASE_URL",
+        default_value = "sqlite://latchkey.db"
+    )]
+    pub database_url: String,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP server (REST API and verification); migrates on start.
+    Serve(ServeArgs),
+    /// Create or upgrade the database schema, then exit.
+    Migrate,
+    /// Create and change accounts.
+    #[command(subcommand)]
+    Account(AccountCmd),
+    /// Create users.
+    #[command(subcommand)]
+    User(UserCmd),
+    /// Create, list and import API tokens.
+    #[command(subcommand)]
+    Token(TokenCmd),
+    /// Check the audit log.
+    #[command(subcommand)]
+    Audit(AuditCmd),
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "LATCHKEY_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Public base URL used in `url`, `Location` and links (default: from the request's Host).
+    #[arg(long, env = "LATCHKEY_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// Prefix of new tokens; never change it on a live deployment.
+    #[arg(long, env = "LATCHKEY_TOKEN_PREFIX", default_value = "lk")]
+    pub token_prefix: String,
+    /// A proxy (CIDR) whose X-Forwarded-For/-Host/-Proto headers are trusted; repeatable.
+    #[arg(long, env = "LATCHKEY_TRUSTED_PROXY", value_delimiter = ',')]
+    pub trusted_proxy: Vec<IpNet>,
+    /// How often last_used is written to the database, in seconds.
+    #[arg(long, env = "LATCHKEY_FLUSH_INTERVAL_SECS", default_value_t = 10)]
+    pub flush_interval_secs: u64,
+    /// How often the change log is polled for other processes' changes, in milliseconds.
+    #[arg(long, env = "LATCHKEY_POLL_INTERVAL_MS", default_value_t = 25)]
+    pub poll_interval_ms: u64,
+    /// Failed authentications allowed per client address per minute.
+    #[arg(long, env = "LATCHKEY_FAILED_AUTH_PER_MINUTE", default_value_t = 100)]
+    pub failed_auth_per_minute: u32,
+    /// Subdomain of the account created on first run.
+    #[arg(long, env = "LATCHKEY_BOOTSTRAP_SUBDOMAIN", default_value = "default")]
+    pub bootstrap_subdomain: String,
+    /// Email of the admin created on first run.
+    #[arg(long, env = "LATCHKEY_BOOTSTRAP_ADMIN_EMAIL", default_value = "admin@localhost")]
+    pub bootstrap_admin_email: String,
+    /// Log format.
+    #[arg(long, env = "LATCHKEY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+impl ServeArgs {
+    pub fn token_prefix(&self) -> anyhow::Result<TokenPrefix> {
+        parse_prefix(&self.token_prefix)
+    }
+}
+
+pub fn parse_prefix(s: &str) -> anyhow::Result<TokenPrefix> {
+    TokenPrefix::parse(s).map_err(anyhow::Error::msg)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OnOff {
+    On,
+    Off,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AccountCmd {
+    /// Create an account with its first admin.
+    Create(AccountCreate),
+    /// Change an account's name, plan or API token access.
+    Update(AccountUpdate),
+}
+
+#[derive(Debug, Args)]
+pub struct AccountCreate {
+    #[arg(long, env = "LATCHKEY_SUBDOMAIN")]
+    pub subdomain: String,
+    #[arg(long, env = "LATCHKEY_NAME")]
+    pub name: String,
+    /// team, growth, professional, enterprise or enterprise_plus.
+    #[arg(long, env = "LATCHKEY_PLAN")]
+    pub plan: String,
+    /// Turn API token access on from the start.
+    #[arg(long, env = "LATCHKEY_API_TOKEN_ACCESS")]
+    pub api_token_access: bool,
+    #[arg(long, env = "LATCHKEY_ADMIN_EMAIL")]
+    pub admin_email: String,
+    #[arg(long, env = "LATCHKEY_ADMIN_NAME", default_value = "Admin")]
+    pub admin_name: String,
+    /// Read the admin's password from the first line of standard input
+    /// (otherwise a random one is printed once).
+    #[arg(long, env = "LATCHKEY_ADMIN_PASSWORD_STDIN")]
+    pub admin_password_stdin: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct AccountUpdate {
+    #[arg(long, env = "LATCHKEY_SUBDOMAIN")]
+    pub subdomain: String,
+    #[arg(long, env = "LATCHKEY_NAME")]
+    pub name: Option<String>,
+    #[arg(long, env = "LATCHKEY_PLAN")]
+    pub plan: Option<String>,
+    #[arg(long, env = "LATCHKEY_API_TOKEN_ACCESS", value_enum)]
+    pub api_token_access: Option<OnOff>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCmd {
+    /// Create a user in an account.
+    Create(UserCreate),
+}
+
+#[derive(Debug, Args)]
+pub struct UserCreate {
+    /// The account's subdomain.
+    #[arg(long, env = "LATCHKEY_ACCOUNT")]
+    pub account: String,
+    #[arg(long, env = "LATCHKEY_EMAIL")]
+    pub email: String,
+    #[arg(long, env = "LATCHKEY_NAME")]
+    pub name: String,
+    /// admin, agent or end_user.
+    #[arg(long, env = "LATCHKEY_ROLE")]
+    pub role: String,
+    /// Create the user unverified (it cannot use API tokens until verified).
+    #[arg(long, env = "LATCHKEY_UNVERIFIED")]
+    pub unverified: bool,
+    /// Read a web sign-in password from the first line of standard input.
+    #[arg(long, env = "LATCHKEY_PASSWORD_STDIN")]
+    pub password_stdin: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCmd {
+    /// Generate a token; prints the token alone (shown this once).
+    Create {
+        #[arg(long, env = "LATCHKEY_ACCOUNT")]
+        account: String,
+        #[arg(long, env = "LATCHKEY_DESCRIPTION")]
+        description: Option<String>,
+        /// Prefix of the new token.
+        #[arg(long, env = "LATCHKEY_TOKEN_PREFIX", default_value = "lk")]
+        token_prefix: String,
+    },
+    /// List an account's tokens, newest first.
+    List {
+        #[arg(long, env = "LATCHKEY_ACCOUNT")]
+        account: String,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Import tokens from a JSON-lines file of plaintext tokens or SHA-256 hashes.
+    Import {
+        #[arg(long, env = "LATCHKEY_ACCOUNT")]
+        account: String,
+        #[arg(long)]
+        file: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCmd {
+    /// Check an account's audit hash chain; exits 1 naming the first broken event.
+    Verify {
+        #[arg(long, env = "LATCHKEY_ACCOUNT")]
+        account: String,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,375 @@
+//! The `latchkey` command: run the server, migrate, and manage accounts,
+//! users and tokens directly on the database (SPEC §10.1). The CLI acts as
+//! the operator: its changes are audited with `actor_type` `operator`, and a
+//! running server picks them up from the change log within 100 ms.
+
+mod cli;
+
+use std::io::BufRead;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::Parser;
+use latchkey_core::{
+    account::{parse_account_name, AccountPatch, NewAccount, Plan, Subdomain},
+    audit::{first_broken, Actor},
+    time::rfc3339,
+    token::{has_valid_checksum, parse_description, visible_token, NewToken, TokenHash},
+    user::{parse_user_name, Email, NewUser, Role},
+    DomainError,
+};
+use latchkey_server::{password, run, AdminAccess, App, ServerConfig};
+use latchkey_store::StoreError;
+
+use cli::{AccountCmd, AuditCmd, Cli, Command, LogFormat, OnOff, TokenCmd, UserCmd};
+
+/// A failure the operator caused (exit 1 with a one-line message), as
+/// opposed to a bug or an unreachable database (also exit 1, with context).
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(dispatch(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {}", describe(&e));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// One line for the operator; domain refusals read as the rule they broke.
+fn describe(e: &anyhow::Error) -> String {
+    match e.downcast_ref::<StoreError>() {
+        Some(StoreError::Domain(DomainError::Invalid(list))) => list
+            .iter()
+            .map(|i| i.description.clone())
+            .collect::<Vec<_>>()
+            .join("; "),
+        Some(StoreError::Domain(d)) => d.to_string(),
+        _ => format!("{e:#}"),
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("LATCHKEY_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    let url = cli.database_url.clone();
+    match cli.command {
+        Command::Serve(args) => {
+            init_logging(args.log_format);
+            serve(&url, args).await?;
+        }
+        Command::Migrate => {
+            latchkey_store::open(&url).await?;
+            println!("database is up to date");
+        }
+        Command::Account(cmd) => account(&url, cmd).await?,
+        Command::User(cmd) => user(&url, cmd).await?,
+        Command::Token(cmd) => token(&url, cmd).await?,
+        Command::Audit(AuditCmd::Verify { account }) => return audit_verify(&url, &account).await,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn open(url: &str, prefix: latchkey_core::token::TokenPrefix) -> anyhow::Result<App> {
+    Ok(App::open(url, prefix).await?)
+}
+
+async fn serve(url: &str, args: cli::ServeArgs) -> anyhow::Result<()> {
+    let prefix = args.token_prefix()?;
+    let app = Arc::new(open(url, prefix.clone()).await?);
+    let config = ServerConfig {
+        listen: args.listen,
+        public_url: args.public_url.clone(),
+        token_prefix: prefix,
+        trusted_proxies: args.trusted_proxy.clone(),
+        flush_interval: std::time::Duration::from_secs(args.flush_interval_secs.max(1)),
+        poll_interval: std::time::Duration::from_millis(args.poll_interval_ms.max(1)),
+        failed_auth_per_minute: args.failed_auth_per_minute,
+    };
+    let first = run::bootstrap(&app, &args.bootstrap_subdomain, &args.bootstrap_admin_email).await?;
+    let running = run::start(app, config).await?;
+    let base = args
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{}", running.addr));
+    if let Some(b) = first {
+        println!(
+            "latchkey: created the first account \"{}\" with admin {}",
+            b.subdomain, b.email
+        );
+        println!("latchkey: its password, shown this once: {}", b.password);
+        println!("latchkey: sign in at {base}/login (API token access starts off; turn it on in the settings)");
+    }
+    println!("latchkey: listening on {base}");
+    tracing::info!(addr = %running.addr, "listening");
+    latchkey_server::tasks::shutdown_signal().await;
+    tracing::info!("shutting down: draining requests and flushing last_used");
+    running.stop().await?;
+    Ok(())
+}
+
+async fn account_by_subdomain(app: &App, subdomain: &str) -> anyhow::Result<latchkey_core::account::Account> {
+    app.store
+        .account_by_subdomain(subdomain)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("no account with subdomain {subdomain:?}"))
+}
+
+fn read_secret_line() -> anyhow::Result<String> {
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    let secret = line.trim_end_matches(['\r', '\n']).to_owned();
+    anyhow::ensure!(!secret.is_empty(), "the password read from standard input is empty");
+    Ok(secret)
+}
+
+fn domain<T>(r: Result<T, latchkey_core::Invalid>) -> Result<T, StoreError> {
+    r.map_err(|e| StoreError::Domain(e.into()))
+}
+
+async fn account(url: &str, cmd: AccountCmd) -> anyhow::Result<()> {
+    let app = open(url, Default::default()).await?;
+    match cmd {
+        AccountCmd::Create(a) => {
+            let new = NewAccount {
+                subdomain: domain(Subdomain::parse(&a.subdomain))?,
+                name: domain(parse_account_name(&a.name))?,
+                plan: domain(Plan::parse(&a.plan))?,
+                api_token_access: a.api_token_access,
+            };
+            let (secret, shown) = if a.admin_password_stdin {
+                (read_secret_line()?, false)
+            } else {
+                (password::generate(), true)
+            };
+            let admin = NewUser {
+                name: domain(parse_user_name(&a.admin_name))?,
+                email: domain(Email::parse(&a.admin_email))?,
+                role: Role::Admin,
+                verified: true,
+                password_hash: Some(password::hash(secret.clone()).await?),
+            };
+            let (account, user) = app.create_account(new, admin, &Actor::operator()).await?;
+            println!(
+                "created account {} (id {}) with admin {} (id {})",
+                account.subdomain, account.id, user.email, user.id
+            );
+            if shown {
+                println!("admin password, shown this once: {secret}");
+            }
+        }
+        AccountCmd::Update(a) => {
+            let account = account_by_subdomain(&app, &a.subdomain).await?;
+            let patch = AccountPatch {
+                name: a
+                    .name
+                    .as_deref()
+                    .map(parse_account_name)
+                    .transpose()
+                    .map_err(|e| StoreError::Domain(e.into()))?,
+                plan: a
+                    .plan
+                    .as_deref()
+                    .map(Plan::parse)
+                    .transpose()
+                    .map_err(|e| StoreError::Domain(e.into()))?,
+                api_token_access: a.api_token_access.map(|v| v == OnOff::On),
+            };
+            let updated = app.update_account(&AdminAccess::operator(account.id), &patch).await?;
+            println!(
+                "account {}: name {:?}, plan {}, api_token_access {}",
+                updated.subdomain,
+                updated.name,
+                updated.plan.as_str(),
+                if updated.api_token_access { "on" } else { "off" }
+            );
+        }
+    }
+    Ok(())
+}
+
+async fn user(url: &str, cmd: UserCmd) -> anyhow::Result<()> {
+    let app = open(url, Default::default()).await?;
+    let UserCmd::Create(u) = cmd;
+    let account = account_by_subdomain(&app, &u.account).await?;
+    let password_hash = if u.password_stdin {
+        Some(password::hash(read_secret_line()?).await?)
+    } else {
+        None
+    };
+    let new = NewUser {
+        name: domain(parse_user_name(&u.name))?,
+        email: domain(Email::parse(&u.email))?,
+        role: domain(Role::parse(&u.role))?,
+        verified: !u.unverified,
+        password_hash,
+    };
+    let user = app.create_user(&AdminAccess::operator(account.id), new).await?;
+    println!("created user {} (id {}) in {}", user.email, user.id, account.subdomain);
+    Ok(())
+}
+
+async fn token(url: &str, cmd: TokenCmd) -> anyhow::Result<()> {
+    match cmd {
+        TokenCmd::Create {
+            account,
+            description,
+            token_prefix,
+        } => {
+            let prefix = cli::parse_prefix(&token_prefix)?;
+            let app = open(url, prefix).await?;
+            let acct = account_by_subdomain(&app, &account).await?;
+            let description = match description {
+                Some(d) => domain(parse_description(&d))?,
+                None => None,
+            };
+            let (_, plain) = app.create_token(&AdminAccess::operator(acct.id), description).await?;
+            println!("{}", plain.expose());
+        }
+        TokenCmd::List { account, json } => {
+            let app = open(url, Default::default()).await?;
+            let acct = account_by_subdomain(&app, &account).await?;
+            let tokens = app.tokens(acct.id).await?;
+            if json {
+                let list: Vec<_> = tokens
+                    .iter()
+                    .map(|t| {
+                        serde_json::json!({
+                            "id": t.id,
+                            "description": t.description,
+                            "active": t.active,
+                            "visible_token": t.visible_token,
+                            "user_id": t.user_id,
+                            "created_at": rfc3339(t.created_at),
+                            "updated_at": rfc3339(t.updated_at),
+                            "last_used": t.last_used.map(rfc3339),
+                        })
+                    })
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&list)?);
+            } else {
+                println!(
+                    "{:>6}  {:<11}  {:<18}  {:<20}  DESCRIPTION",
+                    "ID", "STATUS", "TOKEN", "CREATED"
+                );
+                for t in &tokens {
+                    let status = if t.active { "Active" } else { "Deactivated" };
+                    println!(
+                        "{:>6}  {:<11}  {:<18}  {:<20}  {}",
+                        t.id,
+                        status,
+                        t.visible_token,
+                        rfc3339(t.created_at),
+                        t.description.as_deref().unwrap_or("")
+                    );
+                }
+                println!("{} of {} tokens", tokens.len(), acct.token_limit);
+            }
+        }
+        TokenCmd::Import { account, file } => {
+            let app = open(url, Default::default()).await?;
+            let acct = account_by_subdomain(&app, &account).await?;
+            let text =
+                std::fs::read_to_string(&file).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
+            let tokens = parse_import(&text)?;
+            let n = tokens.len();
+            app.import_tokens(&AdminAccess::operator(acct.id), tokens).await?;
+            println!("imported {n} tokens into {}", acct.subdomain);
+        }
+    }
+    Ok(())
+}
+
+/// Reads the import file: one JSON object per line, either
+/// `{"token": "lk_…"}` or `{"token_sha256": "<64 hex>", "visible_token": "…"}`,
+/// each with optional `"description"` and `"active"` (default true).
+fn parse_import(text: &str) -> anyhow::Result<Vec<NewToken>> {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Line {
+        token: Option<String>,
+        token_sha256: Option<String>,
+        visible_token: Option<String>,
+        description: Option<String>,
+        active: Option<bool>,
+    }
+    let mut out = Vec::new();
+    for (i, raw) in text.lines().enumerate() {
+        let n = i + 1;
+        if raw.trim().is_empty() {
+            continue;
+        }
+        // serde's message could quote the line, and the line may hold a secret.
+        let line: Line = serde_json::from_str(raw).map_err(|e| {
+            anyhow::anyhow!("line {n}: not a valid import record (column {}; expected token or token_sha256, visible_token, description, active)", e.column())
+        })?;
+        let (hash, visible) = match (line.token, line.token_sha256) {
+            (Some(t), None) => {
+                anyhow::ensure!(
+                    has_valid_checksum(&t),
+                    "line {n}: token is not a well-formed latchkey token"
+                );
+                (TokenHash::of(&t), visible_token(&t).unwrap_or_default())
+            }
+            (None, Some(h)) => {
+                let hash = TokenHash::from_hex(&h.to_ascii_lowercase())
+                    .ok_or_else(|| anyhow::anyhow!("line {n}: token_sha256 must be 64 hexadecimal characters"))?;
+                let visible = line
+                    .visible_token
+                    .ok_or_else(|| anyhow::anyhow!("line {n}: visible_token is required with token_sha256"))?;
+                anyhow::ensure!(
+                    !visible.is_empty() && visible.chars().count() <= 64 && !visible.chars().any(char::is_control),
+                    "line {n}: visible_token must be 1 to 64 printable characters"
+                );
+                (hash, visible)
+            }
+            _ => anyhow::bail!("line {n}: give exactly one of token and token_sha256"),
+        };
+        let description = match line.description {
+            Some(d) => parse_description(&d).map_err(|e| anyhow::anyhow!("line {n}: {}", e.description))?,
+            None => None,
+        };
+        out.push(NewToken {
+            hash,
+            visible_token: visible,
+            description,
+            active: line.active.unwrap_or(true),
+            user_id: None,
+        });
+    }
+    anyhow::ensure!(!out.is_empty(), "the file holds no tokens");
+    Ok(out)
+}
+
+async fn audit_verify(url: &str, subdomain: &str) -> anyhow::Result<ExitCode> {
+    let app = open(url, Default::default()).await?;
+    let acct = account_by_subdomain(&app, subdomain).await?;
+    let chain = app.store.audit_chain(acct.id).await?;
+    match first_broken(chain.iter().map(|(e, h)| (e, *h))) {
+        None => {
+            println!("audit log of {subdomain} is intact ({} events)", chain.len());
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(id) => {
+            println!("audit log of {subdomain} is broken: event {id} does not match its hash chain");
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}

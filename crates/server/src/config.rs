@@ -1,0 +1,38 @@
+//! The server's settings, as given on the command line or in `LATCHKEY_*`
+//! environment variables (the binary parses them; this is the typed result).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use ipnet::IpNet;
+use latchkey_core::token::TokenPrefix;
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    /// Base of every absolute URL the API returns; else the request's Host.
+    pub public_url: Option<String>,
+    pub token_prefix: TokenPrefix,
+    /// Proxies whose `X-Forwarded-*` headers are believed.
+    pub trusted_proxies: Vec<IpNet>,
+    /// How often `last_used` is written (at most once per token per interval).
+    pub flush_interval: Duration,
+    /// How often the change log is polled for other processes' changes.
+    pub poll_interval: Duration,
+    /// Failed authentications allowed per client address per minute.
+    pub failed_auth_per_minute: u32,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            public_url: None,
+            token_prefix: TokenPrefix::default(),
+            trusted_proxies: Vec::new(),
+            flush_interval: Duration::from_secs(10),
+            poll_interval: Duration::from_millis(25),
+            failed_auth_per_minute: 100,
+        }
+    }
+}

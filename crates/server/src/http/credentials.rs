@@ -1,0 +1,157 @@
+//! Parsing the `Authorization` header (SPEC §4.1–4.2). Pure: no lookups,
+//! so every hint it produces depends on the request's text alone. Any bytes
+//! at all parse to some outcome; nothing here can panic.
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use latchkey_core::token::{has_valid_checksum, TokenHash};
+
+/// What an `Authorization` header amounts to.
+#[derive(PartialEq, Eq)]
+pub enum Credentials {
+    /// `{email}/token:{token}` with a token whose checksum is valid.
+    ApiToken { email: String, hash: TokenHash },
+    /// Basic credentials that are not a usable API token; `token_hint` when
+    /// the password is a well-formed token but the user name lacks `/token`.
+    BadBasic { token_hint: bool },
+    /// `Bearer …`; `api_token` when the value is a well-formed API token.
+    Bearer { api_token: bool },
+    /// No header, an unknown scheme, or undecodable credentials.
+    Missing,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print the email/hash pair: it identifies a credential.
+        match self {
+            Credentials::ApiToken { .. } => f.write_str("ApiToken(<redacted>)"),
+            Credentials::BadBasic { .. } => f.write_str("BadBasic"),
+            Credentials::Bearer { api_token } => write!(f, "Bearer {{ api_token: {api_token} }}"),
+            Credentials::Missing => f.write_str("Missing"),
+        }
+    }
+}
+
+const TOKEN_SUFFIX: &str = "/token";
+
+/// Longest header value worth decoding; real credentials are far shorter.
+const MAX_HEADER: usize = 4096;
+
+pub fn parse(header: Option<&[u8]>) -> Credentials {
+    let Some(raw) = header else {
+        return Credentials::Missing;
+    };
+    if raw.len() > MAX_HEADER {
+        return Credentials::BadBasic { token_hint: false };
+    }
+    let Ok(value) = std::str::from_utf8(raw) else {
+        return Credentials::BadBasic { token_hint: false };
+    };
+    let value = value.trim();
+    let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
+    let rest = rest.trim();
+    if scheme.eq_ignore_ascii_case("basic") {
+        parse_basic(rest)
+    } else if scheme.eq_ignore_ascii_case("bearer") {
+        Credentials::Bearer {
+            api_token: has_valid_checksum(rest),
+        }
+    } else {
+        Credentials::Missing
+    }
+}
+
+fn parse_basic(encoded: &str) -> Credentials {
+    let bad = Credentials::BadBasic { token_hint: false };
+    let Ok(decoded) = STANDARD.decode(encoded) else {
+        return bad;
+    };
+    let Ok(text) = String::from_utf8(decoded) else {
+        return bad;
+    };
+    let Some((user, password)) = text.split_once(':') else {
+        return bad;
+    };
+    if !has_valid_checksum(password) {
+        return bad;
+    }
+    match user.strip_suffix(TOKEN_SUFFIX) {
+        Some(email) if !email.is_empty() => Credentials::ApiToken {
+            email: email.to_owned(),
+            hash: TokenHash::of(password),
+        },
+        Some(_) => bad,
+        None => Credentials::BadBasic { token_hint: true },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use latchkey_core::token::{PlainToken, TokenPrefix};
+
+    fn basic(s: &str) -> Vec<u8> {
+        format!("Basic {}", STANDARD.encode(s)).into_bytes()
+    }
+
+    #[test]
+    fn email_slash_token_with_a_valid_token_parses() {
+        let t = PlainToken::generate(&TokenPrefix::default());
+        let c = parse(Some(&basic(&format!("Jane@x.io/token:{}", t.expose()))));
+        assert_eq!(
+            c,
+            Credentials::ApiToken {
+                email: "Jane@x.io".into(),
+                hash: t.hash()
+            }
+        );
+    }
+
+    #[test]
+    fn the_password_may_contain_colons_only_after_the_first() {
+        // Split on the first colon: a token never contains one, so this fails.
+        let c = parse(Some(&basic("a@x.io/token:lk_a:b")));
+        assert_eq!(c, Credentials::BadBasic { token_hint: false });
+    }
+
+    #[test]
+    fn a_token_without_slash_token_gets_the_hint() {
+        let t = PlainToken::generate(&TokenPrefix::default());
+        let c = parse(Some(&basic(&format!("a@x.io:{}", t.expose()))));
+        assert_eq!(c, Credentials::BadBasic { token_hint: true });
+    }
+
+    #[test]
+    fn garbage_never_panics() {
+        let inputs: Vec<&[u8]> = vec![
+            b"",
+            b"Basic",
+            b"Basic ",
+            b"Basic !!!",
+            b"Basic \xff\xfe",
+            b"\xff\xff",
+            b"Digest x",
+            b"Bearer",
+            b"basic Og==",
+            b"Basic //8=",
+        ];
+        for i in inputs {
+            let _ = parse(Some(i));
+        }
+        assert_eq!(parse(None), Credentials::Missing);
+        assert_eq!(
+            parse(Some(&[b'a'; 10_000])),
+            Credentials::BadBasic { token_hint: false }
+        );
+    }
+
+    #[test]
+    fn bearer_values_are_classified_by_checksum_only() {
+        let t = PlainToken::generate(&TokenPrefix::default());
+        assert_eq!(
+            parse(Some(format!("Bearer {}", t.expose()).as_bytes())),
+            Credentials::Bearer { api_token: true }
+        );
+        assert_eq!(parse(Some(b"bearer abc")), Credentials::Bearer { api_token: false });
+    }
+}

@@ -1,0 +1,238 @@
+//! `ApiError`: every failure the REST API can answer with, mapped to the
+//! SPEC's status codes and exact bodies (§4.2, §5.1). 5xx bodies are
+//! opaque; the cause goes to the log under the request's id.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use latchkey_core::{DomainError, Invalid};
+use latchkey_store::StoreError;
+use serde_json::{json, Map, Value};
+
+pub const NOT_AUTHENTICATED: &str = r#"{"error":"Couldn't authenticate you"}"#;
+pub const WWW_AUTHENTICATE: &str = r#"Basic realm="latchkey""#;
+const FORBIDDEN: &str =
+    "You do not have access to this page. Please contact the account owner of this help desk for further help.";
+const SLASH_TOKEN_HINT: &str = "Use {email}/token as the user name when you authenticate with an API token.";
+const BEARER_DESCRIPTION: &str =
+    "The access token provided is expired, revoked, malformed or invalid for other reasons.";
+const BEARER_HINT: &str =
+    "This is an API token, not an OAuth access token. Send it with HTTP Basic authentication as {email}/token:{token}.";
+
+#[derive(Debug)]
+pub enum ApiError {
+    /// 401 for any failed authentication; `token_hint` only for the
+    /// `/token` user-name mistake (it depends on the request text alone).
+    NotAuthenticated {
+        token_hint: bool,
+    },
+    /// 401 for a Bearer credential; `api_token` when it has a valid checksum.
+    InvalidBearer {
+        api_token: bool,
+    },
+    Forbidden,
+    TokenAccessDisabled,
+    AuditLogUnavailable,
+    BadRequest(String),
+    NotFound,
+    MethodNotAllowed,
+    PayloadTooLarge,
+    Invalid(Vec<Invalid>),
+    TooManyRequests {
+        retry_after: u64,
+    },
+    Internal(String),
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;
+
+/// A JSON response with the SPEC's content type.
+pub fn json_response(status: StatusCode, body: &Value) -> Response {
+    raw_json(status, body.to_string())
+}
+
+pub fn raw_json(status: StatusCode, body: String) -> Response {
+    let mut res = (status, body).into_response();
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json; charset=utf-8"),
+    );
+    res
+}
+
+fn error_body(error: &str, description: &str) -> Value {
+    json!({ "error": error, "description": description })
+}
+
+impl ApiError {
+    pub fn bad_request(description: impl Into<String>) -> Self {
+        ApiError::BadRequest(description.into())
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::NotAuthenticated { .. } | ApiError::InvalidBearer { .. } => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden | ApiError::TokenAccessDisabled | ApiError::AuditLogUnavailable => {
+                StatusCode::FORBIDDEN
+            }
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    pub fn body(&self) -> String {
+        let v = match self {
+            ApiError::NotAuthenticated { token_hint: false } => return NOT_AUTHENTICATED.to_owned(),
+            ApiError::NotAuthenticated { token_hint: true } => {
+                json!({"error": "Couldn't authenticate you", "description": SLASH_TOKEN_HINT})
+            }
+            ApiError::InvalidBearer { api_token } => {
+                let mut m = Map::new();
+                m.insert("error".into(), "invalid_token".into());
+                m.insert("error_description".into(), BEARER_DESCRIPTION.into());
+                if *api_token {
+                    m.insert("hint".into(), BEARER_HINT.into());
+                }
+                Value::Object(m)
+            }
+            ApiError::Forbidden => error_body("Forbidden", FORBIDDEN),
+            ApiError::TokenAccessDisabled => error_body(
+                "TokenAccessDisabled",
+                "API token access is turned off for this account.",
+            ),
+            ApiError::AuditLogUnavailable => error_body("Forbidden", "The audit log is available on Enterprise plans."),
+            ApiError::BadRequest(d) => error_body("BadRequest", d),
+            ApiError::NotFound => error_body("RecordNotFound", "Not found"),
+            ApiError::MethodNotAllowed => error_body("MethodNotAllowed", "This method is not allowed on this path."),
+            ApiError::PayloadTooLarge => error_body("PayloadTooLarge", "The request body is larger than 64 KiB."),
+            ApiError::Invalid(list) => {
+                let mut details = Map::new();
+                for i in list {
+                    let entry = details
+                        .entry(i.field.clone())
+                        .or_insert_with(|| Value::Array(Vec::new()));
+                    if let Value::Array(a) = entry {
+                        a.push(json!({"error": i.code.as_str(), "description": i.description}));
+                    }
+                }
+                json!({"error": "RecordInvalid", "description": "Record validation errors", "details": details})
+            }
+            ApiError::TooManyRequests { .. } => error_body(
+                "TooManyRequests",
+                "Too many failed authentication attempts. Try again later.",
+            ),
+            ApiError::Internal(_) => error_body("InternalError", "Something went wrong on our side."),
+        };
+        v.to_string()
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if let ApiError::Internal(cause) = &self {
+            tracing::error!(cause = %cause, "internal error");
+        }
+        let mut res = raw_json(self.status(), self.body());
+        let headers = res.headers_mut();
+        match &self {
+            ApiError::NotAuthenticated { .. } | ApiError::InvalidBearer { .. } => {
+                headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(WWW_AUTHENTICATE));
+            }
+            ApiError::TooManyRequests { retry_after } => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));
+            }
+            _ => {}
+        }
+        res
+    }
+}
+
+impl From<DomainError> for ApiError {
+    fn from(e: DomainError) -> Self {
+        match e {
+            DomainError::Invalid(list) => ApiError::Invalid(list),
+            DomainError::TokenAccessDisabled => ApiError::TokenAccessDisabled,
+            DomainError::NotFound => ApiError::NotFound,
+        }
+    }
+}
+
+impl From<Invalid> for ApiError {
+    fn from(i: Invalid) -> Self {
+        ApiError::Invalid(vec![i])
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Domain(d) => d.into(),
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use latchkey_core::ErrorCode;
+
+    #[test]
+    fn each_error_maps_to_the_spec_status_and_body() {
+        let cases: Vec<(ApiError, u16, &str)> = vec![
+            (
+                ApiError::NotAuthenticated { token_hint: false },
+                401,
+                r#"{"error":"Couldn't authenticate you"}"#,
+            ),
+            (
+                ApiError::InvalidBearer { api_token: false },
+                401,
+                r#"{"error":"invalid_token","error_description":"The access token provided is expired, revoked, malformed or invalid for other reasons."}"#,
+            ),
+            (
+                ApiError::Forbidden,
+                403,
+                r#"{"error":"Forbidden","description":"You do not have access to this page. Please contact the account owner of this help desk for further help."}"#,
+            ),
+            (
+                ApiError::TokenAccessDisabled,
+                403,
+                r#"{"error":"TokenAccessDisabled","description":"API token access is turned off for this account."}"#,
+            ),
+            (
+                ApiError::AuditLogUnavailable,
+                403,
+                r#"{"error":"Forbidden","description":"The audit log is available on Enterprise plans."}"#,
+            ),
+            (
+                ApiError::NotFound,
+                404,
+                r#"{"error":"RecordNotFound","description":"Not found"}"#,
+            ),
+            (
+                ApiError::Invalid(vec![Invalid::new(
+                    "base",
+                    ErrorCode::TokenActive,
+                    "Deactivate the token before deleting it.",
+                )]),
+                422,
+                r#"{"error":"RecordInvalid","description":"Record validation errors","details":{"base":[{"error":"TokenActive","description":"Deactivate the token before deleting it."}]}}"#,
+            ),
+        ];
+        for (err, status, body) in cases {
+            assert_eq!(err.status().as_u16(), status);
+            assert_eq!(err.body(), body);
+        }
+    }
+
+    #[test]
+    fn internal_errors_hide_their_cause() {
+        let e = ApiError::Internal("secret detail".into());
+        assert!(!e.body().contains("secret"));
+    }
+}

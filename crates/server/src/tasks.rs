@@ -1,0 +1,97 @@
+//! Background work of a running server: following the change log (other
+//! processes' changes), flushing `last_used` in batches, and pruning.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::app::App;
+use crate::http::auth::FailureLimiter;
+
+/// How long change-log entries are kept; a process that falls further
+/// behind resynchronises fully.
+const CHANGE_RETENTION_SECS: i64 = 3600;
+
+/// Starts the background tasks; they stop when `stop` turns true, and the
+/// flusher writes what it holds before it returns.
+pub fn spawn(
+    app: Arc<App>,
+    limiter: Arc<FailureLimiter>,
+    config: &crate::ServerConfig,
+    stop: watch::Receiver<bool>,
+) -> Vec<JoinHandle<()>> {
+    let follower = app.follower.clone();
+    let poll = config.poll_interval;
+    let flush = config.flush_interval;
+    vec![
+        tokio::spawn(follower.run(poll, stopped(stop.clone()))),
+        tokio::spawn(flush_usage(app.clone(), flush, stop.clone())),
+        tokio::spawn(maintenance(app, limiter, stop)),
+    ]
+}
+
+async fn stopped(mut stop: watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}
+
+fn interval(period: Duration) -> tokio::time::Interval {
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick
+}
+
+/// Waits for the next tick; false once `stop` has turned true.
+async fn next_tick(tick: &mut tokio::time::Interval, stop: &mut watch::Receiver<bool>) -> bool {
+    tokio::select! {
+        _ = stop.wait_for(|s| *s) => false,
+        _ = tick.tick() => true,
+    }
+}
+
+async fn flush_usage(app: Arc<App>, period: Duration, mut stop: watch::Receiver<bool>) {
+    let mut tick = interval(period);
+    loop {
+        let go_on = next_tick(&mut tick, &mut stop).await;
+        if let Err(e) = app.flush_usage().await {
+            tracing::warn!(error = %e, "writing last_used failed");
+        }
+        if !go_on {
+            return;
+        }
+    }
+}
+
+async fn maintenance(app: Arc<App>, limiter: Arc<FailureLimiter>, mut stop: watch::Receiver<bool>) {
+    let mut tick = interval(Duration::from_secs(60));
+    while next_tick(&mut tick, &mut stop).await {
+        let now = app.now();
+        limiter.sweep(now);
+        if let Err(e) = app.store.prune_changes(now - CHANGE_RETENTION_SECS).await {
+            tracing::warn!(error = %e, "pruning the change log failed");
+        }
+    }
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}

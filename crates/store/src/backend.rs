@@ -1,0 +1,88 @@
+//! The seam between [`crate::Store`] and a database: typed statements, one
+//! method each. A backend holds no rules; the rules live in
+//! `latchkey-core` and the order of the steps in `store.rs`.
+
+use async_trait::async_trait;
+use latchkey_core::{
+    account::{Account, NewAccount},
+    audit::AuditEvent,
+    time::Timestamp,
+    token::{ApiToken, NewToken},
+    user::{NewUser, User},
+    verifier::{Snapshot, TokenAuth},
+};
+
+use crate::{Change, Entity, Result};
+
+/// Reads outside a transaction, and the way into one.
+#[async_trait]
+pub trait Backend: Send + Sync + 'static {
+    /// Starts a transaction that holds the write lock (SQLite) or is ready
+    /// to take row locks (PostgreSQL).
+    async fn begin(&self) -> Result<Box<dyn Tx>>;
+
+    async fn load_snapshot(&self) -> Result<Snapshot>;
+    async fn latest_change(&self) -> Result<i64>;
+    async fn oldest_change(&self) -> Result<Option<i64>>;
+    async fn changes_since(&self, seq: i64, limit: i64) -> Result<Vec<Change>>;
+    async fn prune_changes(&self, before: Timestamp) -> Result<u64>;
+
+    async fn account_count(&self) -> Result<i64>;
+    async fn accounts(&self) -> Result<Vec<Account>>;
+    async fn account(&self, id: i64) -> Result<Option<Account>>;
+    async fn account_by_subdomain(&self, subdomain: &str) -> Result<Option<Account>>;
+    /// A user by id in any account, deleted or not.
+    async fn user(&self, id: i64) -> Result<Option<User>>;
+    /// An undeleted user by email, with the password hash for sign-in.
+    async fn user_credentials(&self, account_id: i64, email_normalized: &str)
+        -> Result<Option<(User, Option<String>)>>;
+    /// Undeleted users with ids after/before a cursor, `limit` of them,
+    /// in ascending id order.
+    async fn users_page(
+        &self,
+        account_id: i64,
+        after: Option<i64>,
+        before: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<User>>;
+    async fn token(&self, account_id: i64, id: i64) -> Result<Option<ApiToken>>;
+    async fn token_auth(&self, id: i64) -> Result<Option<TokenAuth>>;
+    /// An account's tokens, newest first.
+    async fn tokens(&self, account_id: i64) -> Result<Vec<ApiToken>>;
+    /// An account's audit events in id order, with their stored hashes.
+    async fn audit_chain(&self, account_id: i64) -> Result<Vec<(AuditEvent, [u8; 32])>>;
+    /// Writes `last_used` for a batch of tokens, never moving it backwards.
+    async fn record_token_use(&self, uses: &[(i64, Timestamp)]) -> Result<()>;
+}
+
+/// One open transaction. Dropped without `commit`, it rolls back.
+#[async_trait]
+pub trait Tx: Send {
+    /// Locks an account for the rest of the transaction (so that limits and
+    /// the audit chain see no concurrent writer) and reads it.
+    async fn lock_account(&mut self, id: i64) -> Result<Option<Account>>;
+    async fn lock_account_by_subdomain(&mut self, subdomain: &str) -> Result<Option<Account>>;
+    async fn subdomain_taken(&mut self, subdomain: &str) -> Result<bool>;
+    async fn insert_account(&mut self, new: &NewAccount, now: Timestamp) -> Result<Account>;
+    async fn save_account(&mut self, account: &Account) -> Result<()>;
+
+    async fn user(&mut self, account_id: i64, id: i64) -> Result<Option<User>>;
+    async fn email_taken(&mut self, account_id: i64, email_normalized: &str) -> Result<bool>;
+    async fn insert_user(&mut self, account_id: i64, new: &NewUser, now: Timestamp) -> Result<User>;
+    async fn save_user(&mut self, user: &User, now: Timestamp) -> Result<()>;
+    async fn set_password(&mut self, user_id: i64, password_hash: &str) -> Result<()>;
+
+    async fn count_tokens(&mut self, account_id: i64) -> Result<i64>;
+    async fn token(&mut self, account_id: i64, id: i64) -> Result<Option<ApiToken>>;
+    async fn token_hash_taken(&mut self, hash: &[u8]) -> Result<bool>;
+    async fn insert_token(&mut self, account_id: i64, new: &NewToken, now: Timestamp) -> Result<ApiToken>;
+    async fn save_token(&mut self, token: &ApiToken) -> Result<()>;
+    async fn delete_token(&mut self, id: i64) -> Result<()>;
+
+    /// The hash of the account's newest audit event, if any.
+    async fn last_audit_hash(&mut self, account_id: i64) -> Result<Option<[u8; 32]>>;
+    async fn insert_audit(&mut self, event: &AuditEvent, hash: &[u8; 32]) -> Result<i64>;
+    async fn append_change(&mut self, entity: Entity, id: i64, now: Timestamp) -> Result<()>;
+
+    async fn commit(self: Box<Self>) -> Result<()>;
+}

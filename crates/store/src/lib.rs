@@ -1,0 +1,84 @@
+//! latchkey's storage: every change as one transaction that also writes its
+//! audit event and its change-log entry, and the follower that keeps a
+//! process's in-memory verifier current from that log.
+//!
+//! [`Store`] is what callers use. It implements each operation once, in
+//! terms of a [`backend::Backend`] that supplies small, typed statements;
+//! SQLite is one backend, and PostgreSQL sits beside it behind the same
+//! trait without changing callers.
+
+pub mod backend;
+pub mod follower;
+mod rows;
+pub mod sqlite;
+mod store;
+
+pub use follower::Follower;
+pub use store::{Page, Store};
+
+/// Why a storage operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A domain rule refused the change (404, 403 or 422 at the edge).
+    #[error(transparent)]
+    Domain(#[from] latchkey_core::DomainError),
+    /// The database failed; the cause is for the log, never for a response.
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    /// The schema is newer than this build, or migrating failed.
+    #[error("migration error: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A stored value this build cannot read (for example an unknown plan).
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
+    /// The database URL names no supported database.
+    #[error("unsupported database URL (expected sqlite:// or postgres://)")]
+    UnsupportedUrl,
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Which kind of entity a change-log entry touched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Entity {
+    Account,
+    User,
+    Token,
+}
+
+impl Entity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Entity::Account => "account",
+            Entity::User => "user",
+            Entity::Token => "token",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "account" => Some(Entity::Account),
+            "user" => Some(Entity::User),
+            "token" => Some(Entity::Token),
+            _ => None,
+        }
+    }
+}
+
+/// One change-log entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    pub seq: i64,
+    pub entity: Entity,
+    pub entity_id: i64,
+}
+
+/// Opens the database a URL names, creating and migrating it if needed.
+pub async fn open(url: &str) -> Result<Store> {
+    if url.starts_with("sqlite:") {
+        let backend = sqlite::SqliteBackend::open(url).await?;
+        Ok(Store::new(std::sync::Arc::new(backend)))
+    } else {
+        Err(StoreError::UnsupportedUrl)
+    }
+}

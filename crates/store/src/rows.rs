@@ -1,0 +1,198 @@
+//! Row shapes shared by every backend (`sqlx::FromRow` is generic over the
+//! database) and their conversion into domain records.
+
+use latchkey_core::{
+    account::{Account, Plan},
+    audit::{Action, ActorType, AuditEvent, SourceType},
+    token::{ApiToken, TokenHash},
+    user::{Role, User},
+    verifier::TokenAuth,
+};
+
+use crate::{Change, Entity, StoreError};
+
+pub const ACCOUNT_COLUMNS: &str = "id, subdomain, name, plan, token_limit, api_token_access, created_at, updated_at";
+pub const USER_COLUMNS: &str =
+    "id, account_id, name, email, role, verified, suspended, deleted_at, created_at, updated_at";
+pub const TOKEN_COLUMNS: &str =
+    "id, account_id, description, active, visible_token, user_id, assigned_user_id, created_at, updated_at, last_used";
+pub const AUDIT_COLUMNS: &str = "id, account_id, action, actor_type, actor_id, actor_name, source_type, source_id, source_label, change_description, ip_address, created_at, hash";
+
+fn corrupt(what: &str, value: &str) -> StoreError {
+    StoreError::Corrupt(format!("unknown {what} {value:?}"))
+}
+
+#[derive(sqlx::FromRow)]
+pub struct AccountRow {
+    id: i64,
+    subdomain: String,
+    name: String,
+    plan: String,
+    token_limit: i64,
+    api_token_access: bool,
+    created_at: i64,
+    updated_at: i64,
+}
+
+impl TryFrom<AccountRow> for Account {
+    type Error = StoreError;
+
+    fn try_from(r: AccountRow) -> Result<Self, StoreError> {
+        Ok(Account {
+            id: r.id,
+            plan: Plan::parse(&r.plan).map_err(|_| corrupt("plan", &r.plan))?,
+            subdomain: r.subdomain,
+            name: r.name,
+            token_limit: r.token_limit,
+            api_token_access: r.api_token_access,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub struct UserRow {
+    id: i64,
+    account_id: i64,
+    name: String,
+    email: String,
+    role: String,
+    verified: bool,
+    suspended: bool,
+    deleted_at: Option<i64>,
+    created_at: i64,
+    updated_at: i64,
+}
+
+impl TryFrom<UserRow> for User {
+    type Error = StoreError;
+
+    fn try_from(r: UserRow) -> Result<Self, StoreError> {
+        Ok(User {
+            id: r.id,
+            account_id: r.account_id,
+            role: Role::parse(&r.role).map_err(|_| corrupt("role", &r.role))?,
+            name: r.name,
+            email: r.email,
+            verified: r.verified,
+            suspended: r.suspended,
+            deleted: r.deleted_at.is_some(),
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub struct TokenRow {
+    id: i64,
+    account_id: i64,
+    description: Option<String>,
+    active: bool,
+    visible_token: String,
+    user_id: Option<i64>,
+    assigned_user_id: Option<i64>,
+    created_at: i64,
+    updated_at: i64,
+    last_used: Option<i64>,
+}
+
+impl From<TokenRow> for ApiToken {
+    fn from(r: TokenRow) -> Self {
+        ApiToken {
+            id: r.id,
+            account_id: r.account_id,
+            description: r.description,
+            active: r.active,
+            visible_token: r.visible_token,
+            user_id: r.user_id,
+            assigned_user_id: r.assigned_user_id,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+            last_used: r.last_used,
+        }
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub struct TokenAuthRow {
+    id: i64,
+    account_id: i64,
+    token_hash: Vec<u8>,
+    active: bool,
+}
+
+impl TryFrom<TokenAuthRow> for TokenAuth {
+    type Error = StoreError;
+
+    fn try_from(r: TokenAuthRow) -> Result<Self, StoreError> {
+        Ok(TokenAuth {
+            id: r.id,
+            account_id: r.account_id,
+            hash: TokenHash::from_slice(&r.token_hash)
+                .ok_or_else(|| corrupt("token hash of token", &r.id.to_string()))?,
+            active: r.active,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub struct AuditRow {
+    id: i64,
+    account_id: i64,
+    action: String,
+    actor_type: String,
+    actor_id: Option<i64>,
+    actor_name: String,
+    source_type: String,
+    source_id: i64,
+    source_label: String,
+    change_description: String,
+    ip_address: Option<String>,
+    created_at: i64,
+    hash: Vec<u8>,
+}
+
+impl TryFrom<AuditRow> for (AuditEvent, [u8; 32]) {
+    type Error = StoreError;
+
+    fn try_from(r: AuditRow) -> Result<Self, StoreError> {
+        // A malformed stored hash must read as a broken link, not an error.
+        let hash = <[u8; 32]>::try_from(r.hash.as_slice()).unwrap_or([0xff; 32]);
+        let event = AuditEvent {
+            id: r.id,
+            account_id: r.account_id,
+            action: Action::parse(&r.action).ok_or_else(|| corrupt("action", &r.action))?,
+            actor_type: ActorType::parse(&r.actor_type).ok_or_else(|| corrupt("actor type", &r.actor_type))?,
+            actor_id: r.actor_id,
+            actor_name: r.actor_name,
+            source_type: SourceType::parse(&r.source_type).ok_or_else(|| corrupt("source type", &r.source_type))?,
+            source_id: r.source_id,
+            source_label: r.source_label,
+            change_description: r.change_description,
+            ip_address: r.ip_address,
+            created_at: r.created_at,
+        };
+        Ok((event, hash))
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub struct ChangeRow {
+    seq: i64,
+    entity: String,
+    entity_id: i64,
+}
+
+impl TryFrom<ChangeRow> for Change {
+    type Error = StoreError;
+
+    fn try_from(r: ChangeRow) -> Result<Self, StoreError> {
+        Ok(Change {
+            seq: r.seq,
+            entity: Entity::parse(&r.entity).ok_or_else(|| corrupt("entity", &r.entity))?,
+            entity_id: r.entity_id,
+        })
+    }
+}

@@ -1,0 +1,521 @@
+//! The SQLite backend: one database file in WAL mode, shared by any number
+//! of processes (servers and the CLI).
+//!
+//! Every write transaction starts with `BEGIN IMMEDIATE`, so it holds the
+//! database's write lock from its first statement: counts and checks read
+//! inside it cannot be overtaken by another writer, in this process or
+//! another. Within one process, writers also queue on a mutex so that they
+//! wait their turn instead of spinning in SQLite's busy handler.
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures_util::TryStreamExt;
+use latchkey_core::{
+    account::{Account, NewAccount},
+    audit::AuditEvent,
+    time::Timestamp,
+    token::{ApiToken, NewToken},
+    user::{NewUser, User},
+    verifier::{AccountEntry, Snapshot, TokenAuth},
+};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Sqlite, SqlitePool, Transaction};
+use tokio::sync::{Mutex, OwnedMutexGuard};
+
+use crate::backend::{Backend, Tx};
+use crate::rows::*;
+use crate::{Change, Entity, Result};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+pub struct SqliteBackend {
+    pool: SqlitePool,
+    writer: Arc<Mutex<()>>,
+}
+
+impl SqliteBackend {
+    /// Opens (creating if missing) and migrates the database at `url`.
+    pub async fn open(url: &str) -> Result<Self> {
+        let options = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // FULL: a commit is on disk before it is acknowledged.
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(30))
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .min_connections(1)
+            .connect_with(options)
+            .await?;
+        MIGRATOR.run(&pool).await?;
+        Ok(SqliteBackend {
+            pool,
+            writer: Arc::new(Mutex::new(())),
+        })
+    }
+}
+
+struct SqliteTx {
+    tx: Transaction<'static, Sqlite>,
+    _writer: OwnedMutexGuard<()>,
+}
+
+#[async_trait]
+impl Backend for SqliteBackend {
+    async fn begin(&self) -> Result<Box<dyn Tx>> {
+        let writer = self.writer.clone().lock_owned().await;
+        let tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        Ok(Box::new(SqliteTx { tx, _writer: writer }))
+    }
+
+    async fn load_snapshot(&self) -> Result<Snapshot> {
+        let mut snap = Snapshot::new();
+        // One read transaction, so that the three tables agree.
+        let mut conn = self.pool.begin().await?;
+        let accounts: Vec<AccountRow> = sqlx::query_as(&format!("SELECT {ACCOUNT_COLUMNS} FROM accounts"))
+            .fetch_all(&mut *conn)
+            .await?;
+        for row in accounts {
+            snap.add_account(AccountEntry::from(&Account::try_from(row)?));
+        }
+        {
+            let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE deleted_at IS NULL");
+            let mut users = sqlx::query_as::<_, UserRow>(&sql).fetch(&mut *conn);
+            while let Some(row) = users.try_next().await? {
+                snap.add_user(User::try_from(row)?);
+            }
+        }
+        {
+            let mut tokens =
+                sqlx::query_as::<_, TokenAuthRow>("SELECT id, account_id, token_hash, active FROM api_tokens")
+                    .fetch(&mut *conn);
+            while let Some(row) = tokens.try_next().await? {
+                snap.add_token(TokenAuth::try_from(row)?);
+            }
+        }
+        conn.commit().await?;
+        Ok(snap)
+    }
+
+    async fn latest_change(&self) -> Result<i64> {
+        let seq: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM changes")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(seq.unwrap_or(0))
+    }
+
+    async fn oldest_change(&self) -> Result<Option<i64>> {
+        Ok(sqlx::query_scalar("SELECT MIN(seq) FROM changes")
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
+    async fn changes_since(&self, seq: i64, limit: i64) -> Result<Vec<Change>> {
+        let rows: Vec<ChangeRow> =
+            sqlx::query_as("SELECT seq, entity, entity_id FROM changes WHERE seq > $1 ORDER BY seq LIMIT $2")
+                .bind(seq)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?;
+        rows.into_iter().map(Change::try_from).collect()
+    }
+
+    async fn prune_changes(&self, before: Timestamp) -> Result<u64> {
+        let _writer = self.writer.lock().await;
+        // Keep the newest entry so that sequence numbers never restart.
+        let done = sqlx::query("DELETE FROM changes WHERE created_at < $1 AND seq < (SELECT MAX(seq) FROM changes)")
+            .bind(before)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn account_count(&self) -> Result<i64> {
+        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM accounts")
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
+    async fn accounts(&self) -> Result<Vec<Account>> {
+        let rows: Vec<AccountRow> = sqlx::query_as(&format!("SELECT {ACCOUNT_COLUMNS} FROM accounts ORDER BY id"))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.into_iter().map(Account::try_from).collect()
+    }
+
+    async fn account(&self, id: i64) -> Result<Option<Account>> {
+        let row: Option<AccountRow> = sqlx::query_as(&format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(Account::try_from).transpose()
+    }
+
+    async fn account_by_subdomain(&self, subdomain: &str) -> Result<Option<Account>> {
+        let row: Option<AccountRow> =
+            sqlx::query_as(&format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE subdomain = $1"))
+                .bind(subdomain)
+                .fetch_optional(&self.pool)
+                .await?;
+        row.map(Account::try_from).transpose()
+    }
+
+    async fn user(&self, id: i64) -> Result<Option<User>> {
+        let row: Option<UserRow> = sqlx::query_as(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(User::try_from).transpose()
+    }
+
+    async fn user_credentials(
+        &self,
+        account_id: i64,
+        email_normalized: &str,
+    ) -> Result<Option<(User, Option<String>)>> {
+        let sql = format!(
+            "SELECT {USER_COLUMNS} FROM users WHERE account_id = $1 AND email_normalized = $2 AND deleted_at IS NULL"
+        );
+        let Some(row) = sqlx::query_as::<_, UserRow>(&sql)
+            .bind(account_id)
+            .bind(email_normalized)
+            .fetch_optional(&self.pool)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let user = User::try_from(row)?;
+        let hash: Option<String> = sqlx::query_scalar("SELECT password_hash FROM users WHERE id = $1")
+            .bind(user.id)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(Some((user, hash)))
+    }
+
+    async fn users_page(
+        &self,
+        account_id: i64,
+        after: Option<i64>,
+        before: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<User>> {
+        let base = format!("SELECT {USER_COLUMNS} FROM users WHERE account_id = $1 AND deleted_at IS NULL");
+        let rows: Vec<UserRow> = match before {
+            Some(before) => {
+                let mut rows: Vec<UserRow> = sqlx::query_as(&format!("{base} AND id < $2 ORDER BY id DESC LIMIT $3"))
+                    .bind(account_id)
+                    .bind(before)
+                    .bind(limit)
+                    .fetch_all(&self.pool)
+                    .await?;
+                rows.reverse();
+                rows
+            }
+            None => {
+                sqlx::query_as(&format!("{base} AND id > $2 ORDER BY id LIMIT $3"))
+                    .bind(account_id)
+                    .bind(after.unwrap_or(0))
+                    .bind(limit)
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+        };
+        rows.into_iter().map(User::try_from).collect()
+    }
+
+    async fn token(&self, account_id: i64, id: i64) -> Result<Option<ApiToken>> {
+        let row: Option<TokenRow> = sqlx::query_as(&format!(
+            "SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE account_id = $1 AND id = $2"
+        ))
+        .bind(account_id)
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(ApiToken::from))
+    }
+
+    async fn token_auth(&self, id: i64) -> Result<Option<TokenAuth>> {
+        let row: Option<TokenAuthRow> =
+            sqlx::query_as("SELECT id, account_id, token_hash, active FROM api_tokens WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?;
+        row.map(TokenAuth::try_from).transpose()
+    }
+
+    async fn tokens(&self, account_id: i64) -> Result<Vec<ApiToken>> {
+        let rows: Vec<TokenRow> = sqlx::query_as(&format!(
+            "SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE account_id = $1 ORDER BY id DESC"
+        ))
+        .bind(account_id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(ApiToken::from).collect())
+    }
+
+    async fn audit_chain(&self, account_id: i64) -> Result<Vec<(AuditEvent, [u8; 32])>> {
+        let rows: Vec<AuditRow> = sqlx::query_as(&format!(
+            "SELECT {AUDIT_COLUMNS} FROM audit_events WHERE account_id = $1 ORDER BY id"
+        ))
+        .bind(account_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(<(AuditEvent, [u8; 32])>::try_from).collect()
+    }
+
+    async fn record_token_use(&self, uses: &[(i64, Timestamp)]) -> Result<()> {
+        if uses.is_empty() {
+            return Ok(());
+        }
+        let _writer = self.writer.lock().await;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        for (id, at) in uses {
+            sqlx::query("UPDATE api_tokens SET last_used = $1 WHERE id = $2 AND (last_used IS NULL OR last_used < $1)")
+                .bind(at)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Tx for SqliteTx {
+    async fn lock_account(&mut self, id: i64) -> Result<Option<Account>> {
+        // BEGIN IMMEDIATE already holds the database's write lock.
+        let row: Option<AccountRow> = sqlx::query_as(&format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&mut *self.tx)
+            .await?;
+        row.map(Account::try_from).transpose()
+    }
+
+    async fn lock_account_by_subdomain(&mut self, subdomain: &str) -> Result<Option<Account>> {
+        let row: Option<AccountRow> =
+            sqlx::query_as(&format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE subdomain = $1"))
+                .bind(subdomain)
+                .fetch_optional(&mut *self.tx)
+                .await?;
+        row.map(Account::try_from).transpose()
+    }
+
+    async fn subdomain_taken(&mut self, subdomain: &str) -> Result<bool> {
+        Ok(self.lock_account_by_subdomain(subdomain).await?.is_some())
+    }
+
+    async fn insert_account(&mut self, new: &NewAccount, now: Timestamp) -> Result<Account> {
+        let row: AccountRow = sqlx::query_as(&format!(
+            "INSERT INTO accounts (subdomain, name, plan, token_limit, api_token_access, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $6) RETURNING {ACCOUNT_COLUMNS}"
+        ))
+        .bind(new.subdomain.as_str())
+        .bind(&new.name)
+        .bind(new.plan.as_str())
+        .bind(new.token_limit())
+        .bind(new.api_token_access)
+        .bind(now)
+        .fetch_one(&mut *self.tx)
+        .await?;
+        Account::try_from(row)
+    }
+
+    async fn save_account(&mut self, a: &Account) -> Result<()> {
+        sqlx::query("UPDATE accounts SET name = $1, plan = $2, token_limit = $3, api_token_access = $4, updated_at = $5 WHERE id = $6")
+            .bind(&a.name)
+            .bind(a.plan.as_str())
+            .bind(a.token_limit)
+            .bind(a.api_token_access)
+            .bind(a.updated_at)
+            .bind(a.id)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
+    }
+
+    async fn user(&mut self, account_id: i64, id: i64) -> Result<Option<User>> {
+        let row: Option<UserRow> = sqlx::query_as(&format!(
+            "SELECT {USER_COLUMNS} FROM users WHERE account_id = $1 AND id = $2"
+        ))
+        .bind(account_id)
+        .bind(id)
+        .fetch_optional(&mut *self.tx)
+        .await?;
+        row.map(User::try_from).transpose()
+    }
+
+    async fn email_taken(&mut self, account_id: i64, email_normalized: &str) -> Result<bool> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM users WHERE account_id = $1 AND email_normalized = $2 AND deleted_at IS NULL",
+        )
+        .bind(account_id)
+        .bind(email_normalized)
+        .fetch_one(&mut *self.tx)
+        .await?;
+        Ok(n > 0)
+    }
+
+    async fn insert_user(&mut self, account_id: i64, new: &NewUser, now: Timestamp) -> Result<User> {
+        let row: UserRow = sqlx::query_as(&format!(
+            "INSERT INTO users (account_id, name, email, email_normalized, role, verified, suspended, password_hash, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, FALSE, $7, $8, $8) RETURNING {USER_COLUMNS}"
+        ))
+        .bind(account_id)
+        .bind(&new.name)
+        .bind(new.email.as_str())
+        .bind(new.email.normalized())
+        .bind(new.role.as_str())
+        .bind(new.verified)
+        .bind(new.password_hash.as_deref())
+        .bind(now)
+        .fetch_one(&mut *self.tx)
+        .await?;
+        User::try_from(row)
+    }
+
+    async fn save_user(&mut self, u: &User, now: Timestamp) -> Result<()> {
+        sqlx::query(
+            "UPDATE users SET name = $1, role = $2, verified = $3, suspended = $4, \
+             deleted_at = CASE WHEN $5 THEN COALESCE(deleted_at, $6) ELSE NULL END, updated_at = $7 WHERE id = $8",
+        )
+        .bind(&u.name)
+        .bind(u.role.as_str())
+        .bind(u.verified)
+        .bind(u.suspended)
+        .bind(u.deleted)
+        .bind(now)
+        .bind(u.updated_at)
+        .bind(u.id)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    async fn set_password(&mut self, user_id: i64, password_hash: &str) -> Result<()> {
+        sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
+            .bind(password_hash)
+            .bind(user_id)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
+    }
+
+    async fn count_tokens(&mut self, account_id: i64) -> Result<i64> {
+        Ok(
+            sqlx::query_scalar("SELECT COUNT(*) FROM api_tokens WHERE account_id = $1")
+                .bind(account_id)
+                .fetch_one(&mut *self.tx)
+                .await?,
+        )
+    }
+
+    async fn token(&mut self, account_id: i64, id: i64) -> Result<Option<ApiToken>> {
+        let row: Option<TokenRow> = sqlx::query_as(&format!(
+            "SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE account_id = $1 AND id = $2"
+        ))
+        .bind(account_id)
+        .bind(id)
+        .fetch_optional(&mut *self.tx)
+        .await?;
+        Ok(row.map(ApiToken::from))
+    }
+
+    async fn token_hash_taken(&mut self, hash: &[u8]) -> Result<bool> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM api_tokens WHERE token_hash = $1")
+            .bind(hash)
+            .fetch_one(&mut *self.tx)
+            .await?;
+        Ok(n > 0)
+    }
+
+    async fn insert_token(&mut self, account_id: i64, new: &NewToken, now: Timestamp) -> Result<ApiToken> {
+        let row: TokenRow = sqlx::query_as(&format!(
+            "INSERT INTO api_tokens (account_id, token_hash, visible_token, description, active, user_id, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $7) RETURNING {TOKEN_COLUMNS}"
+        ))
+        .bind(account_id)
+        .bind(&new.hash.0[..])
+        .bind(&new.visible_token)
+        .bind(new.description.as_deref())
+        .bind(new.active)
+        .bind(new.user_id)
+        .bind(now)
+        .fetch_one(&mut *self.tx)
+        .await?;
+        Ok(ApiToken::from(row))
+    }
+
+    async fn save_token(&mut self, t: &ApiToken) -> Result<()> {
+        sqlx::query(
+            "UPDATE api_tokens SET description = $1, active = $2, assigned_user_id = $3, updated_at = $4 WHERE id = $5",
+        )
+        .bind(t.description.as_deref())
+        .bind(t.active)
+        .bind(t.assigned_user_id)
+        .bind(t.updated_at)
+        .bind(t.id)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    async fn delete_token(&mut self, id: i64) -> Result<()> {
+        sqlx::query("DELETE FROM api_tokens WHERE id = $1")
+            .bind(id)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
+    }
+
+    async fn last_audit_hash(&mut self, account_id: i64) -> Result<Option<[u8; 32]>> {
+        let hash: Option<Vec<u8>> =
+            sqlx::query_scalar("SELECT hash FROM audit_events WHERE account_id = $1 ORDER BY id DESC LIMIT 1")
+                .bind(account_id)
+                .fetch_optional(&mut *self.tx)
+                .await?;
+        Ok(hash.map(|h| <[u8; 32]>::try_from(h.as_slice()).unwrap_or([0xff; 32])))
+    }
+
+    async fn insert_audit(&mut self, e: &AuditEvent, hash: &[u8; 32]) -> Result<i64> {
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO audit_events (account_id, action, actor_type, actor_id, actor_name, source_type, source_id, \
+             source_label, change_description, ip_address, created_at, hash) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING id",
+        )
+        .bind(e.account_id)
+        .bind(e.action.as_str())
+        .bind(e.actor_type.as_str())
+        .bind(e.actor_id)
+        .bind(&e.actor_name)
+        .bind(e.source_type.as_str())
+        .bind(e.source_id)
+        .bind(&e.source_label)
+        .bind(&e.change_description)
+        .bind(e.ip_address.as_deref())
+        .bind(e.created_at)
+        .bind(&hash[..])
+        .fetch_one(&mut *self.tx)
+        .await?;
+        Ok(id)
+    }
+
+    async fn append_change(&mut self, entity: Entity, id: i64, now: Timestamp) -> Result<()> {
+        sqlx::query("INSERT INTO changes (entity, entity_id, created_at) VALUES ($1, $2, $3)")
+            .bind(entity.as_str())
+            .bind(id)
+            .bind(now)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
+    }
+
+    async fn commit(self: Box<Self>) -> Result<()> {
+        self.tx.commit().await?;
+        Ok(())
+    }
+}
