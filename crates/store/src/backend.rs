@@ -53,6 +53,18 @@ pub trait Backend: Send + Sync + 'static {
     async fn audit_chain(&self, account_id: i64) -> Result<Vec<(AuditEvent, [u8; 32])>>;
     /// Writes `last_used` for a batch of tokens, never moving it backwards.
     async fn record_token_use(&self, uses: &[(i64, Timestamp)]) -> Result<()>;
+
+    /// Stores a new sign-in session.
+    async fn insert_session(&self, session: &SessionRecord) -> Result<()>;
+    /// The session whose id hashes to `id_hash`, if any.
+    async fn session(&self, id_hash: &[u8; 32]) -> Result<Option<SessionRecord>>;
+    /// Records that a session was used at `at`.
+    async fn touch_session(&self, id_hash: &[u8; 32], at: Timestamp) -> Result<()>;
+    /// Ends a session (sign-out, or renewal on sign-in).
+    async fn delete_session(&self, id_hash: &[u8; 32]) -> Result<()>;
+    /// Deletes sessions idle since before `idle_before` or created before
+    /// `created_before`.
+    async fn prune_sessions(&self, idle_before: Timestamp, created_before: Timestamp) -> Result<u64>;
 }
 
 /// One open transaction. Dropped without `commit`, it rolls back.
@@ -85,4 +97,17 @@ pub trait Tx: Send {
     async fn append_change(&mut self, entity: Entity, id: i64, now: Timestamp) -> Result<()>;
 
     async fn commit(self: Box<Self>) -> Result<()>;
+}
+
+/// A signed-in Admin Center session. The session id itself is never stored,
+/// only its SHA-256, so the table cannot be used to sign anyone in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRecord {
+    pub id_hash: [u8; 32],
+    pub account_id: i64,
+    pub user_id: i64,
+    /// The token every form of this session must carry.
+    pub csrf_token: String,
+    pub created_at: Timestamp,
+    pub last_seen_at: Timestamp,
 }

@@ -25,7 +25,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Sqlite, SqlitePool, Transaction};
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
-use crate::backend::{Backend, Tx};
+use crate::backend::{Backend, SessionRecord, Tx};
 use crate::rows::*;
 use crate::{Change, Entity, Result};
 
@@ -282,6 +282,71 @@ impl Backend for SqliteBackend {
         }
         tx.commit().await?;
         Ok(())
+    }
+
+    async fn insert_session(&self, s: &SessionRecord) -> Result<()> {
+        let _writer = self.writer.lock().await;
+        sqlx::query(
+            "INSERT INTO sessions (id_hash, account_id, user_id, csrf_token, created_at, last_seen_at) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(&s.id_hash[..])
+        .bind(s.account_id)
+        .bind(s.user_id)
+        .bind(&s.csrf_token)
+        .bind(s.created_at)
+        .bind(s.last_seen_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn session(&self, id_hash: &[u8; 32]) -> Result<Option<SessionRecord>> {
+        let row: Option<(Vec<u8>, i64, i64, String, i64, i64)> = sqlx::query_as(
+            "SELECT id_hash, account_id, user_id, csrf_token, created_at, last_seen_at FROM sessions WHERE id_hash = $1",
+        )
+        .bind(&id_hash[..])
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(
+            |(_, account_id, user_id, csrf_token, created_at, last_seen_at)| SessionRecord {
+                id_hash: *id_hash,
+                account_id,
+                user_id,
+                csrf_token,
+                created_at,
+                last_seen_at,
+            },
+        ))
+    }
+
+    async fn touch_session(&self, id_hash: &[u8; 32], at: Timestamp) -> Result<()> {
+        let _writer = self.writer.lock().await;
+        sqlx::query("UPDATE sessions SET last_seen_at = $1 WHERE id_hash = $2 AND last_seen_at < $1")
+            .bind(at)
+            .bind(&id_hash[..])
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn delete_session(&self, id_hash: &[u8; 32]) -> Result<()> {
+        let _writer = self.writer.lock().await;
+        sqlx::query("DELETE FROM sessions WHERE id_hash = $1")
+            .bind(&id_hash[..])
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn prune_sessions(&self, idle_before: Timestamp, created_before: Timestamp) -> Result<u64> {
+        let _writer = self.writer.lock().await;
+        let done = sqlx::query("DELETE FROM sessions WHERE last_seen_at < $1 OR created_at < $2")
+            .bind(idle_before)
+            .bind(created_before)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
     }
 }
 
