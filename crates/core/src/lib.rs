@@ -9,6 +9,7 @@
 
 pub mod account;
 pub mod audit;
+pub mod audit_query;
 pub mod error;
 pub mod time;
 pub mod token;
