@@ -6,3 +6,5 @@
 
 mod harness;
 mod support;
+mod tokens;
+mod auth;
