@@ -6,6 +6,7 @@ use async_trait::async_trait;
 use latchkey_core::{
     account::{Account, NewAccount},
     audit::AuditEvent,
+    audit_query::{AuditFilter, Seek},
     time::Timestamp,
     token::{ApiToken, NewToken},
     user::{NewUser, User},
@@ -65,6 +66,13 @@ pub trait Backend: Send + Sync + 'static {
     /// Deletes sessions idle since before `idle_before` or created before
     /// `created_before`.
     async fn prune_sessions(&self, idle_before: Timestamp, created_before: Timestamp) -> Result<u64>;
+
+    /// An account's events matching `filter` within `seek`'s id range, in
+    /// its order, at most `seek.limit` of them (the statement is
+    /// [`crate::audit_log::list_sql`]).
+    async fn audit_events(&self, account_id: i64, filter: &AuditFilter, seek: &Seek) -> Result<Vec<AuditEvent>>;
+    /// One event of an account.
+    async fn audit_event(&self, account_id: i64, id: i64) -> Result<Option<AuditEvent>>;
 }
 
 /// One open transaction. Dropped without `commit`, it rolls back.

@@ -7,6 +7,7 @@
 //! SQLite is one backend, and PostgreSQL sits beside it behind the same
 //! trait without changing callers.
 
+pub mod audit_log;
 pub mod backend;
 pub mod follower;
 mod rows;

@@ -16,6 +16,7 @@ use futures_util::TryStreamExt;
 use latchkey_core::{
     account::{Account, NewAccount},
     audit::AuditEvent,
+    audit_query::{AuditFilter, Seek},
     time::Timestamp,
     token::{ApiToken, NewToken},
     user::{NewUser, User},
@@ -26,6 +27,7 @@ use sqlx::{Sqlite, SqlitePool, Transaction};
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
 use crate::backend::{Backend, SessionRecord, Tx};
+use crate::audit_log;
 use crate::rows::*;
 use crate::{Change, Entity, Result};
 
@@ -347,6 +349,31 @@ impl Backend for SqliteBackend {
             .execute(&self.pool)
             .await?;
         Ok(done.rows_affected())
+    }
+
+    async fn audit_events(&self, account_id: i64, filter: &AuditFilter, seek: &Seek) -> Result<Vec<AuditEvent>> {
+        let (text, args) = audit_log::list_sql(account_id, filter, seek);
+        let mut query = sqlx::query_as::<_, AuditRow>(&text);
+        for arg in args {
+            query = match arg {
+                audit_log::Arg::Int(n) => query.bind(n),
+                audit_log::Arg::Text(s) => query.bind(s),
+            };
+        }
+        let rows = query.fetch_all(&self.pool).await?;
+        rows.into_iter()
+            .map(|r| <(AuditEvent, [u8; 32])>::try_from(r).map(|(e, _)| e))
+            .collect()
+    }
+
+    async fn audit_event(&self, account_id: i64, id: i64) -> Result<Option<AuditEvent>> {
+        let row: Option<AuditRow> = sqlx::query_as(&audit_log::event_sql())
+            .bind(account_id)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| <(AuditEvent, [u8; 32])>::try_from(r).map(|(e, _)| e))
+            .transpose()
     }
 }
 
