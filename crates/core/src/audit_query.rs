@@ -136,8 +136,11 @@ impl AuditQueryBuilder {
                 if self.created_at.len() == 2 {
                     return Err(refuse(format!("{shown} must be given exactly twice: start, then end.")));
                 }
-                let t = parse_rfc3339(value.trim())
-                    .ok_or_else(|| refuse(format!("{shown} must be an RFC 3339 time such as 2026-11-27T09:14:57Z.")))?;
+                let t = parse_rfc3339(value.trim()).ok_or_else(|| {
+                    refuse(format!(
+                        "{shown} must be an RFC 3339 time such as 2026-11-27T09:14:57Z."
+                    ))
+                })?;
                 self.created_at.push(t);
             }
             "sort" => {
@@ -369,8 +372,14 @@ mod tests {
             &[("filter[ip_address]", "10.0.0.256")],
             &[("filter[action]", "delete")],
             &[("filter[created_at][]", "2026-11-27T00:00:00Z")],
-            &[("filter[created_at][]", "yesterday"), ("filter[created_at][]", "2026-11-27T00:00:00Z")],
-            &[("filter[created_at][]", "2026-11-28T00:00:00Z"), ("filter[created_at][]", "2026-11-27T00:00:00Z")],
+            &[
+                ("filter[created_at][]", "yesterday"),
+                ("filter[created_at][]", "2026-11-27T00:00:00Z"),
+            ],
+            &[
+                ("filter[created_at][]", "2026-11-28T00:00:00Z"),
+                ("filter[created_at][]", "2026-11-27T00:00:00Z"),
+            ],
             &[
                 ("filter[created_at][]", "2026-11-27T00:00:00Z"),
                 ("filter[created_at][]", "2026-11-27T00:00:00Z"),

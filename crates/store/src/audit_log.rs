@@ -131,7 +131,10 @@ mod tests {
     fn only_the_filters_that_are_set_become_conditions() {
         let seek = Seek::new(AuditSort::NewestFirst, None, None, 100);
         let (sql, args) = list_sql(7, &AuditFilter::default(), &seek);
-        assert!(sql.ends_with("FROM audit_events WHERE account_id = $1 ORDER BY id DESC LIMIT $2"), "{sql}");
+        assert!(
+            sql.ends_with("FROM audit_events WHERE account_id = $1 ORDER BY id DESC LIMIT $2"),
+            "{sql}"
+        );
         assert_eq!(args, vec![Arg::Int(7), Arg::Int(101)]);
 
         let filter = AuditFilter {

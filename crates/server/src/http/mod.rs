@@ -3,10 +3,12 @@
 //! input, call the service layer ([`crate::App`]) and shape the response.
 
 pub mod account;
+pub mod audit;
 pub mod auth;
 pub mod credentials;
 pub mod error;
 pub mod input;
+pub mod paging;
 pub mod tokens;
 pub mod users;
 pub mod views;
@@ -66,6 +68,7 @@ fn api_routes() -> Router<AppState> {
             "/api/v2/account/settings",
             get(account::settings).put(account::update_settings),
         )
+        .merge(audit::routes())
 }
 
 /// The whole application as a router, with every layer.

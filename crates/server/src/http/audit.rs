@@ -1,0 +1,307 @@
+//! `/api/v2/audit_logs` (SPEC §6): an account's audit events for its admins
+//! on Enterprise plans, filtered and cursor-paged, one by id, or all of them
+//! streamed as CSV or JSON Lines in constant memory.
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::Response;
+use axum::routing::get;
+use axum::Router;
+use futures_util::{stream, StreamExt};
+use latchkey_core::audit::AuditEvent;
+use latchkey_core::audit_query::AuditQuery;
+use latchkey_core::time::rfc3339;
+use serde_json::{json, Value};
+
+use super::auth::Admin;
+use super::error::{json_response, ApiError, ApiResult};
+use super::input::{record_id, BaseUrl};
+use super::paging::PageQuery;
+use super::AppState;
+
+/// The audit-log routes. `/export` is a static segment, so it wins over
+/// `/{id}` whatever the order.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/v2/audit_logs", get(list))
+        .route("/api/v2/audit_logs/export", get(export))
+        .route("/api/v2/audit_logs/{id}", get(show))
+}
+
+/// Admins only (the extractor answers 403 `Forbidden` to agents and end
+/// users); then the plan decides.
+fn require_plan(admin: &Admin) -> Result<(), ApiError> {
+    if admin.user.identity.account.plan.can_view_audit_log() {
+        Ok(())
+    } else {
+        Err(ApiError::AuditLogUnavailable)
+    }
+}
+
+fn parse_query(raw: Option<&str>) -> Result<AuditQuery, ApiError> {
+    let pairs = form_urlencoded::parse(raw.unwrap_or("").as_bytes());
+    AuditQuery::from_api_pairs(pairs).map_err(|e| ApiError::bad_request(e.0))
+}
+
+pub fn audit_log_url(base: &BaseUrl, id: i64) -> String {
+    base.join(&format!("/api/v2/audit_logs/{id}.json"))
+}
+
+/// One record, with the fields of §6.2 in their order.
+pub fn record(base: &BaseUrl, e: &AuditEvent) -> Value {
+    json!({
+        "id": e.id,
+        "url": audit_log_url(base, e.id),
+        "action": e.action.as_str(),
+        "action_label": e.action.label(),
+        "actor_id": e.actor_id,
+        "actor_type": e.actor_type.as_str(),
+        "actor_name": e.actor_name,
+        "source_id": e.source_id,
+        "source_type": e.source_type.as_str(),
+        "source_label": e.source_label,
+        "change_description": e.change_description,
+        "ip_address": e.ip_address,
+        "created_at": rfc3339(e.created_at),
+    })
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    admin: Admin,
+    base: BaseUrl,
+    RawQuery(raw): RawQuery,
+) -> ApiResult<Response> {
+    require_plan(&admin)?;
+    let query = parse_query(raw.as_deref())?;
+    let page = PageQuery::parse(raw.as_deref())?;
+    let (events, has_more) = state
+        .app
+        .store
+        .audit_page(admin.user.account_id(), &query, page.after, page.before, page.size)
+        .await?;
+    let (meta, links) = page.meta_and_links(
+        &base,
+        "/api/v2/audit_logs.json",
+        &query.api_pairs(),
+        events.first().map(|e| e.id),
+        events.last().map(|e| e.id),
+        has_more,
+    );
+    let list: Vec<Value> = events.iter().map(|e| record(&base, e)).collect();
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({"audit_logs": list, "meta": meta, "links": links}),
+    ))
+}
+
+pub async fn show(
+    State(state): State<AppState>,
+    admin: Admin,
+    base: BaseUrl,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    require_plan(&admin)?;
+    let id = record_id(&id)?;
+    let event = state
+        .app
+        .store
+        .audit_event(admin.user.account_id(), id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({"audit_log": record(&base, &event)}),
+    ))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    Csv,
+    Jsonl,
+}
+
+impl Format {
+    fn parse(raw: Option<&str>) -> Result<Self, ApiError> {
+        let mut found = None;
+        for (key, value) in form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
+            if key == "format" {
+                if found.is_some() {
+                    return Err(ApiError::bad_request("format is given more than once."));
+                }
+                found = Some(match value.as_ref() {
+                    "csv" => Format::Csv,
+                    "jsonl" => Format::Jsonl,
+                    _ => return Err(ApiError::bad_request("format must be csv or jsonl.")),
+                });
+            }
+        }
+        found.ok_or_else(|| ApiError::bad_request("format must be csv or jsonl."))
+    }
+
+    fn content_type(self) -> &'static str {
+        match self {
+            Format::Csv => "text/csv; charset=utf-8",
+            Format::Jsonl => "application/jsonl; charset=utf-8",
+        }
+    }
+
+    fn extension(self) -> &'static str {
+        match self {
+            Format::Csv => "csv",
+            Format::Jsonl => "jsonl",
+        }
+    }
+}
+
+/// The CSV columns: the record's fields, in their order.
+const CSV_HEADER: [&str; 13] = [
+    "id",
+    "url",
+    "action",
+    "action_label",
+    "actor_id",
+    "actor_type",
+    "actor_name",
+    "source_id",
+    "source_type",
+    "source_label",
+    "change_description",
+    "ip_address",
+    "created_at",
+];
+
+/// One batch of events as CSV rows (quoted by the `csv` crate wherever a
+/// field holds a comma, a quote or a line break).
+fn csv_rows(base: &BaseUrl, events: &[AuditEvent], header: bool) -> Result<Bytes, csv::Error> {
+    let mut w = csv::WriterBuilder::new()
+        .has_headers(false)
+        .from_writer(Vec::with_capacity(events.len() * 256));
+    if header {
+        w.write_record(CSV_HEADER)?;
+    }
+    let opt = |v: Option<i64>| v.map(|n| n.to_string()).unwrap_or_default();
+    for e in events {
+        w.write_record([
+            e.id.to_string().as_str(),
+            &audit_log_url(base, e.id),
+            e.action.as_str(),
+            e.action.label(),
+            &opt(e.actor_id),
+            e.actor_type.as_str(),
+            &e.actor_name,
+            &e.source_id.to_string(),
+            e.source_type.as_str(),
+            &e.source_label,
+            &e.change_description,
+            e.ip_address.as_deref().unwrap_or(""),
+            &rfc3339(e.created_at),
+        ])?;
+    }
+    w.into_inner().map(Bytes::from).map_err(|e| e.into_error().into())
+}
+
+fn jsonl_rows(base: &BaseUrl, events: &[AuditEvent]) -> Bytes {
+    let mut out = Vec::with_capacity(events.len() * 320);
+    for e in events {
+        out.extend_from_slice(record(base, e).to_string().as_bytes());
+        out.push(b'\n');
+    }
+    Bytes::from(out)
+}
+
+fn encode(format: Format, base: &BaseUrl, events: &[AuditEvent], first: bool) -> Result<Bytes, std::io::Error> {
+    match format {
+        Format::Csv => csv_rows(base, events, first).map_err(std::io::Error::other),
+        Format::Jsonl => Ok(jsonl_rows(base, events)),
+    }
+}
+
+/// Streams every matching event, one batch of rows in memory at a time.
+/// The first batch is read before the response starts, so a database that
+/// fails up front still gets a proper 500; a failure later cuts the body
+/// short (the client sees an incomplete chunked response, never a
+/// truncated file that looks whole).
+pub async fn export(
+    State(state): State<AppState>,
+    admin: Admin,
+    base: BaseUrl,
+    RawQuery(raw): RawQuery,
+) -> ApiResult<Response> {
+    require_plan(&admin)?;
+    let query = parse_query(raw.as_deref())?;
+    let format = Format::parse(raw.as_deref())?;
+    let mut batches = state.app.store.audit_export(admin.user.account_id(), &query);
+    let first = batches.next().await.transpose()?.unwrap_or_default();
+    let head = encode(format, &base, &first, true).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let rest = batches.map(move |batch| {
+        let events = batch.map_err(|e| {
+            tracing::error!(cause = %e, "audit export failed mid-stream");
+            std::io::Error::other("database error")
+        })?;
+        encode(format, &base, &events, false)
+    });
+    let body = Body::from_stream(stream::once(async { Ok::<_, std::io::Error>(head) }).chain(rest));
+    let mut res = Response::new(body);
+    let h = res.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(format.content_type()));
+    let subdomain = &admin.user.identity.account.subdomain;
+    let disposition = format!("attachment; filename=\"audit-log-{subdomain}.{}\"", format.extension());
+    if let Ok(v) = HeaderValue::from_str(&disposition) {
+        h.insert(header::CONTENT_DISPOSITION, v);
+    }
+    Ok(res)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use latchkey_core::audit::{Action, ActorType, SourceType};
+
+    fn event(desc: &str) -> AuditEvent {
+        AuditEvent {
+            id: 5,
+            account_id: 1,
+            action: Action::Update,
+            actor_type: ActorType::Operator,
+            actor_id: None,
+            actor_name: "Operator".into(),
+            source_type: SourceType::ApiToken,
+            source_id: 7,
+            source_label: "API token: a, \"b\"".into(),
+            change_description: desc.into(),
+            ip_address: None,
+            created_at: 1_795_770_897,
+        }
+    }
+
+    #[test]
+    fn csv_quotes_commas_quotes_and_line_breaks() {
+        let base = BaseUrl("http://x".into());
+        let out = csv_rows(&base, &[event("line one,\n\"two\"")], true).expect("csv");
+        let text = String::from_utf8(out.to_vec()).expect("utf-8");
+        assert_eq!(
+            text,
+            "id,url,action,action_label,actor_id,actor_type,actor_name,source_id,source_type,source_label,change_description,ip_address,created_at\n\
+             5,http://x/api/v2/audit_logs/5.json,update,Updated,,operator,Operator,7,api_token,\"API token: a, \"\"b\"\"\",\"line one,\n\"\"two\"\"\",,2026-11-27T09:14:57Z\n"
+        );
+    }
+
+    #[test]
+    fn records_have_the_spec_fields_in_order() {
+        let base = BaseUrl("http://x".into());
+        let v = record(&base, &event(""));
+        let keys: Vec<&str> = v.as_object().expect("object").keys().map(String::as_str).collect();
+        assert_eq!(keys, CSV_HEADER);
+    }
+
+    #[test]
+    fn the_format_must_be_csv_or_jsonl() {
+        assert_eq!(Format::parse(Some("format=csv")).ok(), Some(Format::Csv));
+        assert_eq!(Format::parse(Some("a=1&format=jsonl")).ok(), Some(Format::Jsonl));
+        for bad in ["", "format=xml", "format=csv&format=csv", "format="] {
+            assert!(Format::parse(Some(bad)).is_err(), "{bad}");
+        }
+    }
+}

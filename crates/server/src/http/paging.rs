@@ -1,0 +1,165 @@
+//! Cursor paging shared by every paged listing (`/api/v2/users`,
+//! `/api/v2/audit_logs`, SPEC §6.3): `page[size]`, the opaque
+//! `page[after]`/`page[before]` cursors (an id, so a page never shifts when
+//! rows are inserted), and the `meta`/`links` of a page.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use serde_json::{json, Value};
+
+use super::error::ApiError;
+use super::input::BaseUrl;
+
+/// Page parameters shared by cursor-paged listings (§6.3).
+#[derive(Debug, Default)]
+pub struct PageQuery {
+    pub size: i64,
+    pub after: Option<i64>,
+    pub before: Option<i64>,
+}
+
+pub fn encode_cursor(id: i64) -> String {
+    URL_SAFE_NO_PAD.encode(format!("id:{id}"))
+}
+
+pub fn decode_cursor(raw: &str) -> Result<i64, ApiError> {
+    let bad = || ApiError::bad_request("The page cursor is not valid.");
+    let bytes = URL_SAFE_NO_PAD.decode(raw).map_err(|_| bad())?;
+    let text = std::str::from_utf8(&bytes).map_err(|_| bad())?;
+    text.strip_prefix("id:")
+        .and_then(|n| n.parse::<i64>().ok())
+        .filter(|n| *n >= 0)
+        .ok_or_else(bad)
+}
+
+impl PageQuery {
+    pub fn parse(query: Option<&str>) -> Result<Self, ApiError> {
+        let mut page = PageQuery {
+            size: 100,
+            ..Default::default()
+        };
+        let mut seen = (false, false, false);
+        for (key, value) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+            let once = |seen: &mut bool| {
+                if std::mem::replace(seen, true) {
+                    Err(ApiError::bad_request("A page parameter is given more than once."))
+                } else {
+                    Ok(())
+                }
+            };
+            match key.as_ref() {
+                "page[size]" => {
+                    once(&mut seen.0)?;
+                    page.size = value
+                        .parse::<i64>()
+                        .ok()
+                        .filter(|n| (1..=100).contains(n))
+                        .ok_or_else(|| ApiError::bad_request("page[size] must be a whole number from 1 to 100."))?;
+                }
+                "page[after]" => {
+                    once(&mut seen.1)?;
+                    page.after = Some(decode_cursor(&value)?);
+                }
+                "page[before]" => {
+                    once(&mut seen.2)?;
+                    page.before = Some(decode_cursor(&value)?);
+                }
+                _ => {}
+            }
+        }
+        if page.after.is_some() && page.before.is_some() {
+            return Err(ApiError::bad_request("Use page[after] or page[before], not both."));
+        }
+        Ok(page)
+    }
+
+    /// The `meta` and `links` of a page whose rows have ids `first` ..
+    /// `last` (in listing order), for a listing at `path` whose other
+    /// parameters are `carry` (canonical names; values are encoded here).
+    pub fn meta_and_links(
+        &self,
+        base: &BaseUrl,
+        path: &str,
+        carry: &[(&str, String)],
+        first: Option<i64>,
+        last: Option<i64>,
+        has_more: bool,
+    ) -> (Value, Value) {
+        let first = first.map(encode_cursor);
+        let last = last.map(encode_cursor);
+        let mut prefix = String::new();
+        for (k, v) in carry {
+            let v: String = form_urlencoded::byte_serialize(v.as_bytes()).collect();
+            prefix.push_str(&format!("{k}={v}&"));
+        }
+        let link = |dir: &str, cursor: &Option<String>| -> Value {
+            match cursor {
+                Some(c) => {
+                    Value::String(base.join(&format!("{path}?{prefix}page[size]={}&page[{dir}]={c}", self.size)))
+                }
+                None => Value::Null,
+            }
+        };
+        let empty = first.is_none();
+        let backwards = self.before.is_some();
+        let next = if (!backwards && has_more) || (backwards && !empty) {
+            link("after", &last)
+        } else {
+            Value::Null
+        };
+        let prev = if (backwards && has_more) || (self.after.is_some() && !empty) {
+            link("before", &first)
+        } else {
+            Value::Null
+        };
+        (
+            json!({"has_more": has_more, "after_cursor": last, "before_cursor": first}),
+            json!({"next": next, "prev": prev}),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip_and_reject_garbage() {
+        assert_eq!(decode_cursor(&encode_cursor(42)).ok(), Some(42));
+        for bad in ["", "!!", "aWQ6LTE", "eHl6"] {
+            assert!(decode_cursor(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn page_sizes_are_bounded() {
+        assert_eq!(PageQuery::parse(None).map(|p| p.size).ok(), Some(100));
+        assert_eq!(PageQuery::parse(Some("page%5Bsize%5D=5")).map(|p| p.size).ok(), Some(5));
+        for bad in [
+            "page[size]=0",
+            "page[size]=101",
+            "page[size]=x",
+            "page[size]=5&page[size]=6",
+            "page[after]=zz&page[before]=zz",
+        ] {
+            assert!(PageQuery::parse(Some(bad)).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn links_carry_the_other_parameters() {
+        let q = PageQuery::parse(Some("page[size]=2")).expect("valid");
+        let base = BaseUrl("http://x".into());
+        let carry = [("filter[ip_address]", "::1".to_owned())];
+        let (meta, links) = q.meta_and_links(&base, "/a.json", &carry, Some(9), Some(8), true);
+        assert_eq!(meta["has_more"], true);
+        assert_eq!(
+            links["next"],
+            format!(
+                "http://x/a.json?filter[ip_address]=%3A%3A1&page[size]=2&page[after]={}",
+                encode_cursor(8)
+            )
+        );
+        assert_eq!(links["prev"], Value::Null);
+    }
+}
