@@ -12,7 +12,8 @@ use latchkey_core::token::TokenPrefix;
 #[derive(Debug, Parser)]
 #[command(name = "latchkey", version, about)]
 pub struct Cli {
-    /// Database to use: sqlite://FILE (created if missing).
+    /// Database to use: sqlite://FILE (created if missing) or
+    /// postgres://USER@HOST:PORT/DATABASE (shared by several nodes).
     #[arg(
         long,
         global = true,
@@ -43,6 +44,20 @@ pub enum Command {
     /// Check the audit log.
     #[command(subcommand)]
     Audit(AuditCmd),
+    /// Copy every record from one database to another, empty one (for
+    /// example from SQLite to PostgreSQL), keeping ids, token hashes, the
+    /// audit chain and settings.
+    CopyDb(CopyDbArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CopyDbArgs {
+    /// The database to read: sqlite://FILE or postgres://...
+    #[arg(long)]
+    pub from: String,
+    /// The database to write; it is migrated and must hold no accounts.
+    #[arg(long)]
+    pub to: String,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -74,6 +89,10 @@ pub struct ServeArgs {
     /// Failed authentications allowed per client address per minute.
     #[arg(long, env = "LATCHKEY_FAILED_AUTH_PER_MINUTE", default_value_t = 100)]
     pub failed_auth_per_minute: u32,
+    /// How long a node that has lost its database keeps verifying from
+    /// memory before it answers 503, in seconds (fractions allowed).
+    #[arg(long, env = "LATCHKEY_MAX_STALENESS", default_value = "5", value_parser = parse_seconds)]
+    pub max_staleness: std::time::Duration,
     /// Subdomain of the account created on first run.
     #[arg(long, env = "LATCHKEY_BOOTSTRAP_SUBDOMAIN", default_value = "default")]
     pub bootstrap_subdomain: String,
@@ -89,6 +108,18 @@ impl ServeArgs {
     pub fn token_prefix(&self) -> anyhow::Result<TokenPrefix> {
         parse_prefix(&self.token_prefix)
     }
+}
+
+/// A positive number of seconds, such as `5` or `0.5`.
+fn parse_seconds(s: &str) -> Result<std::time::Duration, String> {
+    let secs: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number of seconds"))?;
+    if !(secs.is_finite() && secs > 0.0 && secs <= 86_400.0) {
+        return Err(format!("{s:?} must be more than 0 and at most 86400 seconds"));
+    }
+    Ok(std::time::Duration::from_secs_f64(secs))
 }
 
 pub fn parse_prefix(s: &str) -> anyhow::Result<TokenPrefix> {

@@ -83,6 +83,13 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::User(cmd) => user(&url, cmd).await?,
         Command::Token(cmd) => token(&url, cmd).await?,
         Command::Audit(AuditCmd::Verify { account }) => return audit_verify(&url, &account).await,
+        Command::CopyDb(args) => {
+            let report = latchkey_store::copy::copy_db(&args.from, &args.to).await?;
+            for (table, rows) in &report.tables {
+                println!("copied {rows} rows of {table}");
+            }
+            println!("copy complete; start the servers on the new database");
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -102,6 +109,7 @@ async fn serve(url: &str, args: cli::ServeArgs) -> anyhow::Result<()> {
         flush_interval: std::time::Duration::from_secs(args.flush_interval_secs.max(1)),
         poll_interval: std::time::Duration::from_millis(args.poll_interval_ms.max(1)),
         failed_auth_per_minute: args.failed_auth_per_minute,
+        max_staleness: args.max_staleness,
     };
     let first = run::bootstrap(&app, &args.bootstrap_subdomain, &args.bootstrap_admin_email).await?;
     let running = run::start(app, config).await?;

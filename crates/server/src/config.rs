@@ -21,6 +21,9 @@ pub struct ServerConfig {
     pub poll_interval: Duration,
     /// Failed authentications allowed per client address per minute.
     pub failed_auth_per_minute: u32,
+    /// How long a process that has lost its database keeps verifying from
+    /// memory before it answers 503 (SPEC §10.3).
+    pub max_staleness: Duration,
 }
 
 impl Default for ServerConfig {
@@ -33,6 +36,7 @@ impl Default for ServerConfig {
             flush_interval: Duration::from_secs(10),
             poll_interval: Duration::from_millis(25),
             failed_auth_per_minute: 100,
+            max_staleness: Duration::from_secs(5),
         }
     }
 }

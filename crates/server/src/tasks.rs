@@ -24,9 +24,10 @@ pub fn spawn(
 ) -> Vec<JoinHandle<()>> {
     let follower = app.follower.clone();
     let poll = config.poll_interval;
+    let max_staleness = config.max_staleness;
     let flush = config.flush_interval;
     vec![
-        tokio::spawn(follower.run(poll, stopped(stop.clone()))),
+        tokio::spawn(follower.run(poll, max_staleness, stopped(stop.clone()))),
         tokio::spawn(flush_usage(app.clone(), flush, stop.clone())),
         tokio::spawn(maintenance(app, limiter, stop)),
     ]

@@ -22,6 +22,13 @@ pub trait Backend: Send + Sync + 'static {
     /// to take row locks (PostgreSQL).
     async fn begin(&self) -> Result<Box<dyn Tx>>;
 
+    /// Wake-ups that the database pushes whenever any process commits a
+    /// change (PostgreSQL `LISTEN`), or `None` where it cannot push them
+    /// and followers poll instead (SQLite).
+    async fn change_listener(&self) -> Result<Option<Box<dyn ChangeListener>>> {
+        Ok(None)
+    }
+
     async fn load_snapshot(&self) -> Result<Snapshot>;
     async fn latest_change(&self) -> Result<i64>;
     async fn oldest_change(&self) -> Result<Option<i64>>;
@@ -118,4 +125,21 @@ pub struct SessionRecord {
     pub csrf_token: String,
     pub created_at: Timestamp,
     pub last_seen_at: Timestamp,
+}
+
+/// What a [`ChangeListener`] woke up for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wake {
+    /// Some process committed a change.
+    Changed,
+    /// The listening connection dropped and has been re-established:
+    /// notifications sent meanwhile are lost, so the follower must resync.
+    Reconnected,
+}
+
+/// A subscription to change notifications.
+#[async_trait]
+pub trait ChangeListener: Send {
+    /// Waits for the next wake-up; an error means the subscription is gone.
+    async fn next(&mut self) -> Result<Wake>;
 }

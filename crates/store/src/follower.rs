@@ -5,18 +5,28 @@
 //! applied and re-reads each named entity, so applying an entry is
 //! idempotent and a missed wake-up costs latency, never correctness. It
 //! resynchronises fully on start and whenever it has lost track (the log was
-//! pruned past its position).
+//! pruned past its position, or the PostgreSQL listening connection dropped).
 //!
 //! The process that makes a change calls [`Follower::catch_up`] before it
-//! answers, so its very next request sees the change; other processes pick
-//! it up on their next poll.
+//! answers, so its very next request sees the change. Other processes learn
+//! of it from a PostgreSQL `NOTIFY` (woken at once) or, on SQLite, from a
+//! short poll. On PostgreSQL a slower heartbeat reads the log as well, so a
+//! lost notification is made up for within the heartbeat.
+//!
+//! **Freshness.** The follower remembers when it last read the log
+//! successfully ([`Follower::age`]): everything committed before that moment
+//! is in memory. A node that has lost its database keeps verifying from
+//! memory while that age is within `--max-staleness`, then refuses
+//! ([`Follower::is_stale`]) until a read succeeds again.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use latchkey_core::verifier::{AccountEntry, Verifier};
 use tokio::sync::Mutex;
 
+use crate::backend::{ChangeListener, Wake};
 use crate::{Change, Entity, Result, Store};
 
 const BATCH: i64 = 1000;
@@ -27,7 +37,16 @@ pub struct Follower {
     /// The last change-log sequence number applied; held while applying so
     /// that catch-ups and resynchronisations never interleave.
     applied: Mutex<i64>,
+    /// When `fresh_at` counts from.
+    epoch: Instant,
+    /// Milliseconds after `epoch` at which the last successful read of the
+    /// log started; `u64::MAX` before the first.
+    fresh_at: AtomicU64,
 }
+
+/// The longest a PostgreSQL follower goes without reading the log when no
+/// notification arrives.
+const MAX_HEARTBEAT: Duration = Duration::from_secs(1);
 
 impl Follower {
     pub fn new(store: Store, verifier: Arc<Verifier>) -> Self {
@@ -35,11 +54,44 @@ impl Follower {
             store,
             verifier,
             applied: Mutex::new(0),
+            epoch: Instant::now(),
+            fresh_at: AtomicU64::new(u64::MAX),
         }
     }
 
     pub fn verifier(&self) -> &Arc<Verifier> {
         &self.verifier
+    }
+
+    /// How long ago the last successful read of the change log started:
+    /// every change committed before then is in memory. `None` before the
+    /// first successful read.
+    pub fn age(&self) -> Option<Duration> {
+        match self.fresh_at.load(Ordering::Acquire) {
+            u64::MAX => None,
+            at => Some(self.epoch.elapsed().saturating_sub(Duration::from_millis(at))),
+        }
+    }
+
+    /// Whether this process has been out of touch with the database for
+    /// longer than `max`, so that what it holds in memory can no longer be
+    /// trusted to answer verifications.
+    pub fn is_stale(&self, max: Duration) -> bool {
+        self.age().is_none_or(|age| age > max)
+    }
+
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX - 1)
+    }
+
+    /// Records that a read which started at `started` (ms after `epoch`)
+    /// succeeded; never moves freshness backwards.
+    fn mark_fresh(&self, started: u64) {
+        let _ = self
+            .fresh_at
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |current| {
+                (current == u64::MAX || current < started).then_some(started)
+            });
     }
 
     /// Loads everything afresh, then applies what changed meanwhile.
@@ -49,6 +101,7 @@ impl Follower {
     }
 
     async fn resync_locked(&self, applied: &mut i64) -> Result<()> {
+        let started = self.now_ms();
         // Read the position first: whatever commits during the load is
         // applied again afterwards, which is harmless.
         let position = self.store.latest_change().await?;
@@ -56,13 +109,17 @@ impl Follower {
         self.verifier.replace_all(snapshot);
         *applied = position;
         self.catch_up_locked(applied).await?;
+        self.mark_fresh(started);
         Ok(())
     }
 
     /// Applies every change after the last one applied; returns how many.
     pub async fn catch_up(&self) -> Result<usize> {
         let mut applied = self.applied.lock().await;
-        self.catch_up_locked(&mut applied).await
+        let started = self.now_ms();
+        let n = self.catch_up_locked(&mut applied).await?;
+        self.mark_fresh(started);
+        Ok(n)
     }
 
     async fn catch_up_locked(&self, applied: &mut i64) -> Result<usize> {
@@ -114,21 +171,109 @@ impl Follower {
         Ok(())
     }
 
-    /// Polls the change log until `shutdown` resolves. A failed poll is
-    /// logged and retried; the next success catches up on everything.
-    pub async fn run(self: Arc<Self>, every: Duration, shutdown: impl std::future::Future<Output = ()>) {
-        let mut tick = tokio::time::interval(every);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    /// Follows the change log until `shutdown` resolves.
+    ///
+    /// Where the database pushes notifications (PostgreSQL), each one
+    /// triggers a catch-up at once; the log is also read every
+    /// `max_staleness / 4` (at most every second, at least every `poll`) so
+    /// that freshness is kept up and a lost notification is made up for.
+    /// Whenever the listening connection drops, the follower resynchronises
+    /// fully once it is back. Without notifications (SQLite) it reads the
+    /// log every `poll`. A failed read is logged and retried; the next
+    /// success catches up on everything.
+    pub async fn run(
+        self: Arc<Self>,
+        poll: Duration,
+        max_staleness: Duration,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) {
+        let heartbeat = (max_staleness / 4).clamp(poll, MAX_HEARTBEAT.max(poll));
         tokio::pin!(shutdown);
+        let mut listener: Option<Box<dyn ChangeListener>> = None;
+        // Whether the database can push; false once it has said it cannot.
+        let mut pushes = true;
+        let mut connect = true;
+        let mut tick = interval(poll);
         loop {
+            if pushes && listener.is_none() && connect {
+                connect = false;
+                let attempt = tokio::select! {
+                    _ = &mut shutdown => return,
+                    attempt = self.store.change_listener() => attempt,
+                };
+                match attempt {
+                    Ok(Some(l)) => {
+                        listener = Some(l);
+                        tick = interval(heartbeat);
+                        // Whatever committed while nobody listened.
+                        let work = self.resync_logged();
+                        tokio::select! {
+                            _ = &mut shutdown => return,
+                            _ = work => {},
+                        }
+                    }
+                    Ok(None) => pushes = false,
+                    Err(e) => tracing::warn!(error = %e, "listening for changes failed; will retry"),
+                }
+            }
+            let wake = async {
+                match listener.as_mut() {
+                    Some(l) => Some(l.next().await),
+                    None => std::future::pending().await,
+                }
+            };
+            let woke = tokio::select! {
+                _ = &mut shutdown => return,
+                _ = tick.tick() => None,
+                woke = wake => woke,
+            };
+            let resync = match woke {
+                None | Some(Ok(Wake::Changed)) => false,
+                Some(Ok(Wake::Reconnected)) => {
+                    tracing::info!("the listening connection dropped and is back; resynchronising");
+                    true
+                }
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, "the listening connection failed; reconnecting");
+                    listener = None;
+                    connect = true;
+                    tick = interval(poll);
+                    continue;
+                }
+            };
+            if pushes && listener.is_none() {
+                // Retry listening once per tick; read the log meanwhile.
+                connect = true;
+            }
+            let work = async {
+                if resync {
+                    self.resync_logged().await
+                } else {
+                    self.catch_up_logged().await
+                }
+            };
             tokio::select! {
                 _ = &mut shutdown => return,
-                _ = tick.tick() => {
-                    if let Err(e) = self.catch_up().await {
-                        tracing::warn!(error = %e, "following the change log failed; will retry");
-                    }
-                }
+                _ = work => {},
             }
         }
     }
+
+    async fn catch_up_logged(&self) {
+        if let Err(e) = self.catch_up().await {
+            tracing::warn!(error = %e, "following the change log failed; will retry");
+        }
+    }
+
+    async fn resync_logged(&self) {
+        if let Err(e) = self.resync().await {
+            tracing::warn!(error = %e, "resynchronising failed; will retry");
+        }
+    }
+}
+
+fn interval(period: Duration) -> tokio::time::Interval {
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick
 }

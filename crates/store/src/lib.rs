@@ -4,13 +4,17 @@
 //!
 //! [`Store`] is what callers use. It implements each operation once, in
 //! terms of a [`backend::Backend`] that supplies small, typed statements;
-//! SQLite is one backend, and PostgreSQL sits beside it behind the same
-//! trait without changing callers.
+//! SQLite and PostgreSQL are the two backends; both run the same SQL text
+//! (`sql.rs`) and map rows the same way (`rows.rs`).
 
 pub mod audit_log;
 pub mod backend;
+pub mod copy;
 pub mod follower;
+#[macro_use]
 mod rows;
+pub mod postgres;
+mod sql;
 pub mod sqlite;
 mod store;
 
@@ -78,6 +82,9 @@ pub struct Change {
 pub async fn open(url: &str) -> Result<Store> {
     if url.starts_with("sqlite:") {
         let backend = sqlite::SqliteBackend::open(url).await?;
+        Ok(Store::new(std::sync::Arc::new(backend)))
+    } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+        let backend = postgres::PgBackend::open(url).await?;
         Ok(Store::new(std::sync::Arc::new(backend)))
     } else {
         Err(StoreError::UnsupportedUrl)

@@ -11,12 +11,33 @@ use latchkey_core::{
 
 use crate::{Change, Entity, StoreError};
 
-pub const ACCOUNT_COLUMNS: &str = "id, subdomain, name, plan, token_limit, api_token_access, created_at, updated_at";
-pub const USER_COLUMNS: &str =
-    "id, account_id, name, email, role, verified, suspended, deleted_at, created_at, updated_at";
-pub const TOKEN_COLUMNS: &str =
-    "id, account_id, description, active, visible_token, user_id, assigned_user_id, created_at, updated_at, last_used";
-pub const AUDIT_COLUMNS: &str = "id, account_id, action, actor_type, actor_id, actor_name, source_type, source_id, source_label, change_description, ip_address, created_at, hash";
+// The column lists are macros so that `concat!` can build whole statements
+// from them at compile time (see `sql.rs`); the constants name the same text.
+macro_rules! account_columns {
+    () => {
+        "id, subdomain, name, plan, token_limit, api_token_access, created_at, updated_at"
+    };
+}
+macro_rules! user_columns {
+    () => {
+        "id, account_id, name, email, role, verified, suspended, deleted_at, created_at, updated_at"
+    };
+}
+macro_rules! token_columns {
+    () => {
+        "id, account_id, description, active, visible_token, user_id, assigned_user_id, created_at, updated_at, last_used"
+    };
+}
+macro_rules! audit_columns {
+    () => {
+        "id, account_id, action, actor_type, actor_id, actor_name, source_type, source_id, source_label, change_description, ip_address, created_at, hash"
+    };
+}
+
+pub const ACCOUNT_COLUMNS: &str = account_columns!();
+pub const USER_COLUMNS: &str = user_columns!();
+pub const TOKEN_COLUMNS: &str = token_columns!();
+pub const AUDIT_COLUMNS: &str = audit_columns!();
 
 fn corrupt(what: &str, value: &str) -> StoreError {
     StoreError::Corrupt(format!("unknown {what} {value:?}"))

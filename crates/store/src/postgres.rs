@@ -1,0 +1,617 @@
+//! The PostgreSQL backend: any number of `latchkey serve` nodes (and CLI
+//! runs) share one database. It runs the same statements as SQLite
+//! (`sql.rs`); what differs is how a transaction serialises its writers.
+//!
+//! **Per-account writes.** [`Tx::lock_account`] reads the account row with
+//! `SELECT … FOR UPDATE`, so two transactions that change one account run
+//! one after the other, whichever node they start on. The token count and
+//! the insert that follows it, and the account's audit hash chain (read the
+//! last hash, append the next), therefore see no concurrent writer: the
+//! token limit is exact and the chain never forks. Under READ COMMITTED each
+//! statement after the lock sees everything committed before the lock was
+//! granted.
+//!
+//! **The change log never lets a follower skip a late commit.** A sequence
+//! hands out numbers at insert time, not at commit time: transaction T9 may
+//! take seq 9, T10 seq 10, and T10 commit first. A follower that read 10
+//! and moved its position past 9 would never apply T9. So every append to
+//! `changes` first takes one transaction-scoped advisory lock
+//! (`pg_advisory_xact_lock(CHANGE_LOG_LOCK)`), held until commit or
+//! rollback. Numbers are then drawn in commit order: when seq 10 becomes
+//! visible, the transaction that drew 9 has already committed or rolled
+//! back (a rollback leaves a harmless gap). The lock is taken at the last
+//! step of a mutation, just before commit, so it serialises only the tail
+//! of each write transaction; per-account locks are always taken before it,
+//! so lock order is fixed and the two cannot deadlock each other.
+//!
+//! **Wake-ups.** The first append of a transaction also queues
+//! `NOTIFY latchkey_changes`; PostgreSQL delivers it only if and when the
+//! transaction commits. Followers `LISTEN` on that channel
+//! ([`PgBackend`]'s [`Backend::change_listener`]); a lost notification costs
+//! latency, never correctness, because the follower still reads the log.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures_util::TryStreamExt;
+use latchkey_core::{
+    account::{Account, NewAccount},
+    audit::AuditEvent,
+    audit_query::{AuditFilter, Seek},
+    time::Timestamp,
+    token::{ApiToken, NewToken},
+    user::{NewUser, User},
+    verifier::{AccountEntry, Snapshot, TokenAuth},
+};
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
+use sqlx::{PgPool, Postgres, Transaction};
+
+use crate::audit_log;
+use crate::backend::{Backend, ChangeListener, SessionRecord, Tx, Wake};
+use crate::rows::*;
+use crate::sql;
+use crate::{Change, Entity, Result};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// The channel every commit that appended to the change log notifies.
+pub const CHANGE_CHANNEL: &str = "latchkey_changes";
+
+/// The advisory-lock key that serialises appends to the change log
+/// ("lkchange" in ASCII).
+pub const CHANGE_LOG_LOCK: i64 = 0x6c6b_6368_616e_6765;
+
+const APPEND_LOCK_AND_NOTIFY: &str = "SELECT pg_advisory_xact_lock($1), pg_notify($2, '')";
+const LOCK_ACCOUNT_BY_ID: &str = concat!("SELECT ", account_columns!(), " FROM accounts WHERE id = $1 FOR UPDATE");
+const LOCK_ACCOUNT_BY_SUBDOMAIN: &str = concat!(
+    "SELECT ",
+    account_columns!(),
+    " FROM accounts WHERE subdomain = $1 FOR UPDATE"
+);
+
+pub struct PgBackend {
+    pool: PgPool,
+}
+
+impl PgBackend {
+    /// Connects to and migrates the database at `url`.
+    pub async fn open(url: &str) -> Result<Self> {
+        let options = PgConnectOptions::from_str(url)?.application_name("latchkey");
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .min_connections(1)
+            // A node that has lost the database must notice quickly; its
+            // verifications carry on from memory meanwhile (--max-staleness).
+            .acquire_timeout(Duration::from_secs(3))
+            .connect_with(options)
+            .await?;
+        MIGRATOR.run(&pool).await?;
+        Ok(PgBackend { pool })
+    }
+
+    /// The connection pool, for tools that work on whole tables (copy-db).
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+}
+
+struct PgTx {
+    tx: Transaction<'static, Postgres>,
+    /// Whether this transaction already holds the change-log lock.
+    appending: bool,
+}
+
+/// Wake-ups from `LISTEN latchkey_changes`.
+struct PgChangeListener {
+    listener: PgListener,
+}
+
+#[async_trait]
+impl ChangeListener for PgChangeListener {
+    async fn next(&mut self) -> Result<Wake> {
+        Ok(match self.listener.try_recv().await? {
+            Some(_) => Wake::Changed,
+            // The connection dropped and has been re-established; whatever
+            // was notified in between is lost.
+            None => Wake::Reconnected,
+        })
+    }
+}
+
+#[async_trait]
+impl Backend for PgBackend {
+    async fn begin(&self) -> Result<Box<dyn Tx>> {
+        let tx = self.pool.begin().await?;
+        Ok(Box::new(PgTx { tx, appending: false }))
+    }
+
+    async fn change_listener(&self) -> Result<Option<Box<dyn ChangeListener>>> {
+        let mut listener = PgListener::connect_with(&self.pool).await?;
+        listener.eager_reconnect(true);
+        listener.listen(CHANGE_CHANNEL).await?;
+        Ok(Some(Box::new(PgChangeListener { listener })))
+    }
+
+    async fn load_snapshot(&self) -> Result<Snapshot> {
+        let mut snap = Snapshot::new();
+        // One snapshot for the three tables, so that they agree.
+        let mut conn = self.pool.begin().await?;
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            .execute(&mut *conn)
+            .await?;
+        let accounts: Vec<AccountRow> = sqlx::query_as(sql::ALL_ACCOUNTS).fetch_all(&mut *conn).await?;
+        for row in accounts {
+            snap.add_account(AccountEntry::from(&Account::try_from(row)?));
+        }
+        {
+            let mut users = sqlx::query_as::<_, UserRow>(sql::LIVE_USERS).fetch(&mut *conn);
+            while let Some(row) = users.try_next().await? {
+                snap.add_user(User::try_from(row)?);
+            }
+        }
+        {
+            let mut tokens = sqlx::query_as::<_, TokenAuthRow>(sql::ALL_TOKEN_AUTH).fetch(&mut *conn);
+            while let Some(row) = tokens.try_next().await? {
+                snap.add_token(TokenAuth::try_from(row)?);
+            }
+        }
+        conn.commit().await?;
+        Ok(snap)
+    }
+
+    async fn latest_change(&self) -> Result<i64> {
+        let seq: Option<i64> = sqlx::query_scalar(sql::LATEST_CHANGE).fetch_one(&self.pool).await?;
+        Ok(seq.unwrap_or(0))
+    }
+
+    async fn oldest_change(&self) -> Result<Option<i64>> {
+        Ok(sqlx::query_scalar(sql::OLDEST_CHANGE).fetch_one(&self.pool).await?)
+    }
+
+    async fn changes_since(&self, seq: i64, limit: i64) -> Result<Vec<Change>> {
+        let rows: Vec<ChangeRow> = sqlx::query_as(sql::CHANGES_SINCE)
+            .bind(seq)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.into_iter().map(Change::try_from).collect()
+    }
+
+    async fn prune_changes(&self, before: Timestamp) -> Result<u64> {
+        let done = sqlx::query(sql::PRUNE_CHANGES).bind(before).execute(&self.pool).await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn account_count(&self) -> Result<i64> {
+        Ok(sqlx::query_scalar(sql::ACCOUNT_COUNT).fetch_one(&self.pool).await?)
+    }
+
+    async fn accounts(&self) -> Result<Vec<Account>> {
+        let rows: Vec<AccountRow> = sqlx::query_as(sql::ALL_ACCOUNTS).fetch_all(&self.pool).await?;
+        rows.into_iter().map(Account::try_from).collect()
+    }
+
+    async fn account(&self, id: i64) -> Result<Option<Account>> {
+        let row: Option<AccountRow> = sqlx::query_as(sql::ACCOUNT_BY_ID)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(Account::try_from).transpose()
+    }
+
+    async fn account_by_subdomain(&self, subdomain: &str) -> Result<Option<Account>> {
+        let row: Option<AccountRow> = sqlx::query_as(sql::ACCOUNT_BY_SUBDOMAIN)
+            .bind(subdomain)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(Account::try_from).transpose()
+    }
+
+    async fn user(&self, id: i64) -> Result<Option<User>> {
+        let row: Option<UserRow> = sqlx::query_as(sql::USER_BY_ID)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(User::try_from).transpose()
+    }
+
+    async fn user_credentials(
+        &self,
+        account_id: i64,
+        email_normalized: &str,
+    ) -> Result<Option<(User, Option<String>)>> {
+        let Some(row) = sqlx::query_as::<_, UserRow>(sql::LIVE_USER_BY_EMAIL)
+            .bind(account_id)
+            .bind(email_normalized)
+            .fetch_optional(&self.pool)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let user = User::try_from(row)?;
+        let hash: Option<String> = sqlx::query_scalar(sql::PASSWORD_HASH)
+            .bind(user.id)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(Some((user, hash)))
+    }
+
+    async fn users_page(
+        &self,
+        account_id: i64,
+        after: Option<i64>,
+        before: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<User>> {
+        let rows: Vec<UserRow> = match before {
+            Some(before) => {
+                let mut rows: Vec<UserRow> = sqlx::query_as(sql::USERS_BEFORE)
+                    .bind(account_id)
+                    .bind(before)
+                    .bind(limit)
+                    .fetch_all(&self.pool)
+                    .await?;
+                rows.reverse();
+                rows
+            }
+            None => {
+                sqlx::query_as(sql::USERS_AFTER)
+                    .bind(account_id)
+                    .bind(after.unwrap_or(0))
+                    .bind(limit)
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+        };
+        rows.into_iter().map(User::try_from).collect()
+    }
+
+    async fn token(&self, account_id: i64, id: i64) -> Result<Option<ApiToken>> {
+        let row: Option<TokenRow> = sqlx::query_as(sql::ACCOUNT_TOKEN)
+            .bind(account_id)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(ApiToken::from))
+    }
+
+    async fn token_auth(&self, id: i64) -> Result<Option<TokenAuth>> {
+        let row: Option<TokenAuthRow> = sqlx::query_as(sql::TOKEN_AUTH_BY_ID)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(TokenAuth::try_from).transpose()
+    }
+
+    async fn tokens(&self, account_id: i64) -> Result<Vec<ApiToken>> {
+        let rows: Vec<TokenRow> = sqlx::query_as(sql::ACCOUNT_TOKENS)
+            .bind(account_id)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.into_iter().map(ApiToken::from).collect())
+    }
+
+    async fn audit_chain(&self, account_id: i64) -> Result<Vec<(AuditEvent, [u8; 32])>> {
+        let rows: Vec<AuditRow> = sqlx::query_as(sql::AUDIT_CHAIN)
+            .bind(account_id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.into_iter().map(<(AuditEvent, [u8; 32])>::try_from).collect()
+    }
+
+    async fn record_token_use(&self, uses: &[(i64, Timestamp)]) -> Result<()> {
+        if uses.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await?;
+        for (id, at) in uses {
+            sqlx::query(sql::RECORD_TOKEN_USE)
+                .bind(at)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn insert_session(&self, s: &SessionRecord) -> Result<()> {
+        sqlx::query(sql::INSERT_SESSION)
+            .bind(&s.id_hash[..])
+            .bind(s.account_id)
+            .bind(s.user_id)
+            .bind(&s.csrf_token)
+            .bind(s.created_at)
+            .bind(s.last_seen_at)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn session(&self, id_hash: &[u8; 32]) -> Result<Option<SessionRecord>> {
+        let row: Option<(Vec<u8>, i64, i64, String, i64, i64)> = sqlx::query_as(sql::SESSION_BY_HASH)
+            .bind(&id_hash[..])
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(
+            |(_, account_id, user_id, csrf_token, created_at, last_seen_at)| SessionRecord {
+                id_hash: *id_hash,
+                account_id,
+                user_id,
+                csrf_token,
+                created_at,
+                last_seen_at,
+            },
+        ))
+    }
+
+    async fn touch_session(&self, id_hash: &[u8; 32], at: Timestamp) -> Result<()> {
+        sqlx::query(sql::TOUCH_SESSION)
+            .bind(at)
+            .bind(&id_hash[..])
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn delete_session(&self, id_hash: &[u8; 32]) -> Result<()> {
+        sqlx::query(sql::DELETE_SESSION)
+            .bind(&id_hash[..])
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn prune_sessions(&self, idle_before: Timestamp, created_before: Timestamp) -> Result<u64> {
+        let done = sqlx::query(sql::PRUNE_SESSIONS)
+            .bind(idle_before)
+            .bind(created_before)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn audit_events(&self, account_id: i64, filter: &AuditFilter, seek: &Seek) -> Result<Vec<AuditEvent>> {
+        let (text, args) = audit_log::list_sql(account_id, filter, seek);
+        let mut query = sqlx::query_as::<_, AuditRow>(&text);
+        for arg in args {
+            query = match arg {
+                audit_log::Arg::Int(n) => query.bind(n),
+                audit_log::Arg::Text(s) => query.bind(s),
+            };
+        }
+        let rows = query.fetch_all(&self.pool).await?;
+        rows.into_iter()
+            .map(|r| <(AuditEvent, [u8; 32])>::try_from(r).map(|(e, _)| e))
+            .collect()
+    }
+
+    async fn audit_event(&self, account_id: i64, id: i64) -> Result<Option<AuditEvent>> {
+        let row: Option<AuditRow> = sqlx::query_as(&audit_log::event_sql())
+            .bind(account_id)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| <(AuditEvent, [u8; 32])>::try_from(r).map(|(e, _)| e))
+            .transpose()
+    }
+}
+
+#[async_trait]
+impl Tx for PgTx {
+    async fn lock_account(&mut self, id: i64) -> Result<Option<Account>> {
+        let row: Option<AccountRow> = sqlx::query_as(LOCK_ACCOUNT_BY_ID)
+            .bind(id)
+            .fetch_optional(&mut *self.tx)
+            .await?;
+        row.map(Account::try_from).transpose()
+    }
+
+    async fn lock_account_by_subdomain(&mut self, subdomain: &str) -> Result<Option<Account>> {
+        let row: Option<AccountRow> = sqlx::query_as(LOCK_ACCOUNT_BY_SUBDOMAIN)
+            .bind(subdomain)
+            .fetch_optional(&mut *self.tx)
+            .await?;
+        row.map(Account::try_from).transpose()
+    }
+
+    async fn subdomain_taken(&mut self, subdomain: &str) -> Result<bool> {
+        // A concurrent insert of the same subdomain is caught by the unique
+        // index (accounts_subdomain_key) and reported as taken.
+        let row: Option<AccountRow> = sqlx::query_as(sql::ACCOUNT_BY_SUBDOMAIN)
+            .bind(subdomain)
+            .fetch_optional(&mut *self.tx)
+            .await?;
+        Ok(row.is_some())
+    }
+
+    async fn insert_account(&mut self, new: &NewAccount, now: Timestamp) -> Result<Account> {
+        let row: AccountRow = sqlx::query_as(sql::INSERT_ACCOUNT)
+            .bind(new.subdomain.as_str())
+            .bind(&new.name)
+            .bind(new.plan.as_str())
+            .bind(new.token_limit())
+            .bind(new.api_token_access)
+            .bind(now)
+            .fetch_one(&mut *self.tx)
+            .await?;
+        Account::try_from(row)
+    }
+
+    async fn save_account(&mut self, a: &Account) -> Result<()> {
+        sqlx::query(sql::SAVE_ACCOUNT)
+            .bind(&a.name)
+            .bind(a.plan.as_str())
+            .bind(a.token_limit)
+            .bind(a.api_token_access)
+            .bind(a.updated_at)
+            .bind(a.id)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
+    }
+
+    async fn user(&mut self, account_id: i64, id: i64) -> Result<Option<User>> {
+        let row: Option<UserRow> = sqlx::query_as(sql::ACCOUNT_USER)
+            .bind(account_id)
+            .bind(id)
+            .fetch_optional(&mut *self.tx)
+            .await?;
+        row.map(User::try_from).transpose()
+    }
+
+    async fn email_taken(&mut self, account_id: i64, email_normalized: &str) -> Result<bool> {
+        let n: i64 = sqlx::query_scalar(sql::EMAIL_TAKEN)
+            .bind(account_id)
+            .bind(email_normalized)
+            .fetch_one(&mut *self.tx)
+            .await?;
+        Ok(n > 0)
+    }
+
+    async fn insert_user(&mut self, account_id: i64, new: &NewUser, now: Timestamp) -> Result<User> {
+        let row: UserRow = sqlx::query_as(sql::INSERT_USER)
+            .bind(account_id)
+            .bind(&new.name)
+            .bind(new.email.as_str())
+            .bind(new.email.normalized())
+            .bind(new.role.as_str())
+            .bind(new.verified)
+            .bind(new.password_hash.as_deref())
+            .bind(now)
+            .fetch_one(&mut *self.tx)
+            .await?;
+        User::try_from(row)
+    }
+
+    async fn save_user(&mut self, u: &User, now: Timestamp) -> Result<()> {
+        sqlx::query(sql::SAVE_USER)
+            .bind(&u.name)
+            .bind(u.role.as_str())
+            .bind(u.verified)
+            .bind(u.suspended)
+            .bind(u.deleted)
+            .bind(now)
+            .bind(u.updated_at)
+            .bind(u.id)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
+    }
+
+    async fn set_password(&mut self, user_id: i64, password_hash: &str) -> Result<()> {
+        sqlx::query(sql::SET_PASSWORD)
+            .bind(password_hash)
+            .bind(user_id)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
+    }
+
+    async fn count_tokens(&mut self, account_id: i64) -> Result<i64> {
+        Ok(sqlx::query_scalar(sql::COUNT_TOKENS)
+            .bind(account_id)
+            .fetch_one(&mut *self.tx)
+            .await?)
+    }
+
+    async fn token(&mut self, account_id: i64, id: i64) -> Result<Option<ApiToken>> {
+        let row: Option<TokenRow> = sqlx::query_as(sql::ACCOUNT_TOKEN)
+            .bind(account_id)
+            .bind(id)
+            .fetch_optional(&mut *self.tx)
+            .await?;
+        Ok(row.map(ApiToken::from))
+    }
+
+    async fn token_hash_taken(&mut self, hash: &[u8]) -> Result<bool> {
+        let n: i64 = sqlx::query_scalar(sql::TOKEN_HASH_TAKEN)
+            .bind(hash)
+            .fetch_one(&mut *self.tx)
+            .await?;
+        Ok(n > 0)
+    }
+
+    async fn insert_token(&mut self, account_id: i64, new: &NewToken, now: Timestamp) -> Result<ApiToken> {
+        let row: TokenRow = sqlx::query_as(sql::INSERT_TOKEN)
+            .bind(account_id)
+            .bind(&new.hash.0[..])
+            .bind(&new.visible_token)
+            .bind(new.description.as_deref())
+            .bind(new.active)
+            .bind(new.user_id)
+            .bind(now)
+            .fetch_one(&mut *self.tx)
+            .await?;
+        Ok(ApiToken::from(row))
+    }
+
+    async fn save_token(&mut self, t: &ApiToken) -> Result<()> {
+        sqlx::query(sql::SAVE_TOKEN)
+            .bind(t.description.as_deref())
+            .bind(t.active)
+            .bind(t.assigned_user_id)
+            .bind(t.updated_at)
+            .bind(t.id)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
+    }
+
+    async fn delete_token(&mut self, id: i64) -> Result<()> {
+        sqlx::query(sql::DELETE_TOKEN).bind(id).execute(&mut *self.tx).await?;
+        Ok(())
+    }
+
+    async fn last_audit_hash(&mut self, account_id: i64) -> Result<Option<[u8; 32]>> {
+        let hash: Option<Vec<u8>> = sqlx::query_scalar(sql::LAST_AUDIT_HASH)
+            .bind(account_id)
+            .fetch_optional(&mut *self.tx)
+            .await?;
+        Ok(hash.map(|h| <[u8; 32]>::try_from(h.as_slice()).unwrap_or([0xff; 32])))
+    }
+
+    async fn insert_audit(&mut self, e: &AuditEvent, hash: &[u8; 32]) -> Result<i64> {
+        let id: i64 = sqlx::query_scalar(sql::INSERT_AUDIT)
+            .bind(e.account_id)
+            .bind(e.action.as_str())
+            .bind(e.actor_type.as_str())
+            .bind(e.actor_id)
+            .bind(&e.actor_name)
+            .bind(e.source_type.as_str())
+            .bind(e.source_id)
+            .bind(&e.source_label)
+            .bind(&e.change_description)
+            .bind(e.ip_address.as_deref())
+            .bind(e.created_at)
+            .bind(&hash[..])
+            .fetch_one(&mut *self.tx)
+            .await?;
+        Ok(id)
+    }
+
+    async fn append_change(&mut self, entity: Entity, id: i64, now: Timestamp) -> Result<()> {
+        if !self.appending {
+            // Held until commit: see the module documentation.
+            sqlx::query(APPEND_LOCK_AND_NOTIFY)
+                .bind(CHANGE_LOG_LOCK)
+                .bind(CHANGE_CHANNEL)
+                .execute(&mut *self.tx)
+                .await?;
+            self.appending = true;
+        }
+        sqlx::query(sql::APPEND_CHANGE)
+            .bind(entity.as_str())
+            .bind(id)
+            .bind(now)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
+    }
+
+    async fn commit(self: Box<Self>) -> Result<()> {
+        self.tx.commit().await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,110 @@
+//! The SQL text that every backend runs unchanged: `$n` placeholders,
+//! `RETURNING`, BIGINT epoch seconds and portable types, so SQLite and
+//! PostgreSQL share one copy of each statement. Only what truly differs
+//! (how a transaction locks, how a snapshot is isolated) lives in the
+//! backend modules.
+
+// Change log.
+pub const LATEST_CHANGE: &str = "SELECT MAX(seq) FROM changes";
+pub const OLDEST_CHANGE: &str = "SELECT MIN(seq) FROM changes";
+pub const CHANGES_SINCE: &str = "SELECT seq, entity, entity_id FROM changes WHERE seq > $1 ORDER BY seq LIMIT $2";
+/// Keeps the newest entry so that sequence numbers never restart.
+pub const PRUNE_CHANGES: &str = "DELETE FROM changes WHERE created_at < $1 AND seq < (SELECT MAX(seq) FROM changes)";
+pub const APPEND_CHANGE: &str = "INSERT INTO changes (entity, entity_id, created_at) VALUES ($1, $2, $3)";
+
+// Snapshot of what the verifier holds.
+pub const ALL_ACCOUNTS: &str = concat!("SELECT ", account_columns!(), " FROM accounts ORDER BY id");
+pub const LIVE_USERS: &str = concat!("SELECT ", user_columns!(), " FROM users WHERE deleted_at IS NULL");
+pub const ALL_TOKEN_AUTH: &str = "SELECT id, account_id, token_hash, active FROM api_tokens";
+
+// Accounts.
+pub const ACCOUNT_COUNT: &str = "SELECT COUNT(*) FROM accounts";
+pub const ACCOUNT_BY_ID: &str = concat!("SELECT ", account_columns!(), " FROM accounts WHERE id = $1");
+pub const ACCOUNT_BY_SUBDOMAIN: &str = concat!("SELECT ", account_columns!(), " FROM accounts WHERE subdomain = $1");
+pub const INSERT_ACCOUNT: &str = concat!(
+    "INSERT INTO accounts (subdomain, name, plan, token_limit, api_token_access, created_at, updated_at) ",
+    "VALUES ($1, $2, $3, $4, $5, $6, $6) RETURNING ",
+    account_columns!()
+);
+pub const SAVE_ACCOUNT: &str =
+    "UPDATE accounts SET name = $1, plan = $2, token_limit = $3, api_token_access = $4, updated_at = $5 WHERE id = $6";
+
+// Users.
+pub const USER_BY_ID: &str = concat!("SELECT ", user_columns!(), " FROM users WHERE id = $1");
+pub const ACCOUNT_USER: &str = concat!(
+    "SELECT ",
+    user_columns!(),
+    " FROM users WHERE account_id = $1 AND id = $2"
+);
+pub const LIVE_USER_BY_EMAIL: &str = concat!(
+    "SELECT ",
+    user_columns!(),
+    " FROM users WHERE account_id = $1 AND email_normalized = $2 AND deleted_at IS NULL"
+);
+pub const PASSWORD_HASH: &str = "SELECT password_hash FROM users WHERE id = $1";
+pub const USERS_BEFORE: &str = concat!(
+    "SELECT ",
+    user_columns!(),
+    " FROM users WHERE account_id = $1 AND deleted_at IS NULL AND id < $2 ORDER BY id DESC LIMIT $3"
+);
+pub const USERS_AFTER: &str = concat!(
+    "SELECT ",
+    user_columns!(),
+    " FROM users WHERE account_id = $1 AND deleted_at IS NULL AND id > $2 ORDER BY id LIMIT $3"
+);
+pub const EMAIL_TAKEN: &str =
+    "SELECT COUNT(*) FROM users WHERE account_id = $1 AND email_normalized = $2 AND deleted_at IS NULL";
+pub const INSERT_USER: &str = concat!(
+    "INSERT INTO users (account_id, name, email, email_normalized, role, verified, suspended, password_hash, created_at, updated_at) ",
+    "VALUES ($1, $2, $3, $4, $5, $6, FALSE, $7, $8, $8) RETURNING ",
+    user_columns!()
+);
+pub const SAVE_USER: &str = "UPDATE users SET name = $1, role = $2, verified = $3, suspended = $4, \
+     deleted_at = CASE WHEN $5 THEN COALESCE(deleted_at, $6) ELSE NULL END, updated_at = $7 WHERE id = $8";
+pub const SET_PASSWORD: &str = "UPDATE users SET password_hash = $1 WHERE id = $2";
+
+// Tokens.
+pub const ACCOUNT_TOKEN: &str = concat!(
+    "SELECT ",
+    token_columns!(),
+    " FROM api_tokens WHERE account_id = $1 AND id = $2"
+);
+pub const TOKEN_AUTH_BY_ID: &str = "SELECT id, account_id, token_hash, active FROM api_tokens WHERE id = $1";
+pub const ACCOUNT_TOKENS: &str = concat!(
+    "SELECT ",
+    token_columns!(),
+    " FROM api_tokens WHERE account_id = $1 ORDER BY id DESC"
+);
+pub const COUNT_TOKENS: &str = "SELECT COUNT(*) FROM api_tokens WHERE account_id = $1";
+pub const TOKEN_HASH_TAKEN: &str = "SELECT COUNT(*) FROM api_tokens WHERE token_hash = $1";
+pub const INSERT_TOKEN: &str = concat!(
+    "INSERT INTO api_tokens (account_id, token_hash, visible_token, description, active, user_id, created_at, updated_at) ",
+    "VALUES ($1, $2, $3, $4, $5, $6, $7, $7) RETURNING ",
+    token_columns!()
+);
+pub const SAVE_TOKEN: &str =
+    "UPDATE api_tokens SET description = $1, active = $2, assigned_user_id = $3, updated_at = $4 WHERE id = $5";
+pub const DELETE_TOKEN: &str = "DELETE FROM api_tokens WHERE id = $1";
+/// Never moves `last_used` backwards.
+pub const RECORD_TOKEN_USE: &str =
+    "UPDATE api_tokens SET last_used = $1 WHERE id = $2 AND (last_used IS NULL OR last_used < $1)";
+
+// Audit events.
+pub const AUDIT_CHAIN: &str = concat!(
+    "SELECT ",
+    audit_columns!(),
+    " FROM audit_events WHERE account_id = $1 ORDER BY id"
+);
+pub const LAST_AUDIT_HASH: &str = "SELECT hash FROM audit_events WHERE account_id = $1 ORDER BY id DESC LIMIT 1";
+pub const INSERT_AUDIT: &str = "INSERT INTO audit_events (account_id, action, actor_type, actor_id, actor_name, \
+     source_type, source_id, source_label, change_description, ip_address, created_at, hash) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING id";
+
+// Admin Center sessions.
+pub const INSERT_SESSION: &str = "INSERT INTO sessions (id_hash, account_id, user_id, csrf_token, created_at, \
+     last_seen_at) VALUES ($1, $2, $3, $4, $5, $6)";
+pub const SESSION_BY_HASH: &str =
+    "SELECT id_hash, account_id, user_id, csrf_token, created_at, last_seen_at FROM sessions WHERE id_hash = $1";
+pub const TOUCH_SESSION: &str = "UPDATE sessions SET last_seen_at = $1 WHERE id_hash = $2 AND last_seen_at < $1";
+pub const DELETE_SESSION: &str = "DELETE FROM sessions WHERE id_hash = $1";
+pub const PRUNE_SESSIONS: &str = "DELETE FROM sessions WHERE last_seen_at < $1 OR created_at < $2";
