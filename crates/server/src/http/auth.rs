@@ -80,6 +80,11 @@ pub fn client_ip(parts: &Parts, config: &ServerConfig) -> IpAddr {
 
 /// Checks a request's credentials against the in-memory verifier.
 pub fn authenticate(state: &AppState, parts: &Parts) -> Result<ApiUser, ApiError> {
+    // Out of touch with the database for too long: what memory holds may
+    // miss a revocation, so refuse rather than trust it (SPEC §10.3).
+    if state.app.follower.is_stale(state.config.max_staleness) {
+        return Err(ApiError::Stale);
+    }
     let ip = client_ip(parts, &state.config);
     let now = state.app.now();
     if let Some(retry_after) = state.limiter.blocked(ip, now) {

@@ -40,6 +40,9 @@ pub enum ApiError {
     TooManyRequests {
         retry_after: u64,
     },
+    /// 503: this node has been out of touch with its database for longer
+    /// than `--max-staleness`, so it will not vouch for what it remembers.
+    Stale,
     Internal(String),
 }
 
@@ -80,6 +83,7 @@ impl ApiError {
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Stale => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -125,6 +129,10 @@ impl ApiError {
                 "TooManyRequests",
                 "Too many failed authentication attempts. Try again later.",
             ),
+            ApiError::Stale => error_body(
+                "ServiceUnavailable",
+                "This server has lost contact with its database and cannot verify credentials. Try again shortly.",
+            ),
             ApiError::Internal(_) => error_body("InternalError", "Something went wrong on our side."),
         };
         v.to_string()
@@ -144,6 +152,9 @@ impl IntoResponse for ApiError {
             }
             ApiError::TooManyRequests { retry_after } => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));
+            }
+            ApiError::Stale => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(1u64));
             }
             _ => {}
         }
@@ -222,6 +233,11 @@ mod tests {
                 )]),
                 422,
                 r#"{"error":"RecordInvalid","description":"Record validation errors","details":{"base":[{"error":"TokenActive","description":"Deactivate the token before deleting it."}]}}"#,
+            ),
+            (
+                ApiError::Stale,
+                503,
+                r#"{"error":"ServiceUnavailable","description":"This server has lost contact with its database and cannot verify credentials. Try again shortly."}"#,
             ),
         ];
         for (err, status, body) in cases {
