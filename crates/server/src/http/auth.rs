@@ -9,6 +9,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicI64, AtomicU32, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
 
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::{header, request::Parts};
@@ -16,11 +17,12 @@ use latchkey_core::{
     audit::Actor,
     time::Timestamp,
     user::Role,
-    verifier::{Denial, Identity},
+    verifier::Identity,
 };
 
 use super::credentials::{self, Credentials};
 use super::error::ApiError;
+use super::metrics::Outcome;
 use super::AppState;
 use crate::app::AdminAccess;
 use crate::config::ServerConfig;
@@ -78,8 +80,10 @@ pub fn client_ip(parts: &Parts, config: &ServerConfig) -> IpAddr {
         .unwrap_or(peer)
 }
 
-/// Checks a request's credentials against the in-memory verifier.
+/// Checks a request's credentials against the in-memory verifier, and
+/// counts the outcome and its latency for `/metrics`.
 pub fn authenticate(state: &AppState, parts: &Parts) -> Result<ApiUser, ApiError> {
+    let started = Instant::now();
     // Out of touch with the database for too long: what memory holds may
     // miss a revocation, so refuse rather than trust it (SPEC §10.3).
     if state.app.follower.is_stale(state.config.max_staleness) {
@@ -88,24 +92,29 @@ pub fn authenticate(state: &AppState, parts: &Parts) -> Result<ApiUser, ApiError
     let ip = client_ip(parts, &state.config);
     let now = state.app.now();
     if let Some(retry_after) = state.limiter.blocked(ip, now) {
+        state.metrics.record(Outcome::RateLimited, started.elapsed());
         return Err(ApiError::TooManyRequests { retry_after });
     }
     let header = parts.headers.get(header::AUTHORIZATION).map(|v| v.as_bytes());
-    let outcome: Result<Identity, (ApiError, Option<Denial>)> = match credentials::parse(header) {
+    let outcome: Result<Identity, (ApiError, Outcome)> = match credentials::parse(header) {
         Credentials::ApiToken { email, hash } => state
             .app
             .verifier
             .verify(&email, &hash, now)
-            .map_err(|d| (ApiError::NotAuthenticated { token_hint: false }, Some(d))),
-        Credentials::BadBasic { token_hint } => Err((ApiError::NotAuthenticated { token_hint }, None)),
-        Credentials::Bearer { api_token } => Err((ApiError::InvalidBearer { api_token }, None)),
-        Credentials::Missing => Err((ApiError::NotAuthenticated { token_hint: false }, None)),
+            .map_err(|d| (ApiError::NotAuthenticated { token_hint: false }, Outcome::Denied(d))),
+        Credentials::BadBasic { token_hint } => Err((ApiError::NotAuthenticated { token_hint }, Outcome::Malformed)),
+        Credentials::Bearer { api_token } => Err((ApiError::InvalidBearer { api_token }, Outcome::Bearer)),
+        Credentials::Missing => Err((ApiError::NotAuthenticated { token_hint: false }, Outcome::Missing)),
     };
     match outcome {
-        Ok(identity) => Ok(ApiUser { identity, ip }),
-        Err((err, denial)) => {
+        Ok(identity) => {
+            state.metrics.record(Outcome::Ok, started.elapsed());
+            Ok(ApiUser { identity, ip })
+        }
+        Err((err, reason)) => {
             state.limiter.record_failure(ip, now);
-            tracing::debug!(reason = denial.map(Denial::as_str).unwrap_or("malformed"), %ip, "authentication failed");
+            state.metrics.record(reason, started.elapsed());
+            tracing::debug!(reason = reason.as_str(), %ip, "authentication failed");
             Err(err)
         }
     }

@@ -8,9 +8,12 @@ pub mod auth;
 pub mod credentials;
 pub mod error;
 pub mod input;
+pub mod metrics;
+pub mod ops;
 pub mod paging;
 pub mod tokens;
 pub mod users;
+pub mod verify;
 pub mod views;
 
 use std::net::SocketAddr;
@@ -20,7 +23,7 @@ use std::sync::Arc;
 use axum::extract::Request;
 use axum::http::{header, HeaderName, HeaderValue, Uri};
 use axum::response::IntoResponse;
-use axum::routing::get;
+use axum::routing::{any, get};
 use axum::{middleware, Router};
 use tower_http::request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
@@ -36,6 +39,7 @@ pub struct AppState {
     pub app: Arc<App>,
     pub config: Arc<ServerConfig>,
     pub limiter: Arc<FailureLimiter>,
+    pub metrics: Arc<metrics::Metrics>,
 }
 
 impl AppState {
@@ -45,6 +49,7 @@ impl AppState {
             app,
             config: Arc::new(config),
             limiter,
+            metrics: Arc::default(),
         }
     }
 }
@@ -76,7 +81,11 @@ pub fn router(state: AppState) -> Router {
     let request_id = HeaderName::from_static("x-request-id");
     Router::new()
         .merge(api_routes())
-        .route("/healthz", get(|| async { "ok" }))
+        .merge(crate::web::routes())
+        .route("/verify", any(verify::verify))
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(middleware::map_response(security_headers))

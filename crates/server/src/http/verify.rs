@@ -1,0 +1,53 @@
+//! `/verify`: the gateway's per-request question "may this request
+//! through?" (SPEC §8), for nginx `auth_request` and Traefik `forwardAuth`.
+//!
+//! Any method is accepted. The answer comes from the in-memory verifier
+//! through the same [`ApiUser`] extractor as the REST API, so failures are
+//! exactly §4.2's (401 with `WWW-Authenticate`, 429 with `Retry-After`
+//! before any lookup) and no database statement runs. Success is 200 with
+//! no body and the identity in headers:
+//!
+//! | header | value |
+//! |---|---|
+//! | `X-Latchkey-Account-Id` | the account's id |
+//! | `X-Latchkey-Account` | the account's subdomain |
+//! | `X-Latchkey-User-Id` | the user's id |
+//! | `X-Latchkey-User-Email` | the user's email, as stored |
+//! | `X-Latchkey-Role` | `admin`, `agent` or `end_user` |
+//! | `X-Latchkey-Token-Id` | the token's id |
+//! | `X-Latchkey-Scopes` | empty: the token is unrestricted and carries the user's full role (scopes null, §9.1); a restricted token will list its scope names here, separated by spaces |
+
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+
+use super::auth::ApiUser;
+
+pub const ACCOUNT_ID: HeaderName = HeaderName::from_static("x-latchkey-account-id");
+pub const ACCOUNT: HeaderName = HeaderName::from_static("x-latchkey-account");
+pub const USER_ID: HeaderName = HeaderName::from_static("x-latchkey-user-id");
+pub const USER_EMAIL: HeaderName = HeaderName::from_static("x-latchkey-user-email");
+pub const ROLE: HeaderName = HeaderName::from_static("x-latchkey-role");
+pub const TOKEN_ID: HeaderName = HeaderName::from_static("x-latchkey-token-id");
+pub const SCOPES: HeaderName = HeaderName::from_static("x-latchkey-scopes");
+
+/// `GET /verify` (any method): 200 with the identity headers, else the
+/// extractor's 401/429.
+pub async fn verify(user: ApiUser) -> Response {
+    let id = &user.identity;
+    let mut headers = HeaderMap::with_capacity(8);
+    headers.insert(ACCOUNT_ID, HeaderValue::from(id.account.id));
+    headers.insert(USER_ID, HeaderValue::from(id.user.id));
+    headers.insert(TOKEN_ID, HeaderValue::from(id.token_id));
+    headers.insert(ROLE, HeaderValue::from_static(id.user.role.as_str()));
+    headers.insert(SCOPES, HeaderValue::from_static(""));
+    // Subdomains are `[a-z0-9-]` and stored emails are validated (UTF-8
+    // bytes are allowed header bytes), so both are valid header values; one
+    // that somehow is not is left out rather than failing a good request.
+    if let Ok(v) = HeaderValue::from_bytes(id.account.subdomain.as_bytes()) {
+        headers.insert(ACCOUNT, v);
+    }
+    if let Ok(v) = HeaderValue::from_bytes(id.user.email.as_bytes()) {
+        headers.insert(USER_EMAIL, v);
+    }
+    (StatusCode::OK, headers).into_response()
+}
