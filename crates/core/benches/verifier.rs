@@ -1,0 +1,201 @@
+//! The in-process verifier against its floor: SHA-256 of the token alone,
+//! measured in the same run. A verification here is what a request costs
+//! once its `Authorization` header is decoded: the checksum check, the
+//! SHA-256, and the lookups of token, account and user.
+//!
+//! `LATCHKEY_BENCH_TOKENS` (default `1000,1000000`) sets the verifier sizes;
+//! tokens are spread over one account per 100 tokens. After criterion's own
+//! report, a table gives each case's time and its ratio to the floor, from
+//! batches of the cases taken in turns (robust to a busy machine).
+//!
+//! CI runs it quickly: `cargo bench -p latchkey-core --bench verifier -- --quick`.
+
+use std::hint::black_box;
+use std::time::Instant;
+
+use criterion::Criterion;
+use latchkey_core::account::Plan;
+use latchkey_core::token::{has_valid_checksum, PlainToken, TokenHash, TokenPrefix};
+use latchkey_core::user::{Role, User};
+use latchkey_core::verifier::{AccountEntry, Snapshot, TokenAuth, Verifier};
+
+const TOKENS_PER_ACCOUNT: usize = 100;
+const EMAIL: &str = "user1@example.com";
+
+fn user(id: i64, account_id: i64) -> User {
+    User {
+        id,
+        account_id,
+        name: format!("User {id}"),
+        email: format!("User{account_id}@Example.com"),
+        role: Role::Agent,
+        verified: true,
+        suspended: false,
+        deleted: false,
+        created_at: 0,
+        updated_at: 0,
+    }
+}
+
+struct Loaded {
+    verifier: Verifier,
+    valid: String,
+    unknown: String,
+    bad_checksum: String,
+    deactivated: String,
+}
+
+/// A verifier holding `n` tokens over `n / 100` accounts (one user each),
+/// with a valid and a deactivated token of account 1 among them.
+fn load(n: usize) -> Loaded {
+    let prefix = TokenPrefix::default();
+    let valid = PlainToken::generate(&prefix);
+    let deactivated = PlainToken::generate(&prefix);
+    let unknown = PlainToken::generate(&prefix);
+    let mut bad_checksum = valid.expose().to_owned().into_bytes();
+    let last = bad_checksum.len() - 1;
+    bad_checksum[last] = if bad_checksum[last] == b'a' { b'b' } else { b'a' };
+    let bad_checksum = String::from_utf8(bad_checksum).unwrap_or_default();
+
+    let accounts = (n / TOKENS_PER_ACCOUNT).max(1);
+    let mut s = Snapshot::new();
+    for a in 1..=accounts as i64 {
+        s.add_account(AccountEntry {
+            id: a,
+            subdomain: format!("account{a}"),
+            name: format!("Account {a}"),
+            plan: Plan::Enterprise,
+            api_token_access: true,
+        });
+        s.add_user(user(a, a));
+    }
+    let mut add = |id: usize, hash: TokenHash, active: bool| {
+        s.add_token(TokenAuth {
+            id: id as i64,
+            account_id: (id % accounts) as i64 + 1,
+            hash,
+            active,
+        })
+    };
+    // Account 1 gets ids 0, accounts, 2 * accounts, ...
+    add(0, valid.hash(), true);
+    add(accounts, deactivated.hash(), false);
+    for id in (1..n).filter(|&i| i != accounts) {
+        add(id, TokenHash::of(&format!("bulk-{id}")), true);
+    }
+    let verifier = Verifier::new();
+    verifier.replace_all(s);
+    assert_eq!(verifier.token_count(), n);
+    Loaded {
+        verifier,
+        valid: valid.expose().to_owned(),
+        unknown: unknown.expose().to_owned(),
+        bad_checksum,
+        deactivated: deactivated.expose().to_owned(),
+    }
+}
+
+/// Everything verification does with `{email}/token:{token}`.
+fn verify(v: &Verifier, email: &str, token: &str) -> bool {
+    has_valid_checksum(token) && v.verify(email, &TokenHash::of(token), 1_000).is_ok()
+}
+
+type Case<'a> = (&'static str, Box<dyn Fn() + 'a>);
+
+/// The table's figures: the cases take turns in short batches, many rounds
+/// over, and each keeps its median batch, so a burst of load from other
+/// processes hits every case alike instead of skewing one.
+fn paired(cases: &[Case<'_>]) -> Vec<f64> {
+    const ROUNDS: usize = 101;
+    const BATCH: u32 = 2_000;
+    let mut samples = vec![Vec::with_capacity(ROUNDS); cases.len()];
+    for _ in 0..ROUNDS {
+        for (i, (_, f)) in cases.iter().enumerate() {
+            let start = Instant::now();
+            for _ in 0..BATCH {
+                f();
+            }
+            samples[i].push(start.elapsed().as_nanos() as f64 / f64::from(BATCH));
+        }
+    }
+    samples
+        .into_iter()
+        .map(|mut s| {
+            s.sort_by(f64::total_cmp);
+            s[s.len() / 2]
+        })
+        .collect()
+}
+
+fn bench(c: &mut Criterion, n: usize, table: &mut Vec<(usize, &'static str, f64, f64)>) {
+    let started = Instant::now();
+    let l = load(n);
+    eprintln!("loaded {n} tokens in {:.2?}", started.elapsed());
+    assert!(verify(&l.verifier, EMAIL, &l.valid));
+    assert!(!verify(&l.verifier, EMAIL, &l.unknown));
+    assert!(!verify(&l.verifier, EMAIL, &l.bad_checksum));
+    assert!(!verify(&l.verifier, EMAIL, &l.deactivated));
+    let v = &l.verifier;
+    let cases: Vec<Case<'_>> = vec![
+        (
+            "floor: SHA-256 of the token",
+            Box::new(|| {
+                black_box(TokenHash::of(black_box(&l.valid)));
+            }),
+        ),
+        (
+            "valid token",
+            Box::new(|| {
+                black_box(verify(v, black_box(EMAIL), black_box(&l.valid)));
+            }),
+        ),
+        (
+            "unknown token",
+            Box::new(|| {
+                black_box(verify(v, black_box(EMAIL), black_box(&l.unknown)));
+            }),
+        ),
+        (
+            "bad checksum",
+            Box::new(|| {
+                black_box(verify(v, black_box(EMAIL), black_box(&l.bad_checksum)));
+            }),
+        ),
+        (
+            "deactivated token",
+            Box::new(|| {
+                black_box(verify(v, black_box(EMAIL), black_box(&l.deactivated)));
+            }),
+        ),
+    ];
+    for (name, f) in &cases {
+        c.bench_function(&format!("{n} tokens/{name}"), |b| b.iter(f));
+    }
+    let medians = paired(&cases);
+    for ((name, _), ns) in cases.iter().zip(&medians) {
+        table.push((n, name, *ns, ns / medians[0]));
+    }
+}
+
+fn sizes() -> Vec<usize> {
+    std::env::var("LATCHKEY_BENCH_TOKENS")
+        .unwrap_or_else(|_| "1000,1000000".into())
+        .split(',')
+        .filter_map(|s| s.trim().replace('_', "").parse().ok())
+        .filter(|&n| n >= 2)
+        .collect()
+}
+
+fn main() {
+    let mut c = Criterion::default().configure_from_args();
+    let mut table = Vec::new();
+    for n in sizes() {
+        bench(&mut c, n, &mut table);
+    }
+    c.final_summary();
+    println!("\nmedians of interleaved batches, same run:");
+    println!("{:>9}  {:<30} {:>9}  {:>8}", "tokens", "case", "ns/op", "x floor");
+    for (n, case, ns, ratio) in table {
+        println!("{n:>9}  {case:<30} {ns:>9.1}  {ratio:>8.2}");
+    }
+}
