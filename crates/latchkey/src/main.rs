@@ -26,7 +26,10 @@ use cli::{AccountCmd, AuditCmd, Cli, Command, LogFormat, OnOff, TokenCmd, UserCm
 /// A failure the operator caused (exit 1 with a one-line message), as
 /// opposed to a bug or an unreachable database (also exit 1, with context).
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(e),
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -41,6 +44,28 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `--help` and `--version` print as clap renders them; bad arguments exit 2
+/// with clap's message folded onto one line (SPEC §10.1).
+fn usage_error(e: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+        let _ = e.print();
+        return ExitCode::SUCCESS;
+    }
+    if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+        eprintln!("error: a command is required (see --help)");
+        return ExitCode::from(2);
+    }
+    let text = e.render().to_string();
+    let message: Vec<&str> = text
+        .lines()
+        .take_while(|l| !l.trim().is_empty())
+        .map(str::trim)
+        .collect();
+    eprintln!("{} (see --help)", message.join(" "));
+    ExitCode::from(2)
 }
 
 /// One line for the operator; domain refusals read as the rule they broke.

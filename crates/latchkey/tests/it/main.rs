@@ -8,3 +8,8 @@ mod harness;
 mod support;
 mod tokens;
 mod auth;
+mod bad_input;
+mod audit_events;
+mod concurrency;
+mod durability;
+mod cli;

@@ -1,0 +1,712 @@
+//! SPEC §10.1 with the real binary: each command, its output and exit code
+//! (0 done, 1 refused, 2 bad arguments with a one-line message), `--help`,
+//! and the first run of `serve`.
+
+use latchkey_core::token::{has_valid_checksum, PlainToken, TokenHash, TokenPrefix};
+use latchkey_server::App;
+use serde_json::Value;
+
+use crate::support::*;
+
+async fn open(db: &TestDatabase) -> App {
+    App::open(&db.url, Default::default()).await.expect("open")
+}
+
+fn one_line(s: &str) -> bool {
+    s.trim_end().lines().count() == 1
+}
+
+/// Creates an account with the CLI; returns (subdomain, admin email).
+async fn create_account(db: &TestDatabase, token_access: bool) -> (String, String) {
+    let subdomain = unique("cli");
+    let email = format!("{}@example.com", unique("boss"));
+    let mut args = vec![
+        "account",
+        "create",
+        "--subdomain",
+        &subdomain,
+        "--name",
+        "CLI Co",
+        "--plan",
+        "professional",
+        "--admin-email",
+        &email,
+    ];
+    if token_access {
+        args.push("--api-token-access");
+    }
+    let out = db.cli(&args).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    (subdomain, email)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn help_is_available_for_every_command() {
+    let db = test_database_url().await;
+    let out = db.cli(&["--help"]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    for cmd in ["serve", "migrate", "account", "user", "token", "audit"] {
+        assert!(out.stdout.contains(cmd), "{cmd} missing from --help");
+    }
+    for args in [
+        &["serve", "--help"][..],
+        &["migrate", "--help"],
+        &["account", "create", "--help"],
+        &["account", "update", "--help"],
+        &["user", "create", "--help"],
+        &["token", "create", "--help"],
+        &["token", "list", "--help"],
+        &["token", "import", "--help"],
+        &["audit", "verify", "--help"],
+    ] {
+        let out = db.cli(args).await;
+        assert_eq!(out.code, 0, "{args:?}: {out:?}");
+        assert!(out.stdout.contains("Usage:"), "{args:?}");
+    }
+    let out = db.cli(&["--version"]).await;
+    assert_eq!(out.code, 0);
+    assert!(out.stdout.starts_with("latchkey "));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_arguments_exit_2_with_a_one_line_message() {
+    let db = test_database_url().await;
+    for args in [
+        &[][..],
+        &["frobnicate"],
+        &["token"],
+        &["token", "create"],
+        &["token", "create", "--account"],
+        &["token", "list", "--account", "x", "--colour"],
+        &["account", "update", "--subdomain", "x", "--api-token-access", "maybe"],
+        &["serve", "--listen", "not-an-address"],
+        &["serve", "--flush-interval-secs", "-1"],
+        &["user", "create", "--account", "x", "--email", "e@x.io", "--name", "N"],
+    ] {
+        let out = db.cli(args).await;
+        assert_eq!(out.code, 2, "{args:?}: {out:?}");
+        assert!(one_line(&out.stderr), "{args:?}: not one line: {:?}", out.stderr);
+        assert!(out.stderr.starts_with("error:"), "{args:?}: {:?}", out.stderr);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrate_creates_the_schema_and_can_run_again() {
+    let db = test_database_url().await;
+    for _ in 0..2 {
+        let out = db.cli(&["migrate"]).await;
+        assert_eq!(out.code, 0, "{out:?}");
+        assert_eq!(out.stdout.trim(), "database is up to date");
+    }
+    assert_eq!(open(&db).await.store.account_count().await.unwrap(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn account_create_prints_a_one_time_password_and_refuses_a_taken_subdomain() {
+    let db = test_database_url().await;
+    let out = db
+        .cli(&[
+            "account",
+            "create",
+            "--subdomain",
+            "acme",
+            "--name",
+            "Acme",
+            "--plan",
+            "growth",
+            "--admin-email",
+            "Owner@Acme.test",
+        ])
+        .await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(out.stdout.contains("created account acme"), "{}", out.stdout);
+    let password = out
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("admin password, shown this once: "))
+        .expect("a password line")
+        .trim()
+        .to_owned();
+    let app = open(&db).await;
+    let acct = app.store.account_by_subdomain("acme").await.unwrap().unwrap();
+    assert_eq!(acct.plan.as_str(), "growth");
+    assert!(!acct.api_token_access, "token access is off by default");
+    assert_eq!(acct.token_limit, 256);
+    let (user, hash) = app
+        .store
+        .user_credentials(acct.id, "owner@acme.test")
+        .await
+        .unwrap()
+        .expect("the admin");
+    assert_eq!(user.email, "Owner@Acme.test", "stored as given");
+    assert_eq!(user.role.as_str(), "admin");
+    assert!(user.verified);
+    assert!(latchkey_server::password::verify_blocking(
+        &password,
+        &hash.expect("a password hash")
+    ));
+
+    let out = db
+        .cli(&[
+            "account",
+            "create",
+            "--subdomain",
+            "acme",
+            "--name",
+            "Again",
+            "--plan",
+            "team",
+            "--admin-email",
+            "x@acme.test",
+        ])
+        .await;
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(one_line(&out.stderr), "{:?}", out.stderr);
+    assert!(out.stderr.contains("subdomain"), "{:?}", out.stderr);
+    assert_eq!(app.store.account_count().await.unwrap(), 1);
+
+    for (subdomain, plan, email) in [
+        ("Bad_Sub", "team", "a@b.io"),
+        ("okay", "platinum", "a@b.io"),
+        ("okay", "team", "not-an-email"),
+    ] {
+        let out = db
+            .cli(&[
+                "account",
+                "create",
+                "--subdomain",
+                subdomain,
+                "--name",
+                "N",
+                "--plan",
+                plan,
+                "--admin-email",
+                email,
+            ])
+            .await;
+        assert_ne!(out.code, 0, "{subdomain} {plan} {email}");
+        assert!(one_line(&out.stderr), "{:?}", out.stderr);
+    }
+    assert_eq!(app.store.account_count().await.unwrap(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_password_can_come_from_standard_input() {
+    let db = test_database_url().await;
+    let out = cli_with_stdin(
+        &db.url,
+        &[
+            "account",
+            "create",
+            "--subdomain",
+            "stdin",
+            "--name",
+            "S",
+            "--plan",
+            "team",
+            "--admin-email",
+            "s@stdin.test",
+            "--admin-password-stdin",
+        ],
+        Some("correct horse battery staple\n"),
+    )
+    .await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(!out.stdout.contains("password"), "{}", out.stdout);
+    let app = open(&db).await;
+    let acct = app.store.account_by_subdomain("stdin").await.unwrap().unwrap();
+    let (_, hash) = app
+        .store
+        .user_credentials(acct.id, "s@stdin.test")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(latchkey_server::password::verify_blocking(
+        "correct horse battery staple",
+        &hash.unwrap()
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn account_update_changes_name_plan_and_token_access() {
+    let db = test_database_url().await;
+    let (subdomain, _) = create_account(&db, false).await;
+    let out = db
+        .cli(&[
+            "account",
+            "update",
+            "--subdomain",
+            &subdomain,
+            "--name",
+            "Renamed",
+            "--plan",
+            "enterprise_plus",
+            "--api-token-access",
+            "on",
+        ])
+        .await;
+    assert_eq!(out.code, 0, "{out:?}");
+    let app = open(&db).await;
+    let acct = app.store.account_by_subdomain(&subdomain).await.unwrap().unwrap();
+    assert_eq!(acct.name, "Renamed");
+    assert_eq!(acct.plan.as_str(), "enterprise_plus");
+    assert!(acct.api_token_access);
+    let out = db
+        .cli(&["account", "update", "--subdomain", "nosuchaccount", "--name", "X"])
+        .await;
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(one_line(&out.stderr));
+    let out = db
+        .cli(&["account", "update", "--subdomain", &subdomain, "--plan", "gold"])
+        .await;
+    assert_ne!(out.code, 0);
+    assert!(one_line(&out.stderr), "{:?}", out.stderr);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn user_create_makes_users_of_each_role_and_refuses_a_taken_email() {
+    let db = test_database_url().await;
+    let (subdomain, admin_email) = create_account(&db, true).await;
+    let token = db
+        .cli(&["token", "create", "--account", &subdomain])
+        .await
+        .stdout
+        .trim()
+        .to_owned();
+    let t = TestApp::spawn_on(db, |_| {}).await;
+    for (role, extra) in [
+        ("admin", None),
+        ("agent", None),
+        ("end_user", None),
+        ("agent", Some("--unverified")),
+    ] {
+        let email = format!("{}@example.com", unique(role));
+        let mut args = vec![
+            "user",
+            "create",
+            "--account",
+            &subdomain,
+            "--email",
+            &email,
+            "--name",
+            "Someone",
+            "--role",
+            role,
+        ];
+        args.extend(extra);
+        let out = t.db.cli(&args).await;
+        assert_eq!(out.code, 0, "{out:?}");
+        assert!(out.stdout.contains("created user"), "{}", out.stdout);
+        // The running server picks the user up.
+        let expected = if extra.is_some() { 401 } else { 200 };
+        let mut status = 0;
+        for _ in 0..100 {
+            status = t.me_status(&basic(&email, &token)).await;
+            if status == expected {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        assert_eq!(status, expected, "{role} {extra:?}");
+    }
+    let out =
+        t.db.cli(&[
+            "user",
+            "create",
+            "--account",
+            &subdomain,
+            "--email",
+            &admin_email.to_uppercase(),
+            "--name",
+            "Dup",
+            "--role",
+            "agent",
+        ])
+        .await;
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(
+        one_line(&out.stderr) && out.stderr.contains("email"),
+        "{:?}",
+        out.stderr
+    );
+    let out =
+        t.db.cli(&[
+            "user",
+            "create",
+            "--account",
+            &subdomain,
+            "--email",
+            "r@example.com",
+            "--name",
+            "R",
+            "--role",
+            "owner",
+        ])
+        .await;
+    assert_ne!(out.code, 0);
+    assert!(one_line(&out.stderr), "{:?}", out.stderr);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_create_prints_the_token_alone_and_refuses_when_access_is_off() {
+    let db = test_database_url().await;
+    let (on, email) = create_account(&db, true).await;
+    let (off, _) = create_account(&db, false).await;
+    let out = db
+        .cli(&["token", "create", "--account", &on, "--description", "Zapier"])
+        .await;
+    assert_eq!(out.code, 0, "{out:?}");
+    let token = out.stdout.trim_end_matches('\n');
+    assert!(!token.contains('\n') && token == token.trim());
+    assert!(token.starts_with("lk_") && has_valid_checksum(token), "{token}");
+    let app = open(&db).await;
+    let acct = app.store.account_by_subdomain(&on).await.unwrap().unwrap();
+    let t = app.tokens(acct.id).await.unwrap();
+    assert_eq!(t.len(), 1);
+    assert_eq!(t[0].description.as_deref(), Some("Zapier"));
+    let identity = app.verifier.verify(&email, &TokenHash::of(token), app.now());
+    assert!(identity.is_ok(), "the printed token is the stored one");
+
+    let out = db.cli(&["token", "create", "--account", &off]).await;
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(out.stdout.is_empty());
+    assert!(one_line(&out.stderr), "{:?}", out.stderr);
+    let out = db.cli(&["token", "create", "--account", "nosuchaccount"]).await;
+    assert_eq!(out.code, 1, "{out:?}");
+    let out = db
+        .cli(&["token", "create", "--account", &on, "--description", &"x".repeat(256)])
+        .await;
+    assert_ne!(out.code, 0);
+    assert!(one_line(&out.stderr), "{:?}", out.stderr);
+    // Options also come from LATCHKEY_* variables.
+    let out = latchkey_command(&db.url)
+        .args(["token", "create"])
+        .env("LATCHKEY_ACCOUNT", &on)
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert!(has_valid_checksum(String::from_utf8_lossy(&out.stdout).trim()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_list_prints_a_table_or_json_without_secrets() {
+    let db = test_database_url().await;
+    let (subdomain, _) = create_account(&db, true).await;
+    let a = db
+        .cli(&["token", "create", "--account", &subdomain, "--description", "first"])
+        .await
+        .stdout;
+    let b = db.cli(&["token", "create", "--account", &subdomain]).await.stdout;
+    let out = db.cli(&["token", "list", "--account", &subdomain]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(
+        out.stdout.contains("first") && out.stdout.contains("Active"),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stdout.trim_end().ends_with("2 of 256 tokens"), "{}", out.stdout);
+    let json = db.cli(&["token", "list", "--account", &subdomain, "--json"]).await;
+    assert_eq!(json.code, 0);
+    let list: Value = serde_json::from_str(&json.stdout).expect("JSON");
+    let list = list.as_array().unwrap();
+    assert_eq!(list.len(), 2);
+    assert_eq!(list[1]["description"], "first", "newest first");
+    assert_eq!(list[0]["description"], Value::Null);
+    for t in list {
+        for f in ["id", "active", "visible_token", "created_at", "updated_at", "last_used"] {
+            assert!(t.get(f).is_some(), "{f}");
+        }
+    }
+    for secret in [a.trim(), b.trim()] {
+        assert!(!out.stdout.contains(secret) && !json.stdout.contains(secret));
+    }
+    let out = db.cli(&["token", "list", "--account", "nosuchaccount"]).await;
+    assert_eq!(out.code, 1);
+}
+
+fn plain() -> String {
+    PlainToken::generate(&TokenPrefix::default()).expose().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_import_takes_plaintext_and_sha256_lines() {
+    let db = test_database_url().await;
+    let (subdomain, email) = create_account(&db, true).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (p1, p2) = (plain(), plain());
+    let file = dir.path().join("tokens.jsonl");
+    let lines = [
+        serde_json::json!({"token": p1, "description": "Legacy"}).to_string(),
+        String::new(),
+        serde_json::json!({"token_sha256": TokenHash::of(&p2).to_hex().to_uppercase(), "visible_token": "lk_abcd…wxyz", "active": false}).to_string(),
+    ];
+    std::fs::write(&file, lines.join("\n")).unwrap();
+    let out = db
+        .cli(&[
+            "token",
+            "import",
+            "--account",
+            &subdomain,
+            "--file",
+            file.to_str().unwrap(),
+        ])
+        .await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(out.stdout.contains("imported 2 tokens"), "{}", out.stdout);
+    assert!(!out.stdout.contains(&p1));
+
+    let app = open(&db).await;
+    let acct = app.store.account_by_subdomain(&subdomain).await.unwrap().unwrap();
+    let tokens = app.tokens(acct.id).await.unwrap();
+    assert_eq!(tokens.len(), 2);
+    assert!(app.verifier.verify(&email, &TokenHash::of(&p1), app.now()).is_ok());
+    assert!(
+        app.verifier.verify(&email, &TokenHash::of(&p2), app.now()).is_err(),
+        "imported deactivated"
+    );
+    let events = app.store.audit_chain(acct.id).await.unwrap();
+    assert_eq!(
+        events
+            .iter()
+            .filter(|(e, _)| e.source_type.as_str() == "api_token" && e.action.as_str() == "create")
+            .count(),
+        2
+    );
+
+    // All or nothing: a file with one bad line imports nothing.
+    for bad in [
+        format!("{}\n{{\"token\": \"lk_nope\"}}", serde_json::json!({"token": plain()})),
+        format!(
+            "{}\n{}",
+            serde_json::json!({"token": plain()}),
+            serde_json::json!({"token": p1})
+        ),
+        serde_json::json!({"token_sha256": "zz", "visible_token": "x"}).to_string(),
+        serde_json::json!({"token": plain(), "colour": "red"}).to_string(),
+        "not json".to_owned(),
+        String::new(),
+    ] {
+        std::fs::write(&file, &bad).unwrap();
+        let out = db
+            .cli(&[
+                "token",
+                "import",
+                "--account",
+                &subdomain,
+                "--file",
+                file.to_str().unwrap(),
+            ])
+            .await;
+        assert_eq!(out.code, 1, "{bad}: {out:?}");
+        assert!(one_line(&out.stderr), "{:?}", out.stderr);
+        assert!(
+            !out.stderr.contains("lk_"),
+            "the message echoes a token: {:?}",
+            out.stderr
+        );
+    }
+    assert_eq!(app.store.tokens(acct.id).await.unwrap().len(), 2);
+    let out = db
+        .cli(&[
+            "token",
+            "import",
+            "--account",
+            &subdomain,
+            "--file",
+            "/nonexistent/tokens.jsonl",
+        ])
+        .await;
+    assert_eq!(out.code, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn importing_more_than_256_tokens_raises_the_limit_to_2048_for_good() {
+    let db = test_database_url().await;
+    let (subdomain, _) = create_account(&db, true).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("many.jsonl");
+    let text: Vec<String> = (0..300)
+        .map(|_| serde_json::json!({"token": plain()}).to_string())
+        .collect();
+    std::fs::write(&file, text.join("\n")).unwrap();
+    let out = db
+        .cli(&[
+            "token",
+            "import",
+            "--account",
+            &subdomain,
+            "--file",
+            file.to_str().unwrap(),
+        ])
+        .await;
+    assert_eq!(out.code, 0, "{out:?}");
+    let app = open(&db).await;
+    let acct = app.store.account_by_subdomain(&subdomain).await.unwrap().unwrap();
+    assert_eq!(acct.token_limit, 2048);
+    assert_eq!(app.tokens(acct.id).await.unwrap().len(), 300);
+    let list = db.cli(&["token", "list", "--account", &subdomain]).await;
+    assert!(
+        list.stdout.trim_end().ends_with("300 of 2048 tokens"),
+        "{}",
+        list.stdout
+    );
+    // Creating more still works, up to the new limit.
+    let out = db.cli(&["token", "create", "--account", &subdomain]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    let last = app.store.audit_chain(acct.id).await.unwrap();
+    assert!(last
+        .iter()
+        .any(|(e, _)| e.change_description == "token_limit changed from 256 to 2048"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn importing_past_the_limit_is_refused() {
+    let db = test_database_url().await;
+    let (subdomain, _) = create_account(&db, true).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("huge.jsonl");
+    let text: Vec<String> = (0..2049)
+        .map(|i| {
+            serde_json::json!({"token_sha256": TokenHash::of(&format!("t{i}")).to_hex(), "visible_token": format!("lk_{i}")})
+                .to_string()
+        })
+        .collect();
+    std::fs::write(&file, text.join("\n")).unwrap();
+    let out = db
+        .cli(&[
+            "token",
+            "import",
+            "--account",
+            &subdomain,
+            "--file",
+            file.to_str().unwrap(),
+        ])
+        .await;
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(out.stderr.contains("2048"), "{:?}", out.stderr);
+    let app = open(&db).await;
+    let acct = app.store.account_by_subdomain(&subdomain).await.unwrap().unwrap();
+    assert!(app.tokens(acct.id).await.unwrap().is_empty());
+    assert_eq!(acct.token_limit, 256);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_verify_reports_an_intact_chain() {
+    let db = test_database_url().await;
+    let (subdomain, _) = create_account(&db, true).await;
+    db.cli(&["token", "create", "--account", &subdomain]).await;
+    let out = db.cli(&["audit", "verify", "--account", &subdomain]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(out.stdout.contains("intact (3 events)"), "{}", out.stdout);
+    let out = db.cli(&["audit", "verify", "--account", "nosuchaccount"]).await;
+    assert_eq!(out.code, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_serve_on_an_empty_database_creates_an_admin_and_prints_how_to_sign_in() {
+    let db = test_database_url().await;
+    let server = ServeProcess::start(&db.url, &[]).await;
+    let banner = server.banner.join("\n");
+    assert!(banner.contains("\"default\""), "{banner}");
+    assert!(banner.contains("admin@localhost"), "{banner}");
+    let password = server
+        .banner
+        .iter()
+        .find_map(|l| l.strip_prefix("latchkey: its password, shown this once: "))
+        .expect("a password line")
+        .trim()
+        .to_owned();
+    assert!(password.len() >= 16, "{password}");
+    assert!(banner.contains(&format!("http://{}/", server.addr)), "{banner}");
+    server.kill().await;
+
+    let app = open(&db).await;
+    let acct = app.store.account_by_subdomain("default").await.unwrap().unwrap();
+    assert_eq!(acct.plan.as_str(), "enterprise");
+    assert!(!acct.api_token_access, "token access stays off after the first run");
+    let (user, hash) = app
+        .store
+        .user_credentials(acct.id, "admin@localhost")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(user.role.as_str(), "admin");
+    assert!(latchkey_server::password::verify_blocking(&password, &hash.unwrap()));
+    let out = db.cli(&["token", "create", "--account", "default"]).await;
+    assert_eq!(out.code, 1, "no token while access is off: {out:?}");
+
+    // A second start leaves the database alone.
+    let again = ServeProcess::start(&db.url, &[]).await;
+    assert!(
+        again.banner.iter().all(|l| !l.contains("password")),
+        "{:?}",
+        again.banner
+    );
+    again.kill().await;
+    assert_eq!(app.store.account_count().await.unwrap(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bootstrap_subdomain_and_admin_email_can_be_chosen() {
+    let db = test_database_url().await;
+    let server = ServeProcess::start(
+        &db.url,
+        &[
+            "--bootstrap-subdomain",
+            "acme",
+            "--bootstrap-admin-email",
+            "Boss@Acme.test",
+        ],
+    )
+    .await;
+    assert!(
+        server.banner.join("\n").contains("Boss@Acme.test"),
+        "{:?}",
+        server.banner
+    );
+    server.kill().await;
+    let app = open(&db).await;
+    assert!(app.store.account_by_subdomain("default").await.unwrap().is_none());
+    let acct = app.store.account_by_subdomain("acme").await.unwrap().unwrap();
+    assert!(app
+        .store
+        .user_credentials(acct.id, "boss@acme.test")
+        .await
+        .unwrap()
+        .is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_that_already_has_an_account_is_not_bootstrapped() {
+    let db = test_database_url().await;
+    let (subdomain, _) = create_account(&db, false).await;
+    let server = ServeProcess::start(&db.url, &[]).await;
+    assert!(server.banner.is_empty(), "{:?}", server.banner);
+    server.kill().await;
+    let app = open(&db).await;
+    assert_eq!(app.store.account_count().await.unwrap(), 1);
+    assert!(app.store.account_by_subdomain(&subdomain).await.unwrap().is_some());
+    assert!(app.store.account_by_subdomain("default").await.unwrap().is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_refuses_a_bad_bootstrap_value_and_an_unsupported_database_url() {
+    let db = test_database_url().await;
+    let out = db
+        .cli(&["serve", "--listen", "127.0.0.1:0", "--bootstrap-subdomain", "Bad_Sub"])
+        .await;
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(
+        out.stderr
+            .trim_end()
+            .lines()
+            .last()
+            .is_some_and(|l| l.starts_with("error:")),
+        "{:?}",
+        out.stderr
+    );
+    let out = cli("mysql://localhost/latchkey", &["migrate"]).await;
+    assert_ne!(out.code, 0, "{out:?}");
+    assert!(one_line(&out.stderr), "{:?}", out.stderr);
+}
