@@ -13,3 +13,4 @@ mod audit_events;
 mod concurrency;
 mod durability;
 mod cli;
+mod audit;
