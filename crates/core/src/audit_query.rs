@@ -75,32 +75,70 @@ fn positive_id(name: &str, raw: &str) -> Result<i64, QueryError> {
         .ok_or_else(|| refuse(format!("{name} must be a positive whole number.")))
 }
 
+/// How the caller names the parameters, so that messages use its words.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Spelling {
+    /// The REST API: `filter[source_type]`, `filter[created_at][]`, `sort`.
+    #[default]
+    Api,
+    /// The Admin Center's filter form: "Source type", "Date range".
+    Form,
+}
+
+impl Spelling {
+    fn name(self, field: &str) -> &'static str {
+        let (api, form) = match field {
+            "source_type" => ("filter[source_type]", "Source type"),
+            "source_id" => ("filter[source_id]", "Source"),
+            "actor_id" => ("filter[actor_id]", "Actor"),
+            "ip_address" => ("filter[ip_address]", "IP address"),
+            "action" => ("filter[action]", "Action"),
+            "created_at" => ("filter[created_at][]", "Date range"),
+            _ => ("sort", "Sort"),
+        };
+        match self {
+            Spelling::Api => api,
+            Spelling::Form => form,
+        }
+    }
+}
+
 /// Collects parameters one by one, then checks how they combine.
 #[derive(Debug, Default)]
 pub struct AuditQueryBuilder {
+    spelling: Spelling,
     query: AuditQuery,
     seen: Vec<&'static str>,
     created_at: Vec<Timestamp>,
 }
 
 impl AuditQueryBuilder {
-    fn once(&mut self, field: &'static str, shown: &str) -> Result<(), QueryError> {
+    pub fn new(spelling: Spelling) -> Self {
+        AuditQueryBuilder {
+            spelling,
+            ..AuditQueryBuilder::default()
+        }
+    }
+
+    /// Marks `field` as given; refuses it the second time.
+    fn once(&mut self, field: &'static str) -> Result<&'static str, QueryError> {
+        let shown = self.spelling.name(field);
         if self.seen.contains(&field) {
             return Err(refuse(format!("{shown} is given more than once.")));
         }
         self.seen.push(field);
-        Ok(())
+        Ok(shown)
     }
 
     /// Takes one parameter by its bare name (`source_type`, `source_id`,
-    /// `actor_id`, `ip_address`, `action`, `created_at`, `sort`); `shown` is
-    /// how the caller spelled the name, for the message. Returns `false`
-    /// for a name that is not a filter.
-    pub fn set(&mut self, name: &str, shown: &str, value: &str) -> Result<bool, QueryError> {
+    /// `actor_id`, `ip_address`, `action`, `created_at`, `sort`). Returns
+    /// `false` for a name that is not one of these.
+    pub fn set(&mut self, name: &str, value: &str) -> Result<bool, QueryError> {
+        let value = value.trim();
         match name {
             "source_type" => {
-                self.once("source_type", shown)?;
-                let t = SourceType::parse(value.trim()).ok_or_else(|| {
+                let shown = self.once("source_type")?;
+                let t = SourceType::parse(value).ok_or_else(|| {
                     refuse(format!(
                         "{shown} must be one of api_token, account_setting, account, user."
                     ))
@@ -108,24 +146,23 @@ impl AuditQueryBuilder {
                 self.query.filter.source_type = Some(t);
             }
             "source_id" => {
-                self.once("source_id", shown)?;
+                let shown = self.once("source_id")?;
                 self.query.filter.source_id = Some(positive_id(shown, value)?);
             }
             "actor_id" => {
-                self.once("actor_id", shown)?;
+                let shown = self.once("actor_id")?;
                 self.query.filter.actor_id = Some(positive_id(shown, value)?);
             }
             "ip_address" => {
-                self.once("ip_address", shown)?;
+                let shown = self.once("ip_address")?;
                 let ip: IpAddr = value
-                    .trim()
                     .parse()
                     .map_err(|_| refuse(format!("{shown} must be an IPv4 or IPv6 address.")))?;
                 self.query.filter.ip_address = Some(ip.to_string());
             }
             "action" => {
-                self.once("action", shown)?;
-                let a = Action::parse(value.trim()).ok_or_else(|| {
+                let shown = self.once("action")?;
+                let a = Action::parse(value).ok_or_else(|| {
                     refuse(format!(
                         "{shown} must be one of create, update, deactivate, reactivate, rotate, destroy."
                     ))
@@ -133,10 +170,11 @@ impl AuditQueryBuilder {
                 self.query.filter.action = Some(a);
             }
             "created_at" => {
+                let shown = self.spelling.name("created_at");
                 if self.created_at.len() == 2 {
                     return Err(refuse(format!("{shown} must be given exactly twice: start, then end.")));
                 }
-                let t = parse_rfc3339(value.trim()).ok_or_else(|| {
+                let t = parse_rfc3339(value).ok_or_else(|| {
                     refuse(format!(
                         "{shown} must be an RFC 3339 time such as 2026-11-27T09:14:57Z."
                     ))
@@ -144,28 +182,31 @@ impl AuditQueryBuilder {
                 self.created_at.push(t);
             }
             "sort" => {
-                self.once("sort", shown)?;
-                self.query.sort =
-                    AuditSort::parse(value.trim()).ok_or_else(|| refuse("sort must be -created_at or created_at."))?;
+                let shown = self.once("sort")?;
+                self.query.sort = AuditSort::parse(value)
+                    .ok_or_else(|| refuse(format!("{shown} must be -created_at or created_at.")))?;
             }
             _ => return Ok(false),
         }
         Ok(true)
     }
 
-    /// Sets the date range from two already-parsed bounds (for callers, like
-    /// a web form, whose inputs are dates rather than RFC 3339 times).
+    /// Sets either end of the date range from an already-parsed bound (for
+    /// a form whose inputs are dates rather than RFC 3339 times).
     pub fn set_range(&mut self, from: Option<Timestamp>, to: Option<Timestamp>) {
         self.query.filter.created_from = from;
         self.query.filter.created_to = to;
     }
 
-    /// Checks how the parameters combine: `source_id` needs a source type,
-    /// and the date range needs both ends, in order.
-    pub fn finish(mut self, created_at_name: &str) -> Result<AuditQuery, QueryError> {
+    /// Checks how the parameters combine: a source id needs a source type,
+    /// and a range given as `created_at` needs both ends; no range may end
+    /// before it starts.
+    pub fn finish(mut self) -> Result<AuditQuery, QueryError> {
+        let names = |f| self.spelling.name(f);
+        let (id_name, type_name, range_name) = (names("source_id"), names("source_type"), names("created_at"));
         let f = &mut self.query.filter;
         if f.source_id.is_some() && f.source_type.is_none() {
-            return Err(refuse("filter[source_id] requires filter[source_type]."));
+            return Err(refuse(format!("{id_name} requires {type_name}.")));
         }
         match self.created_at.as_slice() {
             [] => {}
@@ -175,15 +216,13 @@ impl AuditQueryBuilder {
             }
             _ => {
                 return Err(refuse(format!(
-                    "{created_at_name} must be given exactly twice: start, then end."
+                    "{range_name} must be given exactly twice: start, then end."
                 )))
             }
         }
         if let (Some(from), Some(to)) = (f.created_from, f.created_to) {
             if from > to {
-                return Err(refuse(format!(
-                    "The start of {created_at_name} must not be after its end."
-                )));
+                return Err(refuse(format!("The start of {range_name} must not be after its end.")));
             }
         }
         Ok(self.query)
@@ -199,11 +238,11 @@ impl AuditQuery {
         K: AsRef<str>,
         V: AsRef<str>,
     {
-        let mut b = AuditQueryBuilder::default();
+        let mut b = AuditQueryBuilder::new(Spelling::Api);
         for (key, value) in pairs {
             let (key, value) = (key.as_ref(), value.as_ref());
             if key == "sort" {
-                b.set("sort", "sort", value)?;
+                b.set("sort", value)?;
                 continue;
             }
             let Some(rest) = key.strip_prefix("filter[") else {
@@ -214,13 +253,11 @@ impl AuditQuery {
                 _ => rest.strip_suffix(']').unwrap_or(""),
             };
             let known = name != "sort" && (name != "created_at" || rest == "created_at][]");
-            // `name` is only ever echoed after it matched a known filter.
-            let shown = format!("filter[{name}]{}", if name == "created_at" { "[]" } else { "" });
-            if !known || !b.set(name, &shown, value)? {
+            if !known || !b.set(name, value)? {
                 return Err(refuse("Unknown filter. Filters are filter[source_type], filter[source_id], filter[actor_id], filter[ip_address], filter[action] and filter[created_at][]."));
             }
         }
-        b.finish("filter[created_at][]")
+        b.finish()
     }
 
     /// The canonical REST parameters of this query, for the `links` that

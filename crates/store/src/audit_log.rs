@@ -67,6 +67,26 @@ pub fn event_sql() -> String {
     format!("SELECT {AUDIT_COLUMNS} FROM audit_events WHERE account_id = $1 AND id = $2")
 }
 
+/// SQLite's plan for [`list_sql`], one line per step (`EXPLAIN QUERY
+/// PLAN`), for the tests and the benchmark that keep listing an index seek.
+pub async fn sqlite_query_plan(
+    pool: &sqlx::SqlitePool,
+    account_id: i64,
+    filter: &AuditFilter,
+    seek: &Seek,
+) -> Result<Vec<String>> {
+    let (text, args) = list_sql(account_id, filter, seek);
+    let explain = format!("EXPLAIN QUERY PLAN {text}");
+    let mut query = sqlx::query_as::<_, (i64, i64, i64, String)>(&explain);
+    for arg in args {
+        query = match arg {
+            Arg::Int(n) => query.bind(n),
+            Arg::Text(s) => query.bind(s),
+        };
+    }
+    Ok(query.fetch_all(pool).await?.into_iter().map(|r| r.3).collect())
+}
+
 /// How many events the export reads per statement.
 pub const EXPORT_BATCH: i64 = 1000;
 
@@ -126,6 +146,52 @@ mod tests {
     use super::*;
     use latchkey_core::audit::{Action, SourceType};
     use latchkey_core::audit_query::AuditSort;
+
+    #[tokio::test]
+    async fn every_listing_is_an_index_seek_without_a_sort() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let url = format!("sqlite://{}", dir.path().join("plan.db").display());
+        crate::sqlite::SqliteBackend::open(&url).await.expect("migrate");
+        let pool = sqlx::SqlitePool::connect(&url).await.expect("open");
+        let filters = [
+            AuditFilter::default(),
+            AuditFilter {
+                source_type: Some(SourceType::ApiToken),
+                ..AuditFilter::default()
+            },
+            AuditFilter {
+                source_type: Some(SourceType::ApiToken),
+                source_id: Some(7),
+                ..AuditFilter::default()
+            },
+            AuditFilter {
+                actor_id: Some(3),
+                ..AuditFilter::default()
+            },
+            AuditFilter {
+                action: Some(Action::Deactivate),
+                ..AuditFilter::default()
+            },
+            AuditFilter {
+                ip_address: Some("10.0.0.1".into()),
+                ..AuditFilter::default()
+            },
+        ];
+        for filter in &filters {
+            for sort in [AuditSort::NewestFirst, AuditSort::OldestFirst] {
+                for (after, before) in [(None, None), (Some(500), None), (None, Some(500))] {
+                    let seek = Seek::new(sort, after, before, 100);
+                    let plan = sqlite_query_plan(&pool, 1, filter, &seek).await.expect("explain");
+                    let text = plan.join(" | ");
+                    assert!(
+                        plan.len() == 1 && text.starts_with("SEARCH audit_events USING ") && text.contains("INDEX"),
+                        "{filter:?} {seek:?}: {text}"
+                    );
+                    assert!(!text.contains("TEMP B-TREE") && !text.contains("SCAN"), "{text}");
+                }
+            }
+        }
+    }
 
     #[test]
     fn only_the_filters_that_are_set_become_conditions() {
