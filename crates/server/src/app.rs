@@ -32,6 +32,12 @@ impl AdminAccess {
         AdminAccess { account_id, actor }
     }
 
+    /// A signed-in admin of the Admin Center, acting from `ip`; only the
+    /// pages' admin check calls this.
+    pub(crate) fn for_user(user: &User, ip: std::net::IpAddr) -> Self {
+        Self::for_admin(user.account_id, Actor::user(user.id, &user.name, Some(ip.to_string())))
+    }
+
     /// Whoever runs the CLI on the database acts as the operator.
     pub fn operator(account_id: i64) -> Self {
         AdminAccess {

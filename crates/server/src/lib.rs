@@ -8,6 +8,7 @@ pub mod http;
 pub mod password;
 pub mod run;
 pub mod tasks;
+pub mod web;
 
 pub use app::{AdminAccess, App};
 pub use config::ServerConfig;

@@ -1,0 +1,366 @@
+//! `/admin/audit-log`: the account's audit events as a table (time, actor,
+//! action, source, change, IP), filtered by source type, action, actor and
+//! date range, and paged by cursor, newest first. "View audit log" on a
+//! token lands here with `?source_type=api_token&source_id={id}`. The
+//! filters and paging are the REST API's own (`latchkey_core::audit_query`);
+//! accounts not on an Enterprise plan see why the log is unavailable.
+
+use askama::Template;
+use axum::extract::{RawQuery, State};
+use axum::http::StatusCode;
+use latchkey_core::audit::{Action, ActorType, AuditEvent, SourceType};
+use latchkey_core::audit_query::{AuditQuery, AuditQueryBuilder, Spelling};
+use latchkey_core::time::{rfc3339, Timestamp};
+use latchkey_store::Page;
+
+use super::page::{render, Layout, Nav, PageResult};
+use super::session::AdminPage;
+use crate::http::AppState;
+
+const PATH: &str = "/admin/audit-log";
+const PAGE_SIZE: i64 = 50;
+
+/// The message of SPEC §5.1, shown instead of the log.
+const UNAVAILABLE: &str = "The audit log is available on Enterprise plans.";
+
+/// One event as the table shows it.
+pub struct EventView {
+    pub id: i64,
+    pub time: String,
+    pub time_iso: String,
+    pub actor: String,
+    /// "Operator" (the CLI) or "System"; empty for a user.
+    pub actor_kind: &'static str,
+    pub action: &'static str,
+    pub source: String,
+    pub change: String,
+    pub ip: String,
+}
+
+fn view(e: &AuditEvent) -> EventView {
+    EventView {
+        id: e.id,
+        time: show_seconds(e.created_at),
+        time_iso: rfc3339(e.created_at),
+        actor: e.actor_name.clone(),
+        actor_kind: match e.actor_type {
+            ActorType::User => "",
+            ActorType::Operator => "Operator",
+            ActorType::System => "System",
+        },
+        action: e.action.label(),
+        source: e.source_label.clone(),
+        change: e.change_description.clone(),
+        ip: e.ip_address.clone().unwrap_or_default(),
+    }
+}
+
+/// `2026-11-27 09:14:57 UTC`: an audit trail needs the seconds.
+fn show_seconds(ts: Timestamp) -> String {
+    let format = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second] UTC");
+    time::OffsetDateTime::from_unix_timestamp(ts)
+        .ok()
+        .and_then(|t| t.format(&format).ok())
+        .unwrap_or_default()
+}
+
+/// The filter form's values as submitted, to show them again.
+#[derive(Debug, Default)]
+pub struct Filters {
+    pub source_type: String,
+    pub source_id: String,
+    pub action: String,
+    pub actor_id: String,
+    pub from: String,
+    pub to: String,
+}
+
+impl Filters {
+    fn any(&self) -> bool {
+        [
+            &self.source_type,
+            &self.source_id,
+            &self.action,
+            &self.actor_id,
+            &self.from,
+            &self.to,
+        ]
+        .iter()
+        .any(|v| !v.is_empty())
+    }
+
+    /// The query string that keeps these filters, plus `extra`.
+    fn href(&self, extra: Option<(&str, String)>) -> String {
+        let mut q = form_urlencoded::Serializer::new(String::new());
+        for (k, v) in [
+            ("source_type", &self.source_type),
+            ("source_id", &self.source_id),
+            ("action", &self.action),
+            ("actor_id", &self.actor_id),
+            ("from", &self.from),
+            ("to", &self.to),
+        ] {
+            if !v.is_empty() {
+                q.append_pair(k, v);
+            }
+        }
+        if let Some((k, v)) = extra {
+            q.append_pair(k, &v);
+        }
+        let q = q.finish();
+        if q.is_empty() {
+            PATH.to_owned()
+        } else {
+            format!("{PATH}?{q}")
+        }
+    }
+}
+
+/// The start (`end == false`) or the last second (`end == true`) of a
+/// `YYYY-MM-DD` day, UTC.
+fn day(raw: &str, end: bool, name: &str) -> Result<Timestamp, String> {
+    let format = time::macros::format_description!("[year]-[month]-[day]");
+    let date = time::Date::parse(raw, &format).map_err(|_| format!("{name} must be a date like 2026-11-27."))?;
+    let start = date.midnight().assume_utc().unix_timestamp();
+    Ok(if end { start + 86_399 } else { start })
+}
+
+/// What the page's query asks for, or why it cannot be answered.
+#[derive(Debug, Default)]
+struct Request {
+    query: AuditQuery,
+    after: Option<i64>,
+    before: Option<i64>,
+}
+
+fn cursor(raw: &str) -> Result<i64, String> {
+    raw.parse::<i64>()
+        .ok()
+        .filter(|n| *n >= 0)
+        .ok_or_else(|| "The page link is not valid.".to_owned())
+}
+
+fn parse(raw: Option<&str>) -> (Filters, Result<Request, String>) {
+    let mut f = Filters::default();
+    let mut b = AuditQueryBuilder::new(Spelling::Form);
+    let (mut after, mut before) = (None, None);
+    let mut outcome: Result<(), String> = Ok(());
+    let mut range = (None, None);
+    for (key, value) in form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
+        let value = value.trim().to_owned();
+        let step = match key.as_ref() {
+            "source_type" | "source_id" | "action" | "actor_id" => {
+                let slot = match key.as_ref() {
+                    "source_type" => &mut f.source_type,
+                    "source_id" => &mut f.source_id,
+                    "action" => &mut f.action,
+                    _ => &mut f.actor_id,
+                };
+                *slot = value.clone();
+                if value.is_empty() {
+                    Ok(())
+                } else {
+                    b.set(&key, &value).map(|_| ()).map_err(|e| e.0)
+                }
+            }
+            "from" => {
+                f.from = value.clone();
+                (!value.is_empty())
+                    .then(|| day(&value, false, "From").map(|t| range.0 = Some(t)))
+                    .unwrap_or(Ok(()))
+            }
+            "to" => {
+                f.to = value.clone();
+                (!value.is_empty())
+                    .then(|| day(&value, true, "To").map(|t| range.1 = Some(t)))
+                    .unwrap_or(Ok(()))
+            }
+            "after" => cursor(&value).map(|n| after = Some(n)),
+            "before" => cursor(&value).map(|n| before = Some(n)),
+            _ => Ok(()),
+        };
+        if outcome.is_ok() {
+            outcome = step;
+        }
+    }
+    if let Err(e) = outcome {
+        return (f, Err(e));
+    }
+    b.set_range(range.0, range.1);
+    match b.finish() {
+        Ok(query) => {
+            let request = Request {
+                query,
+                after,
+                before: if after.is_some() { None } else { before },
+            };
+            (f, Ok(request))
+        }
+        Err(e) => (f, Err(e.0)),
+    }
+}
+
+/// The source types and actions, as (value, label) for the selects.
+const SOURCE_TYPES: [(&str, &str); 4] = [
+    ("api_token", "API token"),
+    ("user", "User"),
+    ("account_setting", "Account settings"),
+    ("account", "Account"),
+];
+
+fn actions() -> Vec<(&'static str, &'static str)> {
+    Action::ALL.iter().map(|a| (a.as_str(), a.label())).collect()
+}
+
+#[derive(Template)]
+#[template(path = "audit_log.html")]
+struct AuditTemplate {
+    l: Layout,
+    available: bool,
+    unavailable: &'static str,
+    events: Vec<EventView>,
+    f: Filters,
+    filtered: bool,
+    source_types: &'static [(&'static str, &'static str)],
+    actions: Vec<(&'static str, &'static str)>,
+    actors: Vec<(String, String)>,
+    /// "API token: Jira sync" when the page shows one source's events.
+    scoped: Option<String>,
+    errors: Vec<String>,
+    newer: Option<String>,
+    older: Option<String>,
+}
+
+pub async fn page(State(state): State<AppState>, admin: AdminPage, RawQuery(raw): RawQuery) -> PageResult {
+    let mut t = AuditTemplate {
+        l: admin.layout(Nav::None),
+        available: admin.account().plan.can_view_audit_log(),
+        unavailable: UNAVAILABLE,
+        events: Vec::new(),
+        f: Filters::default(),
+        filtered: false,
+        source_types: &SOURCE_TYPES,
+        actions: actions(),
+        actors: Vec::new(),
+        scoped: None,
+        errors: Vec::new(),
+        newer: None,
+        older: None,
+    };
+    if !t.available {
+        return Ok(render(StatusCode::FORBIDDEN, &t));
+    }
+    let (users, _) = state
+        .app
+        .store
+        .users_page_of(
+            admin.account_id(),
+            Page {
+                after: None,
+                before: None,
+                size: 100,
+            },
+        )
+        .await?;
+    t.actors = users.into_iter().map(|u| (u.id.to_string(), u.name)).collect();
+    let (filters, request) = parse(raw.as_deref());
+    t.filtered = filters.any();
+    if !filters.actor_id.is_empty() && !t.actors.iter().any(|(id, _)| *id == filters.actor_id) {
+        t.actors
+            .push((filters.actor_id.clone(), format!("User {}", filters.actor_id)));
+    }
+    let request = match request {
+        Ok(r) => r,
+        Err(message) => {
+            t.f = filters;
+            t.errors.push(message);
+            return Ok(render(StatusCode::BAD_REQUEST, &t));
+        }
+    };
+    let (events, has_more) = state
+        .app
+        .store
+        .audit_page(
+            admin.account_id(),
+            &request.query,
+            request.after,
+            request.before,
+            PAGE_SIZE,
+        )
+        .await?;
+    let backwards = request.before.is_some();
+    let (first, last) = (events.first().map(|e| e.id), events.last().map(|e| e.id));
+    if (!backwards && has_more) || (backwards && last.is_some()) {
+        t.older = last.map(|id| filters.href(Some(("after", id.to_string()))));
+    }
+    if (backwards && has_more) || (request.after.is_some() && first.is_some()) {
+        t.newer = first.map(|id| filters.href(Some(("before", id.to_string()))));
+    }
+    let q = &request.query.filter;
+    if let (Some(kind), Some(id)) = (q.source_type, q.source_id) {
+        t.scoped = Some(match events.first() {
+            Some(e) => e.source_label.clone(),
+            None => {
+                let label = SOURCE_TYPES
+                    .iter()
+                    .find(|(v, _)| *v == kind.as_str())
+                    .map(|(_, l)| *l)
+                    .unwrap_or(SourceType::ApiToken.as_str());
+                format!("{label} {id}")
+            }
+        });
+    }
+    t.events = events.iter().map(view).collect();
+    t.f = filters;
+    Ok(render(StatusCode::OK, &t))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn form_filters_parse_into_the_api_query() {
+        let (f, r) = parse(Some(
+            "source_type=api_token&source_id=7&action=&actor_id=3&from=2026-11-27&to=2026-11-27&after=90",
+        ));
+        let r = r.expect("valid");
+        assert_eq!(f.source_id, "7");
+        assert_eq!(r.query.filter.source_type, Some(SourceType::ApiToken));
+        assert_eq!(r.query.filter.source_id, Some(7));
+        assert_eq!(r.query.filter.action, None);
+        assert_eq!(r.query.filter.actor_id, Some(3));
+        assert_eq!(r.query.filter.created_from, Some(1_795_737_600));
+        assert_eq!(r.query.filter.created_to, Some(1_795_737_600 + 86_399));
+        assert_eq!(r.after, Some(90));
+        assert_eq!(
+            f.href(Some(("before", "5".into()))),
+            "/admin/audit-log?source_type=api_token&source_id=7&actor_id=3&from=2026-11-27&to=2026-11-27&before=5"
+        );
+    }
+
+    #[test]
+    fn bad_form_filters_say_what_is_wrong_in_the_forms_words() {
+        for (q, message) in [
+            ("source_id=7", "Source requires Source type."),
+            ("source_type=token", "Source type must be one of"),
+            ("action=delete", "Action must be one of"),
+            ("actor_id=me", "Actor must be a positive whole number."),
+            ("from=27/11/2026", "From must be a date like 2026-11-27."),
+            (
+                "from=2026-11-28&to=2026-11-27",
+                "The start of Date range must not be after its end.",
+            ),
+            ("after=x", "The page link is not valid."),
+        ] {
+            let (_, r) = parse(Some(q));
+            let e = r.expect_err(q);
+            assert!(e.starts_with(message), "{q}: {e}");
+        }
+    }
+
+    #[test]
+    fn times_show_the_seconds() {
+        assert_eq!(show_seconds(1_795_770_897), "2026-11-27 09:14:57 UTC");
+    }
+}

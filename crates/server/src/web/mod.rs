@@ -1,0 +1,130 @@
+//! The Admin Center: server-rendered pages for account admins (SPEC §7).
+//! Pages call the same service layer as the REST API ([`crate::App`] with an
+//! [`crate::AdminAccess`]); they hold no rule of their own. Sessions, CSRF
+//! and the admin check live in extractors ([`session`]), so a handler that
+//! takes [`session::AdminPage`] or [`session::AdminForm`] only runs for a
+//! signed-in admin whose form carried the session's CSRF token.
+
+pub mod audit;
+pub mod login;
+pub mod page;
+pub mod people;
+pub mod session;
+pub mod tokens;
+
+use std::sync::Arc;
+
+use axum::extract::Request;
+use axum::http::{header, HeaderValue};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::get;
+use axum::{Extension, Router};
+
+use crate::http::AppState;
+use page::{ErrorPage, PageError};
+use session::{AdminPage, WebState};
+
+/// Pages may load scripts, styles and images from this server only, and
+/// no inline script ever runs.
+const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
+                   connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+const STYLESHEET: &str = include_str!("../../static/app.css");
+const SCRIPT: &str = include_str!("../../static/app.js");
+
+/// The Admin Center's routes, to be merged into the application router.
+pub fn routes() -> Router<AppState> {
+    let web = Arc::new(WebState::new());
+    Router::new()
+        .route("/", get(|| async { Redirect::to("/admin") }))
+        .route("/login", get(login::form).post(login::submit))
+        .route("/logout", get(login::logout_form).post(login::logout))
+        .route("/admin", get(admin_home))
+        .route("/admin/", get(admin_home))
+        .route("/admin/apis/api-tokens", get(tokens::list).post(tokens::create))
+        .route("/admin/apis/api-tokens/new", get(tokens::new))
+        .route("/admin/apis/api-tokens/{id}", get(tokens::show))
+        .route(
+            "/admin/apis/api-tokens/{id}/edit",
+            get(tokens::edit).post(tokens::update),
+        )
+        .route(
+            "/admin/apis/api-tokens/{id}/{action}",
+            get(tokens::confirm).post(tokens::act),
+        )
+        .route(
+            "/admin/apis/configuration",
+            get(tokens::configuration).post(tokens::save_configuration),
+        )
+        .route("/admin/audit-log", get(audit::page))
+        .route("/admin/people", get(people::list).post(people::create))
+        .route("/admin/people/new", get(people::new))
+        .route("/admin/people/{id}/role", axum::routing::post(people::change_role))
+        .route("/admin/people/{id}/{action}", get(people::confirm).post(people::act))
+        .route("/admin/{*rest}", get(admin_not_found).post(admin_not_found))
+        .route("/static/app.css", get(stylesheet))
+        .route("/static/app.js", get(script))
+        .layer(middleware::from_fn(page_layer))
+        .layer(Extension(web))
+}
+
+/// Every Admin Center path, for tests that check the access rules of each.
+pub const ADMIN_GET_PATHS: &[&str] = &[
+    "/admin",
+    "/admin/apis/api-tokens",
+    "/admin/apis/api-tokens/new",
+    "/admin/apis/api-tokens/1",
+    "/admin/apis/api-tokens/1/edit",
+    "/admin/apis/api-tokens/1/deactivate",
+    "/admin/apis/api-tokens/1/reactivate",
+    "/admin/apis/api-tokens/1/delete",
+    "/admin/apis/configuration",
+    "/admin/people",
+    "/admin/people/new",
+    "/admin/people/1/suspend",
+    "/admin/people/1/unsuspend",
+    "/admin/people/1/delete",
+];
+
+async fn admin_home(_admin: AdminPage) -> Redirect {
+    Redirect::to("/admin/apis/api-tokens")
+}
+
+async fn admin_not_found(_admin: AdminPage) -> PageError {
+    PageError::NotFound
+}
+
+fn asset(body: &'static str, content_type: &'static str) -> Response {
+    let mut res = body.into_response();
+    let h = res.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300"));
+    res
+}
+
+async fn stylesheet() -> Response {
+    asset(STYLESHEET, "text/css; charset=utf-8")
+}
+
+async fn script() -> Response {
+    asset(SCRIPT, "text/javascript; charset=utf-8")
+}
+
+/// Adds the pages' Content-Security-Policy, and renders error pages with
+/// the request's id so that a user can quote it.
+async fn page_layer(req: Request, next: Next) -> Response {
+    let request_id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-")
+        .to_owned();
+    let mut res = next.run(req).await;
+    if let Some(error) = res.extensions_mut().remove::<ErrorPage>() {
+        res = error.render(&request_id);
+    }
+    res.headers_mut()
+        .insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
+    res
+}

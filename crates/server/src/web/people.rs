@@ -1,0 +1,295 @@
+//! `/admin/people`: the account's users, adding one (name, email, role,
+//! verified), changing a role, suspending and deleting. Every change goes
+//! through the service layer with the admin's access.
+
+use askama::Template;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect};
+use latchkey_core::{
+    user::{parse_user_name, Email, NewUser, Role, User, UserPatch},
+    DomainError,
+};
+use latchkey_store::{Page, StoreError};
+
+use super::page::{domain_messages, render, show_time, Confirm, Layout, Nav, PageError, PageResult};
+use super::session::{AdminForm, AdminPage};
+use super::tokens::ConfirmTemplate;
+use crate::http::AppState;
+
+const LIST: &str = "/admin/people";
+const PAGE_SIZE: i64 = 100;
+
+/// One user as the people page shows it.
+pub struct PersonView {
+    pub id: i64,
+    pub name: String,
+    pub email: String,
+    pub role: &'static str,
+    pub role_label: &'static str,
+    pub verified: bool,
+    pub suspended: bool,
+    pub created: String,
+    pub is_you: bool,
+}
+
+/// A role's label on the pages.
+fn role_label(role: Role) -> &'static str {
+    match role {
+        Role::Admin => "Admin",
+        Role::Agent => "Agent",
+        Role::EndUser => "End user",
+    }
+}
+
+/// The roles, as (value, label) for a select.
+pub const ROLES: [(&str, &str); 3] = [("admin", "Admin"), ("agent", "Agent"), ("end_user", "End user")];
+
+fn notice(query: Option<&str>) -> Option<&'static str> {
+    let done = form_urlencoded::parse(query.unwrap_or("").as_bytes())
+        .find(|(k, _)| k == "done")
+        .map(|(_, v)| v.into_owned())?;
+    Some(match done.as_str() {
+        "added" => "User added.",
+        "role" => "Role changed.",
+        "suspended" => "User suspended.",
+        "unsuspended" => "User unsuspended.",
+        "deleted" => "User deleted.",
+        _ => return None,
+    })
+}
+
+fn after(query: Option<&str>) -> Option<i64> {
+    form_urlencoded::parse(query.unwrap_or("").as_bytes())
+        .find(|(k, _)| k == "after")
+        .and_then(|(_, v)| v.parse::<i64>().ok())
+        .filter(|n| *n >= 0)
+}
+
+#[derive(Template)]
+#[template(path = "people.html")]
+struct ListTemplate<'a> {
+    l: Layout,
+    people: Vec<PersonView>,
+    roles: &'static [(&'static str, &'static str)],
+    next: Option<i64>,
+    notice: Option<&'a str>,
+    confirms: PeopleConfirms,
+}
+
+pub async fn list(State(state): State<AppState>, admin: AdminPage, RawQuery(query): RawQuery) -> PageResult {
+    let page = Page {
+        after: after(query.as_deref()),
+        before: None,
+        size: PAGE_SIZE,
+    };
+    let (users, has_more) = state.app.store.users_page_of(admin.account_id(), page).await?;
+    let me = admin.user().id;
+    let next = has_more.then(|| users.last().map(|u| u.id)).flatten();
+    let people = users
+        .into_iter()
+        .map(|u| PersonView {
+            id: u.id,
+            role: u.role.as_str(),
+            role_label: role_label(u.role),
+            verified: u.verified,
+            suspended: u.suspended,
+            created: show_time(u.created_at),
+            is_you: u.id == me,
+            name: u.name,
+            email: u.email,
+        })
+        .collect();
+    Ok(render(
+        StatusCode::OK,
+        &ListTemplate {
+            l: admin.layout(Nav::People),
+            people,
+            roles: &ROLES,
+            next,
+            notice: notice(query.as_deref()),
+            confirms: people_confirms()?,
+        },
+    ))
+}
+
+#[derive(Template)]
+#[template(path = "person_new.html")]
+struct NewTemplate<'a> {
+    l: Layout,
+    name: &'a str,
+    email: &'a str,
+    role: &'a str,
+    verified: bool,
+    roles: &'static [(&'static str, &'static str)],
+    errors: Vec<String>,
+}
+
+pub async fn new(admin: AdminPage) -> PageResult {
+    Ok(render(
+        StatusCode::OK,
+        &NewTemplate {
+            l: admin.layout(Nav::People),
+            name: "",
+            email: "",
+            role: "end_user",
+            verified: true,
+            roles: &ROLES,
+            errors: Vec::new(),
+        },
+    ))
+}
+
+pub async fn create(State(state): State<AppState>, form: AdminForm) -> PageResult {
+    let AdminForm { admin, fields } = form;
+    let (name, email, role) = (fields.text("name"), fields.text("email"), fields.text("role"));
+    let verified = fields.checked("verified");
+    let refused = |errors: Vec<String>| {
+        render(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            &NewTemplate {
+                l: admin.layout(Nav::People),
+                name,
+                email,
+                role,
+                verified,
+                roles: &ROLES,
+                errors,
+            },
+        )
+    };
+    let (n, e, r) = (parse_user_name(name), Email::parse(email), Role::parse(role));
+    let (Ok(n), Ok(e), Ok(r)) = (&n, &e, &r) else {
+        let errors = [n.err(), e.err(), r.err()]
+            .into_iter()
+            .flatten()
+            .map(|i| i.description)
+            .collect();
+        return Ok(refused(errors));
+    };
+    let new = NewUser {
+        name: n.clone(),
+        email: e.clone(),
+        role: *r,
+        verified,
+        password_hash: None,
+    };
+    match state.app.create_user(&admin.access, new).await {
+        Ok(_) => Ok(Redirect::to(&format!("{LIST}?done=added")).into_response()),
+        Err(StoreError::Domain(d @ DomainError::Invalid(_))) => Ok(refused(domain_messages(&d))),
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn person(state: &AppState, admin: &AdminPage, id: &str) -> Result<User, PageError> {
+    let id = crate::http::input::record_id(id).map_err(|_| PageError::NotFound)?;
+    state.app.user(admin.account_id(), id).await?.ok_or(PageError::NotFound)
+}
+
+pub async fn change_role(State(state): State<AppState>, Path(id): Path<String>, form: AdminForm) -> PageResult {
+    let AdminForm { admin, fields } = form;
+    let user = person(&state, &admin, &id).await?;
+    let role = Role::parse(fields.text("role")).map_err(|i| PageError::Refused(vec![i.description]))?;
+    let patch = UserPatch {
+        role: Some(role),
+        ..Default::default()
+    };
+    state.app.update_user(&admin.access, user.id, &patch).await?;
+    Ok(Redirect::to(&format!("{LIST}?done=role")).into_response())
+}
+
+/// The words of a user action's confirmation, on its page and in the dialog.
+fn confirmation(action: &str) -> Option<Confirm> {
+    let (title, message, button, danger) = match action {
+        "suspend" => (
+            "Suspend user?",
+            "A suspended user cannot sign in or use API tokens until unsuspended.",
+            "Suspend",
+            true,
+        ),
+        "unsuspend" => (
+            "Unsuspend user?",
+            "The user can sign in and use API tokens again.",
+            "Unsuspend",
+            false,
+        ),
+        "delete" => (
+            "Delete user?",
+            "The user can no longer sign in or authenticate. Tokens they created keep working.",
+            "Delete",
+            true,
+        ),
+        _ => return None,
+    };
+    Some(Confirm {
+        title,
+        message,
+        button,
+        danger,
+    })
+}
+
+/// The confirmations the people list's rows carry.
+pub struct PeopleConfirms {
+    pub suspend: Confirm,
+    pub unsuspend: Confirm,
+    pub delete: Confirm,
+}
+
+fn people_confirms() -> Result<PeopleConfirms, PageError> {
+    let c = |a| confirmation(a).ok_or_else(|| PageError::Internal("confirmation words missing".into()));
+    Ok(PeopleConfirms {
+        suspend: c("suspend")?,
+        unsuspend: c("unsuspend")?,
+        delete: c("delete")?,
+    })
+}
+
+pub async fn confirm(
+    State(state): State<AppState>,
+    admin: AdminPage,
+    Path((id, action)): Path<(String, String)>,
+) -> PageResult {
+    let c = confirmation(&action).ok_or(PageError::NotFound)?;
+    let user = person(&state, &admin, &id).await?;
+    let subject = format!("{} <{}> ({})", user.name, user.email, role_label(user.role));
+    Ok(render(
+        StatusCode::OK,
+        &ConfirmTemplate {
+            l: admin.layout(Nav::People),
+            c,
+            subject: &subject,
+            action_url: format!("{LIST}/{}/{action}", user.id),
+            cancel_url: LIST,
+        },
+    ))
+}
+
+pub async fn act(
+    State(state): State<AppState>,
+    Path((id, action)): Path<(String, String)>,
+    form: AdminForm,
+) -> PageResult {
+    confirmation(&action).ok_or(PageError::NotFound)?;
+    let admin = form.admin;
+    let user = person(&state, &admin, &id).await?;
+    let suspend = |suspended| UserPatch {
+        suspended: Some(suspended),
+        ..Default::default()
+    };
+    let done = match action.as_str() {
+        "suspend" => {
+            state.app.update_user(&admin.access, user.id, &suspend(true)).await?;
+            "suspended"
+        }
+        "unsuspend" => {
+            state.app.update_user(&admin.access, user.id, &suspend(false)).await?;
+            "unsuspended"
+        }
+        _ => {
+            state.app.delete_user(&admin.access, user.id).await?;
+            "deleted"
+        }
+    };
+    Ok(Redirect::to(&format!("{LIST}?done={done}")).into_response())
+}

@@ -1,0 +1,435 @@
+//! The API token pages (`/admin/apis/api-tokens`) and the configuration
+//! page (`/admin/apis/configuration`): list, add (with the one-time reveal),
+//! details, edit, and deactivate/reactivate/delete behind a confirmation.
+//! Every change goes through the service layer with the admin's access.
+
+use std::collections::HashMap;
+
+use askama::Template;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use latchkey_core::{
+    account::{Account, AccountPatch},
+    token::{check_room, parse_description, ApiToken, TokenPatch},
+    DomainError,
+};
+use latchkey_store::StoreError;
+
+use super::page::{domain_messages, render, show_time, Confirm, Layout, Nav, PageError, PageResult};
+use super::session::{AdminForm, AdminPage};
+use crate::http::AppState;
+
+const LIST: &str = "/admin/apis/api-tokens";
+
+/// One token as the pages show it.
+pub struct TokenView {
+    pub id: i64,
+    pub description: String,
+    pub visible_token: String,
+    pub active: bool,
+    pub created: String,
+    pub created_by: String,
+    pub last_used: String,
+    pub updated: String,
+}
+
+impl TokenView {
+    /// How a confirmation names the token: its description and truncated token.
+    pub fn subject(&self) -> String {
+        if self.description.is_empty() {
+            self.visible_token.clone()
+        } else {
+            format!("{} ({})", self.description, self.visible_token)
+        }
+    }
+}
+
+/// The names of the users who created `tokens`; a deleted creator is shown
+/// as such, and a token made on the command line by the operator.
+async fn creators(state: &AppState, account_id: i64, tokens: &[ApiToken]) -> Result<HashMap<i64, String>, StoreError> {
+    let mut names = HashMap::new();
+    for id in tokens.iter().filter_map(|t| t.user_id) {
+        if names.contains_key(&id) {
+            continue;
+        }
+        let name = match state.app.store.user(id).await? {
+            Some(u) if u.account_id == account_id && u.deleted => format!("{} (deleted user)", u.name),
+            Some(u) if u.account_id == account_id => u.name,
+            _ => "Deleted user".to_owned(),
+        };
+        names.insert(id, name);
+    }
+    Ok(names)
+}
+
+fn view(t: &ApiToken, creators: &HashMap<i64, String>) -> TokenView {
+    TokenView {
+        id: t.id,
+        description: t.description.clone().unwrap_or_default(),
+        visible_token: t.visible_token.clone(),
+        active: t.active,
+        created: show_time(t.created_at),
+        created_by: t
+            .user_id
+            .and_then(|id| creators.get(&id).cloned())
+            .unwrap_or_else(|| "Operator".to_owned()),
+        last_used: t.last_used.map(show_time).unwrap_or_else(|| "Never".to_owned()),
+        updated: show_time(t.updated_at),
+    }
+}
+
+/// Why a token cannot be added now, if it cannot: the domain's own words.
+fn add_blocked(account: &Account, count: usize) -> Option<String> {
+    if !account.api_token_access {
+        return domain_messages(&DomainError::TokenAccessDisabled).into_iter().next();
+    }
+    check_room(count as i64, 1, account.token_limit)
+        .err()
+        .map(|i| i.description)
+}
+
+/// A fixed notice for `?done=…` after a change (never client text).
+fn notice(query: Option<&str>) -> Option<&'static str> {
+    let done = form_urlencoded::parse(query.unwrap_or("").as_bytes())
+        .find(|(k, _)| k == "done")
+        .map(|(_, v)| v.into_owned())?;
+    Some(match done.as_str() {
+        "updated" => "API token updated.",
+        "deactivated" => "API token deactivated.",
+        "reactivated" => "API token reactivated.",
+        "deleted" => "API token deleted.",
+        "saved" => "Settings saved.",
+        _ => return None,
+    })
+}
+
+#[derive(Template)]
+#[template(path = "tokens.html")]
+struct ListTemplate<'a> {
+    l: Layout,
+    tokens: Vec<TokenView>,
+    count: usize,
+    limit: i64,
+    blocked: Option<String>,
+    access_off: bool,
+    notice: Option<&'a str>,
+    confirms: TokenConfirms,
+}
+
+pub async fn list(State(state): State<AppState>, admin: AdminPage, RawQuery(query): RawQuery) -> PageResult {
+    let tokens = state.app.tokens(admin.account_id()).await?;
+    let creators = creators(&state, admin.account_id(), &tokens).await?;
+    let account = admin.account();
+    let t = ListTemplate {
+        l: admin.layout(Nav::Tokens),
+        count: tokens.len(),
+        limit: account.token_limit,
+        blocked: add_blocked(account, tokens.len()),
+        access_off: !account.api_token_access,
+        tokens: tokens.iter().map(|t| view(t, &creators)).collect(),
+        notice: notice(query.as_deref()),
+        confirms: token_confirms().ok_or_else(|| PageError::Internal("confirmation words missing".into()))?,
+    };
+    Ok(render(StatusCode::OK, &t))
+}
+
+#[derive(Template)]
+#[template(path = "token_new.html")]
+struct NewTemplate<'a> {
+    l: Layout,
+    description: &'a str,
+    errors: Vec<String>,
+    blocked: Option<String>,
+}
+
+async fn new_page(state: &AppState, admin: &AdminPage, description: &str, errors: Vec<String>) -> PageResult {
+    let count = state.app.tokens(admin.account_id()).await?.len();
+    let t = NewTemplate {
+        l: admin.layout(Nav::Tokens),
+        description,
+        blocked: add_blocked(admin.account(), count),
+        errors,
+    };
+    let status = if t.errors.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::UNPROCESSABLE_ENTITY
+    };
+    Ok(render(status, &t))
+}
+
+pub async fn new(State(state): State<AppState>, admin: AdminPage) -> PageResult {
+    new_page(&state, &admin, "", Vec::new()).await
+}
+
+#[derive(Template)]
+#[template(path = "token_reveal.html")]
+struct RevealTemplate<'a> {
+    l: Layout,
+    token: &'a str,
+    description: &'a str,
+}
+
+pub async fn create(State(state): State<AppState>, form: AdminForm) -> PageResult {
+    let AdminForm { admin, fields } = form;
+    let raw = fields.text("description");
+    let description = match parse_description(raw) {
+        Ok(d) => d,
+        Err(i) => return new_page(&state, &admin, raw, vec![i.description]).await,
+    };
+    let (token, plain) = match state.app.create_token(&admin.access, description).await {
+        Ok(created) => created,
+        Err(StoreError::Domain(d)) => return new_page(&state, &admin, raw, domain_messages(&d)).await,
+        Err(e) => return Err(e.into()),
+    };
+    let t = RevealTemplate {
+        l: admin.layout(Nav::Tokens),
+        token: plain.expose(),
+        description: token.description.as_deref().unwrap_or(""),
+    };
+    let mut res = render(StatusCode::OK, &t);
+    res.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(res)
+}
+
+async fn token(state: &AppState, admin: &AdminPage, id: &str) -> Result<ApiToken, PageError> {
+    let id = crate::http::input::record_id(id).map_err(|_| PageError::NotFound)?;
+    state
+        .app
+        .token(admin.account_id(), id)
+        .await?
+        .ok_or(PageError::NotFound)
+}
+
+#[derive(Template)]
+#[template(path = "token_show.html")]
+struct ShowTemplate {
+    l: Layout,
+    t: TokenView,
+    confirms: TokenConfirms,
+}
+
+pub async fn show(State(state): State<AppState>, admin: AdminPage, Path(id): Path<String>) -> PageResult {
+    let token = token(&state, &admin, &id).await?;
+    let creators = creators(&state, admin.account_id(), std::slice::from_ref(&token)).await?;
+    Ok(render(
+        StatusCode::OK,
+        &ShowTemplate {
+            l: admin.layout(Nav::Tokens),
+            t: view(&token, &creators),
+            confirms: token_confirms().ok_or_else(|| PageError::Internal("confirmation words missing".into()))?,
+        },
+    ))
+}
+
+#[derive(Template)]
+#[template(path = "token_edit.html")]
+struct EditTemplate<'a> {
+    l: Layout,
+    id: i64,
+    visible_token: &'a str,
+    description: &'a str,
+    errors: Vec<String>,
+}
+
+pub async fn edit(State(state): State<AppState>, admin: AdminPage, Path(id): Path<String>) -> PageResult {
+    let token = token(&state, &admin, &id).await?;
+    Ok(render(
+        StatusCode::OK,
+        &EditTemplate {
+            l: admin.layout(Nav::Tokens),
+            id: token.id,
+            visible_token: &token.visible_token,
+            description: token.description.as_deref().unwrap_or(""),
+            errors: Vec::new(),
+        },
+    ))
+}
+
+pub async fn update(State(state): State<AppState>, Path(id): Path<String>, form: AdminForm) -> PageResult {
+    let AdminForm { admin, fields } = form;
+    let token = token(&state, &admin, &id).await?;
+    let raw = fields.text("description");
+    let refused = |errors: Vec<String>| {
+        render(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            &EditTemplate {
+                l: admin.layout(Nav::Tokens),
+                id: token.id,
+                visible_token: &token.visible_token,
+                description: raw,
+                errors,
+            },
+        )
+    };
+    let description = match parse_description(raw) {
+        Ok(d) => d,
+        Err(i) => return Ok(refused(vec![i.description])),
+    };
+    let patch = TokenPatch {
+        description: Some(description),
+        active: None,
+    };
+    match state.app.update_token(&admin.access, token.id, &patch).await {
+        Ok(_) => Ok(Redirect::to(&format!("{LIST}?done=updated")).into_response()),
+        Err(StoreError::Domain(DomainError::Invalid(list))) => {
+            Ok(refused(list.into_iter().map(|i| i.description).collect()))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// A change that needs confirming, and the words of its confirmation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Action {
+    Deactivate,
+    Reactivate,
+    Delete,
+}
+
+impl Action {
+    fn parse(s: &str) -> Option<Self> {
+        match s {
+            "deactivate" => Some(Action::Deactivate),
+            "reactivate" => Some(Action::Reactivate),
+            "delete" => Some(Action::Delete),
+            _ => None,
+        }
+    }
+
+    fn word(self) -> &'static str {
+        match self {
+            Action::Deactivate => "Deactivate",
+            Action::Reactivate => "Reactivate",
+            Action::Delete => "Delete",
+        }
+    }
+}
+
+/// The confirmation page shared by tokens and people.
+#[derive(Template)]
+#[template(path = "confirm.html")]
+pub struct ConfirmTemplate<'a> {
+    pub l: Layout,
+    pub c: Confirm,
+    pub subject: &'a str,
+    pub action_url: String,
+    pub cancel_url: &'a str,
+}
+
+/// The words of a token action's confirmation; the options menu carries
+/// the same words for the dialog.
+pub fn token_confirmation(action: &str) -> Option<Confirm> {
+    let a = Action::parse(action)?;
+    let (title, message) = match a {
+        Action::Deactivate => (
+            "Deactivate API token?",
+            "Requests that use this token will fail until you reactivate it.",
+        ),
+        Action::Reactivate => ("Reactivate API token?", "Requests that use this token will work again."),
+        Action::Delete => (
+            "Delete API token?",
+            "Deleting a token is permanent. It cannot be reactivated.",
+        ),
+    };
+    Some(Confirm {
+        title,
+        message,
+        button: a.word(),
+        danger: a != Action::Reactivate,
+    })
+}
+
+/// The three confirmations the token list's menus carry.
+pub struct TokenConfirms {
+    pub deactivate: Confirm,
+    pub reactivate: Confirm,
+    pub delete: Confirm,
+}
+
+fn token_confirms() -> Option<TokenConfirms> {
+    Some(TokenConfirms {
+        deactivate: token_confirmation("deactivate")?,
+        reactivate: token_confirmation("reactivate")?,
+        delete: token_confirmation("delete")?,
+    })
+}
+
+pub async fn confirm(
+    State(state): State<AppState>,
+    admin: AdminPage,
+    Path((id, action)): Path<(String, String)>,
+) -> PageResult {
+    let c = token_confirmation(&action).ok_or(PageError::NotFound)?;
+    let token = token(&state, &admin, &id).await?;
+    let subject = view(&token, &HashMap::new()).subject();
+    Ok(render(
+        StatusCode::OK,
+        &ConfirmTemplate {
+            l: admin.layout(Nav::Tokens),
+            c,
+            subject: &subject,
+            action_url: format!("{LIST}/{}/{action}", token.id),
+            cancel_url: LIST,
+        },
+    ))
+}
+
+pub async fn act(
+    State(state): State<AppState>,
+    Path((id, action)): Path<(String, String)>,
+    form: AdminForm,
+) -> PageResult {
+    let action = Action::parse(&action).ok_or(PageError::NotFound)?;
+    let admin = form.admin;
+    let token = token(&state, &admin, &id).await?;
+    let active = |active| TokenPatch {
+        description: None,
+        active: Some(active),
+    };
+    let done = match action {
+        Action::Deactivate => {
+            state.app.update_token(&admin.access, token.id, &active(false)).await?;
+            "deactivated"
+        }
+        Action::Reactivate => {
+            state.app.update_token(&admin.access, token.id, &active(true)).await?;
+            "reactivated"
+        }
+        Action::Delete => {
+            state.app.delete_token(&admin.access, token.id).await?;
+            "deleted"
+        }
+    };
+    Ok(Redirect::to(&format!("{LIST}?done={done}")).into_response())
+}
+
+#[derive(Template)]
+#[template(path = "configuration.html")]
+struct ConfigurationTemplate<'a> {
+    l: Layout,
+    api_token_access: bool,
+    notice: Option<&'a str>,
+}
+
+pub async fn configuration(admin: AdminPage, RawQuery(query): RawQuery) -> PageResult {
+    Ok(render(
+        StatusCode::OK,
+        &ConfigurationTemplate {
+            l: admin.layout(Nav::Configuration),
+            api_token_access: admin.account().api_token_access,
+            notice: notice(query.as_deref()),
+        },
+    ))
+}
+
+pub async fn save_configuration(State(state): State<AppState>, form: AdminForm) -> PageResult<Response> {
+    let patch = AccountPatch {
+        api_token_access: Some(form.fields.checked("api_token_access")),
+        ..Default::default()
+    };
+    state.app.update_account(&form.admin.access, &patch).await?;
+    Ok(Redirect::to("/admin/apis/configuration?done=saved").into_response())
+}
