@@ -72,6 +72,11 @@ const LOCK_ACCOUNT_BY_SUBDOMAIN: &str = concat!(
 
 pub struct PgBackend {
     pool: PgPool,
+    /// A few connections of the follower's own (the listening connection
+    /// and its reads of the change log), so that a storm of requests that
+    /// holds every connection of `pool` cannot delay following the log and
+    /// make the node look out of touch.
+    follow: PgPool,
 }
 
 impl PgBackend {
@@ -81,13 +86,21 @@ impl PgBackend {
         let pool = PgPoolOptions::new()
             .max_connections(16)
             .min_connections(1)
-            // A node that has lost the database must notice quickly; its
-            // verifications carry on from memory meanwhile (--max-staleness).
-            .acquire_timeout(Duration::from_secs(3))
-            .connect_with(options)
+            // As long as SQLite's busy timeout: requests queue for a
+            // connection under load rather than fail.
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(options.clone())
             .await?;
         MIGRATOR.run(&pool).await?;
-        Ok(PgBackend { pool })
+        let follow = PgPoolOptions::new()
+            .max_connections(3)
+            .min_connections(1)
+            // A follower that has lost the database retries soon; its
+            // verifications carry on from memory meanwhile (--max-staleness).
+            .acquire_timeout(Duration::from_secs(2))
+            .connect_with(options)
+            .await?;
+        Ok(PgBackend { pool, follow })
     }
 
     /// The connection pool, for tools that work on whole tables (copy-db).
@@ -127,7 +140,7 @@ impl Backend for PgBackend {
     }
 
     async fn change_listener(&self) -> Result<Option<Box<dyn ChangeListener>>> {
-        let mut listener = PgListener::connect_with(&self.pool).await?;
+        let mut listener = PgListener::connect_with(&self.follow).await?;
         listener.eager_reconnect(true);
         listener.listen(CHANGE_CHANNEL).await?;
         Ok(Some(Box::new(PgChangeListener { listener })))
@@ -136,7 +149,7 @@ impl Backend for PgBackend {
     async fn load_snapshot(&self) -> Result<Snapshot> {
         let mut snap = Snapshot::new();
         // One snapshot for the three tables, so that they agree.
-        let mut conn = self.pool.begin().await?;
+        let mut conn = self.follow.begin().await?;
         sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             .execute(&mut *conn)
             .await?;
@@ -161,19 +174,19 @@ impl Backend for PgBackend {
     }
 
     async fn latest_change(&self) -> Result<i64> {
-        let seq: Option<i64> = sqlx::query_scalar(sql::LATEST_CHANGE).fetch_one(&self.pool).await?;
+        let seq: Option<i64> = sqlx::query_scalar(sql::LATEST_CHANGE).fetch_one(&self.follow).await?;
         Ok(seq.unwrap_or(0))
     }
 
     async fn oldest_change(&self) -> Result<Option<i64>> {
-        Ok(sqlx::query_scalar(sql::OLDEST_CHANGE).fetch_one(&self.pool).await?)
+        Ok(sqlx::query_scalar(sql::OLDEST_CHANGE).fetch_one(&self.follow).await?)
     }
 
     async fn changes_since(&self, seq: i64, limit: i64) -> Result<Vec<Change>> {
         let rows: Vec<ChangeRow> = sqlx::query_as(sql::CHANGES_SINCE)
             .bind(seq)
             .bind(limit)
-            .fetch_all(&self.pool)
+            .fetch_all(&self.follow)
             .await?;
         rows.into_iter().map(Change::try_from).collect()
     }
@@ -279,7 +292,7 @@ impl Backend for PgBackend {
     async fn token_auth(&self, id: i64) -> Result<Option<TokenAuth>> {
         let row: Option<TokenAuthRow> = sqlx::query_as(sql::TOKEN_AUTH_BY_ID)
             .bind(id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.follow)
             .await?;
         row.map(TokenAuth::try_from).transpose()
     }

@@ -14,3 +14,4 @@ mod concurrency;
 mod durability;
 mod cli;
 mod audit;
+mod nodes;

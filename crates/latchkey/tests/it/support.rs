@@ -59,6 +59,7 @@ pub struct TestDatabase {
 pub async fn test_database_url() -> TestDatabase {
     match std::env::var("LATCHKEY_TEST_DATABASE").as_deref() {
         Ok("sqlite") | Err(_) => sqlite_database(),
+        Ok("postgres") => postgres_database().await,
         Ok(other) => panic!("LATCHKEY_TEST_DATABASE={other:?} names no backend the tests know"),
     }
 }
@@ -72,6 +73,87 @@ pub fn sqlite_database() -> TestDatabase {
         url: format!("sqlite://{}", file.display()),
         file: Some(file),
         _guard: Box::new(dir),
+    }
+}
+
+/// The PostgreSQL server tests create their databases on, when one is
+/// configured: `LATCHKEY_TEST_POSTGRES_URL`, or the local default when
+/// `LATCHKEY_TEST_DATABASE=postgres` asks for PostgreSQL without naming one.
+pub fn postgres_server_url() -> Option<String> {
+    match std::env::var("LATCHKEY_TEST_POSTGRES_URL") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => (std::env::var("LATCHKEY_TEST_DATABASE").as_deref() == Ok("postgres"))
+            .then(|| "postgres://postgres@127.0.0.1:5432/postgres".to_owned()),
+    }
+}
+
+/// A fresh, empty PostgreSQL database on [`postgres_server_url`], dropped
+/// when the returned value is.
+pub async fn postgres_database() -> TestDatabase {
+    use sqlx::Connection as _;
+    let server = postgres_server_url().expect("LATCHKEY_TEST_POSTGRES_URL or LATCHKEY_TEST_DATABASE=postgres");
+    let name = format!(
+        "lk_test_{}_{}_{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0)
+    );
+    let mut conn = sqlx::PgConnection::connect(&server)
+        .await
+        .unwrap_or_else(|e| panic!("cannot reach the test PostgreSQL server: {e}"));
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut conn)
+        .await
+        .expect("create a test database");
+    let _ = conn.close().await;
+    TestDatabase {
+        url: postgres_url_for(&server, &name),
+        file: None,
+        _guard: Box::new(DropPostgresDatabase { server, name }),
+    }
+}
+
+/// `server` with its database name replaced by `name`.
+pub fn postgres_url_for(server: &str, name: &str) -> String {
+    let (base, query) = match server.split_once('?') {
+        Some((b, q)) => (b, format!("?{q}")),
+        None => (server, String::new()),
+    };
+    let authority_end = base.find("://").map(|i| i + 3).unwrap_or(0);
+    let base = match base[authority_end..].find('/') {
+        Some(slash) => &base[..authority_end + slash],
+        None => base,
+    };
+    format!("{base}/{name}{query}")
+}
+
+struct DropPostgresDatabase {
+    server: String,
+    name: String,
+}
+
+impl Drop for DropPostgresDatabase {
+    fn drop(&mut self) {
+        let (server, name) = (self.server.clone(), self.name.clone());
+        // Drop runs inside the test's runtime; use a runtime of our own.
+        let _ = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+                return;
+            };
+            rt.block_on(async move {
+                use sqlx::Connection as _;
+                if let Ok(mut conn) = sqlx::PgConnection::connect(&server).await {
+                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                        .execute(&mut conn)
+                        .await;
+                    let _ = conn.close().await;
+                }
+            });
+        })
+        .join();
     }
 }
 
