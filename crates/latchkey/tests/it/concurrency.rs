@@ -126,3 +126,48 @@ async fn no_request_started_after_a_deactivation_is_acknowledged_gets_through() 
     assert!(before_ok > 10, "the load did not run before the deactivation");
     assert!(after > 10, "the load did not run after the deactivation");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_limit_holds_exactly_when_two_nodes_race_on_one_database() {
+    let one = TestApp::spawn().await;
+    let two = one.spawn_node(|_| {}).await;
+    let a = one.account().await;
+    let auth = one.admin_auth(&a).await;
+    // The second node learns of the account and token from the change log.
+    let mut ready = false;
+    for _ in 0..200 {
+        if two.me_status(&auth).await == 200 {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(ready, "the second node never saw the token");
+    let tasks: Vec<_> = (0..300)
+        .map(|i| {
+            let node = if i % 2 == 0 { &one } else { &two };
+            let (client, url, auth) = (node.client.clone(), node.url("/api/v2/api_tokens"), auth.clone());
+            tokio::spawn(async move {
+                let r = client
+                    .post(url)
+                    .header("authorization", auth)
+                    .send()
+                    .await
+                    .expect("request");
+                (r.status().as_u16(), r.text().await.unwrap_or_default())
+            })
+        })
+        .collect();
+    let mut created = 0;
+    for task in tasks {
+        let (status, body) = task.await.unwrap();
+        match status {
+            201 => created += 1,
+            422 if body.contains("TokenLimitReached") => {}
+            other => panic!("unexpected {other}: {body}"),
+        }
+    }
+    assert_eq!(created, 255);
+    assert_eq!(one.app.store.tokens(a.id).await.unwrap().len(), 256);
+    assert!(one.audit_chain_intact(a.id).await);
+}

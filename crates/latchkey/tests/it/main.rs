@@ -15,3 +15,5 @@ mod durability;
 mod cli;
 mod audit;
 mod nodes;
+mod users;
+mod account;

@@ -221,6 +221,17 @@ impl TestApp {
         }
     }
 
+    /// A second server on this one's database, as another node of the
+    /// deployment would be; `self` keeps the database alive.
+    pub async fn spawn_node(&self, tweak: impl FnOnce(&mut ServerConfig)) -> TestApp {
+        let db = TestDatabase {
+            url: self.db.url.clone(),
+            file: self.db.file.clone(),
+            _guard: Box::new(()),
+        };
+        TestApp::spawn_on(db, tweak).await
+    }
+
     /// Stops the server gracefully (drains, flushes `last_used`); the
     /// database stays for inspection through `self.app`.
     pub async fn stop(&mut self) {
