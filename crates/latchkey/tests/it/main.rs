@@ -17,3 +17,4 @@ mod audit;
 mod nodes;
 mod users;
 mod account;
+mod web;

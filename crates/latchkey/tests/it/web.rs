@@ -1,0 +1,547 @@
+//! The Admin Center's server-side rules, through real HTTP with a cookie-
+//! keeping client: who reaches which page, CSRF, sessions (storage, renewal,
+//! expiry, sign-out), sign-in errors and limits, security headers, escaping,
+//! and that page changes are audited as the signed-in user.
+
+use std::sync::Arc;
+
+use latchkey_core::{
+    account::Plan,
+    audit::ActorType,
+    token::TokenHash,
+    user::{Email, NewUser, Role},
+};
+use latchkey_server::web::session::{ABSOLUTE_TIMEOUT, FAILED_SIGN_INS_PER_LOGIN, IDLE_TIMEOUT};
+use latchkey_server::web::ADMIN_GET_PATHS;
+use latchkey_server::{password, AdminAccess};
+use reqwest::cookie::CookieStore;
+
+use crate::support::{unique, Reply, TestAccount, TestApp};
+
+const PASSWORD: &str = "correct horse battery staple";
+
+/// Every form an admin can post, with a CSRF-less body that would be valid
+/// otherwise (ids are filled in by the caller).
+fn admin_post_paths(token_id: i64, user_id: i64) -> Vec<String> {
+    vec![
+        "/admin/apis/api-tokens".to_owned(),
+        format!("/admin/apis/api-tokens/{token_id}/edit"),
+        format!("/admin/apis/api-tokens/{token_id}/deactivate"),
+        format!("/admin/apis/api-tokens/{token_id}/reactivate"),
+        format!("/admin/apis/api-tokens/{token_id}/delete"),
+        "/admin/apis/configuration".to_owned(),
+        "/admin/people".to_owned(),
+        format!("/admin/people/{user_id}/role"),
+        format!("/admin/people/{user_id}/suspend"),
+        format!("/admin/people/{user_id}/unsuspend"),
+        format!("/admin/people/{user_id}/delete"),
+    ]
+}
+
+/// A browser: keeps cookies, never follows redirects.
+struct Browser {
+    jar: Arc<reqwest::cookie::Jar>,
+    client: reqwest::Client,
+    base: String,
+}
+
+impl Browser {
+    fn new(app: &TestApp) -> Browser {
+        let jar = Arc::new(reqwest::cookie::Jar::default());
+        let client = reqwest::Client::builder()
+            .cookie_provider(jar.clone())
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        Browser {
+            jar,
+            client,
+            base: app.url(""),
+        }
+    }
+
+    async fn get(&self, path: &str) -> Reply {
+        Reply::from(self.client.get(format!("{}{path}", self.base)).send().await.unwrap()).await
+    }
+
+    async fn post(&self, path: &str, fields: &[(&str, &str)]) -> Reply {
+        let body: String = form_body(fields);
+        let res = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        Reply::from(res).await
+    }
+
+    /// The session cookie's value, if the browser holds one.
+    fn session_id(&self) -> Option<String> {
+        let url: reqwest::Url = self.base.parse().unwrap();
+        let header = self.jar.cookies(&url)?;
+        header
+            .to_str()
+            .unwrap()
+            .split("; ")
+            .find_map(|c| c.strip_prefix("latchkey_session="))
+            .filter(|v| !v.is_empty())
+            .map(str::to_owned)
+    }
+
+    /// Signs in through the form; the reply to the POST.
+    async fn sign_in(&self, subdomain: &str, email: &str, password: &str) -> Reply {
+        let page = self.get("/login").await;
+        assert_eq!(page.status, 200);
+        let csrf = csrf_of(&page);
+        self.post(
+            "/login",
+            &[
+                ("csrf", &csrf),
+                ("subdomain", subdomain),
+                ("email", email),
+                ("password", password),
+            ],
+        )
+        .await
+    }
+
+    /// The CSRF token of the page at `path`.
+    async fn csrf(&self, path: &str) -> String {
+        let page = self.get(path).await;
+        assert_eq!(page.status, 200, "{path}: {}", page.text());
+        csrf_of(&page)
+    }
+}
+
+fn form_body(fields: &[(&str, &str)]) -> String {
+    let mut s = String::new();
+    for (k, v) in fields {
+        if !s.is_empty() {
+            s.push('&');
+        }
+        s.push_str(k);
+        s.push('=');
+        s.push_str(&pct(v));
+    }
+    s
+}
+
+fn pct(v: &str) -> String {
+    v.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// The value of the first `name="csrf"` field of a page.
+fn csrf_of(page: &Reply) -> String {
+    let text = page.text();
+    let start = text
+        .find(r#"name="csrf" value=""#)
+        .unwrap_or_else(|| panic!("no csrf field in {text}"))
+        + r#"name="csrf" value=""#.len();
+    text[start..].split('"').next().unwrap().to_owned()
+}
+
+fn location(r: &Reply) -> &str {
+    r.header("location").unwrap_or("")
+}
+
+/// A user of `account` who can sign in with [`PASSWORD`].
+async fn user_with_password(app: &TestApp, account: &TestAccount, role: Role) -> String {
+    let email = format!("{}@example.com", unique("web"));
+    let hash = password::hash(PASSWORD.to_owned()).await.unwrap();
+    app.app
+        .create_user(
+            &AdminAccess::operator(account.id),
+            NewUser {
+                name: format!("Web {}", role.as_str()),
+                email: Email::parse(&email).unwrap(),
+                role,
+                verified: true,
+                password_hash: Some(hash),
+            },
+        )
+        .await
+        .unwrap();
+    email
+}
+
+/// A server, an account, and a browser signed in as an admin of it.
+async fn signed_in_admin() -> (TestApp, TestAccount, Browser) {
+    let app = TestApp::spawn().await;
+    let account = app.account().await;
+    let email = user_with_password(&app, &account, Role::Admin).await;
+    let browser = Browser::new(&app);
+    let r = browser.sign_in(&account.subdomain, &email, PASSWORD).await;
+    assert_eq!(r.status, 303, "sign-in: {}", r.text());
+    assert_eq!(location(&r), "/admin");
+    (app, account, browser)
+}
+
+#[tokio::test]
+async fn anonymous_visitors_are_sent_to_login_from_every_admin_page() {
+    let app = TestApp::spawn().await;
+    let account = app.account().await;
+    let token = app.token(&account).await;
+    let browser = Browser::new(&app);
+    for path in ADMIN_GET_PATHS.iter().copied().chain(["/admin/no-such-page"]) {
+        let r = browser.get(path).await;
+        assert_eq!(r.status, 303, "GET {path}");
+        assert_eq!(location(&r), "/login", "GET {path}");
+    }
+    for path in admin_post_paths(token.id, account.admin.id) {
+        let r = browser.post(&path, &[("csrf", "x"), ("role", "admin")]).await;
+        assert_eq!(r.status, 303, "POST {path}");
+        assert_eq!(location(&r), "/login", "POST {path}");
+    }
+    assert_eq!(
+        app.app.token(account.id, token.id).await.unwrap().map(|t| t.active),
+        Some(true)
+    );
+}
+
+#[tokio::test]
+async fn agents_and_end_users_get_the_403_page_on_every_admin_page() {
+    let app = TestApp::spawn().await;
+    let account = app.account().await;
+    let token = app.token(&account).await;
+    for role in [Role::Agent, Role::EndUser] {
+        let email = user_with_password(&app, &account, role).await;
+        let browser = Browser::new(&app);
+        let r = browser.sign_in(&account.subdomain, &email, PASSWORD).await;
+        assert_eq!(r.status, 303, "{role:?} signs in");
+        for path in ADMIN_GET_PATHS {
+            let r = browser.get(path).await;
+            assert_eq!(r.status, 403, "{role:?} GET {path}");
+            let text = r.text();
+            assert!(
+                text.contains("You do not have access to this page."),
+                "{role:?} GET {path}: {text}"
+            );
+            let request_id = r.header("x-request-id").unwrap().to_owned();
+            assert!(text.contains(&format!("Request id: <code>{request_id}</code>")));
+        }
+        // Even with the session's own CSRF token, no form does anything.
+        let csrf = csrf_of(&browser.get("/admin").await);
+        for path in admin_post_paths(token.id, account.admin.id) {
+            let r = browser.post(&path, &[("csrf", &csrf), ("role", "end_user")]).await;
+            assert_eq!(r.status, 403, "{role:?} POST {path}");
+        }
+    }
+    assert_eq!(
+        app.app.token(account.id, token.id).await.unwrap().map(|t| t.active),
+        Some(true)
+    );
+    let admin = app.app.user(account.id, account.admin.id).await.unwrap().unwrap();
+    assert_eq!((admin.role, admin.suspended), (Role::Admin, false));
+}
+
+#[tokio::test]
+async fn a_form_without_the_sessions_csrf_token_is_refused_and_changes_nothing() {
+    let (app, account, browser) = signed_in_admin().await;
+    let token = app.token(&account).await;
+    let path = format!("/admin/apis/api-tokens/{}/deactivate", token.id);
+    let other = Browser::new(&app);
+    let someone_elses = other.csrf("/login").await;
+    for fields in [vec![], vec![("csrf", "")], vec![("csrf", someone_elses.as_str())]] {
+        let r = browser.post(&path, &fields).await;
+        assert_eq!(r.status, 403, "{fields:?}");
+        assert!(r.text().contains("This form has expired"));
+        assert_eq!(
+            app.app.token(account.id, token.id).await.unwrap().map(|t| t.active),
+            Some(true)
+        );
+    }
+    let csrf = browser.csrf("/admin/apis/api-tokens").await;
+    let r = browser.post(&path, &[("csrf", &csrf)]).await;
+    assert_eq!(r.status, 303);
+    assert_eq!(
+        app.app.token(account.id, token.id).await.unwrap().map(|t| t.active),
+        Some(false)
+    );
+}
+
+#[tokio::test]
+async fn a_sign_in_form_without_its_csrf_cookie_is_refused() {
+    let app = TestApp::spawn().await;
+    let account = app.account().await;
+    let email = user_with_password(&app, &account, Role::Admin).await;
+    let fresh = Browser::new(&app);
+    let r = fresh
+        .post(
+            "/login",
+            &[
+                ("csrf", "forged"),
+                ("subdomain", &account.subdomain),
+                ("email", &email),
+                ("password", PASSWORD),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 403);
+    assert!(r.text().contains("The sign-in form expired"));
+    assert_eq!(fresh.session_id(), None);
+}
+
+#[tokio::test]
+async fn sessions_are_stored_as_a_hash_and_signing_out_ends_them() {
+    let (app, _account, browser) = signed_in_admin().await;
+    let id = browser.session_id().unwrap();
+    let hash = TokenHash::of(&id).0;
+    assert!(app.app.store.session(&hash).await.unwrap().is_some());
+    assert_eq!(browser.get("/admin/apis/api-tokens").await.status, 200);
+
+    // Signing out is a form post that needs the CSRF token too.
+    assert_eq!(browser.post("/logout", &[]).await.status, 403);
+    let csrf = browser.csrf("/admin/apis/api-tokens").await;
+    let r = browser.post("/logout", &[("csrf", &csrf)]).await;
+    assert_eq!(r.status, 303);
+    assert_eq!(location(&r), "/login");
+    assert!(app.app.store.session(&hash).await.unwrap().is_none());
+
+    // The old cookie no longer signs anyone in.
+    let replay = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let r = replay
+        .get(app.url("/admin/apis/api-tokens"))
+        .header("cookie", format!("latchkey_session={id}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 303);
+}
+
+#[tokio::test]
+async fn signing_in_again_renews_the_session_id() {
+    let (app, account, browser) = signed_in_admin().await;
+    let first = browser.session_id().unwrap();
+    let email = user_with_password(&app, &account, Role::Admin).await;
+    assert_eq!(browser.sign_in(&account.subdomain, &email, PASSWORD).await.status, 303);
+    let second = browser.session_id().unwrap();
+    assert_ne!(first, second);
+    assert!(app.app.store.session(&TokenHash::of(&first).0).await.unwrap().is_none());
+    assert!(app
+        .app
+        .store
+        .session(&TokenHash::of(&second).0)
+        .await
+        .unwrap()
+        .is_some());
+}
+
+#[tokio::test]
+async fn an_idle_session_and_an_old_session_expire() {
+    let (app, _account, browser) = signed_in_admin().await;
+    let id = browser.session_id().unwrap();
+    let hash = TokenHash::of(&id).0;
+    let store = &app.app.store;
+    // The cookie is sent by hand: a redirect to /login clears the browser's.
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let now = app.app.now();
+    let cases = [
+        (now - IDLE_TIMEOUT + 120, now - IDLE_TIMEOUT + 120, 200),
+        (now - IDLE_TIMEOUT - 5, now - IDLE_TIMEOUT - 5, 303),
+        (now - ABSOLUTE_TIMEOUT - 5, now, 303),
+    ];
+    let original = store.session(&hash).await.unwrap().unwrap();
+    for (created_at, last_seen_at, status) in cases {
+        let mut s = original.clone();
+        s.created_at = created_at;
+        s.last_seen_at = last_seen_at;
+        store.delete_session(&hash).await.unwrap();
+        store.insert_session(&s).await.unwrap();
+        let res = client
+            .get(app.url("/admin/apis/api-tokens"))
+            .header("cookie", format!("latchkey_session={id}"))
+            .send()
+            .await
+            .unwrap();
+        let r = Reply::from(res).await;
+        assert_eq!(r.status, status, "created {created_at}, last seen {last_seen_at}");
+        if status == 303 {
+            assert_eq!(location(&r), "/login");
+            assert!(
+                store.session(&hash).await.unwrap().is_none(),
+                "an expired session is deleted"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn wrong_passwords_unknown_emails_and_unknown_accounts_get_one_answer() {
+    let app = TestApp::spawn().await;
+    let account = app.account().await;
+    let email = user_with_password(&app, &account, Role::Admin).await;
+    let mut bodies = Vec::new();
+    for (subdomain, email, password) in [
+        (account.subdomain.as_str(), email.as_str(), "wrong password"),
+        (account.subdomain.as_str(), "nobody@example.com", PASSWORD),
+        ("no-such-account", email.as_str(), PASSWORD),
+        (account.subdomain.as_str(), account.admin.email.as_str(), PASSWORD),
+    ] {
+        let browser = Browser::new(&app);
+        let r = browser.sign_in(subdomain, email, password).await;
+        assert_eq!(r.status, 401, "{subdomain} {email}");
+        assert!(r.text().contains("Invalid account, email or password."));
+        assert_eq!(browser.session_id(), None);
+        let text = r.text();
+        bodies.push(text.replace(&csrf_of(&r), "").replace(subdomain, "").replace(email, ""));
+    }
+    assert!(bodies.windows(2).all(|w| w[0] == w[1]), "one answer for every failure");
+}
+
+#[tokio::test]
+async fn failed_sign_ins_are_limited_per_account_and_email() {
+    let app = TestApp::spawn().await;
+    let account = app.account().await;
+    let email = user_with_password(&app, &account, Role::Admin).await;
+    let other = user_with_password(&app, &account, Role::Admin).await;
+    let browser = Browser::new(&app);
+    for _ in 0..FAILED_SIGN_INS_PER_LOGIN {
+        assert_eq!(browser.sign_in(&account.subdomain, &email, "wrong").await.status, 401);
+    }
+    let r = browser.sign_in(&account.subdomain, &email, PASSWORD).await;
+    assert_eq!(r.status, 429, "even the right password waits");
+    assert!(r.text().contains("Too many failed sign-in attempts"));
+    assert_eq!(browser.sign_in(&account.subdomain, &other, PASSWORD).await.status, 303);
+}
+
+#[tokio::test]
+async fn pages_carry_the_security_headers_and_strict_cookies() {
+    let (app, _account, browser) = signed_in_admin().await;
+    for path in ["/login", "/admin/apis/api-tokens", "/admin/no-such-page"] {
+        let r = browser.get(path).await;
+        let csp = r
+            .header("content-security-policy")
+            .unwrap_or_else(|| panic!("{path}: no CSP"));
+        assert!(
+            csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"),
+            "{csp}"
+        );
+        assert!(csp.contains("frame-ancestors 'none'"));
+        assert_eq!(r.header("x-frame-options"), Some("DENY"), "{path}");
+        assert_eq!(r.header("x-content-type-options"), Some("nosniff"), "{path}");
+        assert!(r.header("content-type").unwrap().starts_with("text/html"), "{path}");
+    }
+    let css = browser.get("/static/app.css").await;
+    assert_eq!(css.status, 200);
+    assert!(css.header("content-type").unwrap().starts_with("text/css"));
+
+    let fresh = Browser::new(&app);
+    let login = fresh.get("/login").await;
+    let cookie = login.header("set-cookie").unwrap();
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
+    assert!(!cookie.contains("Secure"), "plain http: {cookie}");
+
+    let tls = TestApp::spawn_with(|c| c.public_url = Some("https://latchkey.example.com".to_owned())).await;
+    let r = Browser::new(&tls).get("/login").await;
+    let cookie = r.header("set-cookie").unwrap();
+    assert!(
+        cookie.starts_with("__Host-") && cookie.contains("Secure") && cookie.contains("HttpOnly"),
+        "{cookie}"
+    );
+}
+
+#[tokio::test]
+async fn the_page_that_reveals_a_token_is_never_cached_and_the_token_works() {
+    let (app, account, browser) = signed_in_admin().await;
+    let csrf = browser.csrf("/admin/apis/api-tokens/new").await;
+    let r = browser
+        .post(
+            "/admin/apis/api-tokens",
+            &[("csrf", &csrf), ("description", "From the page")],
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("cache-control"), Some("no-store"));
+    let text = r.text();
+    let start = text.find(r#"id="api-token" value=""#).unwrap() + r#"id="api-token" value=""#.len();
+    let token = text[start..].split('"').next().unwrap().to_owned();
+    assert_eq!(
+        app.me_status(&crate::support::basic(&account.admin.email, &token))
+            .await,
+        200
+    );
+    assert!(text.contains("It will not be shown again"));
+
+    // The list and the details page show only the truncated token.
+    let list = browser.get("/admin/apis/api-tokens").await.text();
+    assert!(!list.contains(&token));
+    assert!(list.contains(&latchkey_core::token::visible_token(&token).unwrap()));
+}
+
+#[tokio::test]
+async fn a_description_with_markup_is_escaped_everywhere() {
+    let (app, account, browser) = signed_in_admin().await;
+    let xss = "<script>alert(1)</script>";
+    let t = app.token_described(&account, Some(xss)).await;
+    for path in [
+        "/admin/apis/api-tokens".to_owned(),
+        format!("/admin/apis/api-tokens/{}", t.id),
+        format!("/admin/apis/api-tokens/{}/edit", t.id),
+        format!("/admin/apis/api-tokens/{}/deactivate", t.id),
+    ] {
+        let text = browser.get(&path).await.text();
+        assert!(!text.contains(xss), "{path}");
+        assert!(
+            text.contains("&#60;script&#62;alert(1)&#60;/script&#62;") || text.contains("&lt;script&gt;"),
+            "{path}: {text}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn page_changes_are_audited_as_the_signed_in_user_with_the_client_address() {
+    let (app, account, browser) = signed_in_admin().await;
+    let token = app.token(&account).await;
+    let csrf = browser.csrf("/admin/apis/api-tokens").await;
+    let r = browser
+        .post(
+            &format!("/admin/apis/api-tokens/{}/deactivate", token.id),
+            &[("csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(r.status, 303);
+    let event = app.audit(account.id).await.pop().unwrap();
+    assert_eq!(event.actor_type, ActorType::User);
+    assert_eq!(event.actor_name, "Web admin");
+    assert_eq!(event.ip_address.as_deref(), Some("127.0.0.1"));
+    assert_eq!(event.source_id, token.id);
+}
+
+#[tokio::test]
+async fn add_api_token_is_disabled_with_the_reason_when_token_access_is_off() {
+    let app = TestApp::spawn().await;
+    let account = app.account_with(Plan::Team, false).await;
+    let email = user_with_password(&app, &account, Role::Admin).await;
+    let browser = Browser::new(&app);
+    assert_eq!(browser.sign_in(&account.subdomain, &email, PASSWORD).await.status, 303);
+    let list = browser.get("/admin/apis/api-tokens").await.text();
+    assert!(list.contains("API token access is turned off for this account."));
+    assert!(list.contains(
+        r#"<button type="button" class="primary" disabled aria-describedby="add-blocked">Add API token</button>"#
+    ));
+    assert!(list.contains("0 of 256 tokens"));
+    assert!(
+        !list.contains("View audit log") && !list.contains("/admin/audit-log"),
+        "not on a team plan"
+    );
+    let csrf = csrf_of(&browser.get("/admin/apis/api-tokens").await);
+    let r = browser.post("/admin/apis/api-tokens", &[("csrf", &csrf)]).await;
+    assert_eq!(r.status, 422);
+    assert!(app.app.tokens(account.id).await.unwrap().is_empty());
+}
