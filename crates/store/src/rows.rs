@@ -12,7 +12,8 @@ use latchkey_core::{
 use crate::{Change, Entity, StoreError};
 
 // The column lists are macros so that `concat!` can build whole statements
-// from them at compile time (see `sql.rs`); the constants name the same text.
+// from them at compile time (see `sql.rs`); `AUDIT_COLUMNS` names the same
+// text for the audit listing, whose statement is built at run time.
 macro_rules! account_columns {
     () => {
         "id, subdomain, name, plan, token_limit, api_token_access, created_at, updated_at"
@@ -34,9 +35,6 @@ macro_rules! audit_columns {
     };
 }
 
-pub const ACCOUNT_COLUMNS: &str = account_columns!();
-pub const USER_COLUMNS: &str = user_columns!();
-pub const TOKEN_COLUMNS: &str = token_columns!();
 pub const AUDIT_COLUMNS: &str = audit_columns!();
 
 fn corrupt(what: &str, value: &str) -> StoreError {

@@ -26,9 +26,10 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Sqlite, SqlitePool, Transaction};
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
-use crate::backend::{Backend, SessionRecord, Tx};
 use crate::audit_log;
+use crate::backend::{Backend, SessionRecord, Tx};
 use crate::rows::*;
+use crate::sql;
 use crate::{Change, Entity, Result};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -78,23 +79,18 @@ impl Backend for SqliteBackend {
         let mut snap = Snapshot::new();
         // One read transaction, so that the three tables agree.
         let mut conn = self.pool.begin().await?;
-        let accounts: Vec<AccountRow> = sqlx::query_as(&format!("SELECT {ACCOUNT_COLUMNS} FROM accounts"))
-            .fetch_all(&mut *conn)
-            .await?;
+        let accounts: Vec<AccountRow> = sqlx::query_as(sql::ALL_ACCOUNTS).fetch_all(&mut *conn).await?;
         for row in accounts {
             snap.add_account(AccountEntry::from(&Account::try_from(row)?));
         }
         {
-            let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE deleted_at IS NULL");
-            let mut users = sqlx::query_as::<_, UserRow>(&sql).fetch(&mut *conn);
+            let mut users = sqlx::query_as::<_, UserRow>(sql::LIVE_USERS).fetch(&mut *conn);
             while let Some(row) = users.try_next().await? {
                 snap.add_user(User::try_from(row)?);
             }
         }
         {
-            let mut tokens =
-                sqlx::query_as::<_, TokenAuthRow>("SELECT id, account_id, token_hash, active FROM api_tokens")
-                    .fetch(&mut *conn);
+            let mut tokens = sqlx::query_as::<_, TokenAuthRow>(sql::ALL_TOKEN_AUTH).fetch(&mut *conn);
             while let Some(row) = tokens.try_next().await? {
                 snap.add_token(TokenAuth::try_from(row)?);
             }
@@ -104,53 +100,41 @@ impl Backend for SqliteBackend {
     }
 
     async fn latest_change(&self) -> Result<i64> {
-        let seq: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM changes")
-            .fetch_one(&self.pool)
-            .await?;
+        let seq: Option<i64> = sqlx::query_scalar(sql::LATEST_CHANGE).fetch_one(&self.pool).await?;
         Ok(seq.unwrap_or(0))
     }
 
     async fn oldest_change(&self) -> Result<Option<i64>> {
-        Ok(sqlx::query_scalar("SELECT MIN(seq) FROM changes")
-            .fetch_one(&self.pool)
-            .await?)
+        Ok(sqlx::query_scalar(sql::OLDEST_CHANGE).fetch_one(&self.pool).await?)
     }
 
     async fn changes_since(&self, seq: i64, limit: i64) -> Result<Vec<Change>> {
-        let rows: Vec<ChangeRow> =
-            sqlx::query_as("SELECT seq, entity, entity_id FROM changes WHERE seq > $1 ORDER BY seq LIMIT $2")
-                .bind(seq)
-                .bind(limit)
-                .fetch_all(&self.pool)
-                .await?;
+        let rows: Vec<ChangeRow> = sqlx::query_as(sql::CHANGES_SINCE)
+            .bind(seq)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
         rows.into_iter().map(Change::try_from).collect()
     }
 
     async fn prune_changes(&self, before: Timestamp) -> Result<u64> {
         let _writer = self.writer.lock().await;
         // Keep the newest entry so that sequence numbers never restart.
-        let done = sqlx::query("DELETE FROM changes WHERE created_at < $1 AND seq < (SELECT MAX(seq) FROM changes)")
-            .bind(before)
-            .execute(&self.pool)
-            .await?;
+        let done = sqlx::query(sql::PRUNE_CHANGES).bind(before).execute(&self.pool).await?;
         Ok(done.rows_affected())
     }
 
     async fn account_count(&self) -> Result<i64> {
-        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM accounts")
-            .fetch_one(&self.pool)
-            .await?)
+        Ok(sqlx::query_scalar(sql::ACCOUNT_COUNT).fetch_one(&self.pool).await?)
     }
 
     async fn accounts(&self) -> Result<Vec<Account>> {
-        let rows: Vec<AccountRow> = sqlx::query_as(&format!("SELECT {ACCOUNT_COLUMNS} FROM accounts ORDER BY id"))
-            .fetch_all(&self.pool)
-            .await?;
+        let rows: Vec<AccountRow> = sqlx::query_as(sql::ALL_ACCOUNTS).fetch_all(&self.pool).await?;
         rows.into_iter().map(Account::try_from).collect()
     }
 
     async fn account(&self, id: i64) -> Result<Option<Account>> {
-        let row: Option<AccountRow> = sqlx::query_as(&format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = $1"))
+        let row: Option<AccountRow> = sqlx::query_as(sql::ACCOUNT_BY_ID)
             .bind(id)
             .fetch_optional(&self.pool)
             .await?;
@@ -158,16 +142,15 @@ impl Backend for SqliteBackend {
     }
 
     async fn account_by_subdomain(&self, subdomain: &str) -> Result<Option<Account>> {
-        let row: Option<AccountRow> =
-            sqlx::query_as(&format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE subdomain = $1"))
-                .bind(subdomain)
-                .fetch_optional(&self.pool)
-                .await?;
+        let row: Option<AccountRow> = sqlx::query_as(sql::ACCOUNT_BY_SUBDOMAIN)
+            .bind(subdomain)
+            .fetch_optional(&self.pool)
+            .await?;
         row.map(Account::try_from).transpose()
     }
 
     async fn user(&self, id: i64) -> Result<Option<User>> {
-        let row: Option<UserRow> = sqlx::query_as(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1"))
+        let row: Option<UserRow> = sqlx::query_as(sql::USER_BY_ID)
             .bind(id)
             .fetch_optional(&self.pool)
             .await?;
@@ -179,10 +162,7 @@ impl Backend for SqliteBackend {
         account_id: i64,
         email_normalized: &str,
     ) -> Result<Option<(User, Option<String>)>> {
-        let sql = format!(
-            "SELECT {USER_COLUMNS} FROM users WHERE account_id = $1 AND email_normalized = $2 AND deleted_at IS NULL"
-        );
-        let Some(row) = sqlx::query_as::<_, UserRow>(&sql)
+        let Some(row) = sqlx::query_as::<_, UserRow>(sql::LIVE_USER_BY_EMAIL)
             .bind(account_id)
             .bind(email_normalized)
             .fetch_optional(&self.pool)
@@ -191,7 +171,7 @@ impl Backend for SqliteBackend {
             return Ok(None);
         };
         let user = User::try_from(row)?;
-        let hash: Option<String> = sqlx::query_scalar("SELECT password_hash FROM users WHERE id = $1")
+        let hash: Option<String> = sqlx::query_scalar(sql::PASSWORD_HASH)
             .bind(user.id)
             .fetch_one(&self.pool)
             .await?;
@@ -205,10 +185,9 @@ impl Backend for SqliteBackend {
         before: Option<i64>,
         limit: i64,
     ) -> Result<Vec<User>> {
-        let base = format!("SELECT {USER_COLUMNS} FROM users WHERE account_id = $1 AND deleted_at IS NULL");
         let rows: Vec<UserRow> = match before {
             Some(before) => {
-                let mut rows: Vec<UserRow> = sqlx::query_as(&format!("{base} AND id < $2 ORDER BY id DESC LIMIT $3"))
+                let mut rows: Vec<UserRow> = sqlx::query_as(sql::USERS_BEFORE)
                     .bind(account_id)
                     .bind(before)
                     .bind(limit)
@@ -218,7 +197,7 @@ impl Backend for SqliteBackend {
                 rows
             }
             None => {
-                sqlx::query_as(&format!("{base} AND id > $2 ORDER BY id LIMIT $3"))
+                sqlx::query_as(sql::USERS_AFTER)
                     .bind(account_id)
                     .bind(after.unwrap_or(0))
                     .bind(limit)
@@ -230,42 +209,35 @@ impl Backend for SqliteBackend {
     }
 
     async fn token(&self, account_id: i64, id: i64) -> Result<Option<ApiToken>> {
-        let row: Option<TokenRow> = sqlx::query_as(&format!(
-            "SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE account_id = $1 AND id = $2"
-        ))
-        .bind(account_id)
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?;
+        let row: Option<TokenRow> = sqlx::query_as(sql::ACCOUNT_TOKEN)
+            .bind(account_id)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
         Ok(row.map(ApiToken::from))
     }
 
     async fn token_auth(&self, id: i64) -> Result<Option<TokenAuth>> {
-        let row: Option<TokenAuthRow> =
-            sqlx::query_as("SELECT id, account_id, token_hash, active FROM api_tokens WHERE id = $1")
-                .bind(id)
-                .fetch_optional(&self.pool)
-                .await?;
+        let row: Option<TokenAuthRow> = sqlx::query_as(sql::TOKEN_AUTH_BY_ID)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
         row.map(TokenAuth::try_from).transpose()
     }
 
     async fn tokens(&self, account_id: i64) -> Result<Vec<ApiToken>> {
-        let rows: Vec<TokenRow> = sqlx::query_as(&format!(
-            "SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE account_id = $1 ORDER BY id DESC"
-        ))
-        .bind(account_id)
-        .fetch_all(&self.pool)
-        .await?;
+        let rows: Vec<TokenRow> = sqlx::query_as(sql::ACCOUNT_TOKENS)
+            .bind(account_id)
+            .fetch_all(&self.pool)
+            .await?;
         Ok(rows.into_iter().map(ApiToken::from).collect())
     }
 
     async fn audit_chain(&self, account_id: i64) -> Result<Vec<(AuditEvent, [u8; 32])>> {
-        let rows: Vec<AuditRow> = sqlx::query_as(&format!(
-            "SELECT {AUDIT_COLUMNS} FROM audit_events WHERE account_id = $1 ORDER BY id"
-        ))
-        .bind(account_id)
-        .fetch_all(&self.pool)
-        .await?;
+        let rows: Vec<AuditRow> = sqlx::query_as(sql::AUDIT_CHAIN)
+            .bind(account_id)
+            .fetch_all(&self.pool)
+            .await?;
         rows.into_iter().map(<(AuditEvent, [u8; 32])>::try_from).collect()
     }
 
@@ -276,7 +248,7 @@ impl Backend for SqliteBackend {
         let _writer = self.writer.lock().await;
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         for (id, at) in uses {
-            sqlx::query("UPDATE api_tokens SET last_used = $1 WHERE id = $2 AND (last_used IS NULL OR last_used < $1)")
+            sqlx::query(sql::RECORD_TOKEN_USE)
                 .bind(at)
                 .bind(id)
                 .execute(&mut *tx)
@@ -288,28 +260,23 @@ impl Backend for SqliteBackend {
 
     async fn insert_session(&self, s: &SessionRecord) -> Result<()> {
         let _writer = self.writer.lock().await;
-        sqlx::query(
-            "INSERT INTO sessions (id_hash, account_id, user_id, csrf_token, created_at, last_seen_at) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(&s.id_hash[..])
-        .bind(s.account_id)
-        .bind(s.user_id)
-        .bind(&s.csrf_token)
-        .bind(s.created_at)
-        .bind(s.last_seen_at)
-        .execute(&self.pool)
-        .await?;
+        sqlx::query(sql::INSERT_SESSION)
+            .bind(&s.id_hash[..])
+            .bind(s.account_id)
+            .bind(s.user_id)
+            .bind(&s.csrf_token)
+            .bind(s.created_at)
+            .bind(s.last_seen_at)
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
     async fn session(&self, id_hash: &[u8; 32]) -> Result<Option<SessionRecord>> {
-        let row: Option<(Vec<u8>, i64, i64, String, i64, i64)> = sqlx::query_as(
-            "SELECT id_hash, account_id, user_id, csrf_token, created_at, last_seen_at FROM sessions WHERE id_hash = $1",
-        )
-        .bind(&id_hash[..])
-        .fetch_optional(&self.pool)
-        .await?;
+        let row: Option<(Vec<u8>, i64, i64, String, i64, i64)> = sqlx::query_as(sql::SESSION_BY_HASH)
+            .bind(&id_hash[..])
+            .fetch_optional(&self.pool)
+            .await?;
         Ok(row.map(
             |(_, account_id, user_id, csrf_token, created_at, last_seen_at)| SessionRecord {
                 id_hash: *id_hash,
@@ -324,7 +291,7 @@ impl Backend for SqliteBackend {
 
     async fn touch_session(&self, id_hash: &[u8; 32], at: Timestamp) -> Result<()> {
         let _writer = self.writer.lock().await;
-        sqlx::query("UPDATE sessions SET last_seen_at = $1 WHERE id_hash = $2 AND last_seen_at < $1")
+        sqlx::query(sql::TOUCH_SESSION)
             .bind(at)
             .bind(&id_hash[..])
             .execute(&self.pool)
@@ -334,7 +301,7 @@ impl Backend for SqliteBackend {
 
     async fn delete_session(&self, id_hash: &[u8; 32]) -> Result<()> {
         let _writer = self.writer.lock().await;
-        sqlx::query("DELETE FROM sessions WHERE id_hash = $1")
+        sqlx::query(sql::DELETE_SESSION)
             .bind(&id_hash[..])
             .execute(&self.pool)
             .await?;
@@ -343,7 +310,7 @@ impl Backend for SqliteBackend {
 
     async fn prune_sessions(&self, idle_before: Timestamp, created_before: Timestamp) -> Result<u64> {
         let _writer = self.writer.lock().await;
-        let done = sqlx::query("DELETE FROM sessions WHERE last_seen_at < $1 OR created_at < $2")
+        let done = sqlx::query(sql::PRUNE_SESSIONS)
             .bind(idle_before)
             .bind(created_before)
             .execute(&self.pool)
@@ -381,7 +348,7 @@ impl Backend for SqliteBackend {
 impl Tx for SqliteTx {
     async fn lock_account(&mut self, id: i64) -> Result<Option<Account>> {
         // BEGIN IMMEDIATE already holds the database's write lock.
-        let row: Option<AccountRow> = sqlx::query_as(&format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = $1"))
+        let row: Option<AccountRow> = sqlx::query_as(sql::ACCOUNT_BY_ID)
             .bind(id)
             .fetch_optional(&mut *self.tx)
             .await?;
@@ -389,11 +356,10 @@ impl Tx for SqliteTx {
     }
 
     async fn lock_account_by_subdomain(&mut self, subdomain: &str) -> Result<Option<Account>> {
-        let row: Option<AccountRow> =
-            sqlx::query_as(&format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE subdomain = $1"))
-                .bind(subdomain)
-                .fetch_optional(&mut *self.tx)
-                .await?;
+        let row: Option<AccountRow> = sqlx::query_as(sql::ACCOUNT_BY_SUBDOMAIN)
+            .bind(subdomain)
+            .fetch_optional(&mut *self.tx)
+            .await?;
         row.map(Account::try_from).transpose()
     }
 
@@ -402,23 +368,20 @@ impl Tx for SqliteTx {
     }
 
     async fn insert_account(&mut self, new: &NewAccount, now: Timestamp) -> Result<Account> {
-        let row: AccountRow = sqlx::query_as(&format!(
-            "INSERT INTO accounts (subdomain, name, plan, token_limit, api_token_access, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $6) RETURNING {ACCOUNT_COLUMNS}"
-        ))
-        .bind(new.subdomain.as_str())
-        .bind(&new.name)
-        .bind(new.plan.as_str())
-        .bind(new.token_limit())
-        .bind(new.api_token_access)
-        .bind(now)
-        .fetch_one(&mut *self.tx)
-        .await?;
+        let row: AccountRow = sqlx::query_as(sql::INSERT_ACCOUNT)
+            .bind(new.subdomain.as_str())
+            .bind(&new.name)
+            .bind(new.plan.as_str())
+            .bind(new.token_limit())
+            .bind(new.api_token_access)
+            .bind(now)
+            .fetch_one(&mut *self.tx)
+            .await?;
         Account::try_from(row)
     }
 
     async fn save_account(&mut self, a: &Account) -> Result<()> {
-        sqlx::query("UPDATE accounts SET name = $1, plan = $2, token_limit = $3, api_token_access = $4, updated_at = $5 WHERE id = $6")
+        sqlx::query(sql::SAVE_ACCOUNT)
             .bind(&a.name)
             .bind(a.plan.as_str())
             .bind(a.token_limit)
@@ -431,65 +394,55 @@ impl Tx for SqliteTx {
     }
 
     async fn user(&mut self, account_id: i64, id: i64) -> Result<Option<User>> {
-        let row: Option<UserRow> = sqlx::query_as(&format!(
-            "SELECT {USER_COLUMNS} FROM users WHERE account_id = $1 AND id = $2"
-        ))
-        .bind(account_id)
-        .bind(id)
-        .fetch_optional(&mut *self.tx)
-        .await?;
+        let row: Option<UserRow> = sqlx::query_as(sql::ACCOUNT_USER)
+            .bind(account_id)
+            .bind(id)
+            .fetch_optional(&mut *self.tx)
+            .await?;
         row.map(User::try_from).transpose()
     }
 
     async fn email_taken(&mut self, account_id: i64, email_normalized: &str) -> Result<bool> {
-        let n: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM users WHERE account_id = $1 AND email_normalized = $2 AND deleted_at IS NULL",
-        )
-        .bind(account_id)
-        .bind(email_normalized)
-        .fetch_one(&mut *self.tx)
-        .await?;
+        let n: i64 = sqlx::query_scalar(sql::EMAIL_TAKEN)
+            .bind(account_id)
+            .bind(email_normalized)
+            .fetch_one(&mut *self.tx)
+            .await?;
         Ok(n > 0)
     }
 
     async fn insert_user(&mut self, account_id: i64, new: &NewUser, now: Timestamp) -> Result<User> {
-        let row: UserRow = sqlx::query_as(&format!(
-            "INSERT INTO users (account_id, name, email, email_normalized, role, verified, suspended, password_hash, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, FALSE, $7, $8, $8) RETURNING {USER_COLUMNS}"
-        ))
-        .bind(account_id)
-        .bind(&new.name)
-        .bind(new.email.as_str())
-        .bind(new.email.normalized())
-        .bind(new.role.as_str())
-        .bind(new.verified)
-        .bind(new.password_hash.as_deref())
-        .bind(now)
-        .fetch_one(&mut *self.tx)
-        .await?;
+        let row: UserRow = sqlx::query_as(sql::INSERT_USER)
+            .bind(account_id)
+            .bind(&new.name)
+            .bind(new.email.as_str())
+            .bind(new.email.normalized())
+            .bind(new.role.as_str())
+            .bind(new.verified)
+            .bind(new.password_hash.as_deref())
+            .bind(now)
+            .fetch_one(&mut *self.tx)
+            .await?;
         User::try_from(row)
     }
 
     async fn save_user(&mut self, u: &User, now: Timestamp) -> Result<()> {
-        sqlx::query(
-            "UPDATE users SET name = $1, role = $2, verified = $3, suspended = $4, \
-             deleted_at = CASE WHEN $5 THEN COALESCE(deleted_at, $6) ELSE NULL END, updated_at = $7 WHERE id = $8",
-        )
-        .bind(&u.name)
-        .bind(u.role.as_str())
-        .bind(u.verified)
-        .bind(u.suspended)
-        .bind(u.deleted)
-        .bind(now)
-        .bind(u.updated_at)
-        .bind(u.id)
-        .execute(&mut *self.tx)
-        .await?;
+        sqlx::query(sql::SAVE_USER)
+            .bind(&u.name)
+            .bind(u.role.as_str())
+            .bind(u.verified)
+            .bind(u.suspended)
+            .bind(u.deleted)
+            .bind(now)
+            .bind(u.updated_at)
+            .bind(u.id)
+            .execute(&mut *self.tx)
+            .await?;
         Ok(())
     }
 
     async fn set_password(&mut self, user_id: i64, password_hash: &str) -> Result<()> {
-        sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
+        sqlx::query(sql::SET_PASSWORD)
             .bind(password_hash)
             .bind(user_id)
             .execute(&mut *self.tx)
@@ -498,27 +451,23 @@ impl Tx for SqliteTx {
     }
 
     async fn count_tokens(&mut self, account_id: i64) -> Result<i64> {
-        Ok(
-            sqlx::query_scalar("SELECT COUNT(*) FROM api_tokens WHERE account_id = $1")
-                .bind(account_id)
-                .fetch_one(&mut *self.tx)
-                .await?,
-        )
+        Ok(sqlx::query_scalar(sql::COUNT_TOKENS)
+            .bind(account_id)
+            .fetch_one(&mut *self.tx)
+            .await?)
     }
 
     async fn token(&mut self, account_id: i64, id: i64) -> Result<Option<ApiToken>> {
-        let row: Option<TokenRow> = sqlx::query_as(&format!(
-            "SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE account_id = $1 AND id = $2"
-        ))
-        .bind(account_id)
-        .bind(id)
-        .fetch_optional(&mut *self.tx)
-        .await?;
+        let row: Option<TokenRow> = sqlx::query_as(sql::ACCOUNT_TOKEN)
+            .bind(account_id)
+            .bind(id)
+            .fetch_optional(&mut *self.tx)
+            .await?;
         Ok(row.map(ApiToken::from))
     }
 
     async fn token_hash_taken(&mut self, hash: &[u8]) -> Result<bool> {
-        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM api_tokens WHERE token_hash = $1")
+        let n: i64 = sqlx::query_scalar(sql::TOKEN_HASH_TAKEN)
             .bind(hash)
             .fetch_one(&mut *self.tx)
             .await?;
@@ -526,78 +475,65 @@ impl Tx for SqliteTx {
     }
 
     async fn insert_token(&mut self, account_id: i64, new: &NewToken, now: Timestamp) -> Result<ApiToken> {
-        let row: TokenRow = sqlx::query_as(&format!(
-            "INSERT INTO api_tokens (account_id, token_hash, visible_token, description, active, user_id, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $7) RETURNING {TOKEN_COLUMNS}"
-        ))
-        .bind(account_id)
-        .bind(&new.hash.0[..])
-        .bind(&new.visible_token)
-        .bind(new.description.as_deref())
-        .bind(new.active)
-        .bind(new.user_id)
-        .bind(now)
-        .fetch_one(&mut *self.tx)
-        .await?;
+        let row: TokenRow = sqlx::query_as(sql::INSERT_TOKEN)
+            .bind(account_id)
+            .bind(&new.hash.0[..])
+            .bind(&new.visible_token)
+            .bind(new.description.as_deref())
+            .bind(new.active)
+            .bind(new.user_id)
+            .bind(now)
+            .fetch_one(&mut *self.tx)
+            .await?;
         Ok(ApiToken::from(row))
     }
 
     async fn save_token(&mut self, t: &ApiToken) -> Result<()> {
-        sqlx::query(
-            "UPDATE api_tokens SET description = $1, active = $2, assigned_user_id = $3, updated_at = $4 WHERE id = $5",
-        )
-        .bind(t.description.as_deref())
-        .bind(t.active)
-        .bind(t.assigned_user_id)
-        .bind(t.updated_at)
-        .bind(t.id)
-        .execute(&mut *self.tx)
-        .await?;
-        Ok(())
-    }
-
-    async fn delete_token(&mut self, id: i64) -> Result<()> {
-        sqlx::query("DELETE FROM api_tokens WHERE id = $1")
-            .bind(id)
+        sqlx::query(sql::SAVE_TOKEN)
+            .bind(t.description.as_deref())
+            .bind(t.active)
+            .bind(t.assigned_user_id)
+            .bind(t.updated_at)
+            .bind(t.id)
             .execute(&mut *self.tx)
             .await?;
         Ok(())
     }
 
+    async fn delete_token(&mut self, id: i64) -> Result<()> {
+        sqlx::query(sql::DELETE_TOKEN).bind(id).execute(&mut *self.tx).await?;
+        Ok(())
+    }
+
     async fn last_audit_hash(&mut self, account_id: i64) -> Result<Option<[u8; 32]>> {
-        let hash: Option<Vec<u8>> =
-            sqlx::query_scalar("SELECT hash FROM audit_events WHERE account_id = $1 ORDER BY id DESC LIMIT 1")
-                .bind(account_id)
-                .fetch_optional(&mut *self.tx)
-                .await?;
+        let hash: Option<Vec<u8>> = sqlx::query_scalar(sql::LAST_AUDIT_HASH)
+            .bind(account_id)
+            .fetch_optional(&mut *self.tx)
+            .await?;
         Ok(hash.map(|h| <[u8; 32]>::try_from(h.as_slice()).unwrap_or([0xff; 32])))
     }
 
     async fn insert_audit(&mut self, e: &AuditEvent, hash: &[u8; 32]) -> Result<i64> {
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO audit_events (account_id, action, actor_type, actor_id, actor_name, source_type, source_id, \
-             source_label, change_description, ip_address, created_at, hash) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING id",
-        )
-        .bind(e.account_id)
-        .bind(e.action.as_str())
-        .bind(e.actor_type.as_str())
-        .bind(e.actor_id)
-        .bind(&e.actor_name)
-        .bind(e.source_type.as_str())
-        .bind(e.source_id)
-        .bind(&e.source_label)
-        .bind(&e.change_description)
-        .bind(e.ip_address.as_deref())
-        .bind(e.created_at)
-        .bind(&hash[..])
-        .fetch_one(&mut *self.tx)
-        .await?;
+        let id: i64 = sqlx::query_scalar(sql::INSERT_AUDIT)
+            .bind(e.account_id)
+            .bind(e.action.as_str())
+            .bind(e.actor_type.as_str())
+            .bind(e.actor_id)
+            .bind(&e.actor_name)
+            .bind(e.source_type.as_str())
+            .bind(e.source_id)
+            .bind(&e.source_label)
+            .bind(&e.change_description)
+            .bind(e.ip_address.as_deref())
+            .bind(e.created_at)
+            .bind(&hash[..])
+            .fetch_one(&mut *self.tx)
+            .await?;
         Ok(id)
     }
 
     async fn append_change(&mut self, entity: Entity, id: i64, now: Timestamp) -> Result<()> {
-        sqlx::query("INSERT INTO changes (entity, entity_id, created_at) VALUES ($1, $2, $3)")
+        sqlx::query(sql::APPEND_CHANGE)
             .bind(entity.as_str())
             .bind(id)
             .bind(now)
