@@ -165,15 +165,19 @@ fn parse(raw: Option<&str>) -> (Filters, Result<Request, String>) {
             }
             "from" => {
                 f.from = value.clone();
-                (!value.is_empty())
-                    .then(|| day(&value, false, "From").map(|t| range.0 = Some(t)))
-                    .unwrap_or(Ok(()))
+                if value.is_empty() {
+                    Ok(())
+                } else {
+                    day(&value, false, "From").map(|t| range.0 = Some(t))
+                }
             }
             "to" => {
                 f.to = value.clone();
-                (!value.is_empty())
-                    .then(|| day(&value, true, "To").map(|t| range.1 = Some(t)))
-                    .unwrap_or(Ok(()))
+                if value.is_empty() {
+                    Ok(())
+                } else {
+                    day(&value, true, "To").map(|t| range.1 = Some(t))
+                }
             }
             "after" => cursor(&value).map(|n| after = Some(n)),
             "before" => cursor(&value).map(|n| before = Some(n)),
@@ -233,7 +237,7 @@ struct AuditTemplate {
 
 pub async fn page(State(state): State<AppState>, admin: AdminPage, RawQuery(raw): RawQuery) -> PageResult {
     let mut t = AuditTemplate {
-        l: admin.layout(Nav::None),
+        l: admin.layout(Nav::AuditLog),
         available: admin.account().plan.can_view_audit_log(),
         unavailable: UNAVAILABLE,
         events: Vec::new(),
