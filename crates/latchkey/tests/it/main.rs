@@ -18,3 +18,4 @@ mod nodes;
 mod users;
 mod account;
 mod web;
+mod secrets;

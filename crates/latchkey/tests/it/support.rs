@@ -665,14 +665,24 @@ pub struct ServeProcess {
     pub addr: SocketAddr,
     /// Lines printed on stdout before "listening on".
     pub banner: Vec<String>,
+    /// Everything printed since (stdout and stderr), gathered as it comes.
+    output: Arc<std::sync::Mutex<String>>,
 }
 
 impl ServeProcess {
     /// Starts `latchkey serve --listen 127.0.0.1:0 extra…` and waits until it
     /// prints the address it listens on.
     pub async fn start(database_url: &str, extra: &[&str]) -> ServeProcess {
+        ServeProcess::start_with_env(database_url, extra, &[]).await
+    }
+
+    /// Like [`ServeProcess::start`], with extra environment variables.
+    pub async fn start_with_env(database_url: &str, extra: &[&str], env: &[(&str, &str)]) -> ServeProcess {
         let mut cmd = latchkey_command(database_url);
         cmd.args(["serve", "--listen", "127.0.0.1:0"]).args(extra);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
         let mut child = cmd.spawn().expect("start latchkey serve");
         let stdout = child.stdout.take().expect("stdout");
         let mut lines = BufReader::new(stdout).lines();
@@ -688,9 +698,44 @@ impl ServeProcess {
         })
         .await
         .expect("latchkey serve listened within 30 s");
-        // Keep draining stdout so the process never blocks on a full pipe.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        ServeProcess { child, addr, banner }
+        // Keep draining both pipes so the process never blocks on a full one.
+        let output = Arc::new(std::sync::Mutex::new(String::new()));
+        let keep = output.clone();
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = lines.next_line().await {
+                keep.lock().expect("output").push_str(&(line + "\n"));
+            }
+        });
+        let stderr = child.stderr.take().expect("stderr");
+        let keep = output.clone();
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(stderr).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                keep.lock().expect("output").push_str(&(line + "\n"));
+            }
+        });
+        ServeProcess {
+            child,
+            addr,
+            banner,
+            output,
+        }
+    }
+
+    /// SIGTERM, wait for the exit; the exit code and everything printed
+    /// since the process started listening.
+    pub async fn terminate_with_output(self) -> (i32, String) {
+        let output = self.output.clone();
+        let code = self.terminate().await;
+        // Let the readers take the last lines from the closed pipes.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let text = output.lock().expect("output").clone();
+        (code, text)
+    }
+
+    /// What the process has printed since it started listening.
+    pub fn output(&self) -> String {
+        self.output.lock().expect("output").clone()
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -97,8 +97,14 @@ pub fn router(state: AppState) -> Router {
                 .and_then(|id| id.header_value().to_str().ok())
                 .unwrap_or("-")
                 .to_owned();
-            // The path only: a query string is client text.
-            tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
+            // The route, not the path: a path (like a query string) is client
+            // text and may hold a token pasted in the wrong place.
+            let route = req
+                .extensions()
+                .get::<axum::extract::MatchedPath>()
+                .map_or("(no route)", |m| m.as_str())
+                .to_owned();
+            tracing::info_span!("request", method = %req.method(), route = %route, request_id = %id)
         }))
         .layer(SetRequestIdLayer::new(request_id, Counter::default()))
         .with_state(state)
