@@ -142,7 +142,11 @@ async fn no_token_reaches_the_logs_at_any_level_or_format() {
         for s in &secrets {
             let random = &s[3..s.len() - 6];
             let leaks: Vec<&str> = everything.lines().filter(|l| l.contains(random)).collect();
-            assert!(leaks.is_empty(), "{format} logs contain a token {s}:\n{}", leaks.join("\n"));
+            assert!(
+                leaks.is_empty(),
+                "{format} logs contain a token {s}:\n{}",
+                leaks.join("\n")
+            );
             let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{email}/token:{s}"));
             assert!(
                 !everything.contains(&encoded[..40]),
