@@ -45,6 +45,7 @@ describe("the Admin Center", () => {
     await page.goto(`${server.base}/admin/apis/api-tokens`);
     assert.match(page.url(), /\/login$/);
     assert.equal(await page.getByLabel("Account subdomain").inputValue(), "default");
+    await screenshot(page, "sign-in");
   });
 
   it("refuses a wrong password with one message, then signs in", async () => {
@@ -117,6 +118,12 @@ describe("the Admin Center", () => {
     await page.getByRole("button", { name: "Save" }).click();
     await page.getByText("API token updated.").waitFor();
     await row("Deploy bot (production)").waitFor();
+    // Two more tokens made on the command line, for a fuller list.
+    for (const description of ["Nightly export", "Support dashboard (staging)"]) {
+      assert.match(server.cli(["token", "create", "--account", server.subdomain, "--description", description]), /^lk_/);
+    }
+    await page.reload();
+    assert.match(await row("Nightly export").textContent(), /Operator/);
     await screenshot(page, "token-list");
   });
 
@@ -153,7 +160,7 @@ describe("the Admin Center", () => {
     dialog = await confirmInDialog("Deploy bot (production)", "Delete");
     await Promise.all([page.waitForURL(/done=deleted/), dialog.getByRole("button", { name: "Delete" }).click()]);
     assert.equal(await row("Deploy bot (production)").count(), 0);
-    assert.match(await page.locator("#token-count").textContent(), /^0 of 256 tokens$/);
+    assert.match(await page.locator("#token-count").textContent(), /^2 of 256 tokens$/);
     assert.equal(await apiStatus(server, server.email, token), 401);
   });
 
@@ -191,14 +198,17 @@ describe("the Admin Center", () => {
   });
 
   it("disables Add API token at the limit and says why", async () => {
-    importTokens(server, 255);
     await page.goto(`${server.base}${LIST}`);
+    const count = Number(/^(\d+) of 256 tokens$/.exec(await page.locator("#token-count").textContent())[1]);
+    importTokens(server, 256 - count);
+    await page.reload();
     assert.match(await page.locator("#token-count").textContent(), /^256 of 256 tokens$/);
     assert.equal(await page.getByRole("button", { name: "Add API token" }).isDisabled(), true);
     assert.equal(
       await page.locator("#add-blocked").textContent(),
       "You have reached the maximum of 256 API tokens. Delete an existing token to add a new one.",
     );
+    await screenshot(page, "token-limit", { fullPage: false });
   });
 
   it("manages people: add a user, change the role, suspend, delete", async () => {

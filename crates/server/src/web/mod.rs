@@ -85,6 +85,7 @@ pub const ADMIN_GET_PATHS: &[&str] = &[
     "/admin/people/1/suspend",
     "/admin/people/1/unsuspend",
     "/admin/people/1/delete",
+    "/admin/audit-log",
 ];
 
 async fn admin_home(_admin: AdminPage) -> Redirect {

@@ -14,6 +14,7 @@ pub enum Nav {
     Tokens,
     Configuration,
     People,
+    AuditLog,
     None,
 }
 
@@ -44,6 +45,7 @@ impl Layout {
             "tokens" => Nav::Tokens,
             "configuration" => Nav::Configuration,
             "people" => Nav::People,
+            "audit-log" => Nav::AuditLog,
             _ => Nav::None,
         };
         self.nav == nav && nav != Nav::None
