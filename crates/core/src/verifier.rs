@@ -3,16 +3,22 @@
 //! email), so that verifying a request costs no database round trip and no
 //! write.
 //!
-//! The maps are concurrent (`papaya`, lock-free reads) and the whole set sits
-//! behind an `ArcSwap`, so a full resynchronisation builds a fresh set and
-//! swaps it in while requests go on. `last_used` is kept here too: a request
-//! stores the time in an atomic, and the first use of a token in a flush
-//! interval queues its id; the server flushes the queue in one batch.
+//! Tokens, accounts and users share one concurrent map (`papaya`, lock-free
+//! reads), so a verification takes one epoch guard for its three lookups
+//! and clones only the two `Arc`s its [`Identity`] carries: the locked
+//! instructions are the floor of a concurrent read, and they are few. A full
+//! resynchronisation applies a fresh load in place and then drops what the
+//! load no longer has, the way the change-log follower applies single
+//! changes. `last_used` is kept here too: a request stores the time in an
+//! atomic, and the first use of a token in a flush interval queues its id;
+//! the server flushes the queue in one batch.
 
+use std::collections::HashSet;
+use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use arc_swap::ArcSwap;
+use papaya::Equivalent;
 
 use crate::account::{Account, Plan};
 use crate::time::Timestamp;
@@ -62,35 +68,96 @@ struct TokenEntry {
     usage: Arc<Usage>,
 }
 
-/// A user's key: account id and lower-cased email.
-type UserKey = (i64, String);
+/// A key of the lookup map. Hashing is written out (a tag byte, then the
+/// fields) so that the borrowed query types below hash identically and a
+/// lookup builds no key: no allocation per request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Key {
+    Token(TokenHash),
+    Account(i64),
+    /// Account id and lower-cased email.
+    User(i64, Box<str>),
+}
 
-/// A [`UserKey`] to look up without building one: it hashes exactly as the
-/// tuple does (field by field), so no `String` is allocated per request.
-#[derive(Hash)]
-struct UserRef<'a>(i64, &'a str);
+fn hash_token<H: Hasher>(hash: &TokenHash, h: &mut H) {
+    h.write_u8(0);
+    h.write(&hash.0);
+}
 
-impl papaya::Equivalent<UserKey> for UserRef<'_> {
-    fn equivalent(&self, key: &UserKey) -> bool {
-        self.0 == key.0 && self.1 == key.1
+fn hash_account<H: Hasher>(id: i64, h: &mut H) {
+    h.write_u8(1);
+    h.write_i64(id);
+}
+
+fn hash_user<H: Hasher>(account_id: i64, email: &str, h: &mut H) {
+    h.write_u8(2);
+    h.write_i64(account_id);
+    h.write(email.as_bytes());
+}
+
+impl Hash for Key {
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        match self {
+            Key::Token(t) => hash_token(t, h),
+            Key::Account(id) => hash_account(*id, h),
+            Key::User(account_id, email) => hash_user(*account_id, email, h),
+        }
     }
 }
 
-/// foldhash, seeded per process, instead of SipHash: the keys are integers
-/// and SHA-256 outputs, hashing them is a third of a lookup with SipHash,
-/// and the random seed still keeps colliding keys out of reach of anyone
-/// who cannot read this process's memory (an imported token hash is
-/// chosen by an admin).
-type Map<K, V> = papaya::HashMap<K, V, foldhash::fast::RandomState>;
+struct TokenQ<'a>(&'a TokenHash);
+struct AccountQ(i64);
+/// Account id and an already lower-cased email.
+struct UserQ<'a>(i64, &'a str);
 
-#[derive(Default)]
-struct Maps {
-    tokens: Map<TokenHash, Arc<TokenEntry>>,
-    tokens_by_id: Map<i64, Arc<TokenEntry>>,
-    accounts: Map<i64, Arc<AccountEntry>>,
-    users: Map<UserKey, Arc<User>>,
-    users_by_id: Map<i64, Arc<User>>,
+impl Hash for TokenQ<'_> {
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        hash_token(self.0, h)
+    }
 }
+
+impl Equivalent<Key> for TokenQ<'_> {
+    fn equivalent(&self, key: &Key) -> bool {
+        matches!(key, Key::Token(t) if t == self.0)
+    }
+}
+
+impl Hash for AccountQ {
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        hash_account(self.0, h)
+    }
+}
+
+impl Equivalent<Key> for AccountQ {
+    fn equivalent(&self, key: &Key) -> bool {
+        matches!(key, Key::Account(id) if *id == self.0)
+    }
+}
+
+impl Hash for UserQ<'_> {
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        hash_user(self.0, self.1, h)
+    }
+}
+
+impl Equivalent<Key> for UserQ<'_> {
+    fn equivalent(&self, key: &Key) -> bool {
+        matches!(key, Key::User(id, email) if *id == self.0 && **email == *self.1)
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Entry {
+    Token(Arc<TokenEntry>),
+    Account(Arc<AccountEntry>),
+    User(Arc<User>),
+}
+
+/// foldhash, seeded per process, instead of SipHash: hashing a key is most
+/// of a lookup with SipHash, and the random seed still keeps colliding keys
+/// out of reach of anyone who cannot read this process's memory (an
+/// imported token hash is chosen by an admin, so every byte is hashed).
+type Map<K, V> = papaya::HashMap<K, V, foldhash::fast::RandomState>;
 
 /// Who a verified request runs as.
 #[derive(Debug, Clone)]
@@ -126,7 +193,11 @@ impl Denial {
 /// The verifier. Cheap to share behind an `Arc`.
 #[derive(Default)]
 pub struct Verifier {
-    maps: ArcSwap<Maps>,
+    /// Tokens by hash, accounts by id, users by account and email: all that
+    /// a verification reads.
+    lookup: Map<Key, Entry>,
+    tokens_by_id: Map<i64, Arc<TokenEntry>>,
+    users_by_id: Map<i64, Arc<User>>,
     usage_queue: Mutex<Vec<i64>>,
 }
 
@@ -134,10 +205,6 @@ impl std::fmt::Debug for Verifier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Verifier").field("tokens", &self.token_count()).finish()
     }
-}
-
-fn user_key(account_id: i64, email: &str) -> UserKey {
-    (account_id, normalize_email(email))
 }
 
 /// Calls `f` with `normalize_email(email)`, on the stack when the email is
@@ -159,6 +226,10 @@ fn with_normalized<R>(email: &str, f: impl FnOnce(&str) -> R) -> R {
     f(&normalize_email(email))
 }
 
+fn user_key(user: &User) -> Key {
+    Key::User(user.account_id, normalize_email(&user.email).into_boxed_str())
+}
+
 impl Verifier {
     pub fn new() -> Self {
         Self::default()
@@ -167,32 +238,31 @@ impl Verifier {
     /// Checks `{email}/token:{token}` credentials, given the token's hash
     /// (SPEC §4.1). On success, records the use for `last_used`.
     pub fn verify(&self, email: &str, hash: &TokenHash, now: Timestamp) -> Result<Identity, Denial> {
-        let maps = self.maps.load();
-        // Borrowed under the map's guard, not cloned: an `Arc` clone and its
-        // drop are two locked instructions per request.
-        let tokens = maps.tokens.pin();
-        let token = tokens.get(hash).ok_or(Denial::UnknownToken)?;
+        let lookup = self.lookup.pin();
+        let Some(Entry::Token(token)) = lookup.get(&TokenQ(hash)) else {
+            return Err(Denial::UnknownToken);
+        };
         if !token.auth.active {
             return Err(Denial::TokenInactive);
         }
-        let account = maps
-            .accounts
-            .pin()
-            .get(&token.auth.account_id)
-            .cloned()
-            .ok_or(Denial::UnknownToken)?;
+        let Some(Entry::Account(account)) = lookup.get(&AccountQ(token.auth.account_id)) else {
+            return Err(Denial::UnknownToken);
+        };
         if !account.api_token_access {
             return Err(Denial::AccessDisabled);
         }
-        let user = with_normalized(email, |email| maps.users.pin().get(&UserRef(account.id, email)).cloned())
-            .ok_or(Denial::UnknownUser)?;
+        let user = with_normalized(email, |email| match lookup.get(&UserQ(account.id, email)) {
+            Some(Entry::User(user)) => Some(user),
+            _ => None,
+        })
+        .ok_or(Denial::UnknownUser)?;
         if !user.can_authenticate() {
             return Err(Denial::UserCannotAuthenticate);
         }
         self.record_use(token, now);
         Ok(Identity {
-            account,
-            user,
+            account: account.clone(),
+            user: user.clone(),
             token_id: token.auth.id,
         })
     }
@@ -216,8 +286,7 @@ impl Verifier {
             Ok(mut q) => std::mem::take(&mut *q),
             Err(_) => return Vec::new(),
         };
-        let maps = self.maps.load();
-        let by_id = maps.tokens_by_id.pin();
+        let by_id = self.tokens_by_id.pin();
         ids.into_iter()
             .filter_map(|id| {
                 let entry = by_id.get(&id)?;
@@ -230,8 +299,7 @@ impl Verifier {
     /// The last use this process has seen of a token, which may be newer than
     /// the stored one until the next flush.
     pub fn last_used(&self, token_id: i64) -> Option<Timestamp> {
-        let maps = self.maps.load();
-        let t = maps
+        let t = self
             .tokens_by_id
             .pin()
             .get(&token_id)?
@@ -242,100 +310,136 @@ impl Verifier {
     }
 
     pub fn account(&self, id: i64) -> Option<Arc<AccountEntry>> {
-        self.maps.load().accounts.pin().get(&id).cloned()
+        match self.lookup.pin().get(&AccountQ(id)) {
+            Some(Entry::Account(a)) => Some(a.clone()),
+            _ => None,
+        }
     }
 
     pub fn user(&self, id: i64) -> Option<Arc<User>> {
-        self.maps.load().users_by_id.pin().get(&id).cloned()
+        self.users_by_id.pin().get(&id).cloned()
     }
 
     pub fn token_count(&self) -> usize {
-        self.maps.load().tokens.len()
+        self.tokens_by_id.len()
     }
 
     pub fn upsert_account(&self, account: AccountEntry) {
-        self.maps.load().accounts.pin().insert(account.id, Arc::new(account));
+        self.lookup
+            .pin()
+            .insert(Key::Account(account.id), Entry::Account(Arc::new(account)));
     }
 
     pub fn remove_account(&self, id: i64) {
-        self.maps.load().accounts.pin().remove(&id);
+        self.lookup.pin().remove(&AccountQ(id));
     }
 
     /// Adds or replaces a user; a deleted user is removed.
     pub fn upsert_user(&self, user: User) {
-        let maps = self.maps.load();
-        Self::remove_user_from(&maps, user.id);
+        self.remove_user(user.id);
         if user.deleted {
             return;
         }
         let user = Arc::new(user);
-        maps.users
-            .pin()
-            .insert(user_key(user.account_id, &user.email), user.clone());
-        maps.users_by_id.pin().insert(user.id, user);
+        self.lookup.pin().insert(user_key(&user), Entry::User(user.clone()));
+        self.users_by_id.pin().insert(user.id, user);
     }
 
     pub fn remove_user(&self, id: i64) {
-        Self::remove_user_from(&self.maps.load(), id);
-    }
-
-    fn remove_user_from(maps: &Maps, id: i64) {
-        let removed = maps.users_by_id.pin().remove(&id).cloned();
+        let removed = self.users_by_id.pin().remove(&id).cloned();
         if let Some(old) = removed {
-            maps.users.pin().remove(&user_key(old.account_id, &old.email));
+            self.lookup.pin().remove(&user_key(&old));
         }
     }
 
     /// Adds or replaces a token, keeping what this process knows of its use.
     pub fn upsert_token(&self, auth: TokenAuth) {
-        let maps = self.maps.load();
-        let by_id = maps.tokens_by_id.pin();
+        let lookup = self.lookup.pin();
+        let by_id = self.tokens_by_id.pin();
         let usage = match by_id.get(&auth.id) {
             Some(old) => {
                 if old.auth.hash != auth.hash {
-                    maps.tokens.pin().remove(&old.auth.hash);
+                    lookup.remove(&TokenQ(&old.auth.hash));
                 }
                 old.usage.clone()
             }
             None => Arc::default(),
         };
         let entry = Arc::new(TokenEntry { auth, usage });
-        maps.tokens.pin().insert(entry.auth.hash, entry.clone());
+        lookup.insert(Key::Token(entry.auth.hash), Entry::Token(entry.clone()));
         by_id.insert(entry.auth.id, entry);
     }
 
     pub fn remove_token(&self, id: i64) {
-        let maps = self.maps.load();
-        let removed = maps.tokens_by_id.pin().remove(&id).cloned();
+        let removed = self.tokens_by_id.pin().remove(&id).cloned();
         if let Some(old) = removed {
-            maps.tokens.pin().remove(&old.auth.hash);
+            self.lookup.pin().remove(&TokenQ(&old.auth.hash));
         }
     }
 
-    /// Replaces everything with a freshly loaded snapshot, keeping usage not
-    /// yet flushed.
+    /// Brings everything in line with a freshly loaded snapshot, keeping
+    /// usage not yet flushed: each record is applied as a single change
+    /// would be, then whatever the snapshot no longer holds is removed.
+    /// Requests go on meanwhile and see each record either as it was or as
+    /// it is, never a record half applied.
     pub fn replace_all(&self, snapshot: Snapshot) {
-        let old = self.maps.load();
-        let old_tokens = old.tokens_by_id.pin();
-        let maps = snapshot.maps;
-        {
-            let tokens = maps.tokens.pin();
-            let by_id = maps.tokens_by_id.pin();
-            for auth in snapshot.tokens {
-                let usage = old_tokens.get(&auth.id).map(|e| e.usage.clone()).unwrap_or_default();
-                let entry = Arc::new(TokenEntry { auth, usage });
-                tokens.insert(entry.auth.hash, entry.clone());
-                by_id.insert(entry.auth.id, entry);
-            }
+        let first_load = self.lookup.is_empty();
+        let keep = (!first_load).then(|| {
+            (
+                snapshot.accounts.iter().map(|a| a.id).collect::<HashSet<_>>(),
+                snapshot.users.iter().filter(|u| !u.deleted).map(|u| u.id).collect::<HashSet<_>>(),
+                snapshot.tokens.iter().map(|t| t.id).collect::<HashSet<_>>(),
+            )
+        });
+        if first_load {
+            let entries = snapshot.accounts.len() + snapshot.users.len() + snapshot.tokens.len();
+            self.lookup.pin().reserve(entries);
+            self.tokens_by_id.pin().reserve(snapshot.tokens.len());
+            self.users_by_id.pin().reserve(snapshot.users.len());
         }
-        self.maps.store(Arc::new(maps));
+        for account in snapshot.accounts {
+            self.upsert_account(account);
+        }
+        for user in snapshot.users {
+            self.upsert_user(user);
+        }
+        for token in snapshot.tokens {
+            self.upsert_token(token);
+        }
+        let Some((accounts, users, tokens)) = keep else {
+            return;
+        };
+        let gone = |ids: Vec<i64>, keep: &HashSet<i64>| -> Vec<i64> {
+            ids.into_iter().filter(|id| !keep.contains(id)).collect()
+        };
+        let token_ids = self.tokens_by_id.pin().keys().copied().collect();
+        for id in gone(token_ids, &tokens) {
+            self.remove_token(id);
+        }
+        let user_ids = self.users_by_id.pin().keys().copied().collect();
+        for id in gone(user_ids, &users) {
+            self.remove_user(id);
+        }
+        let account_ids = self
+            .lookup
+            .pin()
+            .keys()
+            .filter_map(|k| match k {
+                Key::Account(id) => Some(*id),
+                _ => None,
+            })
+            .collect();
+        for id in gone(account_ids, &accounts) {
+            self.remove_account(id);
+        }
     }
 }
 
 /// A full load of what the verifier needs, built row by row.
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct Snapshot {
-    maps: Maps,
+    accounts: Vec<AccountEntry>,
+    users: Vec<User>,
     tokens: Vec<TokenAuth>,
 }
 
@@ -345,19 +449,13 @@ impl Snapshot {
     }
 
     pub fn add_account(&mut self, account: AccountEntry) {
-        self.maps.accounts.pin().insert(account.id, Arc::new(account));
+        self.accounts.push(account);
     }
 
     pub fn add_user(&mut self, user: User) {
-        if user.deleted {
-            return;
+        if !user.deleted {
+            self.users.push(user);
         }
-        let user = Arc::new(user);
-        self.maps
-            .users
-            .pin()
-            .insert(user_key(user.account_id, &user.email), user.clone());
-        self.maps.users_by_id.pin().insert(user.id, user);
     }
 
     pub fn add_token(&mut self, token: TokenAuth) {
@@ -467,6 +565,61 @@ mod tests {
         assert_eq!(v.drain_usage(), vec![]);
         v.verify("jane@example.com", &hash, 200).expect("ok");
         assert_eq!(v.drain_usage(), vec![(5, 200)]);
+    }
+
+    #[test]
+    fn emails_are_looked_up_as_normalize_email_lowers_them() {
+        for email in ["jane@example.com", "Jane@Example.COM", "ÉLODIE@Exemple.fr", "straße@x.de", ""] {
+            assert_eq!(with_normalized(email, str::to_owned), normalize_email(email), "{email}");
+        }
+        let (v, hash) = setup(true);
+        let mut u = (*v.user(10).expect("user")).clone();
+        u.email = "Élodie@Example.com".into();
+        v.upsert_user(u);
+        assert!(v.verify("élodie@example.COM", &hash, 1).is_ok());
+        assert_eq!(v.verify("jane@example.com", &hash, 1).err(), Some(Denial::UnknownUser));
+    }
+
+    #[test]
+    fn a_resync_drops_what_is_gone_and_keeps_unflushed_usage() {
+        let (v, hash) = setup(true);
+        v.verify("jane@example.com", &hash, 100).expect("ok");
+        let other = TokenHash::of("lk_other");
+        v.upsert_token(TokenAuth {
+            id: 6,
+            account_id: 1,
+            hash: other,
+            active: true,
+        });
+        v.upsert_account(AccountEntry {
+            id: 2,
+            subdomain: "gone".into(),
+            name: "Gone".into(),
+            plan: Plan::Team,
+            api_token_access: true,
+        });
+        // The fresh load has account 1, Jane and token 5 only.
+        let mut s = Snapshot::new();
+        s.add_account(AccountEntry {
+            id: 1,
+            subdomain: "acme".into(),
+            name: "Acme".into(),
+            plan: Plan::Enterprise,
+            api_token_access: true,
+        });
+        s.add_user((*v.user(10).expect("user")).clone());
+        s.add_token(TokenAuth {
+            id: 5,
+            account_id: 1,
+            hash,
+            active: true,
+        });
+        v.replace_all(s);
+        assert_eq!(v.token_count(), 1);
+        assert!(v.account(2).is_none());
+        assert_eq!(v.verify("jane@example.com", &other, 1).err(), Some(Denial::UnknownToken));
+        assert_eq!(v.last_used(5), Some(100));
+        assert_eq!(v.drain_usage(), vec![(5, 100)]);
     }
 
     #[test]

@@ -1,0 +1,328 @@
+#!/usr/bin/env bash
+# Load benchmark of latchkey's HTTP verification, side by side with the HTTP
+# floor (a route that does no authentication, in the same server) and with a
+# widely used peer: djangorestframework-api-key on gunicorn with SQLite.
+# Then the large case: 1,000,000 tokens across 10,000 accounts (start-up
+# load time, resident memory, throughput against the 1,000-token case).
+#
+# Everything runs on loopback, each load run is bounded (DURATION seconds),
+# and the server and the load generator share the machine: read the figures
+# as ratios measured in one run, not as absolutes.
+#
+# Usage: bench/http.sh            (from the repository root)
+# Knobs: DURATION=10 CONNECTIONS=32 WRK_THREADS=1 PEER_WORKERS=5
+#        SKIP_PEER=1 SKIP_LARGE=1 LARGE_TOKENS=1000000 LARGE_ACCOUNTS=10000
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+DURATION=${DURATION:-10}
+CONNECTIONS=${CONNECTIONS:-32}
+WRK_THREADS=${WRK_THREADS:-1}
+PEER_WORKERS=${PEER_WORKERS:-5}
+LARGE_TOKENS=${LARGE_TOKENS:-1000000}
+LARGE_ACCOUNTS=${LARGE_ACCOUNTS:-10000}
+PORT=${PORT:-18490}
+WORK=$ROOT/target/bench-http
+BIN=$ROOT/target/release/latchkey
+PIDS=()
+
+cleanup() {
+    for pid in "${PIDS[@]}"; do
+        kill "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
+}
+trap cleanup EXIT
+
+need() {
+    command -v "$1" >/dev/null 2>&1 && return
+    echo "installing $2 from Debian's packages" >&2
+    apt-get install -y -qq "$2" >/dev/null
+}
+need wrk wrk
+need python3 python3
+need curl curl
+
+echo "== building latchkey (release)" >&2
+cargo build --release -q -p latchkey
+rm -rf "$WORK"
+mkdir -p "$WORK"
+
+# ---------------------------------------------------------------- helpers
+
+# wait_ready URL: polls until 200, prints the seconds it took.
+wait_ready() {
+    local url=$1 start
+    start=$(date +%s.%N)
+    for _ in $(seq 1 3000); do
+        if curl -fs -o /dev/null "$url"; then
+            python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.2f}')" "$start" "$(date +%s.%N)"
+            return
+        fi
+        sleep 0.02
+    done
+    echo "server at $url never became ready" >&2
+    exit 1
+}
+
+start_latchkey() { # DB PORT [extra env...]: starts serve, sets SERVER_PID
+    local db=$1 port=$2
+    shift 2
+    env "$@" LATCHKEY_LOG=warn "$BIN" serve --listen "127.0.0.1:$port" \
+        --database-url "sqlite://$db" >"$WORK/serve-$port.log" 2>&1 &
+    SERVER_PID=$!
+    PIDS+=("$SERVER_PID")
+}
+
+stop() { # PID
+    kill "$1" 2>/dev/null || true
+    wait "$1" 2>/dev/null || true
+}
+
+rss_mb() { # PID [field]
+    awk -v f="${2:-VmRSS}:" '$1 == f { printf "%.0f", $2 / 1024 }' "/proc/$1/status"
+}
+
+RESULTS=$WORK/results.tsv
+: >"$RESULTS"
+
+# run NAME URL [AUTHORIZATION]: one bounded wrk run, one line of results.
+run() {
+    local name=$1 url=$2 auth=${3:-} out
+    out=$WORK/wrk-$(echo "$name" | tr -c 'a-zA-Z0-9' '_').txt
+    local args=(-t"$WRK_THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency)
+    [ -n "$auth" ] && args+=(-H "Authorization: $auth")
+    echo "== $name: wrk ${args[*]//Authorization: */Authorization: …} $url" >&2
+    wrk "${args[@]}" "$url" >"$out"
+    python3 - "$name" "$out" >>"$RESULTS" <<'EOF'
+import re, sys
+name, path = sys.argv[1], sys.argv[2]
+text = open(path).read()
+rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
+def ms(v, unit):
+    return float(v) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+pct = {p: ms(v, u) for p, v, u in re.findall(r"^\s+(50|90|99)%\s+([\d.]+)(us|ms|s)\s*$", text, re.M)}
+non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", text)
+errors = re.search(r"Socket errors:.*", text)
+print("\t".join([name, f"{rps:.0f}", f"{pct.get('50', 0):.3f}", f"{pct.get('90', 0):.3f}",
+                 f"{pct.get('99', 0):.3f}", non2xx.group(1) if non2xx else "0",
+                 errors.group(0) if errors else ""]))
+EOF
+}
+
+basic() { # USER PASSWORD
+    printf 'Basic %s' "$(printf '%s:%s' "$1" "$2" | base64 -w0)"
+}
+
+# ------------------------------------------------------- latchkey, small
+echo "== seeding latchkey: one account, 1,000 tokens" >&2
+SMALL=$WORK/small.db
+export LATCHKEY_DATABASE_URL="sqlite://$SMALL"
+"$BIN" account create --subdomain bench --name Bench --plan enterprise \
+    --api-token-access --admin-email admin@bench.test >/dev/null
+TOKEN=$("$BIN" token create --account bench --description "bench")
+python3 - "$WORK/import.jsonl" 999 <<'EOF'
+import json, os, sys
+with open(sys.argv[1], "w") as f:
+    for i in range(int(sys.argv[2])):
+        f.write(json.dumps({"token_sha256": os.urandom(32).hex(), "visible_token": f"lk_bulk…{i:04d}"}) + "\n")
+EOF
+"$BIN" token import --account bench --file "$WORK/import.jsonl" >/dev/null
+unset LATCHKEY_DATABASE_URL
+VALID=$(basic "admin@bench.test/token" "$TOKEN")
+# A well-formed token (valid checksum) that is not stored: the full lookup.
+UNKNOWN_TOKEN=$(python3 - <<'EOF'
+import secrets, string, zlib
+alphabet = string.digits + string.ascii_uppercase + string.ascii_lowercase
+body = "lk_" + "".join(secrets.choice(alphabet) for _ in range(32))
+n, out = zlib.crc32(body.encode()), ""
+for _ in range(6):
+    out, n = alphabet[n % 62] + out, n // 62
+print(body + out)
+EOF
+)
+UNKNOWN=$(basic "admin@bench.test/token" "$UNKNOWN_TOKEN")
+
+# The failure limit is lifted for these runs so that the unknown-token row
+# measures the lookup and its 401; the flood row below uses the default.
+start_latchkey "$SMALL" "$PORT" LATCHKEY_FAILED_AUTH_PER_MINUTE=4000000000
+SMALL_PID=$SERVER_PID
+SMALL_START=$(wait_ready "http://127.0.0.1:$PORT/readyz")
+base=http://127.0.0.1:$PORT
+test "$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: $VALID" "$base/verify")" = 200
+test "$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: $UNKNOWN" "$base/verify")" = 401
+
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
+run "latchkey GET /healthz (no auth: the HTTP floor)" "$base/healthz"
+run "latchkey GET /verify, valid token" "$base/verify" "$VALID"
+run "latchkey GET /verify, unknown token (401)" "$base/verify" "$UNKNOWN"
+run "latchkey GET /api/v2/users/me, valid token" "$base/api/v2/users/me" "$VALID"
+SMALL_RSS=$(rss_mb "$SMALL_PID" VmHWM)
+stop "$SMALL_PID"
+
+start_latchkey "$SMALL" "$PORT"
+FLOOD_PID=$SERVER_PID
+wait_ready "http://127.0.0.1:$PORT/readyz" >/dev/null
+run "latchkey GET /verify, bad-token flood (429 after 100/min)" "$base/verify" "$UNKNOWN"
+stop "$FLOOD_PID"
+
+# ------------------------------------------------------------------- peer
+if [ -z "${SKIP_PEER:-}" ]; then
+    echo "== peer: djangorestframework-api-key on gunicorn, SQLite" >&2
+    VENV=$WORK/peer-venv
+    python3 -m venv "$VENV"
+    "$VENV/bin/pip" install -q --disable-pip-version-check \
+        django djangorestframework djangorestframework-api-key gunicorn
+    PEER=$WORK/peer
+    mkdir -p "$PEER/peer"
+    touch "$PEER/peer/__init__.py"
+    cat >"$PEER/peer/settings.py" <<EOF
+SECRET_KEY = "benchmark-only"
+DEBUG = False
+ALLOWED_HOSTS = ["127.0.0.1", "localhost"]
+INSTALLED_APPS = [
+    "django.contrib.contenttypes",
+    "django.contrib.auth",
+    "rest_framework",
+    "rest_framework_api_key",
+]
+MIDDLEWARE = []
+ROOT_URLCONF = "peer.urls"
+DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": "$PEER/peer.db", "CONN_MAX_AGE": 600}}
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [],
+    "UNAUTHENTICATED_USER": None,
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+}
+USE_TZ = True
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+EOF
+    cat >"$PEER/peer/urls.py" <<'EOF'
+from django.urls import path
+from rest_framework.response import Response
+from rest_framework.views import APIView
+from rest_framework_api_key.permissions import HasAPIKey
+
+
+class Protected(APIView):
+    permission_classes = [HasAPIKey]
+
+    def get(self, request):
+        return Response({"ok": True})
+
+
+class Open(APIView):
+    permission_classes = []
+
+    def get(self, request):
+        return Response({"ok": True})
+
+
+urlpatterns = [path("protected", Protected.as_view()), path("open", Open.as_view())]
+EOF
+    cat >"$PEER/peer/wsgi.py" <<'EOF'
+from django.core.wsgi import get_wsgi_application
+
+application = get_wsgi_application()
+EOF
+    export DJANGO_SETTINGS_MODULE=peer.settings PYTHONPATH=$PEER
+    "$VENV/bin/python" -m django migrate -v 0
+    PEER_KEY=$("$VENV/bin/python" - <<'EOF'
+import django
+django.setup()
+from rest_framework_api_key.models import APIKey
+_, key = APIKey.objects.create_key(name="bench")
+for i in range(999):
+    APIKey.objects.create_key(name=f"bulk {i}")
+print(key)
+EOF
+)
+    PEER_VERSION=$("$VENV/bin/pip" show djangorestframework-api-key | awk '/^Version/ {print $2}')
+    PEER_PORT=$((PORT + 1))
+    (cd "$PEER" && exec "$VENV/bin/gunicorn" --workers "$PEER_WORKERS" --log-level warning \
+        --bind "127.0.0.1:$PEER_PORT" peer.wsgi) >"$WORK/gunicorn.log" 2>&1 &
+    PEER_PID=$!
+    PIDS+=("$PEER_PID")
+    wait_ready "http://127.0.0.1:$PEER_PORT/open" >/dev/null
+    test "$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Api-Key $PEER_KEY" \
+        "http://127.0.0.1:$PEER_PORT/protected")" = 200
+    run "peer GET /open (no auth)" "http://127.0.0.1:$PEER_PORT/open"
+    run "peer GET /protected, valid key (drf-api-key $PEER_VERSION)" \
+        "http://127.0.0.1:$PEER_PORT/protected" "Api-Key $PEER_KEY"
+    stop "$PEER_PID"
+    unset DJANGO_SETTINGS_MODULE PYTHONPATH
+fi
+
+# ----------------------------------------------------- latchkey, large
+if [ -z "${SKIP_LARGE:-}" ]; then
+    echo "== seeding $LARGE_TOKENS tokens across $LARGE_ACCOUNTS accounts (direct SQL)" >&2
+    LARGE=$WORK/large.db
+    LATCHKEY_DATABASE_URL="sqlite://$LARGE" "$BIN" migrate >/dev/null
+    # Benchmark fixture only: rows go straight in, without audit events.
+    python3 - "$LARGE" "$LARGE_TOKENS" "$LARGE_ACCOUNTS" <<'EOF'
+import sqlite3, sys
+db, tokens, accounts = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+per = tokens // accounts
+c = sqlite3.connect(db)
+c.executescript("PRAGMA journal_mode=WAL; PRAGMA synchronous=OFF;")
+c.execute(f"""WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {accounts})
+INSERT INTO accounts (id, subdomain, name, plan, token_limit, api_token_access, created_at, updated_at)
+SELECT i, 'acct' || i, 'Account ' || i, 'enterprise', 256, 1, 0, 0 FROM n""")
+c.execute(f"""WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {accounts})
+INSERT INTO users (id, account_id, name, email, email_normalized, role, verified, suspended, created_at, updated_at)
+SELECT i, i, 'User ' || i, 'user' || i || '@bench.test', 'user' || i || '@bench.test', 'agent', 1, 0, 0, 0 FROM n""")
+c.execute(f"""WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < {tokens - 1})
+INSERT INTO api_tokens (account_id, token_hash, visible_token, active, created_at, updated_at)
+SELECT 1 + i / {per}, randomblob(32), 'lk_bulk…' || i, 1, 0, 0 FROM n""")
+c.commit()
+EOF
+    export LATCHKEY_DATABASE_URL="sqlite://$LARGE"
+    "$BIN" account create --subdomain bench --name Bench --plan enterprise \
+        --api-token-access --admin-email admin@bench.test >/dev/null
+    LARGE_TOKEN=$("$BIN" token create --account bench --description "bench")
+    unset LATCHKEY_DATABASE_URL
+    LARGE_VALID=$(basic "admin@bench.test/token" "$LARGE_TOKEN")
+    start_latchkey "$LARGE" "$PORT" LATCHKEY_FAILED_AUTH_PER_MINUTE=4000000000
+    LARGE_PID=$SERVER_PID
+    LARGE_START=$(wait_ready "http://127.0.0.1:$PORT/readyz")
+    LARGE_RSS_LOADED=$(rss_mb "$LARGE_PID")
+    test "$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: $LARGE_VALID" "$base/verify")" = 200
+    run "latchkey GET /verify, valid token, $LARGE_TOKENS tokens / $LARGE_ACCOUNTS accounts" \
+        "$base/verify" "$LARGE_VALID"
+    LARGE_RSS=$(rss_mb "$LARGE_PID" VmHWM)
+    stop "$LARGE_PID"
+fi
+
+# ----------------------------------------------------------------- report
+python3 - "$RESULTS" <<EOF
+import sys
+rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1]) if l.strip()]
+by = {r[0]: r for r in rows}
+def rps(prefix):
+    for name, r in by.items():
+        if name.startswith(prefix):
+            return float(r[1])
+floor = rps("latchkey GET /healthz")
+print()
+print("machine: $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), shared by server and load generator;")
+print("load average before the runs: $LOAD_BEFORE; wrk -t$WRK_THREADS -c$CONNECTIONS -d${DURATION}s per row")
+print()
+print(f"| {'target':<72} | {'req/s':>8} | {'p50 ms':>7} | {'p90 ms':>7} | {'p99 ms':>7} | {'vs floor':>8} | non-2xx |")
+print(f"|{'-' * 74}|{'-' * 10}|{'-' * 9}|{'-' * 9}|{'-' * 9}|{'-' * 10}|---------|")
+for name, r, p50, p90, p99, non2xx, err in rows:
+    ratio = f"{float(r) / floor:.0%}" if name.startswith("latchkey") else ""
+    print(f"| {name:<72} | {r:>8} | {p50:>7} | {p90:>7} | {p99:>7} | {ratio:>8} | {non2xx:>7} |")
+print()
+verify = rps("latchkey GET /verify, valid token")
+print(f"/verify (valid) throughput vs the no-auth route: {verify / floor:.1%}  (target >= 85%)")
+peer = rps("peer GET /protected")
+if peer:
+    print(f"/verify (valid) vs the peer's protected view: {verify / peer:.1f}x  (target >= 50x)")
+large = rps("latchkey GET /verify, valid token, ")
+print("start-up (spawn to /readyz) with 1,000 tokens: ${SMALL_START} s; peak RSS ${SMALL_RSS} MB")
+if large:
+    print("start-up (spawn to /readyz) with $LARGE_TOKENS tokens: ${LARGE_START:-} s  (target <= 5 s)")
+    print("RSS with $LARGE_TOKENS tokens: ${LARGE_RSS_LOADED:-} MB loaded, ${LARGE_RSS:-} MB peak  (target <= 400 MB)")
+    print(f"/verify throughput with $LARGE_TOKENS tokens vs 1,000: {large / verify:.1%}  (target >= 90%)")
+EOF
