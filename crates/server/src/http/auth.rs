@@ -13,12 +13,7 @@ use std::time::Instant;
 
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::{header, request::Parts};
-use latchkey_core::{
-    audit::Actor,
-    time::Timestamp,
-    user::Role,
-    verifier::Identity,
-};
+use latchkey_core::{audit::Actor, time::Timestamp, user::Role, verifier::Identity};
 
 use super::credentials::{self, Credentials};
 use super::error::ApiError;

@@ -139,19 +139,11 @@ impl Metrics {
         let mut cumulative = 0;
         for (i, bound) in BUCKETS_NS.iter().enumerate() {
             cumulative += self.buckets[i].load(Ordering::Relaxed);
-            writeln!(
-                out,
-                "{name}_bucket{{le=\"{}\"}} {cumulative}",
-                *bound as f64 / 1e9
-            )?;
+            writeln!(out, "{name}_bucket{{le=\"{}\"}} {cumulative}", *bound as f64 / 1e9)?;
         }
         cumulative += self.buckets[BUCKETS_NS.len()].load(Ordering::Relaxed);
         writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {cumulative}")?;
-        writeln!(
-            out,
-            "{name}_sum {}",
-            self.sum_ns.load(Ordering::Relaxed) as f64 / 1e9
-        )?;
+        writeln!(out, "{name}_sum {}", self.sum_ns.load(Ordering::Relaxed) as f64 / 1e9)?;
         writeln!(out, "{name}_count {cumulative}")?;
         writeln!(
             out,
