@@ -19,3 +19,4 @@ mod users;
 mod account;
 mod web;
 mod secrets;
+mod verify;
