@@ -317,8 +317,12 @@ impl Backend for PgBackend {
         if uses.is_empty() {
             return Ok(());
         }
+        // Every node flushes its own batch: rows are locked in id order so
+        // that two nodes' flushes never deadlock on each other.
+        let mut sorted = uses.to_vec();
+        sorted.sort_unstable();
         let mut tx = self.pool.begin().await?;
-        for (id, at) in uses {
+        for (id, at) in &sorted {
             sqlx::query(sql::RECORD_TOKEN_USE)
                 .bind(at)
                 .bind(id)

@@ -34,7 +34,7 @@ async fn postgres_or_not_run(test: &str) -> Option<TestDatabase> {
     // Straight to the terminal: the test harness captures `eprintln!`.
     let _ = writeln!(
         std::io::stderr(),
-        "NOT RUN: nodes::{test} needs PostgreSQL; set LATCHKEY_TEST_POSTGRES_URL=postgres://postgres@127.0.0.1:5432/postgres"
+        "NOT RUN: nodes::cluster::{test} needs PostgreSQL; set LATCHKEY_TEST_POSTGRES_URL=postgres://postgres@127.0.0.1:5432/postgres"
     );
     None
 }
@@ -156,118 +156,6 @@ fn load(
     handles
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_token_deactivated_on_one_node_fails_on_the_other_within_two_seconds_every_time() {
-    let db = postgres_or_return!("a_token_deactivated_on_one_node_fails_on_the_other_within_two_seconds_every_time");
-    let server = postgres_server_url().unwrap();
-    let setup = TestApp::spawn_on(db, |_| {}).await;
-    let account = setup.account().await;
-    let admin = setup.admin_auth(&account).await;
-    let loader = setup.admin_auth(&account).await;
-    let target = setup.token(&account).await;
-    let target_auth = basic(&account.admin.email, &target.plain);
-
-    let a = node(&setup.db.url, &[]).await;
-    let b = node(&setup.db.url, &[]).await;
-    let c = client();
-    assert_eq!(status(&c, &b, &target_auth).await, 200);
-
-    let stop = Arc::new(AtomicBool::new(false));
-    let done = Arc::new(AtomicU64::new(0));
-    let wrong = Arc::new(AtomicU64::new(0));
-    let load_tasks = load(&[&a, &b], &loader, 2, &stop, &done, &wrong);
-
-    const ROUNDS: usize = 200;
-    let mut off = Vec::with_capacity(ROUNDS);
-    let mut on = Vec::with_capacity(ROUNDS);
-    let mut after_drop = Vec::new();
-    let started = Instant::now();
-    for round in 0..ROUNDS {
-        let dropped = round == ROUNDS / 2;
-        if dropped {
-            // Kill both nodes' listening connections, then change at once:
-            // the notification for this change may reach nobody.
-            // Three listeners: the setup server and the two nodes.
-            let pids = listeners(&server, &setup.db).await;
-            assert_eq!(pids.len(), 3, "each process listens on one connection: {pids:?}");
-            terminate(&server, &pids).await;
-        }
-        set_active(&c, &a, &admin, target.id, false).await;
-        let t = until_status(&c, &b, &target_auth, 401).await;
-        off.push(t);
-        set_active(&c, &a, &admin, target.id, true).await;
-        let t2 = until_status(&c, &b, &target_auth, 200).await;
-        on.push(t2);
-        if dropped {
-            after_drop.push(t);
-            // Both nodes listen again, on new connections.
-            let waited = Instant::now();
-            while listeners(&server, &setup.db).await.len() < 3 {
-                assert!(waited.elapsed() < Duration::from_secs(10), "nodes did not listen again");
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        }
-    }
-    let elapsed = started.elapsed();
-    stop.store(true, Ordering::Relaxed);
-    for h in load_tasks {
-        h.await.unwrap();
-    }
-    assert_eq!(
-        wrong.load(Ordering::Relaxed),
-        0,
-        "the load token was refused at some point"
-    );
-
-    // After the dropped connections, every later change still arrived on
-    // B (each round above waited for it); and a change made through the
-    // database directly (the CLI) reaches both nodes too.
-    let out = cli(
-        &setup.db.url,
-        &[
-            "account",
-            "update",
-            "--subdomain",
-            &account.subdomain,
-            "--api-token-access",
-            "off",
-        ],
-    )
-    .await;
-    assert_eq!(out.code, 0, "{out:?}");
-    until_status(&c, &a, &target_auth, 401).await;
-    until_status(&c, &b, &target_auth, 401).await;
-
-    off.sort();
-    on.sort();
-    let report = |name: &str, v: &[Duration]| {
-        format!(
-            "{name}: n={} p50={} p99={} max={}",
-            v.len(),
-            ms(percentile(v, 50.0)),
-            ms(percentile(v, 99.0)),
-            ms(*v.last().unwrap())
-        )
-    };
-    let _ = writeln!(
-        std::io::stderr(),
-        "cross-node propagation under load ({} verifications on 2 nodes in {:.1} s): {}; {}; right after pg_terminate_backend: {}",
-        done.load(Ordering::Relaxed),
-        elapsed.as_secs_f64(),
-        report("deactivate", &off),
-        report("reactivate", &on),
-        ms(after_drop[0])
-    );
-    let worst = (*off.last().unwrap()).max(*on.last().unwrap());
-    assert!(
-        worst < Duration::from_secs(2),
-        "a change took {} to reach the other node",
-        ms(worst)
-    );
-    a.kill().await;
-    b.kill().await;
-}
-
 /// A TCP proxy to PostgreSQL that a test can cut and restore, standing in
 /// for a network failure between one node and its database.
 struct Proxy {
@@ -341,165 +229,284 @@ fn pg_socket(url: &str) -> SocketAddr {
     host_port.parse().expect("PostgreSQL host:port")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_node_cut_off_from_its_database_verifies_until_max_staleness_then_answers_503_then_recovers() {
-    let db = postgres_or_return!(
-        "a_node_cut_off_from_its_database_verifies_until_max_staleness_then_answers_503_then_recovers"
-    );
-    let setup = TestApp::spawn_on(db, |_| {}).await;
-    let account = setup.account().await;
-    let keep = setup.admin_auth(&account).await;
-    let revoked = setup.token(&account).await;
-    let revoked_auth = basic(&account.admin.email, &revoked.plain);
+/// The tests that run two nodes (a separate module so that a test run can
+/// select or skip them as a group: `nodes::cluster::`).
+mod cluster {
+    use super::*;
 
-    let proxy = Proxy::start(pg_socket(&setup.db.url)).await;
-    let name = setup.db.url.rsplit('/').next().unwrap().to_owned();
-    let via_proxy = format!("postgres://postgres@{}/{name}", proxy.addr);
-    let max_staleness = Duration::from_secs(2);
-    let n = node(&via_proxy, &["--max-staleness", "2"]).await;
-    let c = client();
-    assert_eq!(status(&c, &n, &keep).await, 200);
-    assert_eq!(get_status(&c, &n.url("/readyz"), "").await, 200);
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn a_token_deactivated_on_one_node_fails_on_the_other_within_two_seconds_every_time() {
+        let db =
+            postgres_or_return!("a_token_deactivated_on_one_node_fails_on_the_other_within_two_seconds_every_time");
+        let server = postgres_server_url().unwrap();
+        let setup = TestApp::spawn_on(db, |_| {}).await;
+        let account = setup.account().await;
+        let admin = setup.admin_auth(&account).await;
+        let loader = setup.admin_auth(&account).await;
+        let target = setup.token(&account).await;
+        let target_auth = basic(&account.admin.email, &target.plain);
 
-    proxy.cut();
-    let cut_at = Instant::now();
-    // A revocation the cut-off node cannot learn of.
-    setup
-        .app
-        .update_token(
-            &latchkey_server::AdminAccess::operator(account.id),
-            revoked.id,
-            &latchkey_core::token::TokenPatch {
-                active: Some(false),
-                ..Default::default()
-            },
+        let a = node(&setup.db.url, &[]).await;
+        let b = node(&setup.db.url, &[]).await;
+        let c = client();
+        assert_eq!(status(&c, &b, &target_auth).await, 200);
+
+        let stop = Arc::new(AtomicBool::new(false));
+        let done = Arc::new(AtomicU64::new(0));
+        let wrong = Arc::new(AtomicU64::new(0));
+        let load_tasks = load(&[&a, &b], &loader, 2, &stop, &done, &wrong);
+
+        const ROUNDS: usize = 200;
+        let mut off = Vec::with_capacity(ROUNDS);
+        let mut on = Vec::with_capacity(ROUNDS);
+        let mut after_drop = Vec::new();
+        let started = Instant::now();
+        for round in 0..ROUNDS {
+            let dropped = round == ROUNDS / 2;
+            if dropped {
+                // Kill both nodes' listening connections, then change at once:
+                // the notification for this change may reach nobody.
+                // Three listeners: the setup server and the two nodes.
+                let pids = listeners(&server, &setup.db).await;
+                assert_eq!(pids.len(), 3, "each process listens on one connection: {pids:?}");
+                terminate(&server, &pids).await;
+            }
+            set_active(&c, &a, &admin, target.id, false).await;
+            let t = until_status(&c, &b, &target_auth, 401).await;
+            off.push(t);
+            set_active(&c, &a, &admin, target.id, true).await;
+            let t2 = until_status(&c, &b, &target_auth, 200).await;
+            on.push(t2);
+            if dropped {
+                after_drop.push(t);
+                // Both nodes listen again, on new connections.
+                let waited = Instant::now();
+                while listeners(&server, &setup.db).await.len() < 3 {
+                    assert!(waited.elapsed() < Duration::from_secs(10), "nodes did not listen again");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+        }
+        let elapsed = started.elapsed();
+        stop.store(true, Ordering::Relaxed);
+        for h in load_tasks {
+            h.await.unwrap();
+        }
+        assert_eq!(
+            wrong.load(Ordering::Relaxed),
+            0,
+            "the load token was refused at some point"
+        );
+
+        // After the dropped connections, every later change still arrived on
+        // B (each round above waited for it); and a change made through the
+        // database directly (the CLI) reaches both nodes too.
+        let out = cli(
+            &setup.db.url,
+            &[
+                "account",
+                "update",
+                "--subdomain",
+                &account.subdomain,
+                "--api-token-access",
+                "off",
+            ],
         )
-        .await
-        .unwrap();
+        .await;
+        assert_eq!(out.code, 0, "{out:?}");
+        until_status(&c, &a, &target_auth, 401).await;
+        until_status(&c, &b, &target_auth, 401).await;
 
-    // Verification carries on from memory, then stops with 503.
-    let mut last_ok = Duration::ZERO;
-    let first_503 = loop {
-        let r = c
-            .get(n.url("/api/v2/users/me"))
-            .header("authorization", &keep)
-            .send()
+        off.sort();
+        on.sort();
+        let report = |name: &str, v: &[Duration]| {
+            format!(
+                "{name}: n={} p50={} p99={} max={}",
+                v.len(),
+                ms(percentile(v, 50.0)),
+                ms(percentile(v, 99.0)),
+                ms(*v.last().unwrap())
+            )
+        };
+        let _ = writeln!(
+            std::io::stderr(),
+            "cross-node propagation under load ({} verifications on 2 nodes in {:.1} s): {}; {}; right after pg_terminate_backend: {}",
+            done.load(Ordering::Relaxed),
+            elapsed.as_secs_f64(),
+            report("deactivate", &off),
+            report("reactivate", &on),
+            ms(after_drop[0])
+        );
+        let worst = (*off.last().unwrap()).max(*on.last().unwrap());
+        assert!(
+            worst < Duration::from_secs(2),
+            "a change took {} to reach the other node",
+            ms(worst)
+        );
+        a.kill().await;
+        b.kill().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_node_cut_off_from_its_database_verifies_until_max_staleness_then_answers_503_then_recovers() {
+        let db = postgres_or_return!(
+            "a_node_cut_off_from_its_database_verifies_until_max_staleness_then_answers_503_then_recovers"
+        );
+        let setup = TestApp::spawn_on(db, |_| {}).await;
+        let account = setup.account().await;
+        let keep = setup.admin_auth(&account).await;
+        let revoked = setup.token(&account).await;
+        let revoked_auth = basic(&account.admin.email, &revoked.plain);
+
+        let proxy = Proxy::start(pg_socket(&setup.db.url)).await;
+        let name = setup.db.url.rsplit('/').next().unwrap().to_owned();
+        let via_proxy = format!("postgres://postgres@{}/{name}", proxy.addr);
+        let max_staleness = Duration::from_secs(2);
+        let n = node(&via_proxy, &["--max-staleness", "2"]).await;
+        let c = client();
+        assert_eq!(status(&c, &n, &keep).await, 200);
+        assert_eq!(get_status(&c, &n.url("/readyz"), "").await, 200);
+
+        proxy.cut();
+        let cut_at = Instant::now();
+        // A revocation the cut-off node cannot learn of.
+        setup
+            .app
+            .update_token(
+                &latchkey_server::AdminAccess::operator(account.id),
+                revoked.id,
+                &latchkey_core::token::TokenPatch {
+                    active: Some(false),
+                    ..Default::default()
+                },
+            )
             .await
             .unwrap();
-        let since = cut_at.elapsed();
-        match r.status().as_u16() {
-            200 => last_ok = since,
-            503 => {
-                assert_eq!(
-                    r.headers().get("content-type").unwrap(),
-                    "application/json; charset=utf-8"
-                );
-                let body: serde_json::Value = r.json().await.unwrap();
-                assert_eq!(body["error"], "ServiceUnavailable", "{body}");
-                assert!(body["description"].is_string(), "{body}");
-                break since;
-            }
-            other => panic!("unexpected {other} {:?} after {}", r.text().await, ms(since)),
-        }
-        assert!(
-            since < max_staleness + Duration::from_secs(3),
-            "still 200 after {}",
-            ms(since)
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
-    let _ = writeln!(
-        std::io::stderr(),
-        "cut off: last 200 at {}, first 503 at {} (--max-staleness {} s)",
-        ms(last_ok),
-        ms(first_503),
-        max_staleness.as_secs()
-    );
-    // It served from memory for a while (the last successful read happened
-    // at most a heartbeat, max_staleness / 4, before the cut) ...
-    assert!(
-        last_ok >= max_staleness / 2,
-        "stopped verifying after only {}",
-        ms(last_ok)
-    );
-    // ... and never for longer than max_staleness past the cut (plus the
-    // time one request takes to answer).
-    assert!(
-        last_ok <= max_staleness + Duration::from_millis(250),
-        "verified from stale memory for {}",
-        ms(last_ok)
-    );
-    // Every authenticated request is refused now, also the revoked token's,
-    // and the node says it is not ready.
-    assert_eq!(status(&c, &n, &revoked_auth).await, 503);
-    assert_eq!(get_status(&c, &n.url("/readyz"), "").await, 503);
 
-    // The database comes back: the node recovers by itself and has learnt
-    // of the revocation made meanwhile.
-    proxy.restore().await;
-    let back = Instant::now();
-    until_status(&c, &n, &keep, 200).await;
-    let recovered = back.elapsed();
-    assert_eq!(status(&c, &n, &revoked_auth).await, 401);
-    assert!(recovered < Duration::from_secs(15), "recovery took {}", ms(recovered));
-    let _ = writeln!(
-        std::io::stderr(),
-        "recovered {} after the database returned",
-        ms(recovered)
-    );
-    n.kill().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn three_hundred_concurrent_creates_on_two_nodes_stop_exactly_at_the_limit() {
-    let db = postgres_or_return!("three_hundred_concurrent_creates_on_two_nodes_stop_exactly_at_the_limit");
-    let setup = TestApp::spawn_on(db, |_| {}).await;
-    let account = setup.account().await;
-    let admin = setup.admin_auth(&account).await;
-    let limit = setup.app.store.account(account.id).await.unwrap().unwrap().token_limit;
-    let a = node(&setup.db.url, &[]).await;
-    let b = node(&setup.db.url, &[]).await;
-    let c = client();
-
-    let mut requests = Vec::new();
-    for i in 0..300 {
-        let url = if i % 2 == 0 {
-            a.url("/api/v2/api_tokens")
-        } else {
-            b.url("/api/v2/api_tokens")
-        };
-        let (c, admin) = (c.clone(), admin.clone());
-        requests.push(tokio::spawn(async move {
+        // Verification carries on from memory, then stops with 503.
+        let mut last_ok = Duration::ZERO;
+        let first_503 = loop {
             let r = c
-                .post(url)
-                .header("authorization", admin)
-                .json(&json!({"api_token": {"description": format!("race {i}")}}))
+                .get(n.url("/api/v2/users/me"))
+                .header("authorization", &keep)
                 .send()
                 .await
                 .unwrap();
-            let status = r.status().as_u16();
-            (status, r.text().await.unwrap())
-        }));
-    }
-    let mut created: i64 = 0;
-    let mut refused: i64 = 0;
-    for r in requests {
-        let (status, body) = r.await.unwrap();
-        match status {
-            201 => created += 1,
-            422 => {
-                assert!(body.contains("TokenLimitReached"), "{body}");
-                refused += 1;
+            let since = cut_at.elapsed();
+            match r.status().as_u16() {
+                200 => last_ok = since,
+                503 => {
+                    assert_eq!(
+                        r.headers().get("content-type").unwrap(),
+                        "application/json; charset=utf-8"
+                    );
+                    let body: serde_json::Value = r.json().await.unwrap();
+                    assert_eq!(body["error"], "ServiceUnavailable", "{body}");
+                    assert!(body["description"].is_string(), "{body}");
+                    break since;
+                }
+                other => panic!("unexpected {other} {:?} after {}", r.text().await, ms(since)),
             }
-            other => panic!("unexpected {other}: {body}"),
-        }
+            assert!(
+                since < max_staleness + Duration::from_secs(3),
+                "still 200 after {}",
+                ms(since)
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        let _ = writeln!(
+            std::io::stderr(),
+            "cut off: last 200 at {}, first 503 at {} (--max-staleness {} s)",
+            ms(last_ok),
+            ms(first_503),
+            max_staleness.as_secs()
+        );
+        // It served from memory for a while (the last successful read happened
+        // at most a heartbeat, max_staleness / 4, before the cut) ...
+        assert!(
+            last_ok >= max_staleness / 2,
+            "stopped verifying after only {}",
+            ms(last_ok)
+        );
+        // ... and never for longer than max_staleness past the cut (plus the
+        // time one request takes to answer).
+        assert!(
+            last_ok <= max_staleness + Duration::from_millis(250),
+            "verified from stale memory for {}",
+            ms(last_ok)
+        );
+        // Every authenticated request is refused now, also the revoked token's,
+        // and the node says it is not ready.
+        assert_eq!(status(&c, &n, &revoked_auth).await, 503);
+        assert_eq!(get_status(&c, &n.url("/readyz"), "").await, 503);
+
+        // The database comes back: the node recovers by itself and has learnt
+        // of the revocation made meanwhile.
+        proxy.restore().await;
+        let back = Instant::now();
+        until_status(&c, &n, &keep, 200).await;
+        let recovered = back.elapsed();
+        assert_eq!(status(&c, &n, &revoked_auth).await, 401);
+        assert!(recovered < Duration::from_secs(15), "recovery took {}", ms(recovered));
+        let _ = writeln!(
+            std::io::stderr(),
+            "recovered {} after the database returned",
+            ms(recovered)
+        );
+        n.kill().await;
     }
-    // One token (the admin's) existed before the race.
-    assert_eq!(created, limit - 1);
-    assert_eq!(refused, 300 - (limit - 1));
-    let stored = setup.app.store.tokens(account.id).await.unwrap();
-    assert_eq!(stored.len() as i64, limit);
-    assert!(setup.audit_chain_intact(account.id).await, "the audit chain forked");
-    a.kill().await;
-    b.kill().await;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn three_hundred_concurrent_creates_on_two_nodes_stop_exactly_at_the_limit() {
+        let db = postgres_or_return!("three_hundred_concurrent_creates_on_two_nodes_stop_exactly_at_the_limit");
+        let setup = TestApp::spawn_on(db, |_| {}).await;
+        let account = setup.account().await;
+        let admin = setup.admin_auth(&account).await;
+        let limit = setup.app.store.account(account.id).await.unwrap().unwrap().token_limit;
+        let a = node(&setup.db.url, &[]).await;
+        let b = node(&setup.db.url, &[]).await;
+        let c = client();
+
+        let mut requests = Vec::new();
+        for i in 0..300 {
+            let url = if i % 2 == 0 {
+                a.url("/api/v2/api_tokens")
+            } else {
+                b.url("/api/v2/api_tokens")
+            };
+            let (c, admin) = (c.clone(), admin.clone());
+            requests.push(tokio::spawn(async move {
+                let r = c
+                    .post(url)
+                    .header("authorization", admin)
+                    .json(&json!({"api_token": {"description": format!("race {i}")}}))
+                    .send()
+                    .await
+                    .unwrap();
+                let status = r.status().as_u16();
+                (status, r.text().await.unwrap())
+            }));
+        }
+        let mut created: i64 = 0;
+        let mut refused: i64 = 0;
+        for r in requests {
+            let (status, body) = r.await.unwrap();
+            match status {
+                201 => created += 1,
+                422 => {
+                    assert!(body.contains("TokenLimitReached"), "{body}");
+                    refused += 1;
+                }
+                other => panic!("unexpected {other}: {body}"),
+            }
+        }
+        // One token (the admin's) existed before the race.
+        assert_eq!(created, limit - 1);
+        assert_eq!(refused, 300 - (limit - 1));
+        let stored = setup.app.store.tokens(account.id).await.unwrap();
+        assert_eq!(stored.len() as i64, limit);
+        assert!(setup.audit_chain_intact(account.id).await, "the audit chain forked");
+        a.kill().await;
+        b.kill().await;
+    }
 }
