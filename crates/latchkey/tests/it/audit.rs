@@ -39,25 +39,78 @@ const RECORD_FIELDS: [&str; 13] = [
 /// 2026-11-27T00:00:00Z: seeded events are one minute apart from here.
 const SEED_EPOCH: i64 = 1_795_737_600;
 
-/// A direct connection to a test's SQLite file, for seeding many events
-/// fast and for tampering with rows behind latchkey's back.
-async fn sqlite(db: &TestDatabase) -> sqlx::SqlitePool {
-    assert!(db.file.is_some(), "these tests edit the SQLite file directly");
-    sqlx::sqlite::SqlitePoolOptions::new()
-        .max_connections(1)
-        .connect(&db.url)
-        .await
-        .expect("open the database file")
+/// A direct connection to a test's database, whichever backend it is, for
+/// seeding many events fast and for tampering with rows behind latchkey's
+/// back. The statements are portable; the few functions that differ are
+/// methods.
+enum RawDb {
+    Sqlite(sqlx::SqlitePool),
+    Postgres(sqlx::PgPool),
+}
+
+impl RawDb {
+    async fn open(db: &TestDatabase) -> RawDb {
+        if db.url.starts_with("sqlite:") {
+            let pool = sqlx::sqlite::SqlitePoolOptions::new()
+                .max_connections(1)
+                .connect(&db.url)
+                .await
+                .expect("open the database file");
+            RawDb::Sqlite(pool)
+        } else {
+            let pool = sqlx::postgres::PgPoolOptions::new()
+                .max_connections(1)
+                .connect(&db.url)
+                .await
+                .expect("connect to the database");
+            RawDb::Postgres(pool)
+        }
+    }
+
+    /// Runs `sql` with integer arguments `$1…`; the rows it touched.
+    async fn exec(&self, sql: &str, args: &[i64]) -> u64 {
+        match self {
+            RawDb::Sqlite(p) => {
+                let mut q = sqlx::query(sql);
+                for a in args {
+                    q = q.bind(*a);
+                }
+                q.execute(p).await.expect(sql).rows_affected()
+            }
+            RawDb::Postgres(p) => {
+                let mut q = sqlx::query(sql);
+                for a in args {
+                    q = q.bind(*a);
+                }
+                q.execute(p).await.expect(sql).rows_affected()
+            }
+        }
+    }
+
+    fn line_break(&self) -> &'static str {
+        match self {
+            RawDb::Sqlite(_) => "char(10)",
+            RawDb::Postgres(_) => "chr(10)",
+        }
+    }
+
+    fn zero_hash(&self) -> &'static str {
+        match self {
+            RawDb::Sqlite(_) => "zeroblob(32)",
+            RawDb::Postgres(_) => "decode(repeat('00', 32), 'hex')",
+        }
+    }
 }
 
 /// Inserts `n` events into an account in one statement. Row `i` (from 1)
 /// varies every filtered field with `i`, is created at
 /// `SEED_EPOCH + 60 i`, and has a description with a comma and quotes (and a
 /// line break when `line_breaks`). Their hashes are not a chain.
-async fn seed(pool: &sqlx::SqlitePool, account_id: i64, n: i64, line_breaks: bool) {
-    let newline = if line_breaks { "char(10)" } else { "' '" };
+async fn seed(db: &RawDb, account_id: i64, n: i64, line_breaks: bool) {
+    let newline = if line_breaks { db.line_break() } else { "' '" };
+    let zero = db.zero_hash();
     let sql = format!(
-        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < $2) \
+        "WITH RECURSIVE n(i) AS (SELECT CAST(1 AS BIGINT) UNION ALL SELECT i + 1 FROM n WHERE i < $2) \
          INSERT INTO audit_events (account_id, action, actor_type, actor_id, actor_name, source_type, source_id, \
            source_label, change_description, ip_address, created_at, hash) \
          SELECT $1, \
@@ -72,16 +125,10 @@ async fn seed(pool: &sqlx::SqlitePool, account_id: i64, n: i64, line_breaks: boo
            'event ' || i || ', \"quoted\"' || {newline} || 'then more', \
            CASE i % 3 WHEN 0 THEN NULL WHEN 1 THEN '10.0.0.1' ELSE '2001:db8::1' END, \
            $3 + 60 * i, \
-           zeroblob(32) \
+           {zero} \
          FROM n"
     );
-    sqlx::query(&sql)
-        .bind(account_id)
-        .bind(n)
-        .bind(SEED_EPOCH)
-        .execute(pool)
-        .await
-        .expect("seed events");
+    assert_eq!(db.exec(&sql, &[account_id, n, SEED_EPOCH]).await, n as u64);
 }
 
 /// Follows `links.next` from `first` to the end; every page's events' ids
@@ -194,10 +241,10 @@ async fn every_filter_and_combination_returns_exactly_the_matching_events() {
     let t = TestApp::spawn().await;
     let a = t.account().await;
     let auth = t.admin_auth(&a).await;
-    let pool = sqlite(&t.db).await;
-    seed(&pool, a.id, 300, true).await;
+    let raw = RawDb::open(&t.db).await;
+    seed(&raw, a.id, 300, true).await;
     let other = t.account().await;
-    seed(&pool, other.id, 50, true).await;
+    seed(&raw, other.id, 50, true).await;
     let all = t.audit(a.id).await;
     assert!(all.len() > 300);
 
@@ -274,7 +321,7 @@ async fn cursor_pages_walk_forwards_and_back_in_both_orders() {
     let t = TestApp::spawn().await;
     let a = t.account().await;
     let auth = t.admin_auth(&a).await;
-    seed(&sqlite(&t.db).await, a.id, 23, false).await;
+    seed(&RawDb::open(&t.db).await, a.id, 23, false).await;
     let all: Vec<i64> = t.audit(a.id).await.iter().map(|e| e.id).collect();
 
     for (sort, newest_first) in [("-created_at", true), ("created_at", false)] {
@@ -341,7 +388,7 @@ async fn a_walk_sees_every_event_that_existed_at_its_start_exactly_once_while_10
     let t = TestApp::spawn().await;
     let a = t.account().await;
     let auth = t.admin_auth(&a).await;
-    seed(&sqlite(&t.db).await, a.id, 1000, false).await;
+    seed(&RawDb::open(&t.db).await, a.id, 1000, false).await;
     let token_id = t.token_described(&a, Some("busy")).await.id;
 
     for sort in ["-created_at", "created_at"] {
@@ -600,7 +647,7 @@ async fn exports_hold_every_matching_record_in_csv_and_json_lines() {
         )
         .await;
     assert_eq!(r.status, 200, "{}", r.text());
-    seed(&sqlite(&t.db).await, a.id, 2500, true).await;
+    seed(&RawDb::open(&t.db).await, a.id, 2500, true).await;
     let all = t.audit(a.id).await;
 
     // JSON Lines: each line is the listing's record.
@@ -709,15 +756,18 @@ async fn exporting_200000_events_keeps_the_server_memory_flat() {
     let out = db.cli(&["token", "create", "--account", "default"]).await;
     assert_eq!(out.code, 0, "{out:?}");
     let auth = basic("admin@localhost", out.stdout.trim());
-    let pool = sqlite(&db).await;
+    let raw = RawDb::open(&db).await;
+    let RawDb::Sqlite(pool) = &raw else {
+        unreachable!("this test runs the binary on a SQLite file")
+    };
     let account: i64 = sqlx::query_scalar("SELECT id FROM accounts WHERE subdomain = 'default'")
-        .fetch_one(&pool)
+        .fetch_one(pool)
         .await
         .unwrap();
-    seed(&pool, account, EVENTS, false).await;
+    seed(&raw, account, EVENTS, false).await;
     let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM audit_events WHERE account_id = $1")
         .bind(account)
-        .fetch_one(&pool)
+        .fetch_one(pool)
         .await
         .unwrap();
     let c = client();
@@ -794,14 +844,9 @@ async fn audit_verify_passes_an_intact_chain_and_names_an_edited_event() {
 
     // Rewrite history: the deactivation becomes an update.
     let victim = events.iter().find(|e| e.action == Action::Deactivate).unwrap().id;
-    let pool = sqlite(&t.db).await;
-    let done =
-        sqlx::query("UPDATE audit_events SET action = 'update', change_description = 'nothing to see' WHERE id = $1")
-            .bind(victim)
-            .execute(&pool)
-            .await
-            .unwrap();
-    assert_eq!(done.rows_affected(), 1);
+    let raw = RawDb::open(&t.db).await;
+    let sql = "UPDATE audit_events SET action = 'update', change_description = 'nothing to see' WHERE id = $1";
+    assert_eq!(raw.exec(sql, &[victim]).await, 1);
     let out = t.db.cli(&["audit", "verify", "--account", &a.subdomain]).await;
     assert_eq!(out.code, 1, "{out:?}");
     assert!(out.stdout.contains(&format!("event {victim} ")), "{out:?}");
@@ -821,12 +866,8 @@ async fn audit_verify_names_the_event_after_a_deleted_one() {
     }
     let events = t.audit(a.id).await;
     let (deleted, next) = (events[2].id, events[3].id);
-    let pool = sqlite(&t.db).await;
-    sqlx::query("DELETE FROM audit_events WHERE id = $1")
-        .bind(deleted)
-        .execute(&pool)
-        .await
-        .unwrap();
+    let raw = RawDb::open(&t.db).await;
+    assert_eq!(raw.exec("DELETE FROM audit_events WHERE id = $1", &[deleted]).await, 1);
     let out = t.db.cli(&["audit", "verify", "--account", &a.subdomain]).await;
     assert_eq!(out.code, 1, "{out:?}");
     assert!(out.stdout.contains(&format!("event {next} ")), "{out:?}");
@@ -834,12 +875,8 @@ async fn audit_verify_names_the_event_after_a_deleted_one() {
     // Moving an event to another account breaks both chains.
     let b = t.account().await;
     let moved = events[1].id;
-    sqlx::query("UPDATE audit_events SET account_id = $1 WHERE id = $2")
-        .bind(b.id)
-        .bind(moved)
-        .execute(&pool)
-        .await
-        .unwrap();
+    let sql = "UPDATE audit_events SET account_id = $1 WHERE id = $2";
+    assert_eq!(raw.exec(sql, &[b.id, moved]).await, 1);
     let out = t.db.cli(&["audit", "verify", "--account", &a.subdomain]).await;
     assert_eq!(out.code, 1, "{out:?}");
     assert!(out.stdout.contains(&format!("event {next} ")), "{out:?}");
