@@ -215,8 +215,14 @@ impl Direct {
     /// Runs a statement; the number of rows it touched.
     pub async fn execute(&self, sql: &str, args: &[DirectArg]) -> u64 {
         match self {
-            Direct::Sqlite(p) => bind_direct!(sqlx::query(sql), args).execute(p).await.map(|r| r.rows_affected()),
-            Direct::Postgres(p) => bind_direct!(sqlx::query(sql), args).execute(p).await.map(|r| r.rows_affected()),
+            Direct::Sqlite(p) => bind_direct!(sqlx::query(sql), args)
+                .execute(p)
+                .await
+                .map(|r| r.rows_affected()),
+            Direct::Postgres(p) => bind_direct!(sqlx::query(sql), args)
+                .execute(p)
+                .await
+                .map(|r| r.rows_affected()),
         }
         .unwrap_or_else(|e| panic!("{sql}: {e}"))
     }
