@@ -138,10 +138,11 @@ async fn serve(url: &str, args: cli::ServeArgs) -> anyhow::Result<()> {
     };
     let first = run::bootstrap(&app, &args.bootstrap_subdomain, &args.bootstrap_admin_email).await?;
     let running = run::start(app, config).await?;
+    let listening = format!("http://{}", running.addr);
     let base = args
         .public_url
-        .clone()
-        .unwrap_or_else(|| format!("http://{}", running.addr));
+        .as_deref()
+        .map_or(listening.clone(), |u| u.trim_end_matches('/').to_owned());
     if let Some(b) = first {
         println!(
             "latchkey: created the first account \"{}\" with admin {}",
@@ -150,7 +151,12 @@ async fn serve(url: &str, args: cli::ServeArgs) -> anyhow::Result<()> {
         println!("latchkey: its password, shown this once: {}", b.password);
         println!("latchkey: sign in at {base}/login (API token access starts off; turn it on in the settings)");
     }
-    println!("latchkey: listening on {base}");
+    if base != listening {
+        println!("latchkey: public URL {base}");
+    }
+    // The bound address, even with a public URL: with `--listen …:0` it is
+    // the only way to learn the port.
+    println!("latchkey: listening on {listening}");
     tracing::info!(addr = %running.addr, "listening");
     latchkey_server::tasks::shutdown_signal().await;
     tracing::info!("shutting down: draining requests and flushing last_used");

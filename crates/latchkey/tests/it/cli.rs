@@ -710,3 +710,43 @@ async fn serve_refuses_a_bad_bootstrap_value_and_an_unsupported_database_url() {
     assert_ne!(out.code, 0, "{out:?}");
     assert!(one_line(&out.stderr), "{:?}", out.stderr);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_builds_urls_from_the_public_url_and_still_prints_the_bound_address() {
+    let db = test_database_url().await;
+    let server = ServeProcess::start(&db.url, &["--public-url", "https://tokens.example.com/"]).await;
+    let banner = server.banner.join("\n");
+    assert!(
+        banner.contains("sign in at https://tokens.example.com/login"),
+        "{banner}"
+    );
+    assert!(banner.contains("public URL https://tokens.example.com"), "{banner}");
+    server.kill().await;
+    let out = db
+        .cli(&[
+            "account",
+            "update",
+            "--subdomain",
+            "default",
+            "--api-token-access",
+            "on",
+        ])
+        .await;
+    assert_eq!(out.code, 0, "{out:?}");
+    let token = db.cli(&["token", "create", "--account", "default"]).await.stdout;
+    let server = ServeProcess::start(&db.url, &["--public-url", "https://tokens.example.com"]).await;
+    let r = client()
+        .post(server.url("/api/v2/api_tokens.json"))
+        .header("authorization", basic("admin@localhost", token.trim()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let location = r.headers()["location"].to_str().unwrap().to_owned();
+    assert!(
+        location.starts_with("https://tokens.example.com/api/v2/api_tokens/"),
+        "{location}"
+    );
+    assert!(location.ends_with(".json"), "{location}");
+    server.kill().await;
+}
