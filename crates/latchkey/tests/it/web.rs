@@ -545,3 +545,92 @@ async fn add_api_token_is_disabled_with_the_reason_when_token_access_is_off() {
     assert_eq!(r.status, 422);
     assert!(app.app.tokens(account.id).await.unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn a_deleted_creator_is_shown_as_such_and_their_token_keeps_working() {
+    let (app, account, browser) = signed_in_admin().await;
+    let leaver = user_with_password(&app, &account, Role::Admin).await;
+    let theirs = Browser::new(&app);
+    assert_eq!(theirs.sign_in(&account.subdomain, &leaver, PASSWORD).await.status, 303);
+    let csrf = theirs.csrf("/admin/apis/api-tokens/new").await;
+    let r = theirs
+        .post(
+            "/admin/apis/api-tokens",
+            &[("csrf", &csrf), ("description", "Left behind")],
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    let token = app.app.tokens(account.id).await.unwrap().remove(0);
+    let creator = token.user_id.unwrap();
+    app.app
+        .delete_user(&AdminAccess::operator(account.id), creator)
+        .await
+        .unwrap();
+
+    let list = browser.get("/admin/apis/api-tokens").await.text();
+    assert!(list.contains("Web admin (deleted user)"), "{list}");
+    let details = browser
+        .get(&format!("/admin/apis/api-tokens/{}", token.id))
+        .await
+        .text();
+    assert!(details.contains("Web admin (deleted user)"));
+    assert!(list.contains(&format!(
+        "/admin/audit-log?source_type=api_token&amp;source_id={}",
+        token.id
+    )));
+    // The deleted user's session is over.
+    assert_eq!(theirs.get("/admin/apis/api-tokens").await.status, 303);
+}
+
+#[tokio::test]
+async fn names_with_markup_are_escaped_on_the_people_page() {
+    let (app, account, browser) = signed_in_admin().await;
+    let csrf = browser.csrf("/admin/people/new").await;
+    let r = browser
+        .post(
+            "/admin/people",
+            &[
+                ("csrf", &csrf),
+                ("name", "<img src=x onerror=alert(1)>"),
+                ("email", "markup@example.com"),
+                ("role", "agent"),
+                ("verified", "on"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 303, "{}", r.text());
+    let page = browser.get("/admin/people").await.text();
+    assert!(!page.contains("<img src=x"));
+    assert!(page.contains("&#60;img src=x onerror=alert(1)&#62;") || page.contains("&lt;img"));
+    let users = app
+        .app
+        .store
+        .users_page_of(
+            account.id,
+            latchkey_store::Page {
+                after: None,
+                before: None,
+                size: 10,
+            },
+        )
+        .await
+        .unwrap()
+        .0;
+    let added = users.iter().find(|u| u.email == "markup@example.com").unwrap();
+    assert_eq!((added.role, added.verified), (Role::Agent, true));
+
+    // A bad email is refused on the form, with the domain's own message.
+    let r = browser
+        .post(
+            "/admin/people",
+            &[
+                ("csrf", &csrf),
+                ("name", "X"),
+                ("email", "not an email"),
+                ("role", "agent"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 422);
+    assert!(r.text().contains(r#"value="not an email""#));
+}
