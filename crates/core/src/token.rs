@@ -60,8 +60,9 @@ fn is_prefix(s: &str) -> bool {
 fn is_base62(b: &[u8]) -> bool {
     // Without early exit, so that it compiles to vector compares: every
     // request's token passes through here.
-    b.iter()
-        .fold(true, |ok, &c| ok & ((c.wrapping_sub(b'0') < 10) | ((c | 0x20).wrapping_sub(b'a') < 26)))
+    b.iter().fold(true, |ok, &c| {
+        ok & ((c.wrapping_sub(b'0') < 10) | ((c | 0x20).wrapping_sub(b'a') < 26))
+    })
 }
 
 fn checksum(body: &[u8]) -> [u8; CHECKSUM_LEN] {

@@ -387,7 +387,12 @@ impl Verifier {
         let keep = (!first_load).then(|| {
             (
                 snapshot.accounts.iter().map(|a| a.id).collect::<HashSet<_>>(),
-                snapshot.users.iter().filter(|u| !u.deleted).map(|u| u.id).collect::<HashSet<_>>(),
+                snapshot
+                    .users
+                    .iter()
+                    .filter(|u| !u.deleted)
+                    .map(|u| u.id)
+                    .collect::<HashSet<_>>(),
                 snapshot.tokens.iter().map(|t| t.id).collect::<HashSet<_>>(),
             )
         });
@@ -569,7 +574,13 @@ mod tests {
 
     #[test]
     fn emails_are_looked_up_as_normalize_email_lowers_them() {
-        for email in ["jane@example.com", "Jane@Example.COM", "ÉLODIE@Exemple.fr", "straße@x.de", ""] {
+        for email in [
+            "jane@example.com",
+            "Jane@Example.COM",
+            "ÉLODIE@Exemple.fr",
+            "straße@x.de",
+            "",
+        ] {
             assert_eq!(with_normalized(email, str::to_owned), normalize_email(email), "{email}");
         }
         let (v, hash) = setup(true);
@@ -617,7 +628,10 @@ mod tests {
         v.replace_all(s);
         assert_eq!(v.token_count(), 1);
         assert!(v.account(2).is_none());
-        assert_eq!(v.verify("jane@example.com", &other, 1).err(), Some(Denial::UnknownToken));
+        assert_eq!(
+            v.verify("jane@example.com", &other, 1).err(),
+            Some(Denial::UnknownToken)
+        );
         assert_eq!(v.last_used(5), Some(100));
         assert_eq!(v.drain_usage(), vec![(5, 100)]);
     }

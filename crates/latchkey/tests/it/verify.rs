@@ -38,7 +38,11 @@ async fn verify(t: &TestApp, method: Method, auth: Option<&str>) -> Reply {
 fn assert_spec_401(r: &Reply, case: &str) {
     assert_eq!(r.status, 401, "{case}");
     assert_eq!(r.text(), NOT_AUTHENTICATED, "{case}");
-    assert_eq!(r.header("www-authenticate"), Some(r#"Basic realm="latchkey""#), "{case}");
+    assert_eq!(
+        r.header("www-authenticate"),
+        Some(r#"Basic realm="latchkey""#),
+        "{case}"
+    );
     assert_eq!(r.header("content-type"), Some(JSON_CONTENT_TYPE), "{case}");
     for h in IDENTITY_HEADERS {
         assert!(r.header(h).is_none(), "{case}: a failure carries no {h}");
@@ -70,7 +74,10 @@ async fn verify_answers_200_with_the_identity_headers_and_no_body() {
     }
     let admin = verify(&t, Method::GET, Some(&basic(&a.admin.email, &token.plain))).await;
     assert_eq!(admin.header("x-latchkey-role"), Some("admin"));
-    assert_eq!(admin.header("x-latchkey-user-id"), Some(a.admin.id.to_string().as_str()));
+    assert_eq!(
+        admin.header("x-latchkey-user-id"),
+        Some(a.admin.id.to_string().as_str())
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -89,7 +96,11 @@ async fn verify_accepts_any_method() {
     ] {
         let ok = verify(&t, method.clone(), Some(&auth)).await;
         assert_eq!(ok.status, 200, "{method}");
-        assert_eq!(ok.header("x-latchkey-account-id"), Some(a.id.to_string().as_str()), "{method}");
+        assert_eq!(
+            ok.header("x-latchkey-account-id"),
+            Some(a.id.to_string().as_str()),
+            "{method}"
+        );
         let refused = verify(&t, method.clone(), Some(&basic(&a.admin.email, &unknown_token()))).await;
         assert_eq!(refused.status, 401, "{method}");
     }
@@ -123,7 +134,10 @@ async fn every_verify_failure_is_the_spec_401() {
     let cases: Vec<(&str, Option<String>)> = vec![
         ("no credentials", None),
         ("unknown token", Some(basic(&a.admin.email, &unknown_token()))),
-        ("bad checksum", Some(basic(&a.admin.email, &with_bad_checksum(&token.plain)))),
+        (
+            "bad checksum",
+            Some(basic(&a.admin.email, &with_bad_checksum(&token.plain))),
+        ),
         ("not a token", Some(basic(&a.admin.email, "hunter2"))),
         ("deactivated token", Some(basic(&a.admin.email, &deactivated.plain))),
         ("token access off", Some(basic(&off.admin.email, &off_token.plain))),
@@ -140,7 +154,12 @@ async fn every_verify_failure_is_the_spec_401() {
     }
 
     // The syntactic hints of §4.2, which depend on the request text alone.
-    let r = verify(&t, Method::GET, Some(&basic_raw(&format!("{}:{}", a.admin.email, token.plain)))).await;
+    let r = verify(
+        &t,
+        Method::GET,
+        Some(&basic_raw(&format!("{}:{}", a.admin.email, token.plain))),
+    )
+    .await;
     assert_eq!(r.status, 401);
     assert_eq!(
         r.text(),
@@ -197,7 +216,10 @@ async fn verify_answers_429_before_any_lookup_once_an_address_has_failed_too_oft
 async fn metrics(t: &TestApp) -> String {
     let r = t.send(Method::GET, "/metrics", None, None).await;
     assert_eq!(r.status, 200);
-    assert_eq!(r.header("content-type"), Some("text/plain; version=0.0.4; charset=utf-8"));
+    assert_eq!(
+        r.header("content-type"),
+        Some("text/plain; version=0.0.4; charset=utf-8")
+    );
     r.text()
 }
 
@@ -380,9 +402,6 @@ async fn verification_runs_no_database_statement() {
         control_statements > 0,
         "the control request's statements were not counted: is another global subscriber installed?"
     );
-    let ran: Vec<(&String, usize)> = ids
-        .iter()
-        .filter_map(|id| counts.get(id).map(|n| (id, *n)))
-        .collect();
+    let ran: Vec<(&String, usize)> = ids.iter().filter_map(|id| counts.get(id).map(|n| (id, *n))).collect();
     assert!(ran.is_empty(), "verifications ran database statements: {ran:?}");
 }
