@@ -319,3 +319,28 @@ async fn a_tampered_event_breaks_the_chain_where_it_was_changed() {
         Some(victim)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_client_address_comes_from_x_forwarded_for_only_behind_a_trusted_proxy() {
+    for (trusted, expected) in [(false, "127.0.0.1"), (true, "203.0.113.9")] {
+        let t = TestApp::spawn_with(|c| {
+            if trusted {
+                c.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
+            }
+        })
+        .await;
+        let a = t.account().await;
+        let auth = t.admin_auth(&a).await;
+        let r = t
+            .client
+            .post(t.url("/api/v2/api_tokens"))
+            .header("authorization", &auth)
+            .header("x-forwarded-for", "198.51.100.1, 203.0.113.9")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+        let last = t.audit(a.id).await.pop().unwrap();
+        assert_eq!(last.ip_address.as_deref(), Some(expected), "trusted: {trusted}");
+    }
+}

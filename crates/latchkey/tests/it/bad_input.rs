@@ -692,3 +692,96 @@ async fn error_messages_never_echo_a_secret_from_the_request() {
         assert!(!r.text().contains(&secret), "{}", r.text());
     }
 }
+
+/// A small deterministic generator, so a failure can be replayed.
+struct XorShift(u64);
+
+impl XorShift {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn arbitrary_authorization_bytes_never_cause_a_server_error() {
+    let t = TestApp::spawn().await;
+    let a = t.account().await;
+    let tok = t.token(&a).await;
+    let mut rng = XorShift(0x5eed_1a7c_4e11_0001);
+    let pieces: Vec<Vec<u8>> = vec![
+        b"Basic ".to_vec(),
+        b"Bearer ".to_vec(),
+        b"basic".to_vec(),
+        b" ".to_vec(),
+        b":".to_vec(),
+        b"/token".to_vec(),
+        b"=".to_vec(),
+        a.admin.email.as_bytes().to_vec(),
+        tok.plain.as_bytes().to_vec(),
+        with_bad_checksum(&tok.plain).into_bytes(),
+        vec![0xff, 0xfe],
+        vec![0xc3, 0x28],
+        b"\t".to_vec(),
+        b"%00".to_vec(),
+    ];
+    for i in 0..300 {
+        let mut value = Vec::new();
+        match i % 3 {
+            // Pieces glued at random.
+            0 => {
+                for _ in 0..rng.below(6) + 1 {
+                    value.extend_from_slice(&pieces[rng.below(pieces.len())]);
+                }
+            }
+            // "Basic " and the base64 of random bytes around the real parts.
+            1 => {
+                let mut raw = Vec::new();
+                for _ in 0..rng.below(5) + 1 {
+                    if rng.below(2) == 0 {
+                        raw.extend_from_slice(&pieces[rng.below(pieces.len())]);
+                    } else {
+                        raw.extend((0..rng.below(20)).map(|_| rng.next() as u8));
+                    }
+                }
+                value = basic_bytes(&raw).into_bytes();
+            }
+            // Any bytes a header value may carry (visible ASCII, space, tab, obs-text).
+            _ => {
+                value.extend((0..rng.below(300)).map(|_| loop {
+                    let b = rng.next() as u8;
+                    if b == b'\t' || (0x20..0x7f).contains(&b) || b >= 0x80 {
+                        break b;
+                    }
+                }));
+            }
+        }
+        let mut req = b"GET /api/v2/users/me HTTP/1.1\r\nhost: x\r\nconnection: close\r\nauthorization: ".to_vec();
+        req.extend_from_slice(&value);
+        req.extend_from_slice(b"\r\n\r\n");
+        let r = t.raw(&req).await;
+        assert!(
+            r.status < 500,
+            "case {i}: {} for {:?}",
+            r.status,
+            String::from_utf8_lossy(&value)
+        );
+        // Anything the server parsed is a 200 (the real credentials) or the SPEC's 401.
+        if r.status == 401 {
+            let body: Value = serde_json::from_slice(&r.body).unwrap();
+            assert!(
+                body["error"] == "Couldn't authenticate you" || body["error"] == "invalid_token",
+                "{body}"
+            );
+        } else {
+            assert!(matches!(r.status, 200 | 400), "case {i}: {}", r.status);
+        }
+    }
+    assert_eq!(t.me_status(&basic(&a.admin.email, &tok.plain)).await, 200);
+}
