@@ -447,6 +447,21 @@ async fn pages_carry_the_security_headers_and_strict_cookies() {
     );
     assert!(!cookie.contains("Secure"), "plain http: {cookie}");
 
+    // Behind a trusted TLS-terminating proxy, cookies are Secure too.
+    let proxied = TestApp::spawn_with(|c| c.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()]).await;
+    let via_proxy = |proto: &'static str| {
+        let req = proxied
+            .client
+            .get(proxied.url("/login"))
+            .header("x-forwarded-proto", proto);
+        async move { Reply::from(req.send().await.unwrap()).await }
+    };
+    let https = via_proxy("https").await;
+    let cookie = https.header("set-cookie").unwrap();
+    assert!(cookie.starts_with("__Host-") && cookie.contains("Secure"), "{cookie}");
+    let http = via_proxy("http").await;
+    assert!(!http.header("set-cookie").unwrap().contains("Secure"));
+
     let tls = TestApp::spawn_with(|c| c.public_url = Some("https://latchkey.example.com".to_owned())).await;
     let r = Browser::new(&tls).get("/login").await;
     let cookie = r.header("set-cookie").unwrap();

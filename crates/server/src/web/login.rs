@@ -6,7 +6,7 @@
 use askama::Template;
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, request::Parts, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use latchkey_core::user::normalize_email;
 
@@ -32,13 +32,13 @@ struct LoginTemplate<'a> {
 /// The sign-in page, the subdomain pre-filled when there is one account.
 async fn page(
     state: &AppState,
-    headers: &HeaderMap,
+    parts: &Parts,
     status: StatusCode,
     subdomain: Option<&str>,
     email: &str,
     error: Option<&str>,
 ) -> PageResult {
-    let (csrf, set) = session::login_csrf(state, headers);
+    let (csrf, set) = session::login_csrf(state, parts);
     let only = match subdomain {
         Some(_) => None,
         None if state.app.store.account_count().await? == 1 => state
@@ -64,8 +64,9 @@ async fn page(
     Ok(res)
 }
 
-pub async fn form(State(state): State<AppState>, headers: HeaderMap) -> PageResult {
-    page(&state, &headers, StatusCode::OK, None, "", None).await
+pub async fn form(State(state): State<AppState>, req: Request<Body>) -> PageResult {
+    let (parts, _) = req.into_parts();
+    page(&state, &parts, StatusCode::OK, None, "", None).await
 }
 
 pub async fn submit(State(state): State<AppState>, web: Web, req: Request<Body>) -> PageResult {
@@ -73,13 +74,13 @@ pub async fn submit(State(state): State<AppState>, web: Web, req: Request<Body>)
     let fields = read_form(Request::from_parts(parts.clone(), body)).await?;
     let subdomain = fields.text("subdomain").trim().to_ascii_lowercase();
     let email = fields.text("email").trim().to_owned();
-    let headers = &parts.headers;
     let again = |status, error| {
         let (state, subdomain, email) = (&state, subdomain.as_str(), email.as_str());
-        async move { page(state, headers, status, Some(subdomain), email, Some(error)).await }
+        let parts = &parts;
+        async move { page(state, parts, status, Some(subdomain), email, Some(error)).await }
     };
 
-    let cookie = session::login_cookie(&state, headers).unwrap_or_default();
+    let cookie = session::login_cookie(&state, &parts).unwrap_or_default();
     if !secrets_match(fields.text("csrf"), &cookie) {
         return again(StatusCode::FORBIDDEN, EXPIRED).await;
     }
@@ -113,7 +114,7 @@ pub async fn submit(State(state): State<AppState>, web: Web, req: Request<Body>)
         tracing::info!(ip = %client_ip(&parts, &state.config), "sign-in failed");
         return again(StatusCode::UNAUTHORIZED, WRONG).await;
     };
-    let set = session::start(&state, headers, &user).await?;
+    let set = session::start(&state, &parts, &user).await?;
     let mut res = Redirect::to("/admin").into_response();
     if let Some(set) = set {
         res.headers_mut().insert(header::SET_COOKIE, set);
@@ -148,10 +149,10 @@ pub async fn logout(State(state): State<AppState>, req: Request<Body>) -> PageRe
         if !secrets_match(fields.text("csrf"), &s.session.csrf_token) {
             return Err(super::page::PageError::BadCsrf);
         }
-        session::end(&state, &parts.headers).await?;
+        session::end(&state, &parts).await?;
     }
     let mut res = Redirect::to("/login").into_response();
-    if let Some(clear) = session::clear_session_cookie(&state) {
+    if let Some(clear) = session::clear_session_cookie(&state, &parts) {
         res.headers_mut().insert(header::SET_COOKIE, clear);
     }
     Ok(res)

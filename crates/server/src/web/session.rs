@@ -135,24 +135,34 @@ pub fn secrets_match(a: &str, b: &str) -> bool {
     a.len() == b.len() && bool::from(a.as_bytes().ct_eq(b.as_bytes()))
 }
 
-fn secure(state: &AppState) -> bool {
-    state
-        .config
-        .public_url
-        .as_deref()
-        .is_some_and(|u| u.starts_with("https://"))
+/// Whether the browser reaches us over TLS: `--public-url` is https, or a
+/// trusted proxy says so with `X-Forwarded-Proto`.
+fn secure(state: &AppState, parts: &Parts) -> bool {
+    if let Some(url) = state.config.public_url.as_deref() {
+        return url.starts_with("https://");
+    }
+    let peer_trusted = parts
+        .extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .is_some_and(|c| state.config.trusted_proxies.iter().any(|n| n.contains(&c.0.ip())));
+    peer_trusted
+        && parts
+            .headers
+            .get("x-forwarded-proto")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("https"))
 }
 
-fn session_cookie_name(state: &AppState) -> &'static str {
-    if secure(state) {
+fn session_cookie_name(state: &AppState, parts: &Parts) -> &'static str {
+    if secure(state, parts) {
         SECURE_SESSION_COOKIE
     } else {
         SESSION_COOKIE
     }
 }
 
-fn login_cookie_name(state: &AppState) -> &'static str {
-    if secure(state) {
+fn login_cookie_name(state: &AppState, parts: &Parts) -> &'static str {
+    if secure(state, parts) {
         SECURE_LOGIN_COOKIE
     } else {
         LOGIN_COOKIE
@@ -172,49 +182,49 @@ pub fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
 }
 
 /// A `Set-Cookie` value; `max_age` 0 removes the cookie.
-fn set_cookie(state: &AppState, name: &str, value: &str, max_age: Option<i64>) -> Option<HeaderValue> {
+fn set_cookie(state: &AppState, parts: &Parts, name: &str, value: &str, max_age: Option<i64>) -> Option<HeaderValue> {
     let mut c = cookie::Cookie::build((name.to_owned(), value.to_owned()))
         .path("/")
         .http_only(true)
         .same_site(cookie::SameSite::Strict)
-        .secure(secure(state));
+        .secure(secure(state, parts));
     if let Some(age) = max_age {
         c = c.max_age(cookie::time::Duration::seconds(age));
     }
     HeaderValue::from_str(&c.build().to_string()).ok()
 }
 
-pub fn session_cookie(state: &AppState, id: &str) -> Option<HeaderValue> {
-    set_cookie(state, session_cookie_name(state), id, None)
+pub fn session_cookie(state: &AppState, parts: &Parts, id: &str) -> Option<HeaderValue> {
+    set_cookie(state, parts, session_cookie_name(state, parts), id, None)
 }
 
-pub fn clear_session_cookie(state: &AppState) -> Option<HeaderValue> {
-    set_cookie(state, session_cookie_name(state), "", Some(0))
+pub fn clear_session_cookie(state: &AppState, parts: &Parts) -> Option<HeaderValue> {
+    set_cookie(state, parts, session_cookie_name(state, parts), "", Some(0))
 }
 
 /// The sign-in form's CSRF token, in a cookie of its own (there is no
 /// session yet): the form must send back the same value.
-pub fn login_csrf(state: &AppState, headers: &HeaderMap) -> (String, Option<HeaderValue>) {
-    match cookie_value(headers, login_cookie_name(state)).filter(|v| v.len() == 43) {
+pub fn login_csrf(state: &AppState, parts: &Parts) -> (String, Option<HeaderValue>) {
+    match cookie_value(&parts.headers, login_cookie_name(state, parts)).filter(|v| v.len() == 43) {
         Some(v) => (v, None),
         None => {
             let v = random_secret();
-            let header = set_cookie(state, login_cookie_name(state), &v, Some(60 * 60));
+            let header = set_cookie(state, parts, login_cookie_name(state, parts), &v, Some(60 * 60));
             (v, header)
         }
     }
 }
 
-pub fn login_cookie(state: &AppState, headers: &HeaderMap) -> Option<String> {
-    cookie_value(headers, login_cookie_name(state))
+pub fn login_cookie(state: &AppState, parts: &Parts) -> Option<String> {
+    cookie_value(&parts.headers, login_cookie_name(state, parts))
 }
 
 /// Starts a session for `user`, ending the one the browser had (the id is
 /// renewed on every sign-in). Returns the cookie to set.
-pub async fn start(state: &AppState, headers: &HeaderMap, user: &User) -> Result<Option<HeaderValue>, PageError> {
+pub async fn start(state: &AppState, parts: &Parts, user: &User) -> Result<Option<HeaderValue>, PageError> {
     let store = &state.app.store;
     let now = state.app.now();
-    if let Some(old) = cookie_value(headers, session_cookie_name(state)) {
+    if let Some(old) = cookie_value(&parts.headers, session_cookie_name(state, parts)) {
         store.delete_session(&hash_id(&old)).await?;
     }
     store.prune_sessions(now - IDLE_TIMEOUT, now - ABSOLUTE_TIMEOUT).await?;
@@ -228,12 +238,12 @@ pub async fn start(state: &AppState, headers: &HeaderMap, user: &User) -> Result
         last_seen_at: now,
     };
     store.insert_session(&record).await?;
-    Ok(session_cookie(state, &id))
+    Ok(session_cookie(state, parts, &id))
 }
 
 /// Ends the browser's session, if it has one.
-pub async fn end(state: &AppState, headers: &HeaderMap) -> Result<(), PageError> {
-    if let Some(id) = cookie_value(headers, session_cookie_name(state)) {
+pub async fn end(state: &AppState, parts: &Parts) -> Result<(), PageError> {
+    if let Some(id) = cookie_value(&parts.headers, session_cookie_name(state, parts)) {
         state.app.store.delete_session(&hash_id(&id)).await?;
     }
     Ok(())
@@ -251,7 +261,7 @@ pub struct SignedIn {
 /// The request's live session: unexpired, and its user still able to sign
 /// in. An expired or orphaned session is deleted.
 pub async fn current(state: &AppState, parts: &Parts) -> Result<Option<SignedIn>, PageError> {
-    let Some(id) = cookie_value(&parts.headers, session_cookie_name(state)) else {
+    let Some(id) = cookie_value(&parts.headers, session_cookie_name(state, parts)) else {
         return Ok(None);
     };
     let store = &state.app.store;
@@ -317,7 +327,7 @@ impl FromRequestParts<AppState> for AdminPage {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let Some(signed_in) = current(state, parts).await.map_err(IntoResponse::into_response)? else {
             let mut res = Redirect::to("/login").into_response();
-            if let Some(clear) = clear_session_cookie(state) {
+            if let Some(clear) = clear_session_cookie(state, parts) {
                 res.headers_mut().insert(header::SET_COOKIE, clear);
             }
             return Err(res);
