@@ -15,6 +15,7 @@ use base64::Engine as _;
 use latchkey_core::{
     account::{AccountPatch, NewAccount, Plan, Subdomain},
     audit::{Actor, AuditEvent},
+    time::{Clock, Timestamp},
     token::TokenPrefix,
     user::{Email, NewUser, Role, UserPatch},
 };
@@ -241,6 +242,26 @@ impl Direct {
 // The in-process server
 // ---------------------------------------------------------------------------
 
+/// A clock that stands still until a test moves it.
+#[derive(Debug)]
+pub struct TestClock(std::sync::atomic::AtomicI64);
+
+impl TestClock {
+    pub fn at(t: Timestamp) -> Arc<TestClock> {
+        Arc::new(TestClock(std::sync::atomic::AtomicI64::new(t)))
+    }
+
+    pub fn advance(&self, seconds: i64) {
+        self.0.fetch_add(seconds, Ordering::SeqCst);
+    }
+}
+
+impl Clock for TestClock {
+    fn now(&self) -> Timestamp {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
 /// A running server on 127.0.0.1:<random port> with its database.
 pub struct TestApp {
     pub addr: SocketAddr,
@@ -283,13 +304,26 @@ impl TestApp {
 
     /// Starts a server on a given database.
     pub async fn spawn_on(db: TestDatabase, tweak: impl FnOnce(&mut ServerConfig)) -> TestApp {
+        TestApp::start(db, tweak, None).await
+    }
+
+    /// Starts a server whose "now" comes from `clock` (for rules that
+    /// depend on time: no sleeping, no race with the wall clock).
+    pub async fn spawn_with_clock(clock: Arc<dyn Clock>, tweak: impl FnOnce(&mut ServerConfig)) -> TestApp {
+        let db = test_database_url().await;
+        TestApp::start(db, tweak, Some(clock)).await
+    }
+
+    async fn start(db: TestDatabase, tweak: impl FnOnce(&mut ServerConfig), clock: Option<Arc<dyn Clock>>) -> TestApp {
         let mut config = test_config();
         tweak(&mut config);
-        let app = Arc::new(
-            App::open(&db.url, config.token_prefix.clone())
-                .await
-                .expect("open the test database"),
-        );
+        let mut app = App::open(&db.url, config.token_prefix.clone())
+            .await
+            .expect("open the test database");
+        if let Some(c) = clock {
+            app.clock = c;
+        }
+        let app = Arc::new(app);
         let running = run::start(app.clone(), config.clone()).await.expect("start the server");
         TestApp {
             addr: running.addr,
