@@ -4,19 +4,19 @@
 //! `support` holds the harness they share.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod harness;
-mod support;
-mod tokens;
+mod account;
+mod audit;
+mod audit_events;
 mod auth;
 mod bad_input;
-mod audit_events;
+mod cli;
 mod concurrency;
 mod durability;
-mod cli;
-mod audit;
+mod harness;
 mod nodes;
-mod users;
-mod account;
-mod web;
 mod secrets;
+mod support;
+mod tokens;
+mod users;
 mod verify;
+mod web;
