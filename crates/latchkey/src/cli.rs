@@ -55,7 +55,7 @@ pub struct CopyDbArgs {
     /// The database to read: sqlite://FILE or postgres://...
     #[arg(long)]
     pub from: String,
-    /// The database to write; it is migrated and must hold no accounts.
+    /// The database to write; it is migrated first and must hold no data.
     #[arg(long)]
     pub to: String,
 }

@@ -231,12 +231,22 @@ impl Target {
 /// Copies every record of `from` into `to`, which must hold no data. Both
 /// are migrated to this build's schema first.
 pub async fn copy_db(from: &str, to: &str) -> Result<CopyReport> {
+    if from.starts_with("sqlite:") {
+        // A mistyped path must not become a new, empty source.
+        let options = SqliteConnectOptions::from_str(from)?.create_if_missing(false);
+        sqlx::SqlitePool::connect_with(options).await?.close().await;
+    }
     let source = Db::open(from).await?;
+    if source.count("accounts").await? == 0 {
+        return Err(StoreError::Refused(
+            "the source database holds no accounts; nothing to copy".to_owned(),
+        ));
+    }
     let target = Db::open(to).await?;
     let tables = target.tables().await?;
     for table in &tables {
         if target.count(table).await? > 0 {
-            return Err(StoreError::Corrupt(format!(
+            return Err(StoreError::Refused(format!(
                 "the target database already holds data (table {table}); copy-db only fills an empty database"
             )));
         }

@@ -36,6 +36,10 @@ pub enum StoreError {
     /// A stored value this build cannot read (for example an unknown plan).
     #[error("corrupt row: {0}")]
     Corrupt(String),
+    /// An operator command that would do harm was refused (for example
+    /// copying into a database that already holds data).
+    #[error("{0}")]
+    Refused(String),
     /// The database URL names no supported database.
     #[error("unsupported database URL (expected sqlite:// or postgres://)")]
     UnsupportedUrl,

@@ -157,3 +157,18 @@ async fn copy_db_refuses_a_target_that_already_holds_data() {
     .await;
     assert_ne!(out.code, 0, "{out:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copy_db_refuses_a_missing_or_empty_source() {
+    let target = test_database_url().await;
+    let dir = tempfile::tempdir().unwrap();
+    let missing = format!("sqlite://{}", dir.path().join("typo.db").display());
+    let out = cli(&target.url, &["copy-db", "--from", &missing, "--to", &target.url]).await;
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(!dir.path().join("typo.db").exists(), "a missing source was created");
+    let empty = sqlite_database();
+    assert_eq!(cli(&empty.url, &["migrate"]).await.code, 0);
+    let out = cli(&target.url, &["copy-db", "--from", &empty.url, "--to", &target.url]).await;
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(out.stderr.contains("holds no accounts"), "{out:?}");
+}
