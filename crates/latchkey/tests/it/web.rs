@@ -649,3 +649,35 @@ async fn names_with_markup_are_escaped_on_the_people_page() {
     assert_eq!(r.status, 422);
     assert!(r.text().contains(r#"value="not an email""#));
 }
+
+#[tokio::test]
+async fn another_accounts_tokens_and_people_are_not_found() {
+    let (app, _account, browser) = signed_in_admin().await;
+    let other = app.account().await;
+    let token = app.token(&other).await;
+    let csrf = browser.csrf("/admin/apis/api-tokens").await;
+    for path in [
+        format!("/admin/apis/api-tokens/{}", token.id),
+        format!("/admin/apis/api-tokens/{}/edit", token.id),
+        format!("/admin/apis/api-tokens/{}/deactivate", token.id),
+        format!("/admin/people/{}/delete", other.admin.id),
+        "/admin/apis/api-tokens/not-a-number".to_owned(),
+    ] {
+        let r = browser.get(&path).await;
+        assert_eq!(r.status, 404, "GET {path}");
+        assert!(r.text().contains("Page not found"));
+    }
+    for path in [
+        format!("/admin/apis/api-tokens/{}/deactivate", token.id),
+        format!("/admin/people/{}/suspend", other.admin.id),
+    ] {
+        let r = browser.post(&path, &[("csrf", &csrf)]).await;
+        assert_eq!(r.status, 404, "POST {path}");
+    }
+    assert_eq!(
+        app.app.token(other.id, token.id).await.unwrap().map(|t| t.active),
+        Some(true)
+    );
+    let admin = app.app.user(other.id, other.admin.id).await.unwrap().unwrap();
+    assert!(!admin.suspended);
+}
