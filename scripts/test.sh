@@ -1,7 +1,28 @@
 #!/usr/bin/env bash
-# Runs latchkey's whole test suite: unit and integration tests (real SQLite
-# files, a real server on loopback, the real CLI binary).
+# Runs latchkey's whole test suite against real parts:
+#  1. unit and integration tests on SQLite (real files, the real server on
+#     loopback, the real CLI binary);
+#  2. the integration tests again on PostgreSQL, when LATCHKEY_TEST_POSTGRES_URL
+#     is set (CI sets it; without it those runs are reported as not run);
+#  3. the Admin Center in headless Chromium (needs /usr/bin/chromium and node);
+#  4. the criterion benchmarks in a quick mode, so they keep compiling and running.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+echo "== unit and integration tests (SQLite)"
 cargo test --workspace
+
+if [ -n "${LATCHKEY_TEST_POSTGRES_URL:-}" ]; then
+  echo "== integration tests (PostgreSQL)"
+  LATCHKEY_TEST_DATABASE=postgres cargo test -p latchkey --test it
+else
+  echo "== integration tests (PostgreSQL): NOT RUN — set LATCHKEY_TEST_POSTGRES_URL"
+  if [ "${CI:-}" = "true" ]; then
+    echo "CI must run the PostgreSQL tests" >&2
+    exit 1
+  fi
+fi
+
+echo "== browser tests (Admin Center in headless Chromium)"
+cargo build -p latchkey
+(cd e2e && npm ci --no-audit --no-fund && LATCHKEY_BIN="$PWD/../target/debug/latchkey" npm test)

@@ -149,7 +149,7 @@ async fn serve(url: &str, args: cli::ServeArgs) -> anyhow::Result<()> {
             b.subdomain, b.email
         );
         println!("latchkey: its password, shown this once: {}", b.password);
-        println!("latchkey: sign in at {base}/login (API token access starts off; turn it on in the settings)");
+        println!("latchkey: sign in at {base}/login (API token access starts off: turn it on under Admin Center > Configuration)");
     }
     if base != listening {
         println!("latchkey: public URL {base}");
