@@ -1,0 +1,224 @@
+//! The storage layer on a real database, below the HTTP server: a refused
+//! change leaves no row, event or change-log entry; every change appends to
+//! the change log in its transaction; and a second process's verifier
+//! follows the log, resynchronising when it has fallen behind.
+//!
+//! SQLite by default; `LATCHKEY_TEST_DATABASE=postgres` (with
+//! `LATCHKEY_TEST_POSTGRES_URL`, default the local server) runs the same
+//! tests on a fresh PostgreSQL database.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+
+use latchkey_core::{
+    account::{NewAccount, Plan, Subdomain},
+    audit::Actor,
+    token::{NewToken, PlainToken, TokenHash, TokenPatch, TokenPrefix},
+    user::{Email, NewUser, Role},
+    verifier::{Denial, Verifier},
+    DomainError,
+};
+use latchkey_store::{Entity, Follower, Store, StoreError};
+
+const NOW: i64 = 1_790_000_000;
+
+/// A fresh database; the guard keeps (or drops) it.
+async fn database() -> (String, Box<dyn std::any::Any>) {
+    if std::env::var("LATCHKEY_TEST_DATABASE").as_deref() == Ok("postgres") {
+        use sqlx::Connection as _;
+        let server = std::env::var("LATCHKEY_TEST_POSTGRES_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
+        let name = format!(
+            "lk_store_{}_{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        );
+        let mut conn = sqlx::PgConnection::connect(&server).await.unwrap();
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        let base = server.rsplit_once('/').map_or(server.as_str(), |(b, _)| b);
+        let url = format!("{base}/{name}");
+        return (url, Box::new(DropDatabase { server, name }));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("store.db").display());
+    (url, Box::new(dir))
+}
+
+/// Drops a PostgreSQL test database (from a thread of its own: `Drop`
+/// runs inside the test's runtime).
+struct DropDatabase {
+    server: String,
+    name: String,
+}
+
+impl Drop for DropDatabase {
+    fn drop(&mut self) {
+        let (server, name) = (self.server.clone(), self.name.clone());
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            rt.block_on(async move {
+                use sqlx::Connection as _;
+                let mut conn = sqlx::PgConnection::connect(&server).await?;
+                sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .execute(&mut conn)
+                    .await?;
+                conn.close().await
+            })
+            .map_err(std::io::Error::other)
+        })
+        .join();
+    }
+}
+
+async fn account(store: &Store) -> (i64, String) {
+    let email = "owner@example.com".to_owned();
+    let (account, _) = store
+        .create_account(
+            NewAccount {
+                subdomain: Subdomain::parse("storetest").unwrap(),
+                name: "Store test".into(),
+                plan: Plan::Team,
+                api_token_access: true,
+            },
+            NewUser {
+                name: "Owner".into(),
+                email: Email::parse(&email).unwrap(),
+                role: Role::Admin,
+                verified: true,
+                password_hash: None,
+            },
+            &Actor::operator(),
+            NOW,
+        )
+        .await
+        .unwrap();
+    (account.id, email)
+}
+
+fn new_token() -> (NewToken, PlainToken) {
+    let plain = PlainToken::generate(&TokenPrefix::default());
+    let new = NewToken {
+        hash: plain.hash(),
+        visible_token: plain.visible(),
+        description: None,
+        active: true,
+        user_id: None,
+    };
+    (new, plain)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_import_leaves_no_row_event_or_change() {
+    let (url, _keep) = database().await;
+    let store = latchkey_store::open(&url).await.unwrap();
+    let (id, _) = account(&store).await;
+    let events = store.audit_chain(id).await.unwrap().len();
+    let position = store.latest_change().await.unwrap();
+    let (first, _) = new_token();
+    let duplicate = first.clone();
+    let err = store
+        .import_tokens(id, vec![new_token().0, first, duplicate], &Actor::operator(), NOW)
+        .await
+        .expect_err("a duplicate line refuses the whole import");
+    assert!(matches!(err, StoreError::Domain(DomainError::Invalid(_))), "{err:?}");
+    assert!(store.tokens(id).await.unwrap().is_empty());
+    assert_eq!(store.audit_chain(id).await.unwrap().len(), events);
+    assert_eq!(store.latest_change().await.unwrap(), position);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_change_appends_to_the_change_log_and_a_no_op_does_not() {
+    let (url, _keep) = database().await;
+    let store = latchkey_store::open(&url).await.unwrap();
+    let (id, _) = account(&store).await;
+    let op = Actor::operator();
+    let p0 = store.latest_change().await.unwrap();
+    let token = store.create_token(id, new_token().0, &op, NOW).await.unwrap();
+    let p1 = store.latest_change().await.unwrap();
+    assert!(p1 > p0);
+    let changes = store.changes_since(p0, 100).await.unwrap();
+    assert_eq!(changes.len(), 1);
+    assert_eq!((changes[0].entity, changes[0].entity_id), (Entity::Token, token.id));
+
+    let same = TokenPatch {
+        active: Some(true),
+        ..TokenPatch::default()
+    };
+    store.update_token(id, token.id, &same, &op, NOW).await.unwrap();
+    assert_eq!(store.latest_change().await.unwrap(), p1, "a no-op writes no change");
+
+    let off = TokenPatch {
+        active: Some(false),
+        ..TokenPatch::default()
+    };
+    store.update_token(id, token.id, &off, &op, NOW).await.unwrap();
+    store.delete_token(id, token.id, &op, NOW).await.unwrap();
+    let changes = store.changes_since(p1, 100).await.unwrap();
+    assert_eq!(changes.len(), 2);
+    assert!(changes
+        .iter()
+        .all(|c| c.entity == Entity::Token && c.entity_id == token.id));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_process_verifier_follows_the_change_log() {
+    let (url, _keep) = database().await;
+    let writer = latchkey_store::open(&url).await.unwrap();
+    let (id, email) = account(&writer).await;
+    let reader = latchkey_store::open(&url).await.unwrap();
+    let verifier = Arc::new(Verifier::new());
+    let follower = Follower::new(reader, verifier.clone());
+    follower.resync().await.unwrap();
+    let op = Actor::operator();
+
+    let (new, plain) = new_token();
+    let token = writer.create_token(id, new, &op, NOW).await.unwrap();
+    let hash = TokenHash::of(plain.expose());
+    assert_eq!(verifier.verify(&email, &hash, NOW).err(), Some(Denial::UnknownToken));
+    assert!(follower.catch_up().await.unwrap() >= 1);
+    assert!(verifier.verify(&email, &hash, NOW).is_ok());
+
+    let off = TokenPatch {
+        active: Some(false),
+        ..TokenPatch::default()
+    };
+    writer.update_token(id, token.id, &off, &op, NOW).await.unwrap();
+    follower.catch_up().await.unwrap();
+    assert_eq!(verifier.verify(&email, &hash, NOW).err(), Some(Denial::TokenInactive));
+    writer.delete_token(id, token.id, &op, NOW).await.unwrap();
+    follower.catch_up().await.unwrap();
+    assert_eq!(verifier.verify(&email, &hash, NOW).err(), Some(Denial::UnknownToken));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_that_fell_behind_the_pruned_log_resynchronises() {
+    let (url, _keep) = database().await;
+    let writer = latchkey_store::open(&url).await.unwrap();
+    let (id, email) = account(&writer).await;
+    let reader = latchkey_store::open(&url).await.unwrap();
+    let verifier = Arc::new(Verifier::new());
+    let follower = Follower::new(reader, verifier.clone());
+    follower.resync().await.unwrap();
+    let op = Actor::operator();
+
+    let (a, plain_a) = new_token();
+    writer.create_token(id, a, &op, NOW).await.unwrap();
+    // The log entries this follower has not read are pruned away...
+    writer.prune_changes(NOW + 60).await.unwrap();
+    // ...and a newer change arrives after the gap.
+    let (b, plain_b) = new_token();
+    writer.create_token(id, b, &op, NOW + 120).await.unwrap();
+    follower.catch_up().await.unwrap();
+    for plain in [&plain_a, &plain_b] {
+        assert!(
+            verifier.verify(&email, &TokenHash::of(plain.expose()), NOW).is_ok(),
+            "a change lost to pruning was recovered by a full resync"
+        );
+    }
+}
