@@ -39,76 +39,35 @@ const RECORD_FIELDS: [&str; 13] = [
 /// 2026-11-27T00:00:00Z: seeded events are one minute apart from here.
 const SEED_EPOCH: i64 = 1_795_737_600;
 
-/// A direct connection to a test's database, whichever backend it is, for
-/// seeding many events fast and for tampering with rows behind latchkey's
-/// back. The statements are portable; the few functions that differ are
-/// methods.
-enum RawDb {
-    Sqlite(sqlx::SqlitePool),
-    Postgres(sqlx::PgPool),
+/// The SQL for a line break and for 32 zero bytes, which the backends
+/// spell differently.
+fn line_break(db: &Direct) -> &'static str {
+    if db.is_postgres() {
+        "chr(10)"
+    } else {
+        "char(10)"
+    }
 }
 
-impl RawDb {
-    async fn open(db: &TestDatabase) -> RawDb {
-        if db.url.starts_with("sqlite:") {
-            let pool = sqlx::sqlite::SqlitePoolOptions::new()
-                .max_connections(1)
-                .connect(&db.url)
-                .await
-                .expect("open the database file");
-            RawDb::Sqlite(pool)
-        } else {
-            let pool = sqlx::postgres::PgPoolOptions::new()
-                .max_connections(1)
-                .connect(&db.url)
-                .await
-                .expect("connect to the database");
-            RawDb::Postgres(pool)
-        }
+fn zero_hash(db: &Direct) -> &'static str {
+    if db.is_postgres() {
+        "decode(repeat('00', 32), 'hex')"
+    } else {
+        "zeroblob(32)"
     }
+}
 
-    /// Runs `sql` with integer arguments `$1…`; the rows it touched.
-    async fn exec(&self, sql: &str, args: &[i64]) -> u64 {
-        match self {
-            RawDb::Sqlite(p) => {
-                let mut q = sqlx::query(sql);
-                for a in args {
-                    q = q.bind(*a);
-                }
-                q.execute(p).await.expect(sql).rows_affected()
-            }
-            RawDb::Postgres(p) => {
-                let mut q = sqlx::query(sql);
-                for a in args {
-                    q = q.bind(*a);
-                }
-                q.execute(p).await.expect(sql).rows_affected()
-            }
-        }
-    }
-
-    fn line_break(&self) -> &'static str {
-        match self {
-            RawDb::Sqlite(_) => "char(10)",
-            RawDb::Postgres(_) => "chr(10)",
-        }
-    }
-
-    fn zero_hash(&self) -> &'static str {
-        match self {
-            RawDb::Sqlite(_) => "zeroblob(32)",
-            RawDb::Postgres(_) => "decode(repeat('00', 32), 'hex')",
-        }
-    }
+fn ints(args: &[i64]) -> Vec<DirectArg> {
+    args.iter().map(|a| DirectArg::Int(*a)).collect()
 }
 
 /// Inserts `n` events into an account in one statement. Row `i` (from 1)
 /// varies every filtered field with `i`, is created at
 /// `SEED_EPOCH + 60 i`, and has a description with a comma and quotes (and a
 /// line break when `line_breaks`). Their hashes are not a chain.
-async fn seed(db: &RawDb, account_id: i64, n: i64, line_breaks: bool) {
-    let newline = if line_breaks { db.line_break() } else { "' '" };
-    let zero = db.zero_hash();
+async fn seed(db: &Direct, account_id: i64, n: i64, line_breaks: bool) {
+    let newline = if line_breaks { line_break(db) } else { "' '" };
+    let zero = zero_hash(db);
     let sql = format!(
         "WITH RECURSIVE n(i) AS (SELECT CAST(1 AS BIGINT) UNION ALL SELECT i + 1 FROM n WHERE i < $2) \
          INSERT INTO audit_events (account_id, action, actor_type, actor_id, actor_name, source_type, source_id, \
@@ -128,7 +87,7 @@ async fn seed(db: &RawDb, account_id: i64, n: i64, line_breaks: bool) {
            {zero} \
          FROM n"
     );
-    assert_eq!(db.exec(&sql, &[account_id, n, SEED_EPOCH]).await, n as u64);
+    assert_eq!(db.execute(&sql, &ints(&[account_id, n, SEED_EPOCH])).await, n as u64);
 }
 
 /// Follows `links.next` from `first` to the end; every page's events' ids
@@ -241,7 +200,7 @@ async fn every_filter_and_combination_returns_exactly_the_matching_events() {
     let t = TestApp::spawn().await;
     let a = t.account().await;
     let auth = t.admin_auth(&a).await;
-    let raw = RawDb::open(&t.db).await;
+    let raw = t.db.direct().await;
     seed(&raw, a.id, 300, true).await;
     let other = t.account().await;
     seed(&raw, other.id, 50, true).await;
@@ -321,7 +280,7 @@ async fn cursor_pages_walk_forwards_and_back_in_both_orders() {
     let t = TestApp::spawn().await;
     let a = t.account().await;
     let auth = t.admin_auth(&a).await;
-    seed(&RawDb::open(&t.db).await, a.id, 23, false).await;
+    seed(&t.db.direct().await, a.id, 23, false).await;
     let all: Vec<i64> = t.audit(a.id).await.iter().map(|e| e.id).collect();
 
     for (sort, newest_first) in [("-created_at", true), ("created_at", false)] {
@@ -388,7 +347,7 @@ async fn a_walk_sees_every_event_that_existed_at_its_start_exactly_once_while_10
     let t = TestApp::spawn().await;
     let a = t.account().await;
     let auth = t.admin_auth(&a).await;
-    seed(&RawDb::open(&t.db).await, a.id, 1000, false).await;
+    seed(&t.db.direct().await, a.id, 1000, false).await;
     let token_id = t.token_described(&a, Some("busy")).await.id;
 
     for sort in ["-created_at", "created_at"] {
@@ -647,7 +606,7 @@ async fn exports_hold_every_matching_record_in_csv_and_json_lines() {
         )
         .await;
     assert_eq!(r.status, 200, "{}", r.text());
-    seed(&RawDb::open(&t.db).await, a.id, 2500, true).await;
+    seed(&t.db.direct().await, a.id, 2500, true).await;
     let all = t.audit(a.id).await;
 
     // JSON Lines: each line is the listing's record.
@@ -756,8 +715,8 @@ async fn exporting_200000_events_keeps_the_server_memory_flat() {
     let out = db.cli(&["token", "create", "--account", "default"]).await;
     assert_eq!(out.code, 0, "{out:?}");
     let auth = basic("admin@localhost", out.stdout.trim());
-    let raw = RawDb::open(&db).await;
-    let RawDb::Sqlite(pool) = &raw else {
+    let raw = db.direct().await;
+    let Direct::Sqlite(pool) = &raw else {
         unreachable!("this test runs the binary on a SQLite file")
     };
     let account: i64 = sqlx::query_scalar("SELECT id FROM accounts WHERE subdomain = 'default'")
@@ -805,9 +764,7 @@ async fn exporting_200000_events_keeps_the_server_memory_flat() {
     }
     let after = peak_rss_kib(pid);
     eprintln!(
-        "audit export of {total} events: server peak RSS {} MiB before, {} MiB after ({})",
-        before / 1024,
-        after / 1024,
+        "audit export of {total} events: server peak RSS (VmHWM) {before} KiB before, {after} KiB after ({})",
         report.join("; ")
     );
     // Holding the export in memory would take well over 100 MiB (about
@@ -844,9 +801,9 @@ async fn audit_verify_passes_an_intact_chain_and_names_an_edited_event() {
 
     // Rewrite history: the deactivation becomes an update.
     let victim = events.iter().find(|e| e.action == Action::Deactivate).unwrap().id;
-    let raw = RawDb::open(&t.db).await;
+    let raw = t.db.direct().await;
     let sql = "UPDATE audit_events SET action = 'update', change_description = 'nothing to see' WHERE id = $1";
-    assert_eq!(raw.exec(sql, &[victim]).await, 1);
+    assert_eq!(raw.execute(sql, &ints(&[victim])).await, 1);
     let out = t.db.cli(&["audit", "verify", "--account", &a.subdomain]).await;
     assert_eq!(out.code, 1, "{out:?}");
     assert!(out.stdout.contains(&format!("event {victim} ")), "{out:?}");
@@ -866,8 +823,12 @@ async fn audit_verify_names_the_event_after_a_deleted_one() {
     }
     let events = t.audit(a.id).await;
     let (deleted, next) = (events[2].id, events[3].id);
-    let raw = RawDb::open(&t.db).await;
-    assert_eq!(raw.exec("DELETE FROM audit_events WHERE id = $1", &[deleted]).await, 1);
+    let raw = t.db.direct().await;
+    assert_eq!(
+        raw.execute("DELETE FROM audit_events WHERE id = $1", &ints(&[deleted]))
+            .await,
+        1
+    );
     let out = t.db.cli(&["audit", "verify", "--account", &a.subdomain]).await;
     assert_eq!(out.code, 1, "{out:?}");
     assert!(out.stdout.contains(&format!("event {next} ")), "{out:?}");
@@ -876,7 +837,7 @@ async fn audit_verify_names_the_event_after_a_deleted_one() {
     let b = t.account().await;
     let moved = events[1].id;
     let sql = "UPDATE audit_events SET account_id = $1 WHERE id = $2";
-    assert_eq!(raw.exec(sql, &[b.id, moved]).await, 1);
+    assert_eq!(raw.execute(sql, &ints(&[b.id, moved])).await, 1);
     let out = t.db.cli(&["audit", "verify", "--account", &a.subdomain]).await;
     assert_eq!(out.code, 1, "{out:?}");
     assert!(out.stdout.contains(&format!("event {next} ")), "{out:?}");
