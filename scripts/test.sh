@@ -15,6 +15,7 @@ cargo test --workspace
 if [ -n "${LATCHKEY_TEST_POSTGRES_URL:-}" ]; then
   echo "== integration tests (PostgreSQL)"
   LATCHKEY_TEST_DATABASE=postgres cargo test -p latchkey --test it
+  LATCHKEY_TEST_DATABASE=postgres cargo test -p latchkey-store --test store
 else
   echo "== integration tests (PostgreSQL): NOT RUN — set LATCHKEY_TEST_POSTGRES_URL"
   if [ "${CI:-}" = "true" ]; then
