@@ -5,18 +5,21 @@
 # Then the large case: 1,000,000 tokens across 10,000 accounts (start-up
 # load time, resident memory, throughput against the 1,000-token case).
 #
-# Everything runs on loopback, each load run is bounded (DURATION seconds),
-# and the server and the load generator share the machine: read the figures
-# as ratios measured in one run, not as absolutes.
+# Everything runs on loopback and every load run is bounded. All servers run
+# at once and the rows take turns: ROUNDS rounds of DURATION seconds per
+# row, and each row reports its median round, so that a burst of load from
+# elsewhere on the machine hits every row alike. The server and the load
+# generator share the machine: read the figures as ratios from one run.
 #
 # Usage: bench/http.sh            (from the repository root)
-# Knobs: DURATION=10 CONNECTIONS=32 WRK_THREADS=1 PEER_WORKERS=5
+# Knobs: ROUNDS=5 DURATION=4 CONNECTIONS=32 WRK_THREADS=1 PEER_WORKERS=5
 #        SKIP_PEER=1 SKIP_LARGE=1 LARGE_TOKENS=1000000 LARGE_ACCOUNTS=10000
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-DURATION=${DURATION:-10}
+ROUNDS=${ROUNDS:-5}
+DURATION=${DURATION:-4}
 CONNECTIONS=${CONNECTIONS:-32}
 WRK_THREADS=${WRK_THREADS:-1}
 PEER_WORKERS=${PEER_WORKERS:-5}
@@ -86,14 +89,18 @@ rss_mb() { # PID [field]
 
 RESULTS=$WORK/results.tsv
 : >"$RESULTS"
+ROWS=()
+
+# row NAME URL [AUTHORIZATION]: adds a row to the rounds.
+row() {
+    ROWS+=("$1"$'\t'"$2"$'\t'"${3:-}")
+}
 
 # run NAME URL [AUTHORIZATION]: one bounded wrk run, one line of results.
 run() {
-    local name=$1 url=$2 auth=${3:-} out
-    out=$WORK/wrk-$(echo "$name" | tr -c 'a-zA-Z0-9' '_').txt
+    local name=$1 url=$2 auth=${3:-} out=$WORK/wrk.txt
     local args=(-t"$WRK_THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency)
     [ -n "$auth" ] && args+=(-H "Authorization: $auth")
-    echo "== $name: wrk ${args[*]//Authorization: */Authorization: …} $url" >&2
     wrk "${args[@]}" "$url" >"$out"
     python3 - "$name" "$out" >>"$RESULTS" <<'EOF'
 import re, sys
@@ -104,10 +111,8 @@ def ms(v, unit):
     return float(v) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 pct = {p: ms(v, u) for p, v, u in re.findall(r"^\s+(50|90|99)%\s+([\d.]+)(us|ms|s)\s*$", text, re.M)}
 non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", text)
-errors = re.search(r"Socket errors:.*", text)
 print("\t".join([name, f"{rps:.0f}", f"{pct.get('50', 0):.3f}", f"{pct.get('90', 0):.3f}",
-                 f"{pct.get('99', 0):.3f}", non2xx.group(1) if non2xx else "0",
-                 errors.group(0) if errors else ""]))
+                 f"{pct.get('99', 0):.3f}", non2xx.group(1) if non2xx else "0"]))
 EOF
 }
 
@@ -153,19 +158,15 @@ base=http://127.0.0.1:$PORT
 test "$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: $VALID" "$base/verify")" = 200
 test "$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: $UNKNOWN" "$base/verify")" = 401
 
-LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
-run "latchkey GET /healthz (no auth: the HTTP floor)" "$base/healthz"
-run "latchkey GET /verify, valid token" "$base/verify" "$VALID"
-run "latchkey GET /verify, unknown token (401)" "$base/verify" "$UNKNOWN"
-run "latchkey GET /api/v2/users/me, valid token" "$base/api/v2/users/me" "$VALID"
-SMALL_RSS=$(rss_mb "$SMALL_PID" VmHWM)
-stop "$SMALL_PID"
+row "latchkey GET /healthz (no auth: the HTTP floor)" "$base/healthz"
+row "latchkey GET /verify, valid token" "$base/verify" "$VALID"
+row "latchkey GET /verify, unknown token (401)" "$base/verify" "$UNKNOWN"
+row "latchkey GET /api/v2/users/me, valid token" "$base/api/v2/users/me" "$VALID"
 
-start_latchkey "$SMALL" "$PORT"
-FLOOD_PID=$SERVER_PID
-wait_ready "http://127.0.0.1:$PORT/readyz" >/dev/null
-run "latchkey GET /verify, bad-token flood (429 after 100/min)" "$base/verify" "$UNKNOWN"
-stop "$FLOOD_PID"
+FLOOD_PORT=$((PORT + 2))
+start_latchkey "$SMALL" "$FLOOD_PORT"
+wait_ready "http://127.0.0.1:$FLOOD_PORT/readyz" >/dev/null
+row "latchkey GET /verify, bad-token flood (429 after 100/min)" "http://127.0.0.1:$FLOOD_PORT/verify" "$UNKNOWN"
 
 # ------------------------------------------------------------------- peer
 if [ -z "${SKIP_PEER:-}" ]; then
@@ -242,15 +243,13 @@ EOF
     PEER_PORT=$((PORT + 1))
     (cd "$PEER" && exec "$VENV/bin/gunicorn" --workers "$PEER_WORKERS" --log-level warning \
         --bind "127.0.0.1:$PEER_PORT" peer.wsgi) >"$WORK/gunicorn.log" 2>&1 &
-    PEER_PID=$!
-    PIDS+=("$PEER_PID")
+    PIDS+=("$!")
     wait_ready "http://127.0.0.1:$PEER_PORT/open" >/dev/null
     test "$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Api-Key $PEER_KEY" \
         "http://127.0.0.1:$PEER_PORT/protected")" = 200
-    run "peer GET /open (no auth)" "http://127.0.0.1:$PEER_PORT/open"
-    run "peer GET /protected, valid key (drf-api-key $PEER_VERSION)" \
+    row "peer GET /open (no auth)" "http://127.0.0.1:$PEER_PORT/open"
+    row "peer GET /protected, valid key (drf-api-key $PEER_VERSION)" \
         "http://127.0.0.1:$PEER_PORT/protected" "Api-Key $PEER_KEY"
-    stop "$PEER_PID"
     unset DJANGO_SETTINGS_MODULE PYTHONPATH
 fi
 
@@ -283,36 +282,56 @@ EOF
     LARGE_TOKEN=$("$BIN" token create --account bench --description "bench")
     unset LATCHKEY_DATABASE_URL
     LARGE_VALID=$(basic "admin@bench.test/token" "$LARGE_TOKEN")
-    start_latchkey "$LARGE" "$PORT" LATCHKEY_FAILED_AUTH_PER_MINUTE=4000000000
+    LARGE_PORT=$((PORT + 3))
+    start_latchkey "$LARGE" "$LARGE_PORT" LATCHKEY_FAILED_AUTH_PER_MINUTE=4000000000
     LARGE_PID=$SERVER_PID
-    LARGE_START=$(wait_ready "http://127.0.0.1:$PORT/readyz")
+    LARGE_START=$(wait_ready "http://127.0.0.1:$LARGE_PORT/readyz")
     LARGE_RSS_LOADED=$(rss_mb "$LARGE_PID")
-    test "$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: $LARGE_VALID" "$base/verify")" = 200
-    run "latchkey GET /verify, valid token, $LARGE_TOKENS tokens / $LARGE_ACCOUNTS accounts" \
-        "$base/verify" "$LARGE_VALID"
-    LARGE_RSS=$(rss_mb "$LARGE_PID" VmHWM)
-    stop "$LARGE_PID"
+    large=http://127.0.0.1:$LARGE_PORT
+    test "$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: $LARGE_VALID" "$large/verify")" = 200
+    row "latchkey GET /verify, valid token, $LARGE_TOKENS tokens / $LARGE_ACCOUNTS accounts" \
+        "$large/verify" "$LARGE_VALID"
 fi
+
+# ----------------------------------------------------------------- rounds
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
+for round in $(seq 1 "$ROUNDS"); do
+    for r in "${ROWS[@]}"; do
+        IFS=$'\t' read -r name url auth <<<"$r"
+        echo "== round $round/$ROUNDS: $name" >&2
+        run "$name" "$url" "$auth"
+    done
+done
+LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
+SMALL_RSS=$(rss_mb "$SMALL_PID" VmHWM)
+LARGE_RSS=
+if [ -n "${LARGE_PID:-}" ]; then LARGE_RSS=$(rss_mb "$LARGE_PID" VmHWM); fi
 
 # ----------------------------------------------------------------- report
 python3 - "$RESULTS" <<EOF
-import sys
-rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1]) if l.strip()]
-by = {r[0]: r for r in rows}
+import statistics, sys
+rows = {}
+for line in open(sys.argv[1]):
+    if line.strip():
+        name, *vals = line.rstrip("\n").split("\t")
+        rows.setdefault(name, []).append([float(v) for v in vals])
+def med(name, i):
+    return statistics.median(r[i] for r in rows[name])
 def rps(prefix):
-    for name, r in by.items():
-        if name.startswith(prefix):
-            return float(r[1])
+    return next((med(n, 0) for n in rows if n.startswith(prefix)), None)
 floor = rps("latchkey GET /healthz")
 print()
-print("machine: $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), shared by server and load generator;")
-print("load average before the runs: $LOAD_BEFORE; wrk -t$WRK_THREADS -c$CONNECTIONS -d${DURATION}s per row")
+print("machine: $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), shared by the servers and the load generator")
+print("load average (1/5/15 min) before: $LOAD_BEFORE, after: $LOAD_AFTER")
+print("wrk -t$WRK_THREADS -c$CONNECTIONS, $ROUNDS rounds of ${DURATION}s per row, rows in turn; medians of the rounds")
 print()
 print(f"| {'target':<72} | {'req/s':>8} | {'p50 ms':>7} | {'p90 ms':>7} | {'p99 ms':>7} | {'vs floor':>8} | non-2xx |")
 print(f"|{'-' * 74}|{'-' * 10}|{'-' * 9}|{'-' * 9}|{'-' * 9}|{'-' * 10}|---------|")
-for name, r, p50, p90, p99, non2xx, err in rows:
-    ratio = f"{float(r) / floor:.0%}" if name.startswith("latchkey") else ""
-    print(f"| {name:<72} | {r:>8} | {p50:>7} | {p90:>7} | {p99:>7} | {ratio:>8} | {non2xx:>7} |")
+for name in rows:
+    r = med(name, 0)
+    ratio = f"{r / floor:.0%}" if name.startswith("latchkey") else ""
+    non2xx = "yes" if any(x[4] > 0 for x in rows[name]) else "no"
+    print(f"| {name:<72} | {r:>8.0f} | {med(name, 1):>7.2f} | {med(name, 2):>7.2f} | {med(name, 3):>7.2f} | {ratio:>8} | {non2xx:>7} |")
 print()
 verify = rps("latchkey GET /verify, valid token")
 print(f"/verify (valid) throughput vs the no-auth route: {verify / floor:.1%}  (target >= 85%)")
