@@ -98,6 +98,9 @@ impl PgBackend {
             // A follower that has lost the database retries soon; its
             // verifications carry on from memory meanwhile (--max-staleness).
             .acquire_timeout(Duration::from_secs(2))
+            // No ping before each read: a wake-up costs two round trips, not
+            // four. A dead connection fails one read, which is retried.
+            .test_before_acquire(false)
             .connect_with(options)
             .await?;
         Ok(PgBackend { pool, follow })

@@ -257,7 +257,10 @@ mod cluster {
         let load_tasks = load(&[&a, &b], &loader, 2, &stop, &done, &wrong);
 
         const ROUNDS: usize = 200;
+        // From A's answer (the SPEC's "from the moment the request returns")
+        // and, more conservatively, from when A was asked.
         let mut off = Vec::with_capacity(ROUNDS);
+        let mut off_since_asked = Vec::with_capacity(ROUNDS);
         let mut on = Vec::with_capacity(ROUNDS);
         let mut after_drop = Vec::new();
         let started = Instant::now();
@@ -271,9 +274,11 @@ mod cluster {
                 assert_eq!(pids.len(), 3, "each process listens on one connection: {pids:?}");
                 terminate(&server, &pids).await;
             }
+            let asked = Instant::now();
             set_active(&c, &a, &admin, target.id, false).await;
             let t = until_status(&c, &b, &target_auth, 401).await;
             off.push(t);
+            off_since_asked.push(asked.elapsed());
             set_active(&c, &a, &admin, target.id, true).await;
             let t2 = until_status(&c, &b, &target_auth, 200).await;
             on.push(t2);
@@ -318,6 +323,7 @@ mod cluster {
         until_status(&c, &b, &target_auth, 401).await;
 
         off.sort();
+        off_since_asked.sort();
         on.sort();
         let report = |name: &str, v: &[Duration]| {
             format!(
@@ -330,14 +336,15 @@ mod cluster {
         };
         let _ = writeln!(
             std::io::stderr(),
-            "cross-node propagation under load ({} verifications on 2 nodes in {:.1} s): {}; {}; right after pg_terminate_backend: {}",
+            "cross-node propagation under load ({} verifications on 2 nodes in {:.1} s): {}; {}; {}; right after pg_terminate_backend: {}",
             done.load(Ordering::Relaxed),
             elapsed.as_secs_f64(),
-            report("deactivate", &off),
+            report("deactivate (from A's answer)", &off),
+            report("deactivate (from asking A)", &off_since_asked),
             report("reactivate", &on),
             ms(after_drop[0])
         );
-        let worst = (*off.last().unwrap()).max(*on.last().unwrap());
+        let worst = (*off_since_asked.last().unwrap()).max(*on.last().unwrap());
         assert!(
             worst < Duration::from_secs(2),
             "a change took {} to reach the other node",
