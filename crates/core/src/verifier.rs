@@ -670,6 +670,40 @@ mod tests {
     }
 
     #[test]
+    fn a_large_load_runs_in_parallel_and_misses_no_token() {
+        let (v, hash) = setup(true);
+        let mut s = Snapshot::new();
+        s.add_account(AccountEntry {
+            id: 1,
+            subdomain: "acme".into(),
+            name: "Acme".into(),
+            plan: Plan::Enterprise,
+            api_token_access: true,
+        });
+        s.add_user((*v.user(10).expect("user")).clone());
+        let n = 60_000;
+        for id in 0..n {
+            s.add_token(TokenAuth {
+                id,
+                account_id: 1,
+                hash: if id == 5 {
+                    hash
+                } else {
+                    TokenHash::of(&format!("t{id}"))
+                },
+                active: true,
+            });
+        }
+        v.replace_all(s);
+        assert_eq!(v.token_count(), n as usize);
+        for id in [0, 1, 29_999, 30_000, n - 1] {
+            let id_of = v.verify("jane@example.com", &TokenHash::of(&format!("t{id}")), 1);
+            assert_eq!(id_of.map(|i| i.token_id).ok(), Some(id));
+        }
+        assert!(v.verify("jane@example.com", &hash, 1).is_ok());
+    }
+
+    #[test]
     fn removing_a_token_stops_it() {
         let (v, hash) = setup(true);
         v.remove_token(5);
