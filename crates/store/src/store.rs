@@ -58,28 +58,71 @@ fn on_unique(field: &'static str) -> impl Fn(StoreError) -> StoreError {
     }
 }
 
-/// Appends one audit event to its account's hash chain.
-async fn audit(tx: &mut dyn Tx, event: AuditEvent) -> Result<()> {
-    let previous = tx.last_audit_hash(event.account_id).await?.unwrap_or(GENESIS);
-    let hash = event.chain_hash(&previous);
-    tx.insert_audit(&event, &hash).await?;
-    Ok(())
+/// One write transaction on behalf of one actor at one instant: the
+/// transaction, and the audit events and change-log entries it appends.
+struct Work<'a> {
+    tx: Box<dyn Tx>,
+    actor: &'a Actor,
+    now: Timestamp,
 }
 
-async fn lock(tx: &mut dyn Tx, account_id: i64) -> Result<Account> {
-    tx.lock_account(account_id).await?.ok_or_else(not_found)
-}
+impl<'a> Work<'a> {
+    async fn begin(backend: &dyn Backend, actor: &'a Actor, now: Timestamp) -> Result<Self> {
+        Ok(Work {
+            tx: backend.begin().await?,
+            actor,
+            now,
+        })
+    }
 
-async fn live_user(tx: &mut dyn Tx, account_id: i64, id: i64) -> Result<User> {
-    match tx.user(account_id, id).await? {
-        Some(u) if !u.deleted => Ok(u),
-        _ => Err(not_found()),
+    /// Locks an account for the rest of the transaction and reads it.
+    async fn lock(&mut self, account_id: i64) -> Result<Account> {
+        self.tx.lock_account(account_id).await?.ok_or_else(not_found)
+    }
+
+    async fn live_user(&mut self, account_id: i64, id: i64) -> Result<User> {
+        match self.tx.user(account_id, id).await? {
+            Some(u) if !u.deleted => Ok(u),
+            _ => Err(not_found()),
+        }
+    }
+
+    async fn token(&mut self, account_id: i64, id: i64) -> Result<ApiToken> {
+        self.tx.token(account_id, id).await?.ok_or_else(not_found)
+    }
+
+    /// Appends an audit event to its account's hash chain.
+    async fn event(
+        &mut self,
+        account_id: i64,
+        action: Action,
+        source: Source,
+        change: impl Into<String>,
+    ) -> Result<()> {
+        let event = AuditEvent::new(account_id, self.actor, action, source, change.into(), self.now);
+        let previous = self.tx.last_audit_hash(account_id).await?.unwrap_or(GENESIS);
+        let hash = event.chain_hash(&previous);
+        self.tx.insert_audit(&event, &hash).await?;
+        Ok(())
+    }
+
+    /// Tells every process to re-read this entity.
+    async fn changed(&mut self, entity: Entity, id: i64) -> Result<()> {
+        self.tx.append_change(entity, id, self.now).await
+    }
+
+    async fn commit(self) -> Result<()> {
+        self.tx.commit().await
     }
 }
 
 impl Store {
     pub fn new(backend: Arc<dyn Backend>) -> Self {
         Store { backend }
+    }
+
+    async fn work<'a>(&self, actor: &'a Actor, now: Timestamp) -> Result<Work<'a>> {
+        Work::begin(&*self.backend, actor, now).await
     }
 
     /// Creates an account with its first admin.
@@ -90,29 +133,21 @@ impl Store {
         actor: &Actor,
         now: Timestamp,
     ) -> Result<(Account, User)> {
-        let mut tx = self.backend.begin().await?;
-        if tx.subdomain_taken(new.subdomain.as_str()).await? {
+        let mut w = self.work(actor, now).await?;
+        if w.tx.subdomain_taken(new.subdomain.as_str()).await? {
             return Err(taken("subdomain"));
         }
-        let account = tx.insert_account(&new, now).await.map_err(on_unique("subdomain"))?;
-        let user = tx
-            .insert_user(account.id, &admin, now)
-            .await
-            .map_err(on_unique("email"))?;
-        let id = account.id;
-        audit(
-            &mut *tx,
-            AuditEvent::new(id, actor, Action::Create, Source::account(&account), String::new(), now),
-        )
-        .await?;
-        audit(
-            &mut *tx,
-            AuditEvent::new(id, actor, Action::Create, Source::user(&user), String::new(), now),
-        )
-        .await?;
-        tx.append_change(Entity::Account, id, now).await?;
-        tx.append_change(Entity::User, user.id, now).await?;
-        tx.commit().await?;
+        let account = w.tx.insert_account(&new, now).await.map_err(on_unique("subdomain"))?;
+        let user =
+            w.tx.insert_user(account.id, &admin, now)
+                .await
+                .map_err(on_unique("email"))?;
+        w.event(account.id, Action::Create, Source::account(&account), "")
+            .await?;
+        w.event(account.id, Action::Create, Source::user(&user), "").await?;
+        w.changed(Entity::Account, account.id).await?;
+        w.changed(Entity::User, user.id).await?;
+        w.commit().await?;
         Ok((account, user))
     }
 
@@ -125,65 +160,50 @@ impl Store {
         actor: &Actor,
         now: Timestamp,
     ) -> Result<Account> {
-        let mut tx = self.backend.begin().await?;
-        let current = lock(&mut *tx, account_id).await?;
+        let mut w = self.work(actor, now).await?;
+        let current = w.lock(account_id).await?;
         let (mut next, changes) = patch.apply(&current);
         if changes.fields.is_empty() && changes.settings.is_empty() {
             return Ok(current);
         }
         next.updated_at = now;
-        tx.save_account(&next).await?;
+        w.tx.save_account(&next).await?;
         if !changes.fields.is_empty() {
-            let e = AuditEvent::new(
+            w.event(
                 account_id,
-                actor,
                 Action::Update,
                 Source::account(&next),
                 changes.fields.join("; "),
-                now,
-            );
-            audit(&mut *tx, e).await?;
+            )
+            .await?;
         }
         if !changes.settings.is_empty() {
-            let e = AuditEvent::new(
+            w.event(
                 account_id,
-                actor,
                 Action::Update,
                 Source::settings(account_id),
                 changes.settings.join("; "),
-                now,
-            );
-            audit(&mut *tx, e).await?;
+            )
+            .await?;
         }
-        tx.append_change(Entity::Account, account_id, now).await?;
-        tx.commit().await?;
+        w.changed(Entity::Account, account_id).await?;
+        w.commit().await?;
         Ok(next)
     }
 
     pub async fn create_user(&self, account_id: i64, new: NewUser, actor: &Actor, now: Timestamp) -> Result<User> {
-        let mut tx = self.backend.begin().await?;
-        lock(&mut *tx, account_id).await?;
-        if tx.email_taken(account_id, &new.email.normalized()).await? {
+        let mut w = self.work(actor, now).await?;
+        w.lock(account_id).await?;
+        if w.tx.email_taken(account_id, &new.email.normalized()).await? {
             return Err(taken("email"));
         }
-        let user = tx
-            .insert_user(account_id, &new, now)
-            .await
-            .map_err(on_unique("email"))?;
-        audit(
-            &mut *tx,
-            AuditEvent::new(
-                account_id,
-                actor,
-                Action::Create,
-                Source::user(&user),
-                String::new(),
-                now,
-            ),
-        )
-        .await?;
-        tx.append_change(Entity::User, user.id, now).await?;
-        tx.commit().await?;
+        let user =
+            w.tx.insert_user(account_id, &new, now)
+                .await
+                .map_err(on_unique("email"))?;
+        w.event(account_id, Action::Create, Source::user(&user), "").await?;
+        w.changed(Entity::User, user.id).await?;
+        w.commit().await?;
         Ok(user)
     }
 
@@ -195,55 +215,34 @@ impl Store {
         actor: &Actor,
         now: Timestamp,
     ) -> Result<User> {
-        let mut tx = self.backend.begin().await?;
-        lock(&mut *tx, account_id).await?;
-        let current = live_user(&mut *tx, account_id, id).await?;
+        let mut w = self.work(actor, now).await?;
+        w.lock(account_id).await?;
+        let current = w.live_user(account_id, id).await?;
         let (mut next, clauses) = patch.apply(&current);
         if clauses.is_empty() {
             return Ok(current);
         }
         next.updated_at = now;
-        tx.save_user(&next, now).await?;
-        audit(
-            &mut *tx,
-            AuditEvent::new(
-                account_id,
-                actor,
-                Action::Update,
-                Source::user(&next),
-                clauses.join("; "),
-                now,
-            ),
-        )
-        .await?;
-        tx.append_change(Entity::User, id, now).await?;
-        tx.commit().await?;
+        w.tx.save_user(&next, now).await?;
+        w.event(account_id, Action::Update, Source::user(&next), clauses.join("; "))
+            .await?;
+        w.changed(Entity::User, id).await?;
+        w.commit().await?;
         Ok(next)
     }
 
     /// Soft-deletes a user: it can no longer authenticate; tokens it created
     /// keep working.
     pub async fn delete_user(&self, account_id: i64, id: i64, actor: &Actor, now: Timestamp) -> Result<()> {
-        let mut tx = self.backend.begin().await?;
-        lock(&mut *tx, account_id).await?;
-        let mut user = live_user(&mut *tx, account_id, id).await?;
+        let mut w = self.work(actor, now).await?;
+        w.lock(account_id).await?;
+        let mut user = w.live_user(account_id, id).await?;
         user.deleted = true;
         user.updated_at = now;
-        tx.save_user(&user, now).await?;
-        audit(
-            &mut *tx,
-            AuditEvent::new(
-                account_id,
-                actor,
-                Action::Destroy,
-                Source::user(&user),
-                String::new(),
-                now,
-            ),
-        )
-        .await?;
-        tx.append_change(Entity::User, id, now).await?;
-        tx.commit().await
+        w.tx.save_user(&user, now).await?;
+        w.event(account_id, Action::Destroy, Source::user(&user), "").await?;
+        w.changed(Entity::User, id).await?;
+        w.commit().await
     }
 
     /// Sets or replaces a user's web sign-in password (an Argon2id PHC
@@ -256,23 +255,13 @@ impl Store {
         actor: &Actor,
         now: Timestamp,
     ) -> Result<()> {
-        let mut tx = self.backend.begin().await?;
-        lock(&mut *tx, account_id).await?;
-        let user = live_user(&mut *tx, account_id, id).await?;
-        tx.set_password(id, password_hash).await?;
-        audit(
-            &mut *tx,
-            AuditEvent::new(
-                account_id,
-                actor,
-                Action::Update,
-                Source::user(&user),
-                "password changed".to_owned(),
-                now,
-            ),
-        )
-        .await?;
-        tx.commit().await
+        let mut w = self.work(actor, now).await?;
+        w.lock(account_id).await?;
+        let user = w.live_user(account_id, id).await?;
+        w.tx.set_password(id, password_hash).await?;
+        w.event(account_id, Action::Update, Source::user(&user), "password changed")
+            .await?;
+        w.commit().await
     }
 
     /// Stores a new token, refusing it when token access is off or the
@@ -285,24 +274,20 @@ impl Store {
         actor: &Actor,
         now: Timestamp,
     ) -> Result<ApiToken> {
-        let mut tx = self.backend.begin().await?;
-        let account = lock(&mut *tx, account_id).await?;
+        let mut w = self.work(actor, now).await?;
+        let account = w.lock(account_id).await?;
         if !account.api_token_access {
             return Err(DomainError::TokenAccessDisabled.into());
         }
-        let count = tx.count_tokens(account_id).await?;
+        let count = w.tx.count_tokens(account_id).await?;
         token::check_room(count, 1, account.token_limit).map_err(DomainError::from)?;
-        let t = tx
-            .insert_token(account_id, &new, now)
-            .await
-            .map_err(on_unique("token"))?;
-        audit(
-            &mut *tx,
-            AuditEvent::new(account_id, actor, Action::Create, Source::token(&t), String::new(), now),
-        )
-        .await?;
-        tx.append_change(Entity::Token, t.id, now).await?;
-        tx.commit().await?;
+        let t =
+            w.tx.insert_token(account_id, &new, now)
+                .await
+                .map_err(on_unique("token"))?;
+        w.event(account_id, Action::Create, Source::token(&t), "").await?;
+        w.changed(Entity::Token, t.id).await?;
+        w.commit().await?;
         Ok(t)
     }
 
@@ -316,63 +301,43 @@ impl Store {
         actor: &Actor,
         now: Timestamp,
     ) -> Result<ApiToken> {
-        let mut tx = self.backend.begin().await?;
-        lock(&mut *tx, account_id).await?;
-        let current = tx.token(account_id, id).await?.ok_or_else(not_found)?;
+        let mut w = self.work(actor, now).await?;
+        w.lock(account_id).await?;
+        let current = w.token(account_id, id).await?;
         let (mut next, changes) = patch.apply(&current);
         if changes.is_empty() {
             return Ok(current);
         }
         next.updated_at = now;
-        tx.save_token(&next).await?;
+        w.tx.save_token(&next).await?;
         if !changes.update.is_empty() {
-            audit(
-                &mut *tx,
-                AuditEvent::new(
-                    account_id,
-                    actor,
-                    Action::Update,
-                    Source::token(&next),
-                    changes.update.join("; "),
-                    now,
-                ),
+            w.event(
+                account_id,
+                Action::Update,
+                Source::token(&next),
+                changes.update.join("; "),
             )
             .await?;
         }
         if let Some(active) = changes.status {
             let action = if active { Action::Reactivate } else { Action::Deactivate };
-            audit(
-                &mut *tx,
-                AuditEvent::new(account_id, actor, action, Source::token(&next), String::new(), now),
-            )
-            .await?;
+            w.event(account_id, action, Source::token(&next), "").await?;
         }
-        tx.append_change(Entity::Token, id, now).await?;
-        tx.commit().await?;
+        w.changed(Entity::Token, id).await?;
+        w.commit().await?;
         Ok(next)
     }
 
     /// Deletes a deactivated token for good.
     pub async fn delete_token(&self, account_id: i64, id: i64, actor: &Actor, now: Timestamp) -> Result<()> {
-        let mut tx = self.backend.begin().await?;
-        lock(&mut *tx, account_id).await?;
-        let t = tx.token(account_id, id).await?.ok_or_else(not_found)?;
+        let mut w = self.work(actor, now).await?;
+        w.lock(account_id).await?;
+        let t = w.token(account_id, id).await?;
         token::check_deletable(t.active).map_err(DomainError::from)?;
-        tx.delete_token(id).await?;
-        audit(
-            &mut *tx,
-            AuditEvent::new(
-                account_id,
-                actor,
-                Action::Destroy,
-                Source::token(&t),
-                String::new(),
-                now,
-            ),
-        )
-        .await?;
-        tx.append_change(Entity::Token, id, now).await?;
-        tx.commit().await
+        w.tx.delete_token(id).await?;
+        w.event(account_id, Action::Destroy, Source::token(&t), "").await?;
+        w.changed(Entity::Token, id).await?;
+        w.commit().await
     }
 
     /// Imports tokens all or nothing. An account left with more than 256
@@ -384,15 +349,15 @@ impl Store {
         actor: &Actor,
         now: Timestamp,
     ) -> Result<Vec<ApiToken>> {
-        let mut tx = self.backend.begin().await?;
-        let mut account = lock(&mut *tx, account_id).await?;
-        let count = tx.count_tokens(account_id).await?;
+        let mut w = self.work(actor, now).await?;
+        let mut account = w.lock(account_id).await?;
+        let count = w.tx.count_tokens(account_id).await?;
         let adding = tokens.len() as i64;
         let limit = token::limit_after_import(account.token_limit, count + adding);
         token::check_room(count, adding, limit).map_err(DomainError::from)?;
         let mut seen = std::collections::HashSet::new();
         for (line, new) in tokens.iter().enumerate() {
-            if !seen.insert(new.hash) || tx.token_hash_taken(&new.hash.0).await? {
+            if !seen.insert(new.hash) || w.tx.token_hash_taken(&new.hash.0).await? {
                 let e = Invalid::new(
                     format!("line {}", line + 1),
                     ErrorCode::Taken,
@@ -403,32 +368,25 @@ impl Store {
         }
         let mut created = Vec::with_capacity(tokens.len());
         for new in &tokens {
-            let t = tx
-                .insert_token(account_id, new, now)
-                .await
-                .map_err(on_unique("token"))?;
-            audit(
-                &mut *tx,
-                AuditEvent::new(account_id, actor, Action::Create, Source::token(&t), String::new(), now),
-            )
-            .await?;
-            tx.append_change(Entity::Token, t.id, now).await?;
+            let t =
+                w.tx.insert_token(account_id, new, now)
+                    .await
+                    .map_err(on_unique("token"))?;
+            w.event(account_id, Action::Create, Source::token(&t), "").await?;
+            w.changed(Entity::Token, t.id).await?;
             created.push(t);
         }
         if limit != account.token_limit {
             let from = account.token_limit;
             account.token_limit = limit;
             account.updated_at = now;
-            tx.save_account(&account).await?;
-            let desc = format!("token_limit changed from {from} to {limit}");
-            audit(
-                &mut *tx,
-                AuditEvent::new(account_id, actor, Action::Update, Source::account(&account), desc, now),
-            )
-            .await?;
-            tx.append_change(Entity::Account, account_id, now).await?;
+            w.tx.save_account(&account).await?;
+            let change = format!("token_limit changed from {from} to {limit}");
+            w.event(account_id, Action::Update, Source::account(&account), change)
+                .await?;
+            w.changed(Entity::Account, account_id).await?;
         }
-        tx.commit().await?;
+        w.commit().await?;
         Ok(created)
     }
 
