@@ -53,6 +53,15 @@ pub fn json_response(status: StatusCode, body: &Value) -> Response {
     raw_json(status, body.to_string())
 }
 
+/// 201 Created with the record's absolute URL in `Location`.
+pub fn created(location: &str, body: &Value) -> Response {
+    let mut res = json_response(StatusCode::CREATED, body);
+    if let Ok(loc) = HeaderValue::from_str(location) {
+        res.headers_mut().insert(header::LOCATION, loc);
+    }
+    res
+}
+
 pub fn raw_json(status: StatusCode, body: String) -> Response {
     let mut res = (status, body).into_response();
     res.headers_mut().insert(

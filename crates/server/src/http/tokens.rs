@@ -8,7 +8,7 @@ use latchkey_core::token::{parse_description, TokenPatch};
 use serde_json::json;
 
 use super::auth::Admin;
-use super::error::{json_response, ApiError, ApiResult};
+use super::error::{created, json_response, ApiError, ApiResult};
 use super::input::{opt_bool, opt_string, record, record_id, BaseUrl, Errors, JsonObject};
 use super::{views, AppState};
 
@@ -53,12 +53,9 @@ pub async fn create(
     let (token, plain) = state.app.create_token(&admin.access, description).await?;
     let mut body = views::token(&base, &token);
     body["token"] = plain.expose().into();
-    let mut res = json_response(StatusCode::CREATED, &json!({ "api_token": body }));
-    let headers = res.headers_mut();
-    if let Ok(loc) = HeaderValue::from_str(&views::token_url(&base, token.id)) {
-        headers.insert(header::LOCATION, loc);
-    }
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    let mut res = created(&views::token_url(&base, token.id), &json!({ "api_token": body }));
+    res.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(res)
 }
 

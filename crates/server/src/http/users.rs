@@ -2,14 +2,14 @@
 //! management by admins.
 
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use latchkey_core::user::{parse_user_name, Email, NewUser, Role, UserPatch};
 use latchkey_store::Page;
 use serde_json::json;
 
 use super::auth::{Admin, ApiUser};
-use super::error::{json_response, ApiError, ApiResult};
+use super::error::{created, json_response, ApiError, ApiResult};
 use super::input::{opt_bool, opt_string, record, record_id, required_string, BaseUrl, Errors, JsonObject};
 use super::paging::PageQuery;
 use super::{views, AppState};
@@ -89,11 +89,10 @@ pub async fn create(
         password_hash: None,
     };
     let user = state.app.create_user(&admin.access, new).await?;
-    let mut res = json_response(StatusCode::CREATED, &json!({"user": views::user(&base, &user)}));
-    if let Ok(loc) = HeaderValue::from_str(&views::user_url(&base, user.id)) {
-        res.headers_mut().insert(header::LOCATION, loc);
-    }
-    Ok(res)
+    Ok(created(
+        &views::user_url(&base, user.id),
+        &json!({"user": views::user(&base, &user)}),
+    ))
 }
 
 pub async fn show(
