@@ -279,6 +279,14 @@ async fn metrics_count_verifications_by_result_with_their_latency() {
         sample(&after, r#"latchkey_verification_duration_seconds_bucket{le="0.01"}"#),
         6
     );
+    // The server follows the change log every few milliseconds.
+    let age: f64 = after
+        .lines()
+        .find_map(|l| l.strip_prefix("latchkey_change_log_age_seconds "))
+        .expect("change log age")
+        .parse()
+        .unwrap();
+    assert!((0.0..5.0).contains(&age), "{age}");
     t.api_create_token(&good, None).await;
     assert_eq!(sample(&metrics(&t).await, "latchkey_tokens_in_memory"), 3);
 }

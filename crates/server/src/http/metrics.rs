@@ -108,15 +108,16 @@ impl Metrics {
     }
 
     /// The Prometheus text exposition, with the gauges the caller reads at
-    /// scrape time.
-    pub fn render(&self, tokens_in_memory: usize) -> String {
+    /// scrape time: the tokens in memory, and how long ago this process
+    /// last read the change log (`None`: never yet).
+    pub fn render(&self, tokens_in_memory: usize, change_log_age: Option<Duration>) -> String {
         let mut out = String::with_capacity(2048);
         // Writing to a String cannot fail.
-        let _ = self.write(&mut out, tokens_in_memory);
+        let _ = self.write(&mut out, tokens_in_memory, change_log_age);
         out
     }
 
-    fn write(&self, out: &mut String, tokens_in_memory: usize) -> std::fmt::Result {
+    fn write(&self, out: &mut String, tokens_in_memory: usize, change_log_age: Option<Duration>) -> std::fmt::Result {
         writeln!(
             out,
             "# HELP latchkey_verifications_total Authentications of API requests, by result."
@@ -151,6 +152,15 @@ impl Metrics {
         )?;
         writeln!(out, "# TYPE latchkey_tokens_in_memory gauge")?;
         writeln!(out, "latchkey_tokens_in_memory {tokens_in_memory}")?;
+        writeln!(
+            out,
+            "# HELP latchkey_change_log_age_seconds Time since this process last read the change log: how far behind other nodes' changes its memory may be."
+        )?;
+        writeln!(out, "# TYPE latchkey_change_log_age_seconds gauge")?;
+        match change_log_age {
+            Some(age) => writeln!(out, "latchkey_change_log_age_seconds {}", age.as_secs_f64())?,
+            None => writeln!(out, "latchkey_change_log_age_seconds NaN")?,
+        }
         Ok(())
     }
 }
@@ -175,7 +185,7 @@ mod tests {
         m.record(Outcome::Ok, Duration::from_nanos(800));
         m.record(Outcome::Ok, Duration::from_micros(3));
         m.record(Outcome::RateLimited, Duration::from_secs(1));
-        let text = m.render(7);
+        let text = m.render(7, Some(Duration::from_millis(250)));
         for line in [
             "latchkey_verifications_total{result=\"ok\"} 2",
             "latchkey_verifications_total{result=\"rate_limited\"} 1",
@@ -188,6 +198,7 @@ mod tests {
             "latchkey_verification_duration_seconds_count 3",
             "latchkey_verification_duration_seconds_sum 1.0000038",
             "latchkey_tokens_in_memory 7",
+            "latchkey_change_log_age_seconds 0.25",
         ] {
             assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
         }

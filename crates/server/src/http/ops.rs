@@ -42,7 +42,9 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
 
 /// The Prometheus text exposition of this process's counters.
 pub async fn metrics(State(state): State<AppState>) -> Response {
-    let body = state.metrics.render(state.app.verifier.token_count());
+    let body = state
+        .metrics
+        .render(state.app.verifier.token_count(), state.app.follower.age());
     let mut res = body.into_response();
     res.headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROMETHEUS_TEXT));
