@@ -27,3 +27,6 @@ fi
 echo "== browser tests (Admin Center in headless Chromium)"
 cargo build -p latchkey
 (cd e2e && npm ci --no-audit --no-fund && LATCHKEY_BIN="$PWD/../target/debug/latchkey" npm test)
+
+echo "== benchmarks, quick mode (they must keep compiling and running)"
+cargo bench -p latchkey-core --bench verifier -- --quick --warm-up-time 1 --measurement-time 2
