@@ -14,7 +14,8 @@ cargo test --workspace
 
 if [ -n "${LATCHKEY_TEST_POSTGRES_URL:-}" ]; then
   echo "== integration tests (PostgreSQL)"
-  LATCHKEY_TEST_DATABASE=postgres cargo test -p latchkey --test it
+  # The multi-node tests already ran above (they need PostgreSQL whatever the default database).
+  LATCHKEY_TEST_DATABASE=postgres cargo test -p latchkey --test it -- --skip nodes::cluster::
   LATCHKEY_TEST_DATABASE=postgres cargo test -p latchkey-store --test store
 else
   echo "== integration tests (PostgreSQL): NOT RUN — set LATCHKEY_TEST_POSTGRES_URL"

@@ -27,6 +27,13 @@ pub async fn healthz() -> &'static str {
 /// verifier is loaded by then, since the server only starts after its first
 /// full load ([`crate::App::open`]).
 pub async fn readyz(State(state): State<AppState>) -> Response {
+    if state.app.follower.is_stale(state.config.max_staleness) {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "out of touch with the database for longer than --max-staleness",
+        )
+            .into_response();
+    }
     match tokio::time::timeout(READY_TIMEOUT, state.app.store.latest_change()).await {
         Ok(Ok(_)) => (StatusCode::OK, "ready").into_response(),
         Ok(Err(e)) => {
