@@ -132,6 +132,9 @@ pub enum OnOff {
     Off,
 }
 
+/// The plans of SPEC §1; a value outside them is a bad argument (exit 2).
+const PLANS: [&str; 5] = ["team", "growth", "professional", "enterprise", "enterprise_plus"];
+
 #[derive(Debug, Subcommand)]
 pub enum AccountCmd {
     /// Create an account with its first admin.
@@ -146,8 +149,7 @@ pub struct AccountCreate {
     pub subdomain: String,
     #[arg(long, env = "LATCHKEY_NAME")]
     pub name: String,
-    /// team, growth, professional, enterprise or enterprise_plus.
-    #[arg(long, env = "LATCHKEY_PLAN")]
+    #[arg(long, env = "LATCHKEY_PLAN", value_parser = PLANS)]
     pub plan: String,
     /// Turn API token access on from the start.
     #[arg(long, env = "LATCHKEY_API_TOKEN_ACCESS")]
@@ -168,7 +170,7 @@ pub struct AccountUpdate {
     pub subdomain: String,
     #[arg(long, env = "LATCHKEY_NAME")]
     pub name: Option<String>,
-    #[arg(long, env = "LATCHKEY_PLAN")]
+    #[arg(long, env = "LATCHKEY_PLAN", value_parser = PLANS)]
     pub plan: Option<String>,
     #[arg(long, env = "LATCHKEY_API_TOKEN_ACCESS", value_enum)]
     pub api_token_access: Option<OnOff>,
@@ -189,8 +191,7 @@ pub struct UserCreate {
     pub email: String,
     #[arg(long, env = "LATCHKEY_NAME")]
     pub name: String,
-    /// admin, agent or end_user.
-    #[arg(long, env = "LATCHKEY_ROLE")]
+    #[arg(long, env = "LATCHKEY_ROLE", value_parser = ["admin", "agent", "end_user"])]
     pub role: String,
     /// Create the user unverified (it cannot use API tokens until verified).
     #[arg(long, env = "LATCHKEY_UNVERIFIED")]
