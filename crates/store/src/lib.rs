@@ -17,6 +17,7 @@ pub mod postgres;
 mod sql;
 pub mod sqlite;
 mod store;
+mod tx_common;
 
 pub use follower::Follower;
 pub use store::{Page, Store};

@@ -1,0 +1,186 @@
+//! The transaction statements that read the same on every backend, written
+//! once. `impl_tx!` emits a backend's whole `Tx` impl: the methods given to
+//! it (the ones whose SQL or locking differs) plus these. It is a macro, not
+//! generic code, because sqlx's per-database types make generic statement
+//! code far longer than the statements themselves.
+
+macro_rules! impl_tx {
+    ($ty:ty { $($own:tt)* }) => {
+        #[async_trait::async_trait]
+        impl $crate::backend::Tx for $ty {
+            $($own)*
+
+            async fn insert_account(&mut self, new: &NewAccount, now: Timestamp) -> Result<Account> {
+                let row: AccountRow = sqlx::query_as(sql::INSERT_ACCOUNT)
+                    .bind(new.subdomain.as_str())
+                    .bind(&new.name)
+                    .bind(new.plan.as_str())
+                    .bind(new.token_limit())
+                    .bind(new.api_token_access)
+                    .bind(now)
+                    .fetch_one(&mut *self.tx)
+                    .await?;
+                Account::try_from(row)
+            }
+
+            async fn save_account(&mut self, a: &Account) -> Result<()> {
+                sqlx::query(sql::SAVE_ACCOUNT)
+                    .bind(&a.name)
+                    .bind(a.plan.as_str())
+                    .bind(a.token_limit)
+                    .bind(a.api_token_access)
+                    .bind(a.updated_at)
+                    .bind(a.id)
+                    .execute(&mut *self.tx)
+                    .await?;
+                Ok(())
+            }
+
+            async fn user(&mut self, account_id: i64, id: i64) -> Result<Option<User>> {
+                let row: Option<UserRow> = sqlx::query_as(sql::ACCOUNT_USER)
+                    .bind(account_id)
+                    .bind(id)
+                    .fetch_optional(&mut *self.tx)
+                    .await?;
+                row.map(User::try_from).transpose()
+            }
+
+            async fn email_taken(&mut self, account_id: i64, email_normalized: &str) -> Result<bool> {
+                let n: i64 = sqlx::query_scalar(sql::EMAIL_TAKEN)
+                    .bind(account_id)
+                    .bind(email_normalized)
+                    .fetch_one(&mut *self.tx)
+                    .await?;
+                Ok(n > 0)
+            }
+
+            async fn insert_user(&mut self, account_id: i64, new: &NewUser, now: Timestamp) -> Result<User> {
+                let row: UserRow = sqlx::query_as(sql::INSERT_USER)
+                    .bind(account_id)
+                    .bind(&new.name)
+                    .bind(new.email.as_str())
+                    .bind(new.email.normalized())
+                    .bind(new.role.as_str())
+                    .bind(new.verified)
+                    .bind(new.password_hash.as_deref())
+                    .bind(now)
+                    .fetch_one(&mut *self.tx)
+                    .await?;
+                User::try_from(row)
+            }
+
+            async fn save_user(&mut self, u: &User, now: Timestamp) -> Result<()> {
+                sqlx::query(sql::SAVE_USER)
+                    .bind(&u.name)
+                    .bind(u.role.as_str())
+                    .bind(u.verified)
+                    .bind(u.suspended)
+                    .bind(u.deleted)
+                    .bind(now)
+                    .bind(u.updated_at)
+                    .bind(u.id)
+                    .execute(&mut *self.tx)
+                    .await?;
+                Ok(())
+            }
+
+            async fn set_password(&mut self, user_id: i64, password_hash: &str) -> Result<()> {
+                sqlx::query(sql::SET_PASSWORD)
+                    .bind(password_hash)
+                    .bind(user_id)
+                    .execute(&mut *self.tx)
+                    .await?;
+                Ok(())
+            }
+
+            async fn count_tokens(&mut self, account_id: i64) -> Result<i64> {
+                Ok(sqlx::query_scalar(sql::COUNT_TOKENS)
+                    .bind(account_id)
+                    .fetch_one(&mut *self.tx)
+                    .await?)
+            }
+
+            async fn token(&mut self, account_id: i64, id: i64) -> Result<Option<ApiToken>> {
+                let row: Option<TokenRow> = sqlx::query_as(sql::ACCOUNT_TOKEN)
+                    .bind(account_id)
+                    .bind(id)
+                    .fetch_optional(&mut *self.tx)
+                    .await?;
+                Ok(row.map(ApiToken::from))
+            }
+
+            async fn token_hash_taken(&mut self, hash: &[u8]) -> Result<bool> {
+                let n: i64 = sqlx::query_scalar(sql::TOKEN_HASH_TAKEN)
+                    .bind(hash)
+                    .fetch_one(&mut *self.tx)
+                    .await?;
+                Ok(n > 0)
+            }
+
+            async fn insert_token(&mut self, account_id: i64, new: &NewToken, now: Timestamp) -> Result<ApiToken> {
+                let row: TokenRow = sqlx::query_as(sql::INSERT_TOKEN)
+                    .bind(account_id)
+                    .bind(&new.hash.0[..])
+                    .bind(&new.visible_token)
+                    .bind(new.description.as_deref())
+                    .bind(new.active)
+                    .bind(new.user_id)
+                    .bind(now)
+                    .fetch_one(&mut *self.tx)
+                    .await?;
+                Ok(ApiToken::from(row))
+            }
+
+            async fn save_token(&mut self, t: &ApiToken) -> Result<()> {
+                sqlx::query(sql::SAVE_TOKEN)
+                    .bind(t.description.as_deref())
+                    .bind(t.active)
+                    .bind(t.assigned_user_id)
+                    .bind(t.updated_at)
+                    .bind(t.id)
+                    .execute(&mut *self.tx)
+                    .await?;
+                Ok(())
+            }
+
+            async fn delete_token(&mut self, id: i64) -> Result<()> {
+                sqlx::query(sql::DELETE_TOKEN).bind(id).execute(&mut *self.tx).await?;
+                Ok(())
+            }
+
+            async fn last_audit_hash(&mut self, account_id: i64) -> Result<Option<[u8; 32]>> {
+                let hash: Option<Vec<u8>> = sqlx::query_scalar(sql::LAST_AUDIT_HASH)
+                    .bind(account_id)
+                    .fetch_optional(&mut *self.tx)
+                    .await?;
+                Ok(hash.map(|h| <[u8; 32]>::try_from(h.as_slice()).unwrap_or([0xff; 32])))
+            }
+
+            async fn insert_audit(&mut self, e: &AuditEvent, hash: &[u8; 32]) -> Result<i64> {
+                let id: i64 = sqlx::query_scalar(sql::INSERT_AUDIT)
+                    .bind(e.account_id)
+                    .bind(e.action.as_str())
+                    .bind(e.actor_type.as_str())
+                    .bind(e.actor_id)
+                    .bind(&e.actor_name)
+                    .bind(e.source_type.as_str())
+                    .bind(e.source_id)
+                    .bind(&e.source_label)
+                    .bind(&e.change_description)
+                    .bind(e.ip_address.as_deref())
+                    .bind(e.created_at)
+                    .bind(&hash[..])
+                    .fetch_one(&mut *self.tx)
+                    .await?;
+                Ok(id)
+            }
+
+            async fn commit(self: Box<Self>) -> Result<()> {
+                self.tx.commit().await?;
+                Ok(())
+            }
+        }
+    };
+}
+
+pub(crate) use impl_tx;
