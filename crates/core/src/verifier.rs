@@ -4,9 +4,11 @@
 //! write.
 //!
 //! Tokens, accounts and users share one concurrent map (`papaya`, lock-free
-//! reads), so a verification takes one epoch guard for its three lookups
-//! and clones only the two `Arc`s its [`Identity`] carries: the locked
-//! instructions are the floor of a concurrent read, and they are few. A full
+//! reads), so a verification takes one epoch guard for its three lookups.
+//! [`Verifier::verify_with`] lends the identity to a closure inside that
+//! guard and clones nothing; [`Verifier::verify`] clones the two `Arc`s an
+//! owned [`Identity`] carries. The locked instructions are then the floor of
+//! a concurrent read, and they are few. A full
 //! resynchronisation applies a fresh load in place and then drops what the
 //! load no longer has, the way the change-log follower applies single
 //! changes. `last_used` is kept here too: a request stores the time in an
@@ -167,6 +169,30 @@ pub struct Identity {
     pub token_id: i64,
 }
 
+/// Who a verified request runs as, borrowed from the verifier: valid only
+/// inside the closure given to [`Verifier::verify_with`], and free to read
+/// (no reference count is touched).
+#[derive(Debug, Clone, Copy)]
+pub struct IdentityRef<'a> {
+    pub account: &'a AccountEntry,
+    pub user: &'a User,
+    pub token_id: i64,
+    /// The entries themselves, for [`IdentityRef::to_identity`].
+    shared: (&'a Arc<AccountEntry>, &'a Arc<User>),
+}
+
+impl IdentityRef<'_> {
+    /// The owned [`Identity`], for use after the verification: clones the
+    /// two `Arc`s, not what they hold.
+    pub fn to_identity(self) -> Identity {
+        Identity {
+            account: self.shared.0.clone(),
+            user: self.shared.1.clone(),
+            token_id: self.token_id,
+        }
+    }
+}
+
 /// Why a verification failed. Never shown to the caller (every reason gets
 /// the same 401); kept for metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -238,6 +264,20 @@ impl Verifier {
     /// Checks `{email}/token:{token}` credentials, given the token's hash
     /// (SPEC §4.1). On success, records the use for `last_used`.
     pub fn verify(&self, email: &str, hash: &TokenHash, now: Timestamp) -> Result<Identity, Denial> {
+        self.verify_with(email, hash, now, |id| id.to_identity())
+    }
+
+    /// [`Self::verify`] without an owned [`Identity`]: on success, calls `f`
+    /// with the identity borrowed from the verifier and returns what `f`
+    /// returns. `f` runs inside the map's read guard, so it should be short
+    /// (build a response's headers, read a role); it clones no `Arc`.
+    pub fn verify_with<R>(
+        &self,
+        email: &str,
+        hash: &TokenHash,
+        now: Timestamp,
+        f: impl FnOnce(IdentityRef<'_>) -> R,
+    ) -> Result<R, Denial> {
         let lookup = self.lookup.pin();
         let Some(Entry::Token(token)) = lookup.get(&TokenQ(hash)) else {
             return Err(Denial::UnknownToken);
@@ -260,11 +300,12 @@ impl Verifier {
             return Err(Denial::UserCannotAuthenticate);
         }
         self.record_use(token, now);
-        Ok(Identity {
-            account: account.clone(),
-            user: user.clone(),
+        Ok(f(IdentityRef {
+            account,
+            user,
             token_id: token.auth.id,
-        })
+            shared: (account, user),
+        }))
     }
 
     fn record_use(&self, token: &TokenEntry, now: Timestamp) {
@@ -701,6 +742,66 @@ mod tests {
             assert_eq!(id_of.map(|i| i.token_id).ok(), Some(id));
         }
         assert!(v.verify("jane@example.com", &hash, 1).is_ok());
+    }
+
+    type Seen = (i64, String, i64, String, Role, i64);
+
+    /// What a verification yields, as plain values both paths can give.
+    fn seen(a: &AccountEntry, u: &User, token_id: i64) -> Seen {
+        (a.id, a.subdomain.clone(), u.id, u.email.clone(), u.role, token_id)
+    }
+
+    fn seen_ref(i: IdentityRef<'_>) -> Seen {
+        seen(i.account, i.user, i.token_id)
+    }
+
+    #[test]
+    fn the_borrowing_path_gives_the_same_answers_as_verify() {
+        let (valid, hash) = setup(true);
+        let (disabled, _) = setup(false);
+        let (inactive, _) = setup(true);
+        inactive.upsert_token(TokenAuth {
+            id: 5,
+            account_id: 1,
+            hash,
+            active: false,
+        });
+        let (suspended, _) = setup(true);
+        let mut u = (*suspended.user(10).expect("user")).clone();
+        u.suspended = true;
+        suspended.upsert_user(u);
+        let unknown = TokenHash::of("lk_unknown");
+        let mut denials = HashSet::new();
+        for v in [&valid, &disabled, &inactive, &suspended] {
+            for email in ["jane@example.com", "JANE@Example.COM", "bob@example.com", ""] {
+                for h in [&hash, &unknown] {
+                    let owned = v.verify(email, h, 1).map(|i| seen(&i.account, &i.user, i.token_id));
+                    let borrowed = v.verify_with(email, h, 1, seen_ref);
+                    assert_eq!(owned, borrowed, "{email}");
+                    denials.insert(borrowed.err().map(Denial::as_str));
+                }
+            }
+        }
+        // Every outcome was compared, the success and each denial.
+        assert_eq!(denials.len(), 6, "{denials:?}");
+        let ok = valid.verify_with("jane@example.com", &hash, 1, seen_ref);
+        assert_eq!(
+            ok,
+            Ok((1, "acme".into(), 10, "Jane@Example.com".into(), Role::Agent, 5))
+        );
+    }
+
+    #[test]
+    fn the_borrowing_path_records_use_and_an_owned_identity_shares_the_entries() {
+        let (v, hash) = setup(true);
+        assert_eq!(v.verify_with("jane@example.com", &hash, 300, |i| i.token_id), Ok(5));
+        assert_eq!(v.drain_usage(), vec![(5, 300)]);
+        let id = v
+            .verify_with("jane@example.com", &hash, 301, |i| i.to_identity())
+            .expect("ok");
+        assert!(Arc::ptr_eq(&id.account, &v.account(1).expect("account")));
+        assert!(Arc::ptr_eq(&id.user, &v.user(10).expect("user")));
+        assert_eq!(v.last_used(5), Some(301));
     }
 
     #[test]

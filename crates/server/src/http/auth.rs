@@ -13,7 +13,10 @@ use std::time::Instant;
 
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::{header, request::Parts};
-use latchkey_core::{audit::Actor, time::Timestamp, user::Role, verifier::Identity};
+use latchkey_core::audit::Actor;
+use latchkey_core::time::Timestamp;
+use latchkey_core::user::Role;
+use latchkey_core::verifier::{Identity, IdentityRef};
 
 use super::credentials::{self, Credentials};
 use super::error::ApiError;
@@ -78,6 +81,22 @@ pub fn client_ip(parts: &Parts, config: &ServerConfig) -> IpAddr {
 /// Checks a request's credentials against the in-memory verifier, and
 /// counts the outcome and its latency for `/metrics`.
 pub fn authenticate(state: &AppState, parts: &Parts) -> Result<ApiUser, ApiError> {
+    authenticate_with(state, parts, |identity, ip| ApiUser {
+        identity: identity.to_identity(),
+        ip,
+    })
+}
+
+/// [`authenticate`] lending the identity instead of returning it: on
+/// success, returns what `f` makes of the identity (borrowed from the
+/// verifier, valid only inside `f`) and the client's address. Staleness,
+/// the failure limit, credential parsing and metrics are the same for
+/// every caller.
+pub fn authenticate_with<R>(
+    state: &AppState,
+    parts: &Parts,
+    f: impl FnOnce(IdentityRef<'_>, IpAddr) -> R,
+) -> Result<R, ApiError> {
     let started = Instant::now();
     // Out of touch with the database for too long: what memory holds may
     // miss a revocation, so refuse rather than trust it (SPEC §10.3).
@@ -91,20 +110,20 @@ pub fn authenticate(state: &AppState, parts: &Parts) -> Result<ApiUser, ApiError
         return Err(ApiError::TooManyRequests { retry_after });
     }
     let header = parts.headers.get(header::AUTHORIZATION).map(|v| v.as_bytes());
-    let outcome: Result<Identity, (ApiError, Outcome)> = match credentials::parse(header) {
+    let outcome: Result<R, (ApiError, Outcome)> = match credentials::parse(header) {
         Credentials::ApiToken { email, hash } => state
             .app
             .verifier
-            .verify(&email, &hash, now)
+            .verify_with(&email, &hash, now, |identity| f(identity, ip))
             .map_err(|d| (ApiError::NotAuthenticated { token_hint: false }, Outcome::Denied(d))),
         Credentials::BadBasic { token_hint } => Err((ApiError::NotAuthenticated { token_hint }, Outcome::Malformed)),
         Credentials::Bearer { api_token } => Err((ApiError::InvalidBearer { api_token }, Outcome::Bearer)),
         Credentials::Missing => Err((ApiError::NotAuthenticated { token_hint: false }, Outcome::Missing)),
     };
     match outcome {
-        Ok(identity) => {
+        Ok(made) => {
             state.metrics.record(Outcome::Ok, started.elapsed());
-            Ok(ApiUser { identity, ip })
+            Ok(made)
         }
         Err((err, reason)) => {
             state.limiter.record_failure(ip, now);

@@ -2,10 +2,13 @@
 //! through?" (SPEC §8), for nginx `auth_request` and Traefik `forwardAuth`.
 //!
 //! Any method is accepted. The answer comes from the in-memory verifier
-//! through the same [`ApiUser`] extractor as the REST API, so failures are
-//! exactly §4.2's (401 with `WWW-Authenticate`, 429 with `Retry-After`
-//! before any lookup) and no database statement runs. Success is 200 with
-//! no body and the identity in headers:
+//! through the same authentication as the REST API's
+//! [`ApiUser`](super::auth::ApiUser) extractor ([`authenticate_with`]), so
+//! failures are exactly §4.2's (401 with `WWW-Authenticate`, 429 with
+//! `Retry-After` before any lookup) and no database statement runs. The
+//! headers are built from the identity as the verifier lends it, so a
+//! request clones no `Arc`. Success is 200 with no body and the identity in
+//! headers:
 //!
 //! | header | value |
 //! |---|---|
@@ -17,10 +20,14 @@
 //! | `X-Latchkey-Token-Id` | the token's id |
 //! | `X-Latchkey-Scopes` | empty: the token is unrestricted and carries the user's full role (scopes null, §9.1); a restricted token will list its scope names here, separated by spaces |
 
-use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::extract::FromRequestParts;
+use axum::http::{request::Parts, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use latchkey_core::verifier::IdentityRef;
 
-use super::auth::ApiUser;
+use super::auth::authenticate_with;
+use super::error::ApiError;
+use super::AppState;
 
 pub const ACCOUNT_ID: HeaderName = HeaderName::from_static("x-latchkey-account-id");
 pub const ACCOUNT: HeaderName = HeaderName::from_static("x-latchkey-account");
@@ -30,10 +37,19 @@ pub const ROLE: HeaderName = HeaderName::from_static("x-latchkey-role");
 pub const TOKEN_ID: HeaderName = HeaderName::from_static("x-latchkey-token-id");
 pub const SCOPES: HeaderName = HeaderName::from_static("x-latchkey-scopes");
 
-/// `GET /verify` (any method): 200 with the identity headers, else the
-/// extractor's 401/429.
-pub async fn verify(user: ApiUser) -> Response {
-    let id = &user.identity;
+/// An authenticated request's identity headers; the extractor fails with
+/// the same 401/429/503 as [`ApiUser`](super::auth::ApiUser).
+pub struct IdentityHeaders(HeaderMap);
+
+impl FromRequestParts<AppState> for IdentityHeaders {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        authenticate_with(state, parts, |id, _ip| IdentityHeaders(identity_headers(id)))
+    }
+}
+
+fn identity_headers(id: IdentityRef<'_>) -> HeaderMap {
     let mut headers = HeaderMap::with_capacity(8);
     headers.insert(ACCOUNT_ID, HeaderValue::from(id.account.id));
     headers.insert(USER_ID, HeaderValue::from(id.user.id));
@@ -49,5 +65,11 @@ pub async fn verify(user: ApiUser) -> Response {
     if let Ok(v) = HeaderValue::from_bytes(id.user.email.as_bytes()) {
         headers.insert(USER_EMAIL, v);
     }
+    headers
+}
+
+/// `GET /verify` (any method): 200 with the identity headers, else the
+/// extractor's 401/429/503.
+pub async fn verify(IdentityHeaders(headers): IdentityHeaders) -> Response {
     (StatusCode::OK, headers).into_response()
 }
