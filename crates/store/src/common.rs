@@ -1,9 +1,12 @@
-//! The transaction statements that read the same on every backend, written
-//! once. `impl_tx!` emits a backend's whole `Tx` impl: the methods given to
-//! it (the ones whose SQL or locking differs) plus these. It is a macro, not
-//! generic code, because sqlx's per-database types make generic statement
-//! code far longer than the statements themselves.
+//! The statements that read the same on every backend, written once.
+//! `impl_tx!` and `impl_backend!` emit a backend's whole `Tx` and `Backend`
+//! impls: the methods given to them (whose SQL, pool or locking differs)
+//! plus the shared ones. Macros, not generic code, because sqlx's
+//! per-database types make generic statement code far longer than the
+//! statements themselves.
 
+/// Emits a backend's whole `Tx` impl: the methods given to it plus the
+/// statements every backend runs the same way on `self.tx`.
 macro_rules! impl_tx {
     ($ty:ty { $($own:tt)* }) => {
         #[async_trait::async_trait]
@@ -184,3 +187,168 @@ macro_rules! impl_tx {
 }
 
 pub(crate) use impl_tx;
+
+/// Emits a backend's whole `Backend` impl: the methods given to it (those
+/// whose pool, locking or SQL differs) plus the reads that are the same
+/// text on every backend (they read `self.pool`).
+macro_rules! impl_backend {
+    ($ty:ty { $($own:tt)* }) => {
+        #[async_trait::async_trait]
+        impl $crate::backend::Backend for $ty {
+            $($own)*
+
+            async fn account_count(&self) -> Result<i64> {
+                Ok(sqlx::query_scalar(sql::ACCOUNT_COUNT).fetch_one(&self.pool).await?)
+            }
+
+            async fn accounts(&self) -> Result<Vec<Account>> {
+                let rows: Vec<AccountRow> = sqlx::query_as(sql::ALL_ACCOUNTS).fetch_all(&self.pool).await?;
+                rows.into_iter().map(Account::try_from).collect()
+            }
+
+            async fn account(&self, id: i64) -> Result<Option<Account>> {
+                let row: Option<AccountRow> = sqlx::query_as(sql::ACCOUNT_BY_ID)
+                    .bind(id)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                row.map(Account::try_from).transpose()
+            }
+
+            async fn account_by_subdomain(&self, subdomain: &str) -> Result<Option<Account>> {
+                let row: Option<AccountRow> = sqlx::query_as(sql::ACCOUNT_BY_SUBDOMAIN)
+                    .bind(subdomain)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                row.map(Account::try_from).transpose()
+            }
+
+            async fn user(&self, id: i64) -> Result<Option<User>> {
+                let row: Option<UserRow> = sqlx::query_as(sql::USER_BY_ID)
+                    .bind(id)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                row.map(User::try_from).transpose()
+            }
+
+            async fn user_credentials(
+                &self,
+                account_id: i64,
+                email_normalized: &str,
+            ) -> Result<Option<(User, Option<String>)>> {
+                let Some(row) = sqlx::query_as::<_, UserRow>(sql::LIVE_USER_BY_EMAIL)
+                    .bind(account_id)
+                    .bind(email_normalized)
+                    .fetch_optional(&self.pool)
+                    .await?
+                else {
+                    return Ok(None);
+                };
+                let user = User::try_from(row)?;
+                let hash: Option<String> = sqlx::query_scalar(sql::PASSWORD_HASH)
+                    .bind(user.id)
+                    .fetch_one(&self.pool)
+                    .await?;
+                Ok(Some((user, hash)))
+            }
+
+            async fn users_page(
+                &self,
+                account_id: i64,
+                after: Option<i64>,
+                before: Option<i64>,
+                limit: i64,
+            ) -> Result<Vec<User>> {
+                let rows: Vec<UserRow> = match before {
+                    Some(before) => {
+                        let mut rows: Vec<UserRow> = sqlx::query_as(sql::USERS_BEFORE)
+                            .bind(account_id)
+                            .bind(before)
+                            .bind(limit)
+                            .fetch_all(&self.pool)
+                            .await?;
+                        rows.reverse();
+                        rows
+                    }
+                    None => {
+                        sqlx::query_as(sql::USERS_AFTER)
+                            .bind(account_id)
+                            .bind(after.unwrap_or(0))
+                            .bind(limit)
+                            .fetch_all(&self.pool)
+                            .await?
+                    }
+                };
+                rows.into_iter().map(User::try_from).collect()
+            }
+
+            async fn token(&self, account_id: i64, id: i64) -> Result<Option<ApiToken>> {
+                let row: Option<TokenRow> = sqlx::query_as(sql::ACCOUNT_TOKEN)
+                    .bind(account_id)
+                    .bind(id)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                Ok(row.map(ApiToken::from))
+            }
+
+            async fn tokens(&self, account_id: i64) -> Result<Vec<ApiToken>> {
+                let rows: Vec<TokenRow> = sqlx::query_as(sql::ACCOUNT_TOKENS)
+                    .bind(account_id)
+                    .fetch_all(&self.pool)
+                    .await?;
+                Ok(rows.into_iter().map(ApiToken::from).collect())
+            }
+
+            async fn audit_chain(&self, account_id: i64) -> Result<Vec<(AuditEvent, [u8; 32])>> {
+                let rows: Vec<AuditRow> = sqlx::query_as(sql::AUDIT_CHAIN)
+                    .bind(account_id)
+                    .fetch_all(&self.pool)
+                    .await?;
+                rows.into_iter().map(<(AuditEvent, [u8; 32])>::try_from).collect()
+            }
+
+            async fn session(&self, id_hash: &[u8; 32]) -> Result<Option<SessionRecord>> {
+                let row: Option<(Vec<u8>, i64, i64, String, i64, i64)> = sqlx::query_as(sql::SESSION_BY_HASH)
+                    .bind(&id_hash[..])
+                    .fetch_optional(&self.pool)
+                    .await?;
+                Ok(row.map(
+                    |(_, account_id, user_id, csrf_token, created_at, last_seen_at)| SessionRecord {
+                        id_hash: *id_hash,
+                        account_id,
+                        user_id,
+                        csrf_token,
+                        created_at,
+                        last_seen_at,
+                    },
+                ))
+            }
+
+            async fn audit_events(&self, account_id: i64, filter: &AuditFilter, seek: &Seek) -> Result<Vec<AuditEvent>> {
+                let (text, args) = audit_log::list_sql(account_id, filter, seek);
+                let mut query = sqlx::query_as::<_, AuditRow>(&text);
+                for arg in args {
+                    query = match arg {
+                        audit_log::Arg::Int(n) => query.bind(n),
+                        audit_log::Arg::Text(s) => query.bind(s),
+                    };
+                }
+                let rows = query.fetch_all(&self.pool).await?;
+                rows.into_iter()
+                    .map(|r| <(AuditEvent, [u8; 32])>::try_from(r).map(|(e, _)| e))
+                    .collect()
+            }
+
+            async fn audit_event(&self, account_id: i64, id: i64) -> Result<Option<AuditEvent>> {
+                let row: Option<AuditRow> = sqlx::query_as(&audit_log::event_sql())
+                    .bind(account_id)
+                    .bind(id)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                row.map(|r| <(AuditEvent, [u8; 32])>::try_from(r).map(|(e, _)| e))
+                    .transpose()
+            }
+        }
+    };
+}
+
+pub(crate) use impl_backend;

@@ -13,11 +13,11 @@ pub mod copy;
 pub mod follower;
 #[macro_use]
 mod rows;
+mod common;
 pub mod postgres;
 mod sql;
 pub mod sqlite;
 mod store;
-mod tx_common;
 
 pub use follower::Follower;
 pub use store::{Page, Store};

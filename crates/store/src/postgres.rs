@@ -48,7 +48,7 @@ use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
 use sqlx::{PgPool, Postgres, Transaction};
 
 use crate::audit_log;
-use crate::backend::{Backend, ChangeListener, SessionRecord, Tx, Wake};
+use crate::backend::{ChangeListener, SessionRecord, Tx, Wake};
 use crate::rows::*;
 use crate::sql;
 use crate::{Change, Entity, Result};
@@ -135,8 +135,7 @@ impl ChangeListener for PgChangeListener {
     }
 }
 
-#[async_trait]
-impl Backend for PgBackend {
+crate::common::impl_backend!(PgBackend {
     async fn begin(&self) -> Result<Box<dyn Tx>> {
         let tx = self.pool.begin().await?;
         Ok(Box::new(PgTx { tx, appending: false }))
@@ -199,121 +198,12 @@ impl Backend for PgBackend {
         Ok(done.rows_affected())
     }
 
-    async fn account_count(&self) -> Result<i64> {
-        Ok(sqlx::query_scalar(sql::ACCOUNT_COUNT).fetch_one(&self.pool).await?)
-    }
-
-    async fn accounts(&self) -> Result<Vec<Account>> {
-        let rows: Vec<AccountRow> = sqlx::query_as(sql::ALL_ACCOUNTS).fetch_all(&self.pool).await?;
-        rows.into_iter().map(Account::try_from).collect()
-    }
-
-    async fn account(&self, id: i64) -> Result<Option<Account>> {
-        let row: Option<AccountRow> = sqlx::query_as(sql::ACCOUNT_BY_ID)
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.map(Account::try_from).transpose()
-    }
-
-    async fn account_by_subdomain(&self, subdomain: &str) -> Result<Option<Account>> {
-        let row: Option<AccountRow> = sqlx::query_as(sql::ACCOUNT_BY_SUBDOMAIN)
-            .bind(subdomain)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.map(Account::try_from).transpose()
-    }
-
-    async fn user(&self, id: i64) -> Result<Option<User>> {
-        let row: Option<UserRow> = sqlx::query_as(sql::USER_BY_ID)
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.map(User::try_from).transpose()
-    }
-
-    async fn user_credentials(
-        &self,
-        account_id: i64,
-        email_normalized: &str,
-    ) -> Result<Option<(User, Option<String>)>> {
-        let Some(row) = sqlx::query_as::<_, UserRow>(sql::LIVE_USER_BY_EMAIL)
-            .bind(account_id)
-            .bind(email_normalized)
-            .fetch_optional(&self.pool)
-            .await?
-        else {
-            return Ok(None);
-        };
-        let user = User::try_from(row)?;
-        let hash: Option<String> = sqlx::query_scalar(sql::PASSWORD_HASH)
-            .bind(user.id)
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(Some((user, hash)))
-    }
-
-    async fn users_page(
-        &self,
-        account_id: i64,
-        after: Option<i64>,
-        before: Option<i64>,
-        limit: i64,
-    ) -> Result<Vec<User>> {
-        let rows: Vec<UserRow> = match before {
-            Some(before) => {
-                let mut rows: Vec<UserRow> = sqlx::query_as(sql::USERS_BEFORE)
-                    .bind(account_id)
-                    .bind(before)
-                    .bind(limit)
-                    .fetch_all(&self.pool)
-                    .await?;
-                rows.reverse();
-                rows
-            }
-            None => {
-                sqlx::query_as(sql::USERS_AFTER)
-                    .bind(account_id)
-                    .bind(after.unwrap_or(0))
-                    .bind(limit)
-                    .fetch_all(&self.pool)
-                    .await?
-            }
-        };
-        rows.into_iter().map(User::try_from).collect()
-    }
-
-    async fn token(&self, account_id: i64, id: i64) -> Result<Option<ApiToken>> {
-        let row: Option<TokenRow> = sqlx::query_as(sql::ACCOUNT_TOKEN)
-            .bind(account_id)
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(row.map(ApiToken::from))
-    }
-
     async fn token_auth(&self, id: i64) -> Result<Option<TokenAuth>> {
         let row: Option<TokenAuthRow> = sqlx::query_as(sql::TOKEN_AUTH_BY_ID)
             .bind(id)
             .fetch_optional(&self.follow)
             .await?;
         row.map(TokenAuth::try_from).transpose()
-    }
-
-    async fn tokens(&self, account_id: i64) -> Result<Vec<ApiToken>> {
-        let rows: Vec<TokenRow> = sqlx::query_as(sql::ACCOUNT_TOKENS)
-            .bind(account_id)
-            .fetch_all(&self.pool)
-            .await?;
-        Ok(rows.into_iter().map(ApiToken::from).collect())
-    }
-
-    async fn audit_chain(&self, account_id: i64) -> Result<Vec<(AuditEvent, [u8; 32])>> {
-        let rows: Vec<AuditRow> = sqlx::query_as(sql::AUDIT_CHAIN)
-            .bind(account_id)
-            .fetch_all(&self.pool)
-            .await?;
-        rows.into_iter().map(<(AuditEvent, [u8; 32])>::try_from).collect()
     }
 
     async fn record_token_use(&self, uses: &[(i64, Timestamp)]) -> Result<()> {
@@ -349,23 +239,6 @@ impl Backend for PgBackend {
         Ok(())
     }
 
-    async fn session(&self, id_hash: &[u8; 32]) -> Result<Option<SessionRecord>> {
-        let row: Option<(Vec<u8>, i64, i64, String, i64, i64)> = sqlx::query_as(sql::SESSION_BY_HASH)
-            .bind(&id_hash[..])
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(row.map(
-            |(_, account_id, user_id, csrf_token, created_at, last_seen_at)| SessionRecord {
-                id_hash: *id_hash,
-                account_id,
-                user_id,
-                csrf_token,
-                created_at,
-                last_seen_at,
-            },
-        ))
-    }
-
     async fn touch_session(&self, id_hash: &[u8; 32], at: Timestamp) -> Result<()> {
         sqlx::query(sql::TOUCH_SESSION)
             .bind(at)
@@ -391,34 +264,9 @@ impl Backend for PgBackend {
             .await?;
         Ok(done.rows_affected())
     }
+});
 
-    async fn audit_events(&self, account_id: i64, filter: &AuditFilter, seek: &Seek) -> Result<Vec<AuditEvent>> {
-        let (text, args) = audit_log::list_sql(account_id, filter, seek);
-        let mut query = sqlx::query_as::<_, AuditRow>(&text);
-        for arg in args {
-            query = match arg {
-                audit_log::Arg::Int(n) => query.bind(n),
-                audit_log::Arg::Text(s) => query.bind(s),
-            };
-        }
-        let rows = query.fetch_all(&self.pool).await?;
-        rows.into_iter()
-            .map(|r| <(AuditEvent, [u8; 32])>::try_from(r).map(|(e, _)| e))
-            .collect()
-    }
-
-    async fn audit_event(&self, account_id: i64, id: i64) -> Result<Option<AuditEvent>> {
-        let row: Option<AuditRow> = sqlx::query_as(&audit_log::event_sql())
-            .bind(account_id)
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.map(|r| <(AuditEvent, [u8; 32])>::try_from(r).map(|(e, _)| e))
-            .transpose()
-    }
-}
-
-crate::tx_common::impl_tx!(PgTx {
+crate::common::impl_tx!(PgTx {
     async fn lock_account(&mut self, id: i64) -> Result<Option<Account>> {
         let row: Option<AccountRow> = sqlx::query_as(LOCK_ACCOUNT_BY_ID)
             .bind(id)

@@ -11,7 +11,6 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use futures_util::TryStreamExt;
 use latchkey_core::{
     account::{Account, NewAccount},
@@ -27,7 +26,7 @@ use sqlx::{Sqlite, SqlitePool, Transaction};
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
 use crate::audit_log;
-use crate::backend::{Backend, SessionRecord, Tx};
+use crate::backend::{SessionRecord, Tx};
 use crate::rows::*;
 use crate::sql;
 use crate::{Change, Entity, Result};
@@ -67,8 +66,7 @@ struct SqliteTx {
     _writer: OwnedMutexGuard<()>,
 }
 
-#[async_trait]
-impl Backend for SqliteBackend {
+crate::common::impl_backend!(SqliteBackend {
     async fn begin(&self) -> Result<Box<dyn Tx>> {
         let writer = self.writer.clone().lock_owned().await;
         let tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
@@ -124,121 +122,12 @@ impl Backend for SqliteBackend {
         Ok(done.rows_affected())
     }
 
-    async fn account_count(&self) -> Result<i64> {
-        Ok(sqlx::query_scalar(sql::ACCOUNT_COUNT).fetch_one(&self.pool).await?)
-    }
-
-    async fn accounts(&self) -> Result<Vec<Account>> {
-        let rows: Vec<AccountRow> = sqlx::query_as(sql::ALL_ACCOUNTS).fetch_all(&self.pool).await?;
-        rows.into_iter().map(Account::try_from).collect()
-    }
-
-    async fn account(&self, id: i64) -> Result<Option<Account>> {
-        let row: Option<AccountRow> = sqlx::query_as(sql::ACCOUNT_BY_ID)
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.map(Account::try_from).transpose()
-    }
-
-    async fn account_by_subdomain(&self, subdomain: &str) -> Result<Option<Account>> {
-        let row: Option<AccountRow> = sqlx::query_as(sql::ACCOUNT_BY_SUBDOMAIN)
-            .bind(subdomain)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.map(Account::try_from).transpose()
-    }
-
-    async fn user(&self, id: i64) -> Result<Option<User>> {
-        let row: Option<UserRow> = sqlx::query_as(sql::USER_BY_ID)
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.map(User::try_from).transpose()
-    }
-
-    async fn user_credentials(
-        &self,
-        account_id: i64,
-        email_normalized: &str,
-    ) -> Result<Option<(User, Option<String>)>> {
-        let Some(row) = sqlx::query_as::<_, UserRow>(sql::LIVE_USER_BY_EMAIL)
-            .bind(account_id)
-            .bind(email_normalized)
-            .fetch_optional(&self.pool)
-            .await?
-        else {
-            return Ok(None);
-        };
-        let user = User::try_from(row)?;
-        let hash: Option<String> = sqlx::query_scalar(sql::PASSWORD_HASH)
-            .bind(user.id)
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(Some((user, hash)))
-    }
-
-    async fn users_page(
-        &self,
-        account_id: i64,
-        after: Option<i64>,
-        before: Option<i64>,
-        limit: i64,
-    ) -> Result<Vec<User>> {
-        let rows: Vec<UserRow> = match before {
-            Some(before) => {
-                let mut rows: Vec<UserRow> = sqlx::query_as(sql::USERS_BEFORE)
-                    .bind(account_id)
-                    .bind(before)
-                    .bind(limit)
-                    .fetch_all(&self.pool)
-                    .await?;
-                rows.reverse();
-                rows
-            }
-            None => {
-                sqlx::query_as(sql::USERS_AFTER)
-                    .bind(account_id)
-                    .bind(after.unwrap_or(0))
-                    .bind(limit)
-                    .fetch_all(&self.pool)
-                    .await?
-            }
-        };
-        rows.into_iter().map(User::try_from).collect()
-    }
-
-    async fn token(&self, account_id: i64, id: i64) -> Result<Option<ApiToken>> {
-        let row: Option<TokenRow> = sqlx::query_as(sql::ACCOUNT_TOKEN)
-            .bind(account_id)
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(row.map(ApiToken::from))
-    }
-
     async fn token_auth(&self, id: i64) -> Result<Option<TokenAuth>> {
         let row: Option<TokenAuthRow> = sqlx::query_as(sql::TOKEN_AUTH_BY_ID)
             .bind(id)
             .fetch_optional(&self.pool)
             .await?;
         row.map(TokenAuth::try_from).transpose()
-    }
-
-    async fn tokens(&self, account_id: i64) -> Result<Vec<ApiToken>> {
-        let rows: Vec<TokenRow> = sqlx::query_as(sql::ACCOUNT_TOKENS)
-            .bind(account_id)
-            .fetch_all(&self.pool)
-            .await?;
-        Ok(rows.into_iter().map(ApiToken::from).collect())
-    }
-
-    async fn audit_chain(&self, account_id: i64) -> Result<Vec<(AuditEvent, [u8; 32])>> {
-        let rows: Vec<AuditRow> = sqlx::query_as(sql::AUDIT_CHAIN)
-            .bind(account_id)
-            .fetch_all(&self.pool)
-            .await?;
-        rows.into_iter().map(<(AuditEvent, [u8; 32])>::try_from).collect()
     }
 
     async fn record_token_use(&self, uses: &[(i64, Timestamp)]) -> Result<()> {
@@ -272,23 +161,6 @@ impl Backend for SqliteBackend {
         Ok(())
     }
 
-    async fn session(&self, id_hash: &[u8; 32]) -> Result<Option<SessionRecord>> {
-        let row: Option<(Vec<u8>, i64, i64, String, i64, i64)> = sqlx::query_as(sql::SESSION_BY_HASH)
-            .bind(&id_hash[..])
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(row.map(
-            |(_, account_id, user_id, csrf_token, created_at, last_seen_at)| SessionRecord {
-                id_hash: *id_hash,
-                account_id,
-                user_id,
-                csrf_token,
-                created_at,
-                last_seen_at,
-            },
-        ))
-    }
-
     async fn touch_session(&self, id_hash: &[u8; 32], at: Timestamp) -> Result<()> {
         let _writer = self.writer.lock().await;
         sqlx::query(sql::TOUCH_SESSION)
@@ -317,34 +189,9 @@ impl Backend for SqliteBackend {
             .await?;
         Ok(done.rows_affected())
     }
+});
 
-    async fn audit_events(&self, account_id: i64, filter: &AuditFilter, seek: &Seek) -> Result<Vec<AuditEvent>> {
-        let (text, args) = audit_log::list_sql(account_id, filter, seek);
-        let mut query = sqlx::query_as::<_, AuditRow>(&text);
-        for arg in args {
-            query = match arg {
-                audit_log::Arg::Int(n) => query.bind(n),
-                audit_log::Arg::Text(s) => query.bind(s),
-            };
-        }
-        let rows = query.fetch_all(&self.pool).await?;
-        rows.into_iter()
-            .map(|r| <(AuditEvent, [u8; 32])>::try_from(r).map(|(e, _)| e))
-            .collect()
-    }
-
-    async fn audit_event(&self, account_id: i64, id: i64) -> Result<Option<AuditEvent>> {
-        let row: Option<AuditRow> = sqlx::query_as(&audit_log::event_sql())
-            .bind(account_id)
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.map(|r| <(AuditEvent, [u8; 32])>::try_from(r).map(|(e, _)| e))
-            .transpose()
-    }
-}
-
-crate::tx_common::impl_tx!(SqliteTx {
+crate::common::impl_tx!(SqliteTx {
     async fn lock_account(&mut self, id: i64) -> Result<Option<Account>> {
         // BEGIN IMMEDIATE already holds the database's write lock.
         let row: Option<AccountRow> = sqlx::query_as(sql::ACCOUNT_BY_ID)
