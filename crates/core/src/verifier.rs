@@ -237,13 +237,16 @@ impl std::fmt::Debug for Verifier {
 /// ASCII (lower-casing ASCII is all Unicode lower-casing does to it), so a
 /// request costs no allocation.
 fn with_normalized<R>(email: &str, f: impl FnOnce(&str) -> R) -> R {
-    let mut buf = [0u8; 256];
-    if email.is_ascii() && email.len() <= buf.len() {
-        if !email.bytes().any(|b| b.is_ascii_uppercase()) {
-            return f(email);
-        }
-        let lower = &mut buf[..email.len()];
-        lower.copy_from_slice(email.as_bytes());
+    const MAX: usize = 256;
+    let bytes = email.as_bytes();
+    // One pass: already lower-case ASCII (the common case) needs no copy.
+    if bytes.len() <= MAX && bytes.iter().all(|b| b.is_ascii() && !b.is_ascii_uppercase()) {
+        return f(email);
+    }
+    if email.is_ascii() && bytes.len() <= MAX {
+        let mut buf = [0u8; MAX];
+        let lower = &mut buf[..bytes.len()];
+        lower.copy_from_slice(bytes);
         lower.make_ascii_lowercase();
         if let Ok(lower) = std::str::from_utf8(lower) {
             return f(lower);
