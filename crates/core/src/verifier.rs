@@ -340,6 +340,22 @@ impl Verifier {
             .collect()
     }
 
+    /// Puts back uses that [`Verifier::drain_usage`] handed out but could not
+    /// be written, so the next flush writes them.
+    pub fn requeue_usage(&self, uses: &[(i64, Timestamp)]) {
+        let by_id = self.tokens_by_id.pin();
+        for (id, at) in uses {
+            if let Some(entry) = by_id.get(id) {
+                entry.usage.last_used.fetch_max(*at, Ordering::AcqRel);
+                if !entry.usage.queued.swap(true, Ordering::AcqRel) {
+                    if let Ok(mut queue) = self.usage_queue.lock() {
+                        queue.push(*id);
+                    }
+                }
+            }
+        }
+    }
+
     /// The last use this process has seen of a token, which may be newer than
     /// the stored one until the next flush.
     pub fn last_used(&self, token_id: i64) -> Option<Timestamp> {
@@ -805,6 +821,17 @@ mod tests {
         assert!(Arc::ptr_eq(&id.account, &v.account(1).expect("account")));
         assert!(Arc::ptr_eq(&id.user, &v.user(10).expect("user")));
         assert_eq!(v.last_used(5), Some(301));
+    }
+
+    #[test]
+    fn uses_that_could_not_be_written_are_flushed_next_time() {
+        let (v, hash) = setup(true);
+        v.verify("jane@example.com", &hash, 100).expect("ok");
+        let drained = v.drain_usage();
+        assert_eq!(drained, vec![(5, 100)]);
+        v.requeue_usage(&drained);
+        assert_eq!(v.drain_usage(), vec![(5, 100)]);
+        assert_eq!(v.drain_usage(), vec![]);
     }
 
     #[test]

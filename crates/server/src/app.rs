@@ -216,9 +216,13 @@ impl App {
     }
 
     /// Writes the `last_used` times gathered since the previous flush.
+    /// Uses that cannot be written now are kept for the next flush.
     pub async fn flush_usage(&self) -> Result<usize> {
         let uses = self.verifier.drain_usage();
-        self.store.record_token_use(&uses).await?;
+        if let Err(e) = self.store.record_token_use(&uses).await {
+            self.verifier.requeue_usage(&uses);
+            return Err(e);
+        }
         Ok(uses.len())
     }
 }
