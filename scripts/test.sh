@@ -15,8 +15,8 @@ cargo test --workspace
 if [ -n "${LATCHKEY_TEST_POSTGRES_URL:-}" ]; then
   echo "== integration tests (PostgreSQL)"
   # The multi-node tests already ran above (they need PostgreSQL whatever the default database).
-  LATCHKEY_TEST_DATABASE=postgres cargo test -p latchkey --test it -- --skip nodes::cluster::
-  LATCHKEY_TEST_DATABASE=postgres cargo test -p latchkey-store --test store
+  # (--workspace keeps the features, and so the build, of the first run.)
+  LATCHKEY_TEST_DATABASE=postgres cargo test --workspace --test it --test store -- --skip nodes::cluster::
 else
   echo "== integration tests (PostgreSQL): NOT RUN — set LATCHKEY_TEST_POSTGRES_URL"
   if [ "${CI:-}" = "true" ]; then
@@ -26,7 +26,7 @@ else
 fi
 
 echo "== browser tests (Admin Center in headless Chromium)"
-cargo build -p latchkey
+cargo build --workspace --bins
 (cd e2e && npm ci --no-audit --no-fund && LATCHKEY_BIN="$PWD/../target/debug/latchkey" npm test)
 
 echo "== benchmarks, quick mode (they must keep compiling and running)"
