@@ -190,12 +190,39 @@ pub(crate) use impl_tx;
 
 /// Emits a backend's whole `Backend` impl: the methods given to it (those
 /// whose pool, locking or SQL differs) plus the reads that are the same
-/// text on every backend (they read `self.pool`).
+/// text on every backend: the follower's through `self.follow`, the rest
+/// through `self.pool`.
 macro_rules! impl_backend {
     ($ty:ty { $($own:tt)* }) => {
         #[async_trait::async_trait]
         impl $crate::backend::Backend for $ty {
             $($own)*
+
+            async fn latest_change(&self) -> Result<i64> {
+                let seq: Option<i64> = sqlx::query_scalar(sql::LATEST_CHANGE).fetch_one(&self.follow).await?;
+                Ok(seq.unwrap_or(0))
+            }
+
+            async fn oldest_change(&self) -> Result<Option<i64>> {
+                Ok(sqlx::query_scalar(sql::OLDEST_CHANGE).fetch_one(&self.follow).await?)
+            }
+
+            async fn changes_since(&self, seq: i64, limit: i64) -> Result<Vec<Change>> {
+                let rows: Vec<ChangeRow> = sqlx::query_as(sql::CHANGES_SINCE)
+                    .bind(seq)
+                    .bind(limit)
+                    .fetch_all(&self.follow)
+                    .await?;
+                rows.into_iter().map(Change::try_from).collect()
+            }
+
+            async fn token_auth(&self, id: i64) -> Result<Option<TokenAuth>> {
+                let row: Option<TokenAuthRow> = sqlx::query_as(sql::TOKEN_AUTH_BY_ID)
+                    .bind(id)
+                    .fetch_optional(&self.follow)
+                    .await?;
+                row.map(TokenAuth::try_from).transpose()
+            }
 
             async fn account_count(&self) -> Result<i64> {
                 Ok(sqlx::query_scalar(sql::ACCOUNT_COUNT).fetch_one(&self.pool).await?)

@@ -175,36 +175,14 @@ crate::common::impl_backend!(PgBackend {
         Ok(snap)
     }
 
-    async fn latest_change(&self) -> Result<i64> {
-        let seq: Option<i64> = sqlx::query_scalar(sql::LATEST_CHANGE).fetch_one(&self.follow).await?;
-        Ok(seq.unwrap_or(0))
-    }
 
-    async fn oldest_change(&self) -> Result<Option<i64>> {
-        Ok(sqlx::query_scalar(sql::OLDEST_CHANGE).fetch_one(&self.follow).await?)
-    }
 
-    async fn changes_since(&self, seq: i64, limit: i64) -> Result<Vec<Change>> {
-        let rows: Vec<ChangeRow> = sqlx::query_as(sql::CHANGES_SINCE)
-            .bind(seq)
-            .bind(limit)
-            .fetch_all(&self.follow)
-            .await?;
-        rows.into_iter().map(Change::try_from).collect()
-    }
 
     async fn prune_changes(&self, before: Timestamp) -> Result<u64> {
         let done = sqlx::query(sql::PRUNE_CHANGES).bind(before).execute(&self.pool).await?;
         Ok(done.rows_affected())
     }
 
-    async fn token_auth(&self, id: i64) -> Result<Option<TokenAuth>> {
-        let row: Option<TokenAuthRow> = sqlx::query_as(sql::TOKEN_AUTH_BY_ID)
-            .bind(id)
-            .fetch_optional(&self.follow)
-            .await?;
-        row.map(TokenAuth::try_from).transpose()
-    }
 
     async fn record_token_use(&self, uses: &[(i64, Timestamp)]) -> Result<()> {
         if uses.is_empty() {

@@ -35,6 +35,9 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite")
 
 pub struct SqliteBackend {
     pool: SqlitePool,
+    /// What the change-log follower reads through: on SQLite, the same pool
+    /// (PostgreSQL gives its follower a pool of its own).
+    follow: SqlitePool,
     writer: Arc<Mutex<()>>,
 }
 
@@ -55,6 +58,7 @@ impl SqliteBackend {
             .await?;
         MIGRATOR.run(&pool).await?;
         Ok(SqliteBackend {
+            follow: pool.clone(),
             pool,
             writer: Arc::new(Mutex::new(())),
         })
@@ -97,23 +101,8 @@ crate::common::impl_backend!(SqliteBackend {
         Ok(snap)
     }
 
-    async fn latest_change(&self) -> Result<i64> {
-        let seq: Option<i64> = sqlx::query_scalar(sql::LATEST_CHANGE).fetch_one(&self.pool).await?;
-        Ok(seq.unwrap_or(0))
-    }
 
-    async fn oldest_change(&self) -> Result<Option<i64>> {
-        Ok(sqlx::query_scalar(sql::OLDEST_CHANGE).fetch_one(&self.pool).await?)
-    }
 
-    async fn changes_since(&self, seq: i64, limit: i64) -> Result<Vec<Change>> {
-        let rows: Vec<ChangeRow> = sqlx::query_as(sql::CHANGES_SINCE)
-            .bind(seq)
-            .bind(limit)
-            .fetch_all(&self.pool)
-            .await?;
-        rows.into_iter().map(Change::try_from).collect()
-    }
 
     async fn prune_changes(&self, before: Timestamp) -> Result<u64> {
         let _writer = self.writer.lock().await;
@@ -122,13 +111,6 @@ crate::common::impl_backend!(SqliteBackend {
         Ok(done.rows_affected())
     }
 
-    async fn token_auth(&self, id: i64) -> Result<Option<TokenAuth>> {
-        let row: Option<TokenAuthRow> = sqlx::query_as(sql::TOKEN_AUTH_BY_ID)
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.map(TokenAuth::try_from).transpose()
-    }
 
     async fn record_token_use(&self, uses: &[(i64, Timestamp)]) -> Result<()> {
         if uses.is_empty() {
