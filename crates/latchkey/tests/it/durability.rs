@@ -11,32 +11,6 @@ use serde_json::json;
 
 use crate::support::*;
 
-/// An account made with the CLI, with token access on and an admin token.
-async fn cli_account(db: &TestDatabase) -> (String, String, String) {
-    let subdomain = unique("dur");
-    let email = format!("{}@example.com", unique("owner"));
-    let out = db
-        .cli(&[
-            "account",
-            "create",
-            "--subdomain",
-            &subdomain,
-            "--name",
-            "Durable",
-            "--plan",
-            "team",
-            "--api-token-access",
-            "--admin-email",
-            &email,
-        ])
-        .await;
-    assert_eq!(out.code, 0, "{out:?}");
-    let out = db.cli(&["token", "create", "--account", &subdomain]).await;
-    assert_eq!(out.code, 0, "{out:?}");
-    let token = out.stdout.trim().to_owned();
-    (subdomain, email, token)
-}
-
 async fn open(db: &TestDatabase) -> App {
     App::open(&db.url, Default::default()).await.expect("open")
 }
@@ -44,7 +18,7 @@ async fn open(db: &TestDatabase) -> App {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn changes_acknowledged_before_sigkill_survive_with_their_audit_events() {
     let db = test_database_url().await;
-    let (subdomain, email, admin_token) = cli_account(&db).await;
+    let (subdomain, email, admin_token) = db.cli_account("team").await;
     let auth = basic(&email, &admin_token);
     let server = ServeProcess::start(&db.url, &[]).await;
     let client = client();
@@ -152,7 +126,7 @@ async fn until_status(client: &reqwest::Client, url: &str, auth: &str, want: u16
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_token_created_with_the_cli_authenticates_on_a_running_server_within_100_ms() {
     let db = test_database_url().await;
-    let (subdomain, email, _) = cli_account(&db).await;
+    let (subdomain, email, _) = db.cli_account("team").await;
     let server = ServeProcess::start(&db.url, &[]).await;
     let client = client();
     let url = server.url("/api/v2/users/me");
@@ -196,7 +170,7 @@ async fn a_token_created_with_the_cli_authenticates_on_a_running_server_within_1
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deactivation_through_a_server_process_fails_the_very_next_request() {
     let db = test_database_url().await;
-    let (_, email, admin_token) = cli_account(&db).await;
+    let (_, email, admin_token) = db.cli_account("team").await;
     let server = ServeProcess::start(&db.url, &[]).await;
     let client = client();
     let admin = basic(&email, &admin_token);
@@ -274,7 +248,7 @@ async fn requests_write_nothing_until_a_graceful_stop_flushes_last_used() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_on_the_binary_flushes_last_used_before_exit() {
     let db = test_database_url().await;
-    let (subdomain, email, token) = cli_account(&db).await;
+    let (subdomain, email, token) = db.cli_account("team").await;
     let server = ServeProcess::start(&db.url, &["--flush-interval-secs", "3600"]).await;
     let client = client();
     assert_eq!(

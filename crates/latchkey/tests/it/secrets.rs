@@ -7,35 +7,11 @@ use serde_json::json;
 
 use crate::support::*;
 
-async fn cli_account(db: &TestDatabase) -> (String, String, String) {
-    let subdomain = unique("sec");
-    let email = format!("{}@example.com", unique("keeper"));
-    let out = db
-        .cli(&[
-            "account",
-            "create",
-            "--subdomain",
-            &subdomain,
-            "--name",
-            "Secrets",
-            "--plan",
-            "enterprise",
-            "--api-token-access",
-            "--admin-email",
-            &email,
-        ])
-        .await;
-    assert_eq!(out.code, 0, "{out:?}");
-    let out = db.cli(&["token", "create", "--account", &subdomain]).await;
-    assert_eq!(out.code, 0, "{out:?}");
-    (subdomain, email, out.stdout.trim().to_owned())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_token_reaches_the_logs_at_any_level_or_format() {
     for format in ["text", "json"] {
         let db = test_database_url().await;
-        let (subdomain, email, admin_token) = cli_account(&db).await;
+        let (subdomain, email, admin_token) = db.cli_account("enterprise").await;
         let server =
             ServeProcess::start_with_env(&db.url, &["--log-format", format], &[("LATCHKEY_LOG", "trace")]).await;
         let client = client();

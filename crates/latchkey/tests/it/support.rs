@@ -771,6 +771,32 @@ impl TestDatabase {
     pub async fn cli(&self, args: &[&str]) -> CliOutput {
         cli(&self.url, args).await
     }
+
+    /// An account on `plan` made with the CLI, with token access on, and an
+    /// admin token: (subdomain, admin email, token).
+    pub async fn cli_account(&self, plan: &str) -> (String, String, String) {
+        let subdomain = unique("cli");
+        let email = format!("{}@example.com", unique("owner"));
+        let out = self
+            .cli(&[
+                "account",
+                "create",
+                "--subdomain",
+                &subdomain,
+                "--name",
+                "Made by the CLI",
+                "--plan",
+                plan,
+                "--api-token-access",
+                "--admin-email",
+                &email,
+            ])
+            .await;
+        assert_eq!(out.code, 0, "{out:?}");
+        let out = self.cli(&["token", "create", "--account", &subdomain]).await;
+        assert_eq!(out.code, 0, "{out:?}");
+        (subdomain, email, out.stdout.trim().to_owned())
+    }
 }
 
 /// A `latchkey serve` process on a random loopback port.
