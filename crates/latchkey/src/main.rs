@@ -1,7 +1,10 @@
 //! The `latchkey` command: run the server, migrate, and manage accounts,
 //! users and tokens directly on the database (SPEC §10.1). The CLI acts as
-//! the operator: its changes are audited with `actor_type` `operator`, and a
-//! running server picks them up from the change log within 100 ms.
+//! the operator: every command goes through the service layer
+//! (`latchkey_app::App`) with the operator's `AdminAccess`, obtained by
+//! resolving the account's subdomain (`App::operator`); its changes are
+//! audited with `actor_type` `operator`, and a running server picks them up
+//! from the change log within 100 ms.
 
 mod cli;
 
@@ -10,15 +13,16 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Parser;
+use latchkey_app::{password, AdminAccess, App, AppError};
 use latchkey_core::{
     account::{parse_account_name, AccountPatch, NewAccount, Plan, Subdomain},
-    audit::{first_broken, Actor},
+    audit::first_broken,
     time::rfc3339,
     token::{has_valid_checksum, parse_description, visible_token, NewToken, TokenHash},
     user::{parse_user_name, Email, NewUser, Role},
     DomainError,
 };
-use latchkey_server::{password, run, AdminAccess, App, ServerConfig};
+use latchkey_server::{run, ServerConfig};
 use latchkey_store::StoreError;
 
 use cli::{AccountCmd, AuditCmd, Cli, Command, LogFormat, OnOff, TokenCmd, UserCmd};
@@ -70,14 +74,17 @@ fn usage_error(e: clap::Error) -> ExitCode {
 
 /// One line for the operator; domain refusals read as the rule they broke.
 fn describe(e: &anyhow::Error) -> String {
-    match e.downcast_ref::<StoreError>() {
-        Some(StoreError::Domain(DomainError::Invalid(list))) => list
+    let domain = match (e.downcast_ref::<AppError>(), e.downcast_ref::<StoreError>()) {
+        (Some(AppError::Domain(d)), _) | (_, Some(StoreError::Domain(d))) => d,
+        _ => return format!("{e:#}"),
+    };
+    match domain {
+        DomainError::Invalid(list) => list
             .iter()
             .map(|i| i.description.clone())
             .collect::<Vec<_>>()
             .join("; "),
-        Some(StoreError::Domain(d)) => d.to_string(),
-        _ => format!("{e:#}"),
+        d => d.to_string(),
     }
 }
 
@@ -136,7 +143,9 @@ async fn serve(url: &str, args: cli::ServeArgs) -> anyhow::Result<()> {
         failed_auth_per_minute: args.failed_auth_per_minute,
         max_staleness: args.max_staleness,
     };
-    let first = run::bootstrap(&app, &args.bootstrap_subdomain, &args.bootstrap_admin_email).await?;
+    let first = app
+        .bootstrap(&args.bootstrap_subdomain, &args.bootstrap_admin_email)
+        .await?;
     let running = run::start(app, config).await?;
     let listening = format!("http://{}", running.addr);
     let base = args
@@ -164,11 +173,9 @@ async fn serve(url: &str, args: cli::ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn account_by_subdomain(app: &App, subdomain: &str) -> anyhow::Result<latchkey_core::account::Account> {
-    app.store
-        .account_by_subdomain(subdomain)
-        .await?
-        .ok_or_else(|| anyhow::anyhow!("no account with subdomain {subdomain:?}"))
+/// The operator's access to the account at `subdomain`, and the account.
+async fn operator(app: &App, subdomain: &str) -> anyhow::Result<(AdminAccess, latchkey_core::account::Account)> {
+    Ok(app.operator(subdomain).await?)
 }
 
 fn read_secret_line() -> anyhow::Result<String> {
@@ -179,8 +186,8 @@ fn read_secret_line() -> anyhow::Result<String> {
     Ok(secret)
 }
 
-fn domain<T>(r: Result<T, latchkey_core::Invalid>) -> Result<T, StoreError> {
-    r.map_err(|e| StoreError::Domain(e.into()))
+fn domain<T>(r: Result<T, latchkey_core::Invalid>) -> Result<T, AppError> {
+    r.map_err(AppError::from)
 }
 
 async fn account(url: &str, cmd: AccountCmd) -> anyhow::Result<()> {
@@ -205,7 +212,7 @@ async fn account(url: &str, cmd: AccountCmd) -> anyhow::Result<()> {
                 verified: true,
                 password_hash: Some(password::hash(secret.clone()).await?),
             };
-            let (account, user) = app.create_account(new, admin, &Actor::operator()).await?;
+            let (account, user) = app.create_account(new, admin).await?;
             println!(
                 "created account {} (id {}) with admin {} (id {})",
                 account.subdomain, account.id, user.email, user.id
@@ -215,23 +222,13 @@ async fn account(url: &str, cmd: AccountCmd) -> anyhow::Result<()> {
             }
         }
         AccountCmd::Update(a) => {
-            let account = account_by_subdomain(&app, &a.subdomain).await?;
+            let (access, _) = operator(&app, &a.subdomain).await?;
             let patch = AccountPatch {
-                name: a
-                    .name
-                    .as_deref()
-                    .map(parse_account_name)
-                    .transpose()
-                    .map_err(|e| StoreError::Domain(e.into()))?,
-                plan: a
-                    .plan
-                    .as_deref()
-                    .map(Plan::parse)
-                    .transpose()
-                    .map_err(|e| StoreError::Domain(e.into()))?,
+                name: domain(a.name.as_deref().map(parse_account_name).transpose())?,
+                plan: domain(a.plan.as_deref().map(Plan::parse).transpose())?,
                 api_token_access: a.api_token_access.map(|v| v == OnOff::On),
             };
-            let updated = app.update_account(&AdminAccess::operator(account.id), &patch).await?;
+            let updated = app.update_account(&access, &patch).await?;
             println!(
                 "account {}: name {:?}, plan {}, api_token_access {}",
                 updated.subdomain,
@@ -247,7 +244,7 @@ async fn account(url: &str, cmd: AccountCmd) -> anyhow::Result<()> {
 async fn user(url: &str, cmd: UserCmd) -> anyhow::Result<()> {
     let app = open(url, Default::default()).await?;
     let UserCmd::Create(u) = cmd;
-    let account = account_by_subdomain(&app, &u.account).await?;
+    let (access, account) = operator(&app, &u.account).await?;
     let password_hash = if u.password_stdin {
         Some(password::hash(read_secret_line()?).await?)
     } else {
@@ -260,7 +257,7 @@ async fn user(url: &str, cmd: UserCmd) -> anyhow::Result<()> {
         verified: !u.unverified,
         password_hash,
     };
-    let user = app.create_user(&AdminAccess::operator(account.id), new).await?;
+    let user = app.create_user(&access, new).await?;
     println!("created user {} (id {}) in {}", user.email, user.id, account.subdomain);
     Ok(())
 }
@@ -274,18 +271,18 @@ async fn token(url: &str, cmd: TokenCmd) -> anyhow::Result<()> {
         } => {
             let prefix = cli::parse_prefix(&token_prefix)?;
             let app = open(url, prefix).await?;
-            let acct = account_by_subdomain(&app, &account).await?;
+            let (access, _) = operator(&app, &account).await?;
             let description = match description {
                 Some(d) => domain(parse_description(&d))?,
                 None => None,
             };
-            let (_, plain) = app.create_token(&AdminAccess::operator(acct.id), description).await?;
+            let (_, plain) = app.create_token(&access, description).await?;
             println!("{}", plain.expose());
         }
         TokenCmd::List { account, json } => {
             let app = open(url, Default::default()).await?;
-            let acct = account_by_subdomain(&app, &account).await?;
-            let tokens = app.tokens(acct.id).await?;
+            let (access, acct) = operator(&app, &account).await?;
+            let tokens = app.tokens(&access).await?;
             if json {
                 let list: Vec<_> = tokens
                     .iter()
@@ -324,12 +321,12 @@ async fn token(url: &str, cmd: TokenCmd) -> anyhow::Result<()> {
         }
         TokenCmd::Import { account, file } => {
             let app = open(url, Default::default()).await?;
-            let acct = account_by_subdomain(&app, &account).await?;
+            let (access, acct) = operator(&app, &account).await?;
             let text =
                 std::fs::read_to_string(&file).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
             let tokens = parse_import(&text)?;
             let n = tokens.len();
-            app.import_tokens(&AdminAccess::operator(acct.id), tokens).await?;
+            app.import_tokens(&access, tokens).await?;
             println!("imported {n} tokens into {}", acct.subdomain);
         }
     }
@@ -399,8 +396,8 @@ fn parse_import(text: &str) -> anyhow::Result<Vec<NewToken>> {
 
 async fn audit_verify(url: &str, subdomain: &str) -> anyhow::Result<ExitCode> {
     let app = open(url, Default::default()).await?;
-    let acct = account_by_subdomain(&app, subdomain).await?;
-    let chain = app.store.audit_chain(acct.id).await?;
+    let (access, _) = operator(&app, subdomain).await?;
+    let chain = app.audit_chain(&access).await?;
     match first_broken(chain.iter().map(|(e, h)| (e, *h))) {
         None => {
             println!("audit log of {subdomain} is intact ({} events)", chain.len());

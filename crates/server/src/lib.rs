@@ -1,14 +1,20 @@
-//! latchkey's server: the service layer that every entry point calls (REST
-//! API, web pages, CLI), the HTTP edge, and the background tasks that keep a
-//! process current and flush token usage.
+//! latchkey's server: the HTTP edge of the service layer
+//! ([`latchkey_app::App`]), that is the REST API ([`http`]) and the Admin
+//! Center pages ([`web`]), the router that joins them ([`router`]), and the
+//! background tasks that keep a process current and flush token usage.
+//!
+//! Who calls whom: `http` and `web` never import each other; both take
+//! [`state::AppState`] and the neutral helpers in [`client`], and reach the
+//! data only through `App` with a capability (`UserAccess`, `AdminAccess`).
 
-pub mod app;
+pub mod client;
 pub mod config;
 pub mod http;
-pub mod password;
+pub mod router;
 pub mod run;
+pub mod state;
 pub mod tasks;
 pub mod web;
 
-pub use app::{AdminAccess, App};
 pub use config::ServerConfig;
+pub use state::AppState;

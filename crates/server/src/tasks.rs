@@ -1,14 +1,13 @@
 //! Background work of a running server: following the change log (other
 //! processes' changes), flushing `last_used` in batches, and pruning.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use latchkey_app::{App, RateLimiter};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-
-use crate::app::App;
-use crate::http::auth::FailureLimiter;
 
 /// How long change-log entries are kept; a process that falls further
 /// behind resynchronises fully.
@@ -18,16 +17,15 @@ const CHANGE_RETENTION_SECS: i64 = 3600;
 /// flusher writes what it holds before it returns.
 pub fn spawn(
     app: Arc<App>,
-    limiter: Arc<FailureLimiter>,
+    limiter: Arc<RateLimiter<IpAddr>>,
     config: &crate::ServerConfig,
     stop: watch::Receiver<bool>,
 ) -> Vec<JoinHandle<()>> {
-    let follower = app.follower.clone();
     let poll = config.poll_interval;
     let max_staleness = config.max_staleness;
     let flush = config.flush_interval;
     vec![
-        tokio::spawn(follower.run(poll, max_staleness, stopped(stop.clone()))),
+        tokio::spawn(app.follow(poll, max_staleness, stopped(stop.clone()))),
         tokio::spawn(flush_usage(app.clone(), flush, stop.clone())),
         tokio::spawn(maintenance(app, limiter, stop)),
     ]
@@ -64,12 +62,14 @@ async fn flush_usage(app: Arc<App>, period: Duration, mut stop: watch::Receiver<
     }
 }
 
-async fn maintenance(app: Arc<App>, limiter: Arc<FailureLimiter>, mut stop: watch::Receiver<bool>) {
+/// Every minute: forgets expired rate-limit windows and prunes the change log.
+async fn maintenance(app: Arc<App>, limiter: Arc<RateLimiter<IpAddr>>, mut stop: watch::Receiver<bool>) {
     let mut tick = interval(Duration::from_secs(60));
     while next_tick(&mut tick, &mut stop).await {
         let now = app.now();
         limiter.sweep(now);
-        if let Err(e) = app.store.prune_changes(now - CHANGE_RETENTION_SECS).await {
+        app.sweep_sign_in_limits(now);
+        if let Err(e) = app.prune_change_log(now - CHANGE_RETENTION_SECS).await {
             tracing::warn!(error = %e, "pruning the change log failed");
         }
     }

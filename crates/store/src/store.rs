@@ -4,7 +4,6 @@
 //! events and the change-log entries, commit. A refused change writes
 //! nothing; a no-op change writes nothing and records no event.
 
-use std::ops::Deref;
 use std::sync::Arc;
 
 use latchkey_core::{
@@ -16,7 +15,11 @@ use latchkey_core::{
     DomainError, ErrorCode, Invalid,
 };
 
-use crate::backend::{Backend, Tx};
+use latchkey_core::audit_query::{AuditFilter, Seek};
+use latchkey_core::verifier::{Snapshot, TokenAuth};
+
+use crate::backend::{Backend, ChangeListener, SessionRecord, Tx};
+use crate::Change;
 use crate::{Entity, Result, StoreError};
 
 /// A page request for keyset pagination by id.
@@ -27,18 +30,11 @@ pub struct Page {
     pub size: i64,
 }
 
-/// The storage facade that every caller uses. Cheap to clone.
+/// The storage facade that every caller uses. Cheap to clone. It does not
+/// hand out its [`Backend`]: each read a caller may make is a method below.
 #[derive(Clone)]
 pub struct Store {
     backend: Arc<dyn Backend>,
-}
-
-impl Deref for Store {
-    type Target = dyn Backend;
-
-    fn deref(&self) -> &Self::Target {
-        &*self.backend
-    }
 }
 
 fn taken(field: &str) -> StoreError {
@@ -388,6 +384,122 @@ impl Store {
         }
         w.commit().await?;
         Ok(created)
+    }
+
+    // -- reads, each delegated to the backend ------------------------------
+
+    /// Change notifications pushed by the database, if it can push them.
+    pub async fn change_listener(&self) -> Result<Option<Box<dyn ChangeListener>>> {
+        self.backend.change_listener().await
+    }
+
+    /// Everything the verifier holds, read at once.
+    pub async fn load_snapshot(&self) -> Result<Snapshot> {
+        self.backend.load_snapshot().await
+    }
+
+    /// The newest change-log sequence number (0 when the log is empty).
+    pub async fn latest_change(&self) -> Result<i64> {
+        self.backend.latest_change().await
+    }
+
+    /// The oldest change-log sequence number still kept.
+    pub async fn oldest_change(&self) -> Result<Option<i64>> {
+        self.backend.oldest_change().await
+    }
+
+    pub async fn changes_since(&self, seq: i64, limit: i64) -> Result<Vec<Change>> {
+        self.backend.changes_since(seq, limit).await
+    }
+
+    /// Deletes change-log entries written before `before`.
+    pub async fn prune_changes(&self, before: Timestamp) -> Result<u64> {
+        self.backend.prune_changes(before).await
+    }
+
+    pub async fn account_count(&self) -> Result<i64> {
+        self.backend.account_count().await
+    }
+
+    pub async fn accounts(&self) -> Result<Vec<Account>> {
+        self.backend.accounts().await
+    }
+
+    pub async fn account(&self, id: i64) -> Result<Option<Account>> {
+        self.backend.account(id).await
+    }
+
+    pub async fn account_by_subdomain(&self, subdomain: &str) -> Result<Option<Account>> {
+        self.backend.account_by_subdomain(subdomain).await
+    }
+
+    /// A user by id in any account, deleted or not.
+    pub async fn user(&self, id: i64) -> Result<Option<User>> {
+        self.backend.user(id).await
+    }
+
+    /// An undeleted user by email, with the password hash for sign-in.
+    pub async fn user_credentials(
+        &self,
+        account_id: i64,
+        email_normalized: &str,
+    ) -> Result<Option<(User, Option<String>)>> {
+        self.backend.user_credentials(account_id, email_normalized).await
+    }
+
+    pub async fn token(&self, account_id: i64, id: i64) -> Result<Option<ApiToken>> {
+        self.backend.token(account_id, id).await
+    }
+
+    pub async fn token_auth(&self, id: i64) -> Result<Option<TokenAuth>> {
+        self.backend.token_auth(id).await
+    }
+
+    /// An account's tokens, newest first.
+    pub async fn tokens(&self, account_id: i64) -> Result<Vec<ApiToken>> {
+        self.backend.tokens(account_id).await
+    }
+
+    /// An account's audit events in id order, with their stored hashes.
+    pub async fn audit_chain(&self, account_id: i64) -> Result<Vec<(AuditEvent, [u8; 32])>> {
+        self.backend.audit_chain(account_id).await
+    }
+
+    /// An account's events matching `filter` within `seek`'s id range.
+    pub async fn audit_events(&self, account_id: i64, filter: &AuditFilter, seek: &Seek) -> Result<Vec<AuditEvent>> {
+        self.backend.audit_events(account_id, filter, seek).await
+    }
+
+    /// One event of an account.
+    pub async fn audit_event(&self, account_id: i64, id: i64) -> Result<Option<AuditEvent>> {
+        self.backend.audit_event(account_id, id).await
+    }
+
+    /// Writes `last_used` for a batch of tokens, never moving it backwards.
+    pub async fn record_token_use(&self, uses: &[(i64, Timestamp)]) -> Result<()> {
+        self.backend.record_token_use(uses).await
+    }
+
+    pub async fn insert_session(&self, session: &SessionRecord) -> Result<()> {
+        self.backend.insert_session(session).await
+    }
+
+    pub async fn session(&self, id_hash: &[u8; 32]) -> Result<Option<SessionRecord>> {
+        self.backend.session(id_hash).await
+    }
+
+    pub async fn touch_session(&self, id_hash: &[u8; 32], at: Timestamp) -> Result<()> {
+        self.backend.touch_session(id_hash, at).await
+    }
+
+    pub async fn delete_session(&self, id_hash: &[u8; 32]) -> Result<()> {
+        self.backend.delete_session(id_hash).await
+    }
+
+    /// Deletes sessions idle since before `idle_before` or created before
+    /// `created_before`.
+    pub async fn prune_sessions(&self, idle_before: Timestamp, created_before: Timestamp) -> Result<u64> {
+        self.backend.prune_sessions(idle_before, created_before).await
     }
 
     /// An account's undeleted users, one page in ascending id order, and

@@ -14,7 +14,6 @@ use latchkey_core::audit::{Action, AuditEvent, SourceType};
 use latchkey_core::time::rfc3339;
 use latchkey_core::token::TokenPatch;
 use latchkey_core::user::Role;
-use latchkey_server::AdminAccess;
 use reqwest::Method;
 use serde_json::{json, Value};
 
@@ -361,9 +360,8 @@ async fn a_walk_sees_every_event_that_existed_at_its_start_exactly_once_while_10
         let mut url = first["links"]["next"].as_str().map(str::to_owned);
         let written = Arc::new(AtomicUsize::new(0));
         let writer = {
-            let (app, written, account) = (t.app.clone(), written.clone(), a.id);
+            let (app, written, access) = (t.app.clone(), written.clone(), t.operator(&a.subdomain).await);
             tokio::spawn(async move {
-                let access = AdminAccess::operator(account);
                 for i in 0..1000 {
                     let patch = TokenPatch {
                         description: Some(Some(format!("busy {sort} {i}"))),

@@ -249,11 +249,13 @@ async fn the_cli_acts_as_the_operator_without_an_address() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_first_run_is_recorded_as_the_system() {
     let t = TestApp::spawn().await;
-    let made = latchkey_server::run::bootstrap(&t.app, "default", "admin@localhost")
+    let made = t
+        .app
+        .bootstrap("default", "admin@localhost")
         .await
         .unwrap()
         .expect("an empty database is bootstrapped");
-    let account = t.app.store.account_by_subdomain("default").await.unwrap().unwrap();
+    let account = t.store().await.account_by_subdomain("default").await.unwrap().unwrap();
     let events = t.audit(account.id).await;
     assert_eq!(events.len(), 2, "{events:?}");
     assert_eq!(events[0].source_type, SourceType::Account);
@@ -310,7 +312,7 @@ async fn a_tampered_event_breaks_the_chain_where_it_was_changed() {
     let a = t.account().await;
     t.token_described(&a, Some("one")).await;
     t.token_described(&a, Some("two")).await;
-    let mut chain = t.app.store.audit_chain(a.id).await.unwrap();
+    let mut chain = t.store().await.audit_chain(a.id).await.unwrap();
     assert!(latchkey_core::audit::first_broken(chain.iter().map(|(e, h)| (e, *h))).is_none());
     let victim = chain[2].0.id;
     chain[2].0.change_description = "forged".into();

@@ -34,7 +34,7 @@ async fn every_authentication_failure_answers_the_same_401_byte_for_byte() {
     let deactivated = t.token(&a).await;
     t.app
         .update_token(
-            &latchkey_server::AdminAccess::operator(a.id),
+            &t.operator(&a.subdomain).await,
             deactivated.id,
             &latchkey_core::token::TokenPatch {
                 active: Some(false),
@@ -122,7 +122,12 @@ async fn protected_endpoints_refuse_requests_without_credentials() {
         assert_eq!(r.status, 401, "{method} {path}: {}", r.text());
         assert_eq!(r.text(), NOT_AUTHENTICATED, "{method} {path}");
     }
-    assert!(t.app.token(a.id, tok.id).await.unwrap().is_some());
+    assert!(t
+        .app
+        .token(&t.operator(&a.subdomain).await, tok.id)
+        .await
+        .unwrap()
+        .is_some());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -288,7 +293,14 @@ async fn agents_and_end_users_authenticate_but_are_forbidden_admin_endpoints() {
     assert_eq!(r.text(), FORBIDDEN);
     // Nothing changed.
     assert_eq!(t.audit(a.id).await.len(), audit_before);
-    assert!(t.app.token(a.id, tok.id).await.unwrap().unwrap().active);
+    assert!(
+        t.app
+            .token(&t.operator(&a.subdomain).await, tok.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .active
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -301,7 +313,7 @@ async fn another_accounts_tokens_and_users_are_not_found() {
     let b_off = t.token(&b).await;
     t.app
         .update_token(
-            &latchkey_server::AdminAccess::operator(b.id),
+            &t.operator(&b.subdomain).await,
             b_off.id,
             &latchkey_core::token::TokenPatch {
                 active: Some(false),
@@ -353,7 +365,12 @@ async fn another_accounts_tokens_and_users_are_not_found() {
     // B is untouched.
     assert_eq!(t.me_status(&basic(&b_agent.email, &b_tok.plain)).await, 200);
     assert_eq!(t.audit(b.id).await.len(), b_audit);
-    assert!(t.app.token(b.id, b_off.id).await.unwrap().is_some());
+    assert!(t
+        .app
+        .token(&t.operator(&b.subdomain).await, b_off.id)
+        .await
+        .unwrap()
+        .is_some());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -387,8 +404,22 @@ async fn turning_token_access_off_refuses_every_token_and_turning_it_on_restores
     }
     assert_eq!(t.me_status(&admin_auth).await, 401);
     // The tokens' own status is kept.
-    assert!(t.app.token(a.id, active_id).await.unwrap().unwrap().active);
-    assert!(!t.app.token(a.id, off_id).await.unwrap().unwrap().active);
+    assert!(
+        t.app
+            .token(&t.operator(&a.subdomain).await, active_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .active
+    );
+    assert!(
+        !t.app
+            .token(&t.operator(&a.subdomain).await, off_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .active
+    );
 
     t.set_token_access(&a, true).await;
     assert_eq!(t.me_status(&basic(&a.admin.email, &active)).await, 200);

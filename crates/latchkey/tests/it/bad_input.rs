@@ -611,7 +611,7 @@ async fn hostile_requests_get_clear_4xx_answers_and_change_nothing() {
     assert!(cases.len() >= 30);
 
     let audit_before = t.audit(a.id).await.len();
-    let tokens_before = t.app.tokens(a.id).await.unwrap().len();
+    let tokens_before = t.app.tokens(&t.operator(&a.subdomain).await).await.unwrap().len();
     let mut failures = Vec::new();
     for c in &cases {
         let r = t.raw(&c.bytes(t.addr, &auth)).await;
@@ -631,7 +631,10 @@ async fn hostile_requests_get_clear_4xx_answers_and_change_nothing() {
         audit_before,
         "a refused request wrote an audit event"
     );
-    assert_eq!(t.app.tokens(a.id).await.unwrap().len(), tokens_before);
+    assert_eq!(
+        t.app.tokens(&t.operator(&a.subdomain).await).await.unwrap().len(),
+        tokens_before
+    );
     assert_eq!(
         t.me_status(&basic(&agent.email, &admin.plain)).await,
         200,

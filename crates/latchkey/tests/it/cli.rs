@@ -2,14 +2,40 @@
 //! (0 done, 1 refused, 2 bad arguments with a one-line message), `--help`,
 //! and the first run of `serve`.
 
+use latchkey_app::{App, AppError};
 use latchkey_core::token::{has_valid_checksum, PlainToken, TokenHash, TokenPrefix};
-use latchkey_server::App;
+use latchkey_core::{account::Account, token::ApiToken, verifier::Denial};
+use latchkey_store::Store;
 use serde_json::Value;
 
 use crate::support::*;
 
-async fn open(db: &TestDatabase) -> App {
-    App::open(&db.url, Default::default()).await.expect("open")
+/// The database as the CLI left it: through the service layer, and the
+/// store below it for what is stored.
+struct Opened {
+    app: App,
+    store: Store,
+}
+
+impl Opened {
+    /// The account's tokens through the service layer, as the operator.
+    async fn tokens(&self, acct: &Account) -> Result<Vec<ApiToken>, AppError> {
+        let (access, _) = self.app.operator(&acct.subdomain).await?;
+        self.app.tokens(&access).await
+    }
+
+    /// Whether `token` authenticates `email` in a freshly loaded verifier.
+    fn verify(&self, email: &str, token: &str) -> Result<(), Denial> {
+        self.app
+            .verify_with(email, &TokenHash::of(token), self.app.now(), |_| ())
+    }
+}
+
+async fn open(db: &TestDatabase) -> Opened {
+    Opened {
+        app: App::open(&db.url, Default::default()).await.expect("open"),
+        store: latchkey_store::open(&db.url).await.expect("open the store"),
+    }
 }
 
 fn one_line(s: &str) -> bool {
@@ -141,7 +167,7 @@ async fn account_create_prints_a_one_time_password_and_refuses_a_taken_subdomain
     assert_eq!(user.email, "Owner@Acme.test", "stored as given");
     assert_eq!(user.role.as_str(), "admin");
     assert!(user.verified);
-    assert!(latchkey_server::password::verify_blocking(
+    assert!(latchkey_app::password::verify_blocking(
         &password,
         &hash.expect("a password hash")
     ));
@@ -221,7 +247,7 @@ async fn the_admin_password_can_come_from_standard_input() {
         .await
         .unwrap()
         .unwrap();
-    assert!(latchkey_server::password::verify_blocking(
+    assert!(latchkey_app::password::verify_blocking(
         "correct horse battery staple",
         &hash.unwrap()
     ));
@@ -361,10 +387,10 @@ async fn token_create_prints_the_token_alone_and_refuses_when_access_is_off() {
     assert!(token.starts_with("lk_") && has_valid_checksum(token), "{token}");
     let app = open(&db).await;
     let acct = app.store.account_by_subdomain(&on).await.unwrap().unwrap();
-    let t = app.tokens(acct.id).await.unwrap();
+    let t = app.tokens(&acct).await.unwrap();
     assert_eq!(t.len(), 1);
     assert_eq!(t[0].description.as_deref(), Some("Zapier"));
-    let identity = app.verifier.verify(&email, &TokenHash::of(token), app.now());
+    let identity = app.verify(&email, token);
     assert!(identity.is_ok(), "the printed token is the stored one");
 
     let out = db.cli(&["token", "create", "--account", &off]).await;
@@ -458,13 +484,10 @@ async fn token_import_takes_plaintext_and_sha256_lines() {
 
     let app = open(&db).await;
     let acct = app.store.account_by_subdomain(&subdomain).await.unwrap().unwrap();
-    let tokens = app.tokens(acct.id).await.unwrap();
+    let tokens = app.tokens(&acct).await.unwrap();
     assert_eq!(tokens.len(), 2);
-    assert!(app.verifier.verify(&email, &TokenHash::of(&p1), app.now()).is_ok());
-    assert!(
-        app.verifier.verify(&email, &TokenHash::of(&p2), app.now()).is_err(),
-        "imported deactivated"
-    );
+    assert!(app.verify(&email, &p1).is_ok());
+    assert!(app.verify(&email, &p2).is_err(), "imported deactivated");
     let events = app.store.audit_chain(acct.id).await.unwrap();
     assert_eq!(
         events
@@ -544,7 +567,7 @@ async fn importing_more_than_256_tokens_raises_the_limit_to_2048_for_good() {
     let app = open(&db).await;
     let acct = app.store.account_by_subdomain(&subdomain).await.unwrap().unwrap();
     assert_eq!(acct.token_limit, 2048);
-    assert_eq!(app.tokens(acct.id).await.unwrap().len(), 300);
+    assert_eq!(app.tokens(&acct).await.unwrap().len(), 300);
     let list = db.cli(&["token", "list", "--account", &subdomain]).await;
     assert!(
         list.stdout.trim_end().ends_with("300 of 2048 tokens"),
@@ -587,7 +610,7 @@ async fn importing_past_the_limit_is_refused() {
     assert!(out.stderr.contains("2048"), "{:?}", out.stderr);
     let app = open(&db).await;
     let acct = app.store.account_by_subdomain(&subdomain).await.unwrap().unwrap();
-    assert!(app.tokens(acct.id).await.unwrap().is_empty());
+    assert!(app.tokens(&acct).await.unwrap().is_empty());
     assert_eq!(acct.token_limit, 256);
 }
 
@@ -632,7 +655,7 @@ async fn the_first_serve_on_an_empty_database_creates_an_admin_and_prints_how_to
         .unwrap()
         .unwrap();
     assert_eq!(user.role.as_str(), "admin");
-    assert!(latchkey_server::password::verify_blocking(&password, &hash.unwrap()));
+    assert!(latchkey_app::password::verify_blocking(&password, &hash.unwrap()));
     let out = db.cli(&["token", "create", "--account", "default"]).await;
     assert_eq!(out.code, 1, "no token while access is off: {out:?}");
 

@@ -51,7 +51,7 @@ async fn three_hundred_concurrent_creates_with_room_for_255_make_exactly_255_tok
     let list = t.get("/api/v2/api_tokens", &auth).await.json();
     assert_eq!(list["count"], 256);
     assert_eq!(list["api_tokens"].as_array().unwrap().len(), 256);
-    assert_eq!(t.app.store.tokens(a.id).await.unwrap().len(), 256);
+    assert_eq!(t.store().await.tokens(a.id).await.unwrap().len(), 256);
     // One create event per token, and the chain survived the race.
     let creates = t
         .audit(a.id)
@@ -168,6 +168,6 @@ async fn the_limit_holds_exactly_when_two_nodes_race_on_one_database() {
         }
     }
     assert_eq!(created, 255);
-    assert_eq!(one.app.store.tokens(a.id).await.unwrap().len(), 256);
+    assert_eq!(one.store().await.tokens(a.id).await.unwrap().len(), 256);
     assert!(one.audit_chain_intact(a.id).await);
 }

@@ -6,13 +6,14 @@
 use std::time::{Duration, Instant};
 
 use latchkey_core::audit::first_broken;
-use latchkey_server::App;
+use latchkey_store::Store;
 use serde_json::json;
 
 use crate::support::*;
 
-async fn open(db: &TestDatabase) -> App {
-    App::open(&db.url, Default::default()).await.expect("open")
+/// The database as it was left, read below the service layer.
+async fn open(db: &TestDatabase) -> Store {
+    latchkey_store::open(&db.url).await.expect("open")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -90,8 +91,8 @@ async fn changes_acknowledged_before_sigkill_survive_with_their_audit_events() {
     }
 
     let app = open(&db).await;
-    let account = app.store.account_by_subdomain(&subdomain).await.unwrap().unwrap();
-    let chain = app.store.audit_chain(account.id).await.unwrap();
+    let account = app.account_by_subdomain(&subdomain).await.unwrap().unwrap();
+    let chain = app.audit_chain(account.id).await.unwrap();
     assert!(first_broken(chain.iter().map(|(e, h)| (e, *h))).is_none());
     let created: std::collections::HashSet<i64> = chain
         .iter()
@@ -103,7 +104,7 @@ async fn changes_acknowledged_before_sigkill_survive_with_their_audit_events() {
         assert!(created.contains(id), "token {id} was acknowledged but has no event");
     }
     // And no change without its event: every stored token has one.
-    for t in app.store.tokens(account.id).await.unwrap() {
+    for t in app.tokens(account.id).await.unwrap() {
         assert!(created.contains(&t.id), "token {} has no create event", t.id);
     }
     let out = db.cli(&["audit", "verify", "--account", &subdomain]).await;
@@ -214,7 +215,7 @@ async fn last_used_shows_at_once_and_the_flusher_writes_it_in_the_background() {
     assert!(shown.is_string(), "last_used shows at once: {shown}");
     let started = Instant::now();
     loop {
-        let stored = t.app.store.token(a.id, tok.id).await.unwrap().unwrap().last_used;
+        let stored = t.store().await.token(a.id, tok.id).await.unwrap().unwrap().last_used;
         if stored.is_some() {
             println!("last_used reached the database after {:?}", started.elapsed());
             break;
@@ -236,11 +237,11 @@ async fn requests_write_nothing_until_a_graceful_stop_flushes_last_used() {
         assert_eq!(t.me_status(&basic(&a.admin.email, &tok.plain)).await, 200);
     }
     tokio::time::sleep(Duration::from_millis(100)).await;
-    let stored = t.app.store.token(a.id, tok.id).await.unwrap().unwrap();
+    let stored = t.store().await.token(a.id, tok.id).await.unwrap().unwrap();
     assert_eq!(stored.last_used, None, "a request wrote to the database");
     assert_eq!(stored.updated_at, stored.created_at);
     t.stop().await;
-    let stored = t.app.store.token(a.id, tok.id).await.unwrap().unwrap();
+    let stored = t.store().await.token(a.id, tok.id).await.unwrap().unwrap();
     let used = stored.last_used.expect("the graceful stop flushed last_used");
     assert!(used >= stored.created_at && used <= t.app.now());
 }

@@ -380,7 +380,7 @@ mod cluster {
         setup
             .app
             .update_token(
-                &latchkey_server::AdminAccess::operator(account.id),
+                &setup.operator(&account.subdomain).await,
                 revoked.id,
                 &latchkey_core::token::TokenPatch {
                     active: Some(false),
@@ -469,7 +469,14 @@ mod cluster {
         let setup = TestApp::spawn_on(db, |_| {}).await;
         let account = setup.account().await;
         let admin = setup.admin_auth(&account).await;
-        let limit = setup.app.store.account(account.id).await.unwrap().unwrap().token_limit;
+        let limit = setup
+            .store()
+            .await
+            .account(account.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .token_limit;
         let a = node(&setup.db.url, &[]).await;
         let b = node(&setup.db.url, &[]).await;
         let c = client();
@@ -510,7 +517,7 @@ mod cluster {
         // One token (the admin's) existed before the race.
         assert_eq!(created, limit - 1);
         assert_eq!(refused, 300 - (limit - 1));
-        let stored = setup.app.store.tokens(account.id).await.unwrap();
+        let stored = setup.store().await.tokens(account.id).await.unwrap();
         assert_eq!(stored.len() as i64, limit);
         assert!(setup.audit_chain_intact(account.id).await, "the audit chain forked");
         a.kill().await;

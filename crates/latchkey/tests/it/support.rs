@@ -12,14 +12,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
+use latchkey_app::{AdminAccess, App};
 use latchkey_core::{
     account::{AccountPatch, NewAccount, Plan, Subdomain},
-    audit::{Actor, AuditEvent},
+    audit::AuditEvent,
     time::{Clock, Timestamp},
     token::TokenPrefix,
     user::{Email, NewUser, Role, UserPatch},
 };
-use latchkey_server::{run, AdminAccess, App, ServerConfig};
+use latchkey_server::{run, ServerConfig};
+use latchkey_store::Store;
 use reqwest::header::HeaderMap;
 use reqwest::Method;
 use serde_json::Value;
@@ -266,6 +268,9 @@ impl Clock for TestClock {
 pub struct TestApp {
     pub addr: SocketAddr,
     pub app: Arc<App>,
+    /// The database below the service layer, for tests that check what is
+    /// stored (opened on first use).
+    store: tokio::sync::OnceCell<Store>,
     pub client: reqwest::Client,
     pub config: ServerConfig,
     pub db: TestDatabase,
@@ -317,17 +322,17 @@ impl TestApp {
     async fn start(db: TestDatabase, tweak: impl FnOnce(&mut ServerConfig), clock: Option<Arc<dyn Clock>>) -> TestApp {
         let mut config = test_config();
         tweak(&mut config);
-        let mut app = App::open(&db.url, config.token_prefix.clone())
-            .await
-            .expect("open the test database");
-        if let Some(c) = clock {
-            app.clock = c;
+        let app = match clock {
+            Some(c) => App::open_with_clock(&db.url, config.token_prefix.clone(), c).await,
+            None => App::open(&db.url, config.token_prefix.clone()).await,
         }
+        .expect("open the test database");
         let app = Arc::new(app);
         let running = run::start(app.clone(), config.clone()).await.expect("start the server");
         TestApp {
             addr: running.addr,
             app,
+            store: tokio::sync::OnceCell::new(),
             client: client(),
             config,
             db,
@@ -358,6 +363,21 @@ impl TestApp {
         format!("http://{}{}", self.addr, path)
     }
 
+    /// The database itself, below the service layer: what is stored, not
+    /// what the App makes of it.
+    pub async fn store(&self) -> Store {
+        self.store
+            .get_or_init(|| async { latchkey_store::open(&self.db.url).await.expect("open the store") })
+            .await
+            .clone()
+    }
+
+    /// The operator's access to the account at `subdomain`, as the CLI
+    /// gets it.
+    pub async fn operator(&self, subdomain: &str) -> AdminAccess {
+        self.app.operator(subdomain).await.expect("operator access").0
+    }
+
     // -- setup through the service layer ----------------------------------
 
     /// An account with an admin (verified); `plan` and `api_token_access` as given.
@@ -377,11 +397,7 @@ impl TestApp {
             verified: true,
             password_hash: None,
         };
-        let (account, user) = self
-            .app
-            .create_account(new, admin, &Actor::operator())
-            .await
-            .expect("create account");
+        let (account, user) = self.app.create_account(new, admin).await.expect("create account");
         TestAccount {
             id: account.id,
             subdomain: account.subdomain,
@@ -402,7 +418,7 @@ impl TestApp {
     /// A user of `account` with `role`, in `state`.
     pub async fn user(&self, account: &TestAccount, role: Role, state: UserState) -> TestUser {
         let email = format!("{}@example.com", unique(&role.as_str().replace('_', "")));
-        let access = AdminAccess::operator(account.id);
+        let access = self.operator(&account.subdomain).await;
         let user = self
             .app
             .create_user(
@@ -448,7 +464,7 @@ impl TestApp {
     pub async fn token_described(&self, account: &TestAccount, description: Option<&str>) -> TestToken {
         let (token, plain) = self
             .app
-            .create_token(&AdminAccess::operator(account.id), description.map(str::to_owned))
+            .create_token(&self.operator(&account.subdomain).await, description.map(str::to_owned))
             .await
             .expect("create token (is token access on?)");
         TestToken {
@@ -464,7 +480,7 @@ impl TestApp {
             ..AccountPatch::default()
         };
         self.app
-            .update_account(&AdminAccess::operator(account.id), &patch)
+            .update_account(&self.operator(&account.subdomain).await, &patch)
             .await
             .expect("update account");
     }
@@ -477,8 +493,8 @@ impl TestApp {
 
     /// An account's audit events, oldest first.
     pub async fn audit(&self, account_id: i64) -> Vec<AuditEvent> {
-        self.app
-            .store
+        self.store()
+            .await
             .audit_chain(account_id)
             .await
             .expect("read audit chain")
@@ -489,7 +505,12 @@ impl TestApp {
 
     /// True when the account's audit hash chain is intact.
     pub async fn audit_chain_intact(&self, account_id: i64) -> bool {
-        let chain = self.app.store.audit_chain(account_id).await.expect("read audit chain");
+        let chain = self
+            .store()
+            .await
+            .audit_chain(account_id)
+            .await
+            .expect("read audit chain");
         latchkey_core::audit::first_broken(chain.iter().map(|(e, h)| (e, *h))).is_none()
     }
 

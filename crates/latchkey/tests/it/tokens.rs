@@ -2,7 +2,6 @@
 //! shows, the lifecycle, the limit, status codes, URLs and content type.
 
 use latchkey_core::token::{has_valid_checksum, NewToken, PlainToken, TokenPrefix};
-use latchkey_server::AdminAccess;
 use serde_json::{json, Value};
 
 use crate::support::*;
@@ -314,7 +313,7 @@ pub async fn fill_tokens(t: &TestApp, acct: &TestAccount, n: usize) {
         })
         .collect();
     t.app
-        .import_tokens(&AdminAccess::operator(acct.id), tokens)
+        .import_tokens(&t.operator(&acct.subdomain).await, tokens)
         .await
         .expect("import");
 }
@@ -347,7 +346,10 @@ async fn creating_past_the_limit_is_refused_until_a_token_is_deleted() {
     assert_eq!(t.delete(&path, &auth).await.status, 204);
     assert_eq!(t.post("/api/v2/api_tokens", &auth, &json!({})).await.status, 201);
     assert_eq!(t.post("/api/v2/api_tokens", &auth, &json!({})).await.status, 422);
-    assert_eq!(t.app.tokens(acct.id).await.unwrap().len(), 256);
+    assert_eq!(
+        t.app.tokens(&t.operator(&acct.subdomain).await).await.unwrap().len(),
+        256
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -363,7 +365,12 @@ async fn deleting_an_active_token_is_refused() {
         r#"{"error":"RecordInvalid","description":"Record validation errors","details":{"base":[{"error":"TokenActive","description":"Deactivate the token before deleting it."}]}}"#
     );
     assert_eq!(t.me_status(&basic(&acct.admin.email, &token)).await, 200);
-    assert!(t.app.token(acct.id, id).await.unwrap().is_some());
+    assert!(t
+        .app
+        .token(&t.operator(&acct.subdomain).await, id)
+        .await
+        .unwrap()
+        .is_some());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -392,7 +399,7 @@ async fn a_token_can_deactivate_itself_and_is_refused_right_after() {
     let t = TestApp::spawn().await;
     let acct = t.account().await;
     let auth = t.admin_auth(&acct).await;
-    let id = t.app.tokens(acct.id).await.unwrap()[0].id;
+    let id = t.app.tokens(&t.operator(&acct.subdomain).await).await.unwrap()[0].id;
     let r = t
         .put(
             &format!("/api/v2/api_tokens/{id}"),
@@ -426,7 +433,7 @@ async fn a_deleted_token_is_gone_for_good() {
     assert_eq!(t.me_status(&basic(&acct.admin.email, &token)).await, 401);
     let list = t.get("/api/v2/api_tokens", &auth).await.json();
     assert!(list["api_tokens"].as_array().unwrap().iter().all(|t| t["id"] != id));
-    assert!(t.app.store.token(acct.id, id).await.unwrap().is_none());
+    assert!(t.store().await.token(acct.id, id).await.unwrap().is_none());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -495,15 +502,20 @@ async fn generating_with_token_access_off_is_refused_everywhere() {
     let acct = t.account_with(latchkey_core::account::Plan::Enterprise, false).await;
     let err = t
         .app
-        .create_token(&AdminAccess::operator(acct.id), None)
+        .create_token(&t.operator(&acct.subdomain).await, None)
         .await
         .expect_err("token access is off");
     assert!(
         matches!(
             err,
-            latchkey_store::StoreError::Domain(latchkey_core::DomainError::TokenAccessDisabled)
+            latchkey_app::AppError::Domain(latchkey_core::DomainError::TokenAccessDisabled)
         ),
         "{err:?}"
     );
-    assert!(t.app.tokens(acct.id).await.unwrap().is_empty());
+    assert!(t
+        .app
+        .tokens(&t.operator(&acct.subdomain).await)
+        .await
+        .unwrap()
+        .is_empty());
 }

@@ -97,7 +97,7 @@ async fn suspending_deleting_and_demoting_take_effect_on_the_next_request() {
     let list = t.get("/api/v2/users?page[size]=100", &auth).await.json();
     assert!(list["users"].as_array().unwrap().iter().all(|u| u["id"] != other.id));
     // The record is kept (soft delete).
-    assert!(t.app.store.user(other.id).await.unwrap().unwrap().deleted);
+    assert!(t.store().await.user(other.id).await.unwrap().unwrap().deleted);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

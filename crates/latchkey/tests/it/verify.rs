@@ -8,7 +8,6 @@ use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use latchkey_core::{token::TokenPatch, user::Role};
-use latchkey_server::AdminAccess;
 use reqwest::Method;
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id};
@@ -114,7 +113,7 @@ async fn every_verify_failure_is_the_spec_401() {
     let deactivated = t.token(&a).await;
     t.app
         .update_token(
-            &AdminAccess::operator(a.id),
+            &t.operator(&a.subdomain).await,
             deactivated.id,
             &TokenPatch {
                 active: Some(false),

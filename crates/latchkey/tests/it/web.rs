@@ -5,15 +5,16 @@
 
 use std::sync::Arc;
 
+use latchkey_app::password;
+use latchkey_app::session::{ABSOLUTE_TIMEOUT, IDLE_TIMEOUT};
+use latchkey_app::sign_in::FAILED_SIGN_INS_PER_LOGIN;
 use latchkey_core::{
     account::Plan,
     audit::ActorType,
     token::TokenHash,
     user::{Email, NewUser, Role},
 };
-use latchkey_server::web::session::{ABSOLUTE_TIMEOUT, FAILED_SIGN_INS_PER_LOGIN, IDLE_TIMEOUT};
 use latchkey_server::web::ADMIN_GET_PATHS;
-use latchkey_server::{password, AdminAccess};
 use reqwest::cookie::CookieStore;
 
 use crate::support::{unique, Reply, TestAccount, TestApp};
@@ -157,7 +158,7 @@ async fn user_with_password(app: &TestApp, account: &TestAccount, role: Role) ->
     let hash = password::hash(PASSWORD.to_owned()).await.unwrap();
     app.app
         .create_user(
-            &AdminAccess::operator(account.id),
+            &app.operator(&account.subdomain).await,
             NewUser {
                 name: format!("Web {}", role.as_str()),
                 email: Email::parse(&email).unwrap(),
@@ -200,7 +201,11 @@ async fn anonymous_visitors_are_sent_to_login_from_every_admin_page() {
         assert_eq!(location(&r), "/login", "POST {path}");
     }
     assert_eq!(
-        app.app.token(account.id, token.id).await.unwrap().map(|t| t.active),
+        app.app
+            .token(&app.operator(&account.subdomain).await, token.id)
+            .await
+            .unwrap()
+            .map(|t| t.active),
         Some(true)
     );
 }
@@ -234,10 +239,19 @@ async fn agents_and_end_users_get_the_403_page_on_every_admin_page() {
         }
     }
     assert_eq!(
-        app.app.token(account.id, token.id).await.unwrap().map(|t| t.active),
+        app.app
+            .token(&app.operator(&account.subdomain).await, token.id)
+            .await
+            .unwrap()
+            .map(|t| t.active),
         Some(true)
     );
-    let admin = app.app.user(account.id, account.admin.id).await.unwrap().unwrap();
+    let admin = app
+        .app
+        .user(&app.operator(&account.subdomain).await, account.admin.id)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!((admin.role, admin.suspended), (Role::Admin, false));
 }
 
@@ -253,7 +267,11 @@ async fn a_form_without_the_sessions_csrf_token_is_refused_and_changes_nothing()
         assert_eq!(r.status, 403, "{fields:?}");
         assert!(r.text().contains("This form has expired"));
         assert_eq!(
-            app.app.token(account.id, token.id).await.unwrap().map(|t| t.active),
+            app.app
+                .token(&app.operator(&account.subdomain).await, token.id)
+                .await
+                .unwrap()
+                .map(|t| t.active),
             Some(true)
         );
     }
@@ -261,7 +279,11 @@ async fn a_form_without_the_sessions_csrf_token_is_refused_and_changes_nothing()
     let r = browser.post(&path, &[("csrf", &csrf)]).await;
     assert_eq!(r.status, 303);
     assert_eq!(
-        app.app.token(account.id, token.id).await.unwrap().map(|t| t.active),
+        app.app
+            .token(&app.operator(&account.subdomain).await, token.id)
+            .await
+            .unwrap()
+            .map(|t| t.active),
         Some(false)
     );
 }
@@ -293,7 +315,7 @@ async fn sessions_are_stored_as_a_hash_and_signing_out_ends_them() {
     let (app, _account, browser) = signed_in_admin().await;
     let id = browser.session_id().unwrap();
     let hash = TokenHash::of(&id).0;
-    assert!(app.app.store.session(&hash).await.unwrap().is_some());
+    assert!(app.store().await.session(&hash).await.unwrap().is_some());
     assert_eq!(browser.get("/admin/apis/api-tokens").await.status, 200);
 
     // Signing out is a form post that needs the CSRF token too.
@@ -302,7 +324,7 @@ async fn sessions_are_stored_as_a_hash_and_signing_out_ends_them() {
     let r = browser.post("/logout", &[("csrf", &csrf)]).await;
     assert_eq!(r.status, 303);
     assert_eq!(location(&r), "/login");
-    assert!(app.app.store.session(&hash).await.unwrap().is_none());
+    assert!(app.store().await.session(&hash).await.unwrap().is_none());
 
     // The old cookie no longer signs anyone in.
     let replay = reqwest::Client::builder()
@@ -326,10 +348,16 @@ async fn signing_in_again_renews_the_session_id() {
     assert_eq!(browser.sign_in(&account.subdomain, &email, PASSWORD).await.status, 303);
     let second = browser.session_id().unwrap();
     assert_ne!(first, second);
-    assert!(app.app.store.session(&TokenHash::of(&first).0).await.unwrap().is_none());
     assert!(app
-        .app
-        .store
+        .store()
+        .await
+        .session(&TokenHash::of(&first).0)
+        .await
+        .unwrap()
+        .is_none());
+    assert!(app
+        .store()
+        .await
         .session(&TokenHash::of(&second).0)
         .await
         .unwrap()
@@ -341,7 +369,7 @@ async fn an_idle_session_and_an_old_session_expire() {
     let (app, _account, browser) = signed_in_admin().await;
     let id = browser.session_id().unwrap();
     let hash = TokenHash::of(&id).0;
-    let store = &app.app.store;
+    let store = app.store().await;
     // The cookie is sent by hand: a redirect to /login clears the browser's.
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
@@ -558,7 +586,12 @@ async fn add_api_token_is_disabled_with_the_reason_when_token_access_is_off() {
     let csrf = csrf_of(&browser.get("/admin/apis/api-tokens").await);
     let r = browser.post("/admin/apis/api-tokens", &[("csrf", &csrf)]).await;
     assert_eq!(r.status, 422);
-    assert!(app.app.tokens(account.id).await.unwrap().is_empty());
+    assert!(app
+        .app
+        .tokens(&app.operator(&account.subdomain).await)
+        .await
+        .unwrap()
+        .is_empty());
 }
 
 #[tokio::test]
@@ -575,10 +608,15 @@ async fn a_deleted_creator_is_shown_as_such_and_their_token_keeps_working() {
         )
         .await;
     assert_eq!(r.status, 200);
-    let token = app.app.tokens(account.id).await.unwrap().remove(0);
+    let token = app
+        .app
+        .tokens(&app.operator(&account.subdomain).await)
+        .await
+        .unwrap()
+        .remove(0);
     let creator = token.user_id.unwrap();
     app.app
-        .delete_user(&AdminAccess::operator(account.id), creator)
+        .delete_user(&app.operator(&account.subdomain).await, creator)
         .await
         .unwrap();
 
@@ -619,10 +657,9 @@ async fn names_with_markup_are_escaped_on_the_people_page() {
     assert!(page.contains("&#60;img src=x onerror=alert(1)&#62;") || page.contains("&lt;img"));
     let users = app
         .app
-        .store
-        .users_page_of(
-            account.id,
-            latchkey_store::Page {
+        .users_page(
+            &app.operator(&account.subdomain).await,
+            latchkey_app::Page {
                 after: None,
                 before: None,
                 size: 10,
@@ -675,9 +712,18 @@ async fn another_accounts_tokens_and_people_are_not_found() {
         assert_eq!(r.status, 404, "POST {path}");
     }
     assert_eq!(
-        app.app.token(other.id, token.id).await.unwrap().map(|t| t.active),
+        app.app
+            .token(&app.operator(&other.subdomain).await, token.id)
+            .await
+            .unwrap()
+            .map(|t| t.active),
         Some(true)
     );
-    let admin = app.app.user(other.id, other.admin.id).await.unwrap().unwrap();
+    let admin = app
+        .app
+        .user(&app.operator(&other.subdomain).await, other.admin.id)
+        .await
+        .unwrap()
+        .unwrap();
     assert!(!admin.suspended);
 }

@@ -9,15 +9,11 @@ use serde_json::{json, Value};
 use super::auth::{Admin, ApiUser};
 use super::error::{json_response, ApiError, ApiResult};
 use super::input::{opt_bool, record, JsonObject};
-use super::{views, AppState};
+use super::views;
+use crate::state::AppState;
 
 pub async fn show(State(state): State<AppState>, user: ApiUser) -> ApiResult<Response> {
-    let account = state
-        .app
-        .store
-        .account(user.account_id())
-        .await?
-        .ok_or(ApiError::NotFound)?;
+    let account = state.app.account(&user.access).await?;
     Ok(json_response(
         StatusCode::OK,
         &json!({"account": views::account(&account)}),
@@ -25,12 +21,7 @@ pub async fn show(State(state): State<AppState>, user: ApiUser) -> ApiResult<Res
 }
 
 pub async fn settings(State(state): State<AppState>, admin: Admin) -> ApiResult<Response> {
-    let account = state
-        .app
-        .store
-        .account(admin.user.account_id())
-        .await?
-        .ok_or(ApiError::NotFound)?;
+    let account = state.app.account(&admin.access).await?;
     Ok(json_response(StatusCode::OK, &views::settings(&account)))
 }
 

@@ -18,7 +18,7 @@ use super::auth::Admin;
 use super::error::{json_response, ApiError, ApiResult};
 use super::input::{record_id, BaseUrl};
 use super::paging::PageQuery;
-use super::AppState;
+use crate::state::AppState;
 
 /// The audit-log routes. `/export` is a static segment, so it wins over
 /// `/{id}` whatever the order.
@@ -78,8 +78,7 @@ pub async fn list(
     let page = PageQuery::parse(raw.as_deref())?;
     let (events, has_more) = state
         .app
-        .store
-        .audit_page(admin.user.account_id(), &query, page.after, page.before, page.size)
+        .audit_page(&admin.access, &query, page.after, page.before, page.size)
         .await?;
     let (meta, links) = page.meta_and_links(
         &base,
@@ -106,8 +105,7 @@ pub async fn show(
     let id = record_id(&id)?;
     let event = state
         .app
-        .store
-        .audit_event(admin.user.account_id(), id)
+        .audit_event(&admin.access, id)
         .await?
         .ok_or(ApiError::NotFound)?;
     Ok(json_response(
@@ -232,7 +230,7 @@ pub async fn export(
     require_plan(&admin)?;
     let query = parse_query(raw.as_deref())?;
     let format = Format::parse(raw.as_deref())?;
-    let mut batches = state.app.store.audit_export(admin.user.account_id(), &query);
+    let mut batches = state.app.audit_export(&admin.access, &query);
     let first = batches.next().await.transpose()?.unwrap_or_default();
     let head = encode(format, &base, &first, true).map_err(|e| ApiError::Internal(e.to_string()))?;
     let rest = batches.map(move |batch| {

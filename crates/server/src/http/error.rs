@@ -4,8 +4,8 @@
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use latchkey_app::AppError;
 use latchkey_core::{DomainError, Invalid};
-use latchkey_store::StoreError;
 use serde_json::{json, Map, Value};
 
 pub const NOT_AUTHENTICATED: &str = r#"{"error":"Couldn't authenticate you"}"#;
@@ -187,10 +187,10 @@ impl From<Invalid> for ApiError {
     }
 }
 
-impl From<StoreError> for ApiError {
-    fn from(e: StoreError) -> Self {
+impl From<AppError> for ApiError {
+    fn from(e: AppError) -> Self {
         match e {
-            StoreError::Domain(d) => d.into(),
+            AppError::Domain(d) => d.into(),
             other => ApiError::Internal(other.to_string()),
         }
     }

@@ -10,7 +10,7 @@ use latchkey_core::{ErrorCode, Invalid};
 use serde_json::{Map, Value};
 
 use super::error::ApiError;
-use super::AppState;
+use crate::state::AppState;
 
 /// Largest accepted request body (§5.1).
 pub const BODY_LIMIT: usize = 64 * 1024;
@@ -178,10 +178,7 @@ impl Errors {
 /// A record id from a path: anything but a positive integer names no
 /// record, so it is a 404 like any unknown id.
 pub fn record_id(raw: &str) -> Result<i64, ApiError> {
-    match raw.parse::<i64>() {
-        Ok(id) if id > 0 => Ok(id),
-        _ => Err(ApiError::NotFound),
-    }
+    crate::client::record_id(raw).ok_or(ApiError::NotFound)
 }
 
 /// The absolute base of the URLs the API returns: `--public-url`, else the

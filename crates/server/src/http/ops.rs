@@ -10,7 +10,7 @@ use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
-use super::AppState;
+use crate::state::AppState;
 
 /// How long `/readyz` waits for the database before calling it unreachable.
 const READY_TIMEOUT: Duration = Duration::from_secs(2);
@@ -25,16 +25,16 @@ pub async fn healthz() -> &'static str {
 
 /// Ready to take traffic: one cheap query answers within the timeout. The
 /// verifier is loaded by then, since the server only starts after its first
-/// full load ([`crate::App::open`]).
+/// full load ([`latchkey_app::App::open`]).
 pub async fn readyz(State(state): State<AppState>) -> Response {
-    if state.app.follower.is_stale(state.config.max_staleness) {
+    if state.app.is_stale(state.config.max_staleness) {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
             "out of touch with the database for longer than --max-staleness",
         )
             .into_response();
     }
-    match tokio::time::timeout(READY_TIMEOUT, state.app.store.latest_change()).await {
+    match tokio::time::timeout(READY_TIMEOUT, state.app.ready()).await {
         Ok(Ok(_)) => (StatusCode::OK, "ready").into_response(),
         Ok(Err(e)) => {
             tracing::warn!(error = %e, "readiness check: the database failed");
@@ -51,7 +51,7 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
 pub async fn metrics(State(state): State<AppState>) -> Response {
     let body = state
         .metrics
-        .render(state.app.verifier.token_count(), state.app.follower.age());
+        .render(state.app.token_count(), state.app.change_log_age());
     let mut res = body.into_response();
     res.headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROMETHEUS_TEXT));

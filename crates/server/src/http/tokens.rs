@@ -10,7 +10,8 @@ use serde_json::json;
 use super::auth::Admin;
 use super::error::{created, json_response, ApiError, ApiResult};
 use super::input::{opt_bool, opt_string, record, record_id, BaseUrl, Errors, JsonObject};
-use super::{views, AppState};
+use super::views;
+use crate::state::AppState;
 
 /// Fields of a token record that exist but cannot be set through the API.
 const READ_ONLY: &[&str] = &[
@@ -26,9 +27,8 @@ const READ_ONLY: &[&str] = &[
 ];
 
 pub async fn list(State(state): State<AppState>, admin: Admin, base: BaseUrl) -> ApiResult<Response> {
-    let account_id = admin.user.account_id();
-    let tokens = state.app.tokens(account_id).await?;
-    let account = state.app.store.account(account_id).await?.ok_or(ApiError::NotFound)?;
+    let tokens = state.app.tokens(&admin.access).await?;
+    let account = state.app.account(&admin.access).await?;
     let list: Vec<_> = tokens.iter().map(|t| views::token(&base, t)).collect();
     Ok(json_response(
         StatusCode::OK,
@@ -66,11 +66,7 @@ pub async fn show(
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
     let id = record_id(&id)?;
-    let token = state
-        .app
-        .token(admin.user.account_id(), id)
-        .await?
-        .ok_or(ApiError::NotFound)?;
+    let token = state.app.token(&admin.access, id).await?.ok_or(ApiError::NotFound)?;
     Ok(json_response(
         StatusCode::OK,
         &json!({"api_token": views::token(&base, &token)}),

@@ -4,15 +4,16 @@
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use latchkey_app::Page;
 use latchkey_core::user::{parse_user_name, Email, NewUser, Role, UserPatch};
-use latchkey_store::Page;
 use serde_json::json;
 
 use super::auth::{Admin, ApiUser};
 use super::error::{created, json_response, ApiError, ApiResult};
 use super::input::{opt_bool, opt_string, record, record_id, required_string, BaseUrl, Errors, JsonObject};
 use super::paging::PageQuery;
-use super::{views, AppState};
+use super::views;
+use crate::state::AppState;
 
 const READ_ONLY: &[&str] = &["id", "url", "created_at", "updated_at"];
 
@@ -36,7 +37,7 @@ pub async fn list(
         before: q.before,
         size: q.size,
     };
-    let (users, has_more) = state.app.store.users_page_of(user.account_id(), page).await?;
+    let (users, has_more) = state.app.users_page(&user.access, page).await?;
     let (meta, links) = q.meta_and_links(
         &base,
         "/api/v2/users.json",
@@ -102,11 +103,7 @@ pub async fn show(
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
     let id = record_id(&id)?;
-    let user = state
-        .app
-        .user(admin.user.account_id(), id)
-        .await?
-        .ok_or(ApiError::NotFound)?;
+    let user = state.app.user(&admin.access, id).await?.ok_or(ApiError::NotFound)?;
     Ok(json_response(
         StatusCode::OK,
         &json!({"user": views::user(&base, &user)}),

@@ -27,7 +27,7 @@ use latchkey_core::verifier::IdentityRef;
 
 use super::auth::authenticate_with;
 use super::error::ApiError;
-use super::AppState;
+use crate::state::AppState;
 
 pub const ACCOUNT_ID: HeaderName = HeaderName::from_static("x-latchkey-account-id");
 pub const ACCOUNT: HeaderName = HeaderName::from_static("x-latchkey-account");
@@ -45,7 +45,9 @@ impl FromRequestParts<AppState> for IdentityHeaders {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        authenticate_with(state, parts, |id, _ip| IdentityHeaders(identity_headers(id)))
+        authenticate_with(state, parts, |app, email, hash, now, _ip| {
+            app.verify_with(email, hash, now, |id| IdentityHeaders(identity_headers(id)))
+        })
     }
 }
 

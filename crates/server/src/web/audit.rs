@@ -8,14 +8,14 @@
 use askama::Template;
 use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
+use latchkey_app::Page;
 use latchkey_core::audit::{Action, ActorType, AuditEvent, SourceType};
 use latchkey_core::audit_query::{AuditQuery, AuditQueryBuilder, Spelling};
 use latchkey_core::time::{rfc3339, Timestamp};
-use latchkey_store::Page;
 
 use super::page::{render, Layout, Nav, PageResult};
 use super::session::AdminPage;
-use crate::http::AppState;
+use crate::state::AppState;
 
 const PATH: &str = "/admin/audit-log";
 const PAGE_SIZE: i64 = 50;
@@ -256,9 +256,8 @@ pub async fn page(State(state): State<AppState>, admin: AdminPage, RawQuery(raw)
     }
     let (users, _) = state
         .app
-        .store
-        .users_page_of(
-            admin.account_id(),
+        .users_page(
+            &admin.access,
             Page {
                 after: None,
                 before: None,
@@ -283,14 +282,7 @@ pub async fn page(State(state): State<AppState>, admin: AdminPage, RawQuery(raw)
     };
     let (events, has_more) = state
         .app
-        .store
-        .audit_page(
-            admin.account_id(),
-            &request.query,
-            request.after,
-            request.before,
-            PAGE_SIZE,
-        )
+        .audit_page(&admin.access, &request.query, request.after, request.before, PAGE_SIZE)
         .await?;
     let backwards = request.before.is_some();
     let (first, last) = (events.first().map(|e| e.id), events.last().map(|e| e.id));

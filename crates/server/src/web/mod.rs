@@ -1,9 +1,12 @@
 //! The Admin Center: server-rendered pages for account admins (SPEC §7).
-//! Pages call the same service layer as the REST API ([`crate::App`] with an
-//! [`crate::AdminAccess`]); they hold no rule of their own. Sessions, CSRF
-//! and the admin check live in extractors ([`session`]), so a handler that
-//! takes [`session::AdminPage`] or [`session::AdminForm`] only runs for a
-//! signed-in admin whose form carried the session's CSRF token.
+//! Pages call the same service layer as the REST API
+//! ([`latchkey_app::App`] with an [`latchkey_app::AdminAccess`]); they hold
+//! no rule of their own and never import the REST API's module.
+//! The session cookie, CSRF and the admin check live in extractors
+//! ([`session`]), so a handler that takes [`session::AdminPage`] or
+//! [`session::AdminForm`] only runs for a signed-in admin whose form carried
+//! the session's CSRF token. Page actions (`deactivate`, `suspend`, ...) are
+//! parsed into enums by the path extractor, so an unknown one is a 404.
 
 pub mod audit;
 pub mod login;
@@ -12,18 +15,17 @@ pub mod people;
 pub mod session;
 pub mod tokens;
 
-use std::sync::Arc;
-
-use axum::extract::Request;
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, Request};
 use axum::http::{header, HeaderValue};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
-use axum::{Extension, Router};
+use axum::Router;
 
-use crate::http::AppState;
+use crate::state::AppState;
 use page::{ErrorPage, PageError};
-use session::{AdminPage, WebState};
+use session::AdminPage;
 
 /// Pages may load scripts, styles and images from this server only, and
 /// no inline script ever runs.
@@ -35,7 +37,6 @@ const SCRIPT: &str = include_str!("../../static/app.js");
 
 /// The Admin Center's routes, to be merged into the application router.
 pub fn routes() -> Router<AppState> {
-    let web = Arc::new(WebState::new());
     Router::new()
         .route("/", get(|| async { Redirect::to("/admin") }))
         .route("/login", get(login::form).post(login::submit))
@@ -66,7 +67,6 @@ pub fn routes() -> Router<AppState> {
         .route("/static/app.css", get(stylesheet))
         .route("/static/app.js", get(script))
         .layer(middleware::from_fn(page_layer))
-        .layer(Extension(web))
 }
 
 /// Every Admin Center path, for tests that check the access rules of each.
@@ -87,6 +87,19 @@ pub const ADMIN_GET_PATHS: &[&str] = &[
     "/admin/people/1/delete",
     "/admin/audit-log",
 ];
+
+/// The `{id}` and the parsed `{action}` of a page action's path. The
+/// action is an enum, so an unknown one fails to parse: a 404, like an id
+/// that is not a positive integer. The extractor's rejection is taken as a
+/// value so that the sign-in and CSRF checks still come first.
+fn action_path<A>(path: Result<Path<(String, A)>, PathRejection>) -> Result<(String, A), PageError> {
+    path.map(|Path(p)| p).map_err(|_| PageError::NotFound)
+}
+
+/// A record id from a path; anything but a positive integer is a 404.
+fn record_id(raw: &str) -> Result<i64, PageError> {
+    crate::client::record_id(raw).ok_or(PageError::NotFound)
+}
 
 async fn admin_home(_admin: AdminPage) -> Redirect {
     Redirect::to("/admin/apis/api-tokens")

@@ -5,8 +5,8 @@
 use askama::Template;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
+use latchkey_app::AppError;
 use latchkey_core::{account::Account, time::Timestamp, user::User, DomainError};
-use latchkey_store::StoreError;
 
 /// The navigation entries of the layout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,11 +95,11 @@ pub enum PageError {
     Internal(String),
 }
 
-impl From<StoreError> for PageError {
-    fn from(e: StoreError) -> Self {
+impl From<AppError> for PageError {
+    fn from(e: AppError) -> Self {
         match e {
-            StoreError::Domain(DomainError::NotFound) => PageError::NotFound,
-            StoreError::Domain(d) => PageError::Refused(domain_messages(&d)),
+            AppError::Domain(DomainError::NotFound) => PageError::NotFound,
+            AppError::Domain(d) => PageError::Refused(domain_messages(&d)),
             other => PageError::Internal(other.to_string()),
         }
     }

@@ -3,19 +3,22 @@
 //! through the service layer with the admin's access.
 
 use askama::Template;
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect};
+use latchkey_app::{AppError, Page};
 use latchkey_core::{
     user::{parse_user_name, Email, NewUser, Role, User, UserPatch},
     DomainError,
 };
-use latchkey_store::{Page, StoreError};
+use serde::Deserialize;
 
 use super::page::{domain_messages, render, show_time, Confirm, Layout, Nav, PageError, PageResult};
 use super::session::{AdminForm, AdminPage};
 use super::tokens::ConfirmTemplate;
-use crate::http::AppState;
+use super::{action_path, record_id};
+use crate::state::AppState;
 
 const LIST: &str = "/admin/people";
 const PAGE_SIZE: i64 = 100;
@@ -83,7 +86,7 @@ pub async fn list(State(state): State<AppState>, admin: AdminPage, RawQuery(quer
         before: None,
         size: PAGE_SIZE,
     };
-    let (users, has_more) = state.app.store.users_page_of(admin.account_id(), page).await?;
+    let (users, has_more) = state.app.users_page(&admin.access, page).await?;
     let me = admin.user().id;
     let next = has_more.then(|| users.last().map(|u| u.id)).flatten();
     let people = users
@@ -108,7 +111,7 @@ pub async fn list(State(state): State<AppState>, admin: AdminPage, RawQuery(quer
             roles: &ROLES,
             next,
             notice: notice(query.as_deref()),
-            confirms: people_confirms()?,
+            confirms: people_confirms(),
         },
     ))
 }
@@ -176,14 +179,14 @@ pub async fn create(State(state): State<AppState>, form: AdminForm) -> PageResul
     };
     match state.app.create_user(&admin.access, new).await {
         Ok(_) => Ok(Redirect::to(&format!("{LIST}?done=added")).into_response()),
-        Err(StoreError::Domain(d @ DomainError::Invalid(_))) => Ok(refused(domain_messages(&d))),
+        Err(AppError::Domain(d @ DomainError::Invalid(_))) => Ok(refused(domain_messages(&d))),
         Err(e) => Err(e.into()),
     }
 }
 
 async fn person(state: &AppState, admin: &AdminPage, id: &str) -> Result<User, PageError> {
-    let id = crate::http::input::record_id(id).map_err(|_| PageError::NotFound)?;
-    state.app.user(admin.account_id(), id).await?.ok_or(PageError::NotFound)
+    let id = record_id(id)?;
+    state.app.user(&admin.access, id).await?.ok_or(PageError::NotFound)
 }
 
 pub async fn change_role(State(state): State<AppState>, Path(id): Path<String>, form: AdminForm) -> PageResult {
@@ -198,35 +201,56 @@ pub async fn change_role(State(state): State<AppState>, Path(id): Path<String>, 
     Ok(Redirect::to(&format!("{LIST}?done=role")).into_response())
 }
 
+/// A change to a user that needs confirming: the last path segment of
+/// `/admin/people/{id}/{action}`, parsed by the path extractor (any other
+/// segment is a 404).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    Suspend,
+    Unsuspend,
+    Delete,
+}
+
+impl Action {
+    /// The path segment.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Suspend => "suspend",
+            Action::Unsuspend => "unsuspend",
+            Action::Delete => "delete",
+        }
+    }
+}
+
 /// The words of a user action's confirmation, on its page and in the dialog.
-fn confirmation(action: &str) -> Option<Confirm> {
+fn confirmation(action: Action) -> Confirm {
     let (title, message, button, danger) = match action {
-        "suspend" => (
+        Action::Suspend => (
             "Suspend user?",
             "A suspended user cannot sign in or use API tokens until unsuspended.",
             "Suspend",
             true,
         ),
-        "unsuspend" => (
+        Action::Unsuspend => (
             "Unsuspend user?",
             "The user can sign in and use API tokens again.",
             "Unsuspend",
             false,
         ),
-        "delete" => (
+        Action::Delete => (
             "Delete user?",
             "The user can no longer sign in or authenticate. Tokens they created keep working.",
             "Delete",
             true,
         ),
-        _ => return None,
     };
-    Some(Confirm {
+    Confirm {
         title,
         message,
         button,
         danger,
-    })
+    }
 }
 
 /// The confirmations the people list's rows carry.
@@ -236,21 +260,21 @@ pub struct PeopleConfirms {
     pub delete: Confirm,
 }
 
-fn people_confirms() -> Result<PeopleConfirms, PageError> {
-    let c = |a| confirmation(a).ok_or_else(|| PageError::Internal("confirmation words missing".into()));
-    Ok(PeopleConfirms {
-        suspend: c("suspend")?,
-        unsuspend: c("unsuspend")?,
-        delete: c("delete")?,
-    })
+fn people_confirms() -> PeopleConfirms {
+    PeopleConfirms {
+        suspend: confirmation(Action::Suspend),
+        unsuspend: confirmation(Action::Unsuspend),
+        delete: confirmation(Action::Delete),
+    }
 }
 
 pub async fn confirm(
     State(state): State<AppState>,
     admin: AdminPage,
-    Path((id, action)): Path<(String, String)>,
+    path: Result<Path<(String, Action)>, PathRejection>,
 ) -> PageResult {
-    let c = confirmation(&action).ok_or(PageError::NotFound)?;
+    let (id, action) = action_path(path)?;
+    let c = confirmation(action);
     let user = person(&state, &admin, &id).await?;
     let subject = format!("{} <{}> ({})", user.name, user.email, role_label(user.role));
     Ok(render(
@@ -259,7 +283,7 @@ pub async fn confirm(
             l: admin.layout(Nav::People),
             c,
             subject: &subject,
-            action_url: format!("{LIST}/{}/{action}", user.id),
+            action_url: format!("{LIST}/{}/{}", user.id, action.as_str()),
             cancel_url: LIST,
         },
     ))
@@ -267,26 +291,26 @@ pub async fn confirm(
 
 pub async fn act(
     State(state): State<AppState>,
-    Path((id, action)): Path<(String, String)>,
+    path: Result<Path<(String, Action)>, PathRejection>,
     form: AdminForm,
 ) -> PageResult {
-    confirmation(&action).ok_or(PageError::NotFound)?;
+    let (id, action) = action_path(path)?;
     let admin = form.admin;
     let user = person(&state, &admin, &id).await?;
     let suspend = |suspended| UserPatch {
         suspended: Some(suspended),
         ..Default::default()
     };
-    let done = match action.as_str() {
-        "suspend" => {
+    let done = match action {
+        Action::Suspend => {
             state.app.update_user(&admin.access, user.id, &suspend(true)).await?;
             "suspended"
         }
-        "unsuspend" => {
+        Action::Unsuspend => {
             state.app.update_user(&admin.access, user.id, &suspend(false)).await?;
             "unsuspended"
         }
-        _ => {
+        Action::Delete => {
             state.app.delete_user(&admin.access, user.id).await?;
             "deleted"
         }

@@ -6,19 +6,22 @@
 use std::collections::HashMap;
 
 use askama::Template;
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
+use latchkey_app::{AdminAccess, AppError};
 use latchkey_core::{
     account::{Account, AccountPatch},
     token::{check_room, parse_description, ApiToken, TokenPatch},
     DomainError,
 };
-use latchkey_store::StoreError;
+use serde::Deserialize;
 
 use super::page::{domain_messages, render, show_time, Confirm, Layout, Nav, PageError, PageResult};
 use super::session::{AdminForm, AdminPage};
-use crate::http::AppState;
+use super::{action_path, record_id};
+use crate::state::AppState;
 
 const LIST: &str = "/admin/apis/api-tokens";
 
@@ -47,16 +50,20 @@ impl TokenView {
 
 /// The names of the users who created `tokens`; a deleted creator is shown
 /// as such, and a token made on the command line by the operator.
-async fn creators(state: &AppState, account_id: i64, tokens: &[ApiToken]) -> Result<HashMap<i64, String>, StoreError> {
+async fn creators(
+    state: &AppState,
+    access: &AdminAccess,
+    tokens: &[ApiToken],
+) -> Result<HashMap<i64, String>, AppError> {
     let mut names = HashMap::new();
     for id in tokens.iter().filter_map(|t| t.user_id) {
         if names.contains_key(&id) {
             continue;
         }
-        let name = match state.app.store.user(id).await? {
-            Some(u) if u.account_id == account_id && u.deleted => format!("{} (deleted user)", u.name),
-            Some(u) if u.account_id == account_id => u.name,
-            _ => "Deleted user".to_owned(),
+        let name = match state.app.user_including_deleted(access, id).await? {
+            Some(u) if u.deleted => format!("{} (deleted user)", u.name),
+            Some(u) => u.name,
+            None => "Deleted user".to_owned(),
         };
         names.insert(id, name);
     }
@@ -118,8 +125,8 @@ struct ListTemplate<'a> {
 }
 
 pub async fn list(State(state): State<AppState>, admin: AdminPage, RawQuery(query): RawQuery) -> PageResult {
-    let tokens = state.app.tokens(admin.account_id()).await?;
-    let creators = creators(&state, admin.account_id(), &tokens).await?;
+    let tokens = state.app.tokens(&admin.access).await?;
+    let creators = creators(&state, &admin.access, &tokens).await?;
     let account = admin.account();
     let t = ListTemplate {
         l: admin.layout(Nav::Tokens),
@@ -129,7 +136,7 @@ pub async fn list(State(state): State<AppState>, admin: AdminPage, RawQuery(quer
         access_off: !account.api_token_access,
         tokens: tokens.iter().map(|t| view(t, &creators)).collect(),
         notice: notice(query.as_deref()),
-        confirms: token_confirms().ok_or_else(|| PageError::Internal("confirmation words missing".into()))?,
+        confirms: token_confirms(),
     };
     Ok(render(StatusCode::OK, &t))
 }
@@ -144,7 +151,7 @@ struct NewTemplate<'a> {
 }
 
 async fn new_page(state: &AppState, admin: &AdminPage, description: &str, errors: Vec<String>) -> PageResult {
-    let count = state.app.tokens(admin.account_id()).await?.len();
+    let count = state.app.tokens(&admin.access).await?.len();
     let t = NewTemplate {
         l: admin.layout(Nav::Tokens),
         description,
@@ -180,7 +187,7 @@ pub async fn create(State(state): State<AppState>, form: AdminForm) -> PageResul
     };
     let (token, plain) = match state.app.create_token(&admin.access, description).await {
         Ok(created) => created,
-        Err(StoreError::Domain(d)) => return new_page(&state, &admin, raw, domain_messages(&d)).await,
+        Err(AppError::Domain(d)) => return new_page(&state, &admin, raw, domain_messages(&d)).await,
         Err(e) => return Err(e.into()),
     };
     let t = RevealTemplate {
@@ -195,12 +202,8 @@ pub async fn create(State(state): State<AppState>, form: AdminForm) -> PageResul
 }
 
 async fn token(state: &AppState, admin: &AdminPage, id: &str) -> Result<ApiToken, PageError> {
-    let id = crate::http::input::record_id(id).map_err(|_| PageError::NotFound)?;
-    state
-        .app
-        .token(admin.account_id(), id)
-        .await?
-        .ok_or(PageError::NotFound)
+    let id = record_id(id)?;
+    state.app.token(&admin.access, id).await?.ok_or(PageError::NotFound)
 }
 
 #[derive(Template)]
@@ -213,13 +216,13 @@ struct ShowTemplate {
 
 pub async fn show(State(state): State<AppState>, admin: AdminPage, Path(id): Path<String>) -> PageResult {
     let token = token(&state, &admin, &id).await?;
-    let creators = creators(&state, admin.account_id(), std::slice::from_ref(&token)).await?;
+    let creators = creators(&state, &admin.access, std::slice::from_ref(&token)).await?;
     Ok(render(
         StatusCode::OK,
         &ShowTemplate {
             l: admin.layout(Nav::Tokens),
             t: view(&token, &creators),
-            confirms: token_confirms().ok_or_else(|| PageError::Internal("confirmation words missing".into()))?,
+            confirms: token_confirms(),
         },
     ))
 }
@@ -274,28 +277,31 @@ pub async fn update(State(state): State<AppState>, Path(id): Path<String>, form:
     };
     match state.app.update_token(&admin.access, token.id, &patch).await {
         Ok(_) => Ok(Redirect::to(&format!("{LIST}?done=updated")).into_response()),
-        Err(StoreError::Domain(DomainError::Invalid(list))) => {
+        Err(AppError::Domain(DomainError::Invalid(list))) => {
             Ok(refused(list.into_iter().map(|i| i.description).collect()))
         }
         Err(e) => Err(e.into()),
     }
 }
 
-/// A change that needs confirming, and the words of its confirmation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Action {
+/// A token change that needs confirming: the last path segment of
+/// `/admin/apis/api-tokens/{id}/{action}`, parsed by the path extractor
+/// (any other segment is a 404).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
     Deactivate,
     Reactivate,
     Delete,
 }
 
 impl Action {
-    fn parse(s: &str) -> Option<Self> {
-        match s {
-            "deactivate" => Some(Action::Deactivate),
-            "reactivate" => Some(Action::Reactivate),
-            "delete" => Some(Action::Delete),
-            _ => None,
+    /// The path segment.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Deactivate => "deactivate",
+            Action::Reactivate => "reactivate",
+            Action::Delete => "delete",
         }
     }
 
@@ -321,8 +327,7 @@ pub struct ConfirmTemplate<'a> {
 
 /// The words of a token action's confirmation; the options menu carries
 /// the same words for the dialog.
-pub fn token_confirmation(action: &str) -> Option<Confirm> {
-    let a = Action::parse(action)?;
+pub fn token_confirmation(a: Action) -> Confirm {
     let (title, message) = match a {
         Action::Deactivate => (
             "Deactivate API token?",
@@ -334,12 +339,12 @@ pub fn token_confirmation(action: &str) -> Option<Confirm> {
             "Deleting a token is permanent. It cannot be reactivated.",
         ),
     };
-    Some(Confirm {
+    Confirm {
         title,
         message,
         button: a.word(),
         danger: a != Action::Reactivate,
-    })
+    }
 }
 
 /// The three confirmations the token list's menus carry.
@@ -349,20 +354,21 @@ pub struct TokenConfirms {
     pub delete: Confirm,
 }
 
-fn token_confirms() -> Option<TokenConfirms> {
-    Some(TokenConfirms {
-        deactivate: token_confirmation("deactivate")?,
-        reactivate: token_confirmation("reactivate")?,
-        delete: token_confirmation("delete")?,
-    })
+fn token_confirms() -> TokenConfirms {
+    TokenConfirms {
+        deactivate: token_confirmation(Action::Deactivate),
+        reactivate: token_confirmation(Action::Reactivate),
+        delete: token_confirmation(Action::Delete),
+    }
 }
 
 pub async fn confirm(
     State(state): State<AppState>,
     admin: AdminPage,
-    Path((id, action)): Path<(String, String)>,
+    path: Result<Path<(String, Action)>, PathRejection>,
 ) -> PageResult {
-    let c = token_confirmation(&action).ok_or(PageError::NotFound)?;
+    let (id, action) = action_path(path)?;
+    let c = token_confirmation(action);
     let token = token(&state, &admin, &id).await?;
     let subject = view(&token, &HashMap::new()).subject();
     Ok(render(
@@ -371,7 +377,7 @@ pub async fn confirm(
             l: admin.layout(Nav::Tokens),
             c,
             subject: &subject,
-            action_url: format!("{LIST}/{}/{action}", token.id),
+            action_url: format!("{LIST}/{}/{}", token.id, action.as_str()),
             cancel_url: LIST,
         },
     ))
@@ -379,10 +385,10 @@ pub async fn confirm(
 
 pub async fn act(
     State(state): State<AppState>,
-    Path((id, action)): Path<(String, String)>,
+    path: Result<Path<(String, Action)>, PathRejection>,
     form: AdminForm,
 ) -> PageResult {
-    let action = Action::parse(&action).ok_or(PageError::NotFound)?;
+    let (id, action) = action_path(path)?;
     let admin = form.admin;
     let token = token(&state, &admin, &id).await?;
     let active = |active| TokenPatch {

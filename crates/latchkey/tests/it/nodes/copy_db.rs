@@ -5,7 +5,6 @@
 //! PostgreSQL pass), and a copy back to SQLite covers the other direction.
 
 use latchkey_core::token::TokenPatch;
-use latchkey_server::AdminAccess;
 use latchkey_store::Store;
 
 use crate::support::*;
@@ -78,7 +77,7 @@ async fn a_copied_deployment_keeps_ids_hashes_settings_and_its_audit_chain() {
     let used = source.token_described(&on, Some("Jira sync")).await;
     let deactivated = source.token(&on).await;
     let deleted = source.token(&on).await;
-    let access = AdminAccess::operator(on.id);
+    let access = source.operator(&on.subdomain).await;
     let deactivate = TokenPatch {
         active: Some(false),
         ..TokenPatch::default()
@@ -146,7 +145,7 @@ async fn copy_db_refuses_a_target_that_already_holds_data() {
     .await;
     assert_eq!(out.code, 1, "{out:?}");
     assert!(out.stderr.contains("already holds data"), "{out:?}");
-    let accounts = target.app.store.accounts().await.unwrap();
+    let accounts = target.store().await.accounts().await.unwrap();
     assert_eq!(accounts.len(), 1);
     assert_eq!(accounts[0].subdomain, kept.subdomain);
 

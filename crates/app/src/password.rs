@@ -1,9 +1,12 @@
 //! Passwords for the web pages: generated from the OS CSPRNG, stored as
-//! Argon2id PHC strings, hashed and checked off the async runtime.
+//! Argon2id PHC strings, hashed and checked off the async runtime. A hash
+//! that cannot be made is an error, never an empty or placeholder hash.
 
 use argon2::password_hash::{rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
 use rand::{distributions::Alphanumeric, Rng};
+
+use crate::error::{AppError, Result};
 
 /// A random password of 20 base62 characters (~119 bits).
 pub fn generate() -> String {
@@ -15,15 +18,19 @@ pub fn generate() -> String {
 }
 
 /// Hashes a password with Argon2id (the crate's default parameters).
-pub fn hash_blocking(password: &str) -> Result<String, argon2::password_hash::Error> {
+pub fn hash_blocking(password: &str) -> Result<String> {
     let salt = SaltString::generate(&mut OsRng);
-    Ok(Argon2::default().hash_password(password.as_bytes(), &salt)?.to_string())
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| AppError::Password(e.to_string()))
 }
 
 /// Hashes on a blocking thread.
-pub async fn hash(password: String) -> anyhow::Result<String> {
-    let hashed = tokio::task::spawn_blocking(move || hash_blocking(&password)).await?;
-    hashed.map_err(|e| anyhow::anyhow!("hashing the password failed: {e}"))
+pub async fn hash(password: String) -> Result<String> {
+    tokio::task::spawn_blocking(move || hash_blocking(&password))
+        .await
+        .map_err(|e| AppError::Password(e.to_string()))?
 }
 
 /// Checks a password against a PHC string; a malformed hash never matches.
@@ -31,6 +38,13 @@ pub fn verify_blocking(password: &str, phc: &str) -> bool {
     PasswordHash::new(phc)
         .map(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
         .unwrap_or(false)
+}
+
+/// Checks on a blocking thread.
+pub async fn verify(password: String, phc: String) -> Result<bool> {
+    tokio::task::spawn_blocking(move || verify_blocking(&password, &phc))
+        .await
+        .map_err(|e| AppError::Internal(format!("checking a password: {e}")))
 }
 
 #[cfg(test)]

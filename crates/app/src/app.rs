@@ -1,0 +1,417 @@
+//! [`App`], the service layer: every latchkey operation, whichever door it
+//! comes in by (REST API, web pages, CLI). Each mutation goes through the
+//! [`Store`] (one transaction with its audit event and change-log entry) and
+//! then brings this process's verifier up to date before it returns, so the
+//! caller's very next request already sees the change.
+//!
+//! Every read and write takes a capability from [`crate::access`] naming
+//! the account it acts in; writes take an [`AdminAccess`].
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::stream::BoxStream;
+use futures_util::StreamExt;
+use latchkey_core::{
+    account::{Account, AccountPatch, NewAccount, Plan, Subdomain},
+    audit::{Actor, AuditEvent},
+    audit_query::AuditQuery,
+    time::{Clock, SystemClock, Timestamp},
+    token::{ApiToken, NewToken, PlainToken, TokenHash, TokenPatch, TokenPrefix},
+    user::{Email, NewUser, Role, User, UserPatch},
+    verifier::{Denial, Identity, IdentityRef, Verifier},
+    DomainError,
+};
+use latchkey_store::{Follower, Page, Store};
+use tokio::sync::OnceCell;
+
+use crate::access::{Access, AdminAccess, UserAccess};
+use crate::error::{AppError, Result};
+use crate::password;
+use crate::sign_in::SignInLimits;
+
+/// The service layer. Its parts are private: callers reach the data only
+/// through the operations below.
+pub struct App {
+    pub(crate) store: Store,
+    verifier: Arc<Verifier>,
+    follower: Arc<Follower>,
+    pub(crate) clock: Arc<dyn Clock>,
+    token_prefix: TokenPrefix,
+    pub(crate) sign_in_limits: SignInLimits,
+    /// A real Argon2id hash of a random password, checked for unknown
+    /// emails so that a sign-in takes as long as for a wrong password.
+    pub(crate) dummy_hash: OnceCell<String>,
+}
+
+/// The account, admin and one-time password made on first run.
+#[derive(Debug)]
+pub struct Bootstrapped {
+    pub subdomain: String,
+    pub email: String,
+    pub password: String,
+}
+
+impl App {
+    /// Opens and migrates the database, and loads the verifier.
+    pub async fn open(database_url: &str, token_prefix: TokenPrefix) -> Result<App> {
+        Self::open_with_clock(database_url, token_prefix, Arc::new(SystemClock)).await
+    }
+
+    /// [`App::open`] with "now" taken from `clock` (tests move time by hand).
+    pub async fn open_with_clock(database_url: &str, token_prefix: TokenPrefix, clock: Arc<dyn Clock>) -> Result<App> {
+        let store = latchkey_store::open(database_url).await?;
+        let verifier = Arc::new(Verifier::new());
+        let follower = Arc::new(Follower::new(store.clone(), verifier.clone()));
+        follower.resync().await?;
+        Ok(App {
+            store,
+            verifier,
+            follower,
+            clock,
+            token_prefix,
+            sign_in_limits: SignInLimits::default(),
+            dummy_hash: OnceCell::new(),
+        })
+    }
+
+    pub fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+
+    // -- keeping current, and health ---------------------------------------
+
+    /// Applies committed changes to this process's verifier. A failure here
+    /// does not undo the committed change; the poller retries.
+    async fn refresh(&self) {
+        if let Err(e) = self.follower.catch_up().await {
+            tracing::warn!(error = %e, "applying a change to memory failed; the poller will retry");
+        }
+    }
+
+    /// Follows the change log until `shutdown` resolves (the background task
+    /// of a running server).
+    pub fn follow(
+        &self,
+        poll: Duration,
+        max_staleness: Duration,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> impl std::future::Future<Output = ()> + Send + 'static {
+        self.follower.clone().run(poll, max_staleness, shutdown)
+    }
+
+    /// Out of touch with the database for longer than `max`: what memory
+    /// holds may miss a revocation.
+    pub fn is_stale(&self, max: Duration) -> bool {
+        self.follower.is_stale(max)
+    }
+
+    /// How long ago the change log was last read successfully.
+    pub fn change_log_age(&self) -> Option<Duration> {
+        self.follower.age()
+    }
+
+    /// How many tokens the verifier holds.
+    pub fn token_count(&self) -> usize {
+        self.verifier.token_count()
+    }
+
+    /// The database answers one cheap query.
+    pub async fn ready(&self) -> Result<()> {
+        self.store.latest_change().await?;
+        Ok(())
+    }
+
+    /// Drops change-log entries written before `before`.
+    pub async fn prune_change_log(&self, before: Timestamp) -> Result<u64> {
+        Ok(self.store.prune_changes(before).await?)
+    }
+
+    /// Forgets sign-in failures whose minute has passed.
+    pub fn sweep_sign_in_limits(&self, now: Timestamp) {
+        self.sign_in_limits.sweep(now);
+    }
+
+    // -- authentication ------------------------------------------------------
+
+    /// The verification hot path: lends the identity behind `email` and the
+    /// token `hash` to `f`. Touches no database and makes no capability.
+    pub fn verify_with<R>(
+        &self,
+        email: &str,
+        hash: &TokenHash,
+        now: Timestamp,
+        f: impl FnOnce(IdentityRef<'_>) -> R,
+    ) -> std::result::Result<R, Denial> {
+        self.verifier.verify_with(email, hash, now, f)
+    }
+
+    /// Authenticates an API token for a request from `ip`: the identity and
+    /// the [`UserAccess`] its handlers act with.
+    pub fn authenticate(
+        &self,
+        email: &str,
+        hash: &TokenHash,
+        now: Timestamp,
+        ip: IpAddr,
+    ) -> std::result::Result<(Identity, UserAccess), Denial> {
+        self.verifier
+            .verify_with(email, hash, now, |id| (id.to_identity(), UserAccess::new(id.user, ip)))
+    }
+
+    /// The operator's right to change the account at `subdomain` (the CLI).
+    pub async fn operator(&self, subdomain: &str) -> Result<(AdminAccess, Account)> {
+        let account = self
+            .store
+            .account_by_subdomain(subdomain)
+            .await?
+            .ok_or_else(|| AppError::NoSuchAccount(subdomain.to_owned()))?;
+        Ok((AdminAccess::operator(account.id), account))
+    }
+
+    // -- accounts ------------------------------------------------------------
+
+    /// Creates an account with its first admin, as the operator.
+    pub async fn create_account(&self, new: NewAccount, admin: NewUser) -> Result<(Account, User)> {
+        self.create_account_as(new, admin, &Actor::operator()).await
+    }
+
+    async fn create_account_as(&self, new: NewAccount, admin: NewUser, actor: &Actor) -> Result<(Account, User)> {
+        let out = self.store.create_account(new, admin, actor, self.now()).await?;
+        self.refresh().await;
+        Ok(out)
+    }
+
+    /// On an empty database, creates the first account (plan `enterprise`,
+    /// token access off) and its admin with a random password. A database
+    /// that has an account is left alone.
+    pub async fn bootstrap(&self, subdomain: &str, admin_email: &str) -> Result<Option<Bootstrapped>> {
+        if self.store.account_count().await? > 0 {
+            return Ok(None);
+        }
+        let subdomain = Subdomain::parse(subdomain)?;
+        let email = Email::parse(admin_email)?;
+        let secret = password::generate();
+        let hash = password::hash(secret.clone()).await?;
+        let account = NewAccount {
+            subdomain: subdomain.clone(),
+            name: subdomain.as_str().to_owned(),
+            plan: Plan::Enterprise,
+            api_token_access: false,
+        };
+        let admin = NewUser {
+            name: "Admin".to_owned(),
+            email: email.clone(),
+            role: Role::Admin,
+            verified: true,
+            password_hash: Some(hash),
+        };
+        self.create_account_as(account, admin, &Actor::system()).await?;
+        Ok(Some(Bootstrapped {
+            subdomain: subdomain.as_str().to_owned(),
+            email: email.as_str().to_owned(),
+            password: secret,
+        }))
+    }
+
+    /// The subdomain of the only account, when there is exactly one (the
+    /// sign-in page pre-fills it).
+    pub async fn sole_subdomain(&self) -> Result<Option<String>> {
+        if self.store.account_count().await? != 1 {
+            return Ok(None);
+        }
+        Ok(self.store.accounts().await?.into_iter().next().map(|a| a.subdomain))
+    }
+
+    /// The account `access` acts in.
+    pub async fn account(&self, access: &impl Access) -> Result<Account> {
+        self.store
+            .account(access.account_id())
+            .await?
+            .ok_or(AppError::Domain(DomainError::NotFound))
+    }
+
+    pub async fn update_account(&self, access: &AdminAccess, patch: &AccountPatch) -> Result<Account> {
+        let out = self
+            .store
+            .update_account(access.account_id(), patch, access.actor(), self.now())
+            .await?;
+        self.refresh().await;
+        Ok(out)
+    }
+
+    /// The account's audit events in id order with their stored hashes
+    /// (`latchkey audit verify`).
+    pub async fn audit_chain(&self, access: &AdminAccess) -> Result<Vec<(AuditEvent, [u8; 32])>> {
+        Ok(self.store.audit_chain(access.account_id()).await?)
+    }
+
+    /// One page of the account's audit events, and whether more follow.
+    pub async fn audit_page(
+        &self,
+        access: &AdminAccess,
+        query: &AuditQuery,
+        after: Option<i64>,
+        before: Option<i64>,
+        size: i64,
+    ) -> Result<(Vec<AuditEvent>, bool)> {
+        Ok(self
+            .store
+            .audit_page(access.account_id(), query, after, before, size)
+            .await?)
+    }
+
+    pub async fn audit_event(&self, access: &AdminAccess, id: i64) -> Result<Option<AuditEvent>> {
+        Ok(self.store.audit_event(access.account_id(), id).await?)
+    }
+
+    /// Every matching event, in batches (constant memory).
+    pub fn audit_export(
+        &self,
+        access: &AdminAccess,
+        query: &AuditQuery,
+    ) -> BoxStream<'static, Result<Vec<AuditEvent>>> {
+        self.store
+            .audit_export(access.account_id(), query)
+            .map(|batch| batch.map_err(AppError::from))
+            .boxed()
+    }
+
+    // -- users ---------------------------------------------------------------
+
+    pub async fn create_user(&self, access: &AdminAccess, new: NewUser) -> Result<User> {
+        let out = self
+            .store
+            .create_user(access.account_id(), new, access.actor(), self.now())
+            .await?;
+        self.refresh().await;
+        Ok(out)
+    }
+
+    pub async fn update_user(&self, access: &AdminAccess, id: i64, patch: &UserPatch) -> Result<User> {
+        let out = self
+            .store
+            .update_user(access.account_id(), id, patch, access.actor(), self.now())
+            .await?;
+        self.refresh().await;
+        Ok(out)
+    }
+
+    pub async fn delete_user(&self, access: &AdminAccess, id: i64) -> Result<()> {
+        self.store
+            .delete_user(access.account_id(), id, access.actor(), self.now())
+            .await?;
+        self.refresh().await;
+        Ok(())
+    }
+
+    /// A user of the account, not deleted.
+    pub async fn user(&self, access: &impl Access, id: i64) -> Result<Option<User>> {
+        Ok(self.user_including_deleted(access, id).await?.filter(|u| !u.deleted))
+    }
+
+    /// A user of the account, deleted or not (to name who made a token).
+    pub async fn user_including_deleted(&self, access: &impl Access, id: i64) -> Result<Option<User>> {
+        Ok(self
+            .store
+            .user(id)
+            .await?
+            .filter(|u| u.account_id == access.account_id()))
+    }
+
+    /// The account's undeleted users, one page in ascending id order, and
+    /// whether more follow in the paging direction.
+    pub async fn users_page(&self, access: &impl Access, page: Page) -> Result<(Vec<User>, bool)> {
+        Ok(self.store.users_page_of(access.account_id(), page).await?)
+    }
+
+    // -- tokens --------------------------------------------------------------
+
+    /// Generates a token and stores its hash; the plain token is returned
+    /// for the one response that shows it.
+    pub async fn create_token(
+        &self,
+        access: &AdminAccess,
+        description: Option<String>,
+    ) -> Result<(ApiToken, PlainToken)> {
+        let plain = PlainToken::generate(&self.token_prefix);
+        let new = NewToken {
+            hash: plain.hash(),
+            visible_token: plain.visible(),
+            description,
+            active: true,
+            user_id: access.actor().id,
+        };
+        let token = self
+            .store
+            .create_token(access.account_id(), new, access.actor(), self.now())
+            .await?;
+        self.refresh().await;
+        Ok((token, plain))
+    }
+
+    pub async fn update_token(&self, access: &AdminAccess, id: i64, patch: &TokenPatch) -> Result<ApiToken> {
+        let token = self
+            .store
+            .update_token(access.account_id(), id, patch, access.actor(), self.now())
+            .await?;
+        self.refresh().await;
+        Ok(self.with_usage(token))
+    }
+
+    pub async fn delete_token(&self, access: &AdminAccess, id: i64) -> Result<()> {
+        self.store
+            .delete_token(access.account_id(), id, access.actor(), self.now())
+            .await?;
+        self.refresh().await;
+        Ok(())
+    }
+
+    pub async fn import_tokens(&self, access: &AdminAccess, tokens: Vec<NewToken>) -> Result<Vec<ApiToken>> {
+        let out = self
+            .store
+            .import_tokens(access.account_id(), tokens, access.actor(), self.now())
+            .await?;
+        self.refresh().await;
+        Ok(out)
+    }
+
+    pub async fn token(&self, access: &AdminAccess, id: i64) -> Result<Option<ApiToken>> {
+        Ok(self
+            .store
+            .token(access.account_id(), id)
+            .await?
+            .map(|t| self.with_usage(t)))
+    }
+
+    /// The account's tokens, newest first, with usage this process has
+    /// seen but not yet flushed.
+    pub async fn tokens(&self, access: &AdminAccess) -> Result<Vec<ApiToken>> {
+        Ok(self
+            .store
+            .tokens(access.account_id())
+            .await?
+            .into_iter()
+            .map(|t| self.with_usage(t))
+            .collect())
+    }
+
+    fn with_usage(&self, mut token: ApiToken) -> ApiToken {
+        if let Some(seen) = self.verifier.last_used(token.id) {
+            token.last_used = Some(token.last_used.map_or(seen, |stored| stored.max(seen)));
+        }
+        token
+    }
+
+    /// Writes the `last_used` times gathered since the previous flush.
+    /// Uses that cannot be written now are kept for the next flush.
+    pub async fn flush_usage(&self) -> Result<usize> {
+        let uses = self.verifier.drain_usage();
+        if let Err(e) = self.store.record_token_use(&uses).await {
+            self.verifier.requeue_usage(&uses);
+            return Err(e.into());
+        }
+        Ok(uses.len())
+    }
+}

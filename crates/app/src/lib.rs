@@ -1,0 +1,27 @@
+//! latchkey's service layer: [`App`], the one way to the data for every
+//! entry point (the REST API and the Admin Center pages in
+//! `latchkey-server`, the `latchkey` command line). It holds the rules that
+//! are not the domain's own: who may act in which account ([`access`]),
+//! signing in ([`sign_in`]), sessions ([`session`]), password hashing
+//! ([`password`]) and rate limits ([`limiter`]). It knows nothing of HTTP:
+//! no axum, askama or tower here.
+//!
+//! Callers never see the store: [`App`] has no public fields, every read
+//! and write takes a capability ([`UserAccess`], [`AdminAccess`]), and
+//! failures are [`AppError`].
+
+pub mod access;
+mod app;
+pub mod error;
+pub mod limiter;
+pub mod password;
+pub mod session;
+pub mod sign_in;
+
+pub use access::{Access, AdminAccess, UserAccess};
+pub use app::{App, Bootstrapped};
+pub use error::AppError;
+pub use latchkey_store::Page;
+pub use limiter::RateLimiter;
+pub use session::Session;
+pub use sign_in::{SignIn, SignInAttempt};

@@ -1,0 +1,32 @@
+//! [`AppState`]: what every handler, REST or page, can reach. It lives
+//! outside `http` and `web` so that neither has to import the other.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use latchkey_app::{App, RateLimiter};
+
+use crate::config::ServerConfig;
+use crate::http::metrics::Metrics;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub app: Arc<App>,
+    pub config: Arc<ServerConfig>,
+    /// Failed API authentications per client address per minute.
+    pub limiter: Arc<RateLimiter<IpAddr>>,
+    pub metrics: Arc<Metrics>,
+}
+
+impl AppState {
+    pub fn new(app: Arc<App>, config: ServerConfig) -> Self {
+        let limiter = Arc::new(RateLimiter::new(config.failed_auth_per_minute));
+        AppState {
+            app,
+            config: Arc::new(config),
+            limiter,
+            metrics: Arc::default(),
+        }
+    }
+}
