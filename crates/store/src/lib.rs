@@ -2,8 +2,10 @@
 //! audit event and its change-log entry, and the follower that keeps a
 //! process's in-memory verifier current from that log.
 //!
-//! [`Store`] is what callers use. It implements each operation once, in
-//! terms of a [`backend::Backend`] that supplies small, typed statements;
+//! [`Store`] is what callers use (in the running service, only the service
+//! layer, `latchkey-app`, does). It implements each operation once, in
+//! terms of a [`backend::Backend`] that supplies small, typed statements,
+//! and does not hand the backend out: each read is a method of its own.
 //! SQLite and PostgreSQL are the two backends; both run the same SQL text
 //! (`sql.rs`) and map rows the same way (`rows.rs`).
 

@@ -34,10 +34,6 @@ pub struct ApiUser {
 }
 
 impl ApiUser {
-    pub fn account_id(&self) -> i64 {
-        self.identity.account.id
-    }
-
     pub fn role(&self) -> Role {
         self.identity.user.role
     }
