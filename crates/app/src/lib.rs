@@ -3,7 +3,8 @@
 //! `latchkey-server`, the `latchkey` command line). It holds the rules that
 //! are not the domain's own: who may act in which account ([`access`]),
 //! signing in ([`sign_in`]), sessions ([`session`]), password hashing
-//! ([`password`]) and rate limits ([`limiter`]). It knows nothing of HTTP:
+//! ([`password`]), rate limits ([`limiter`]) and the operator's
+//! whole-database commands ([`database`]). It knows nothing of HTTP:
 //! no axum, askama or tower here.
 //!
 //! Callers never see the store: [`App`] has no public fields, every read
@@ -12,6 +13,7 @@
 
 pub mod access;
 mod app;
+pub mod database;
 pub mod error;
 pub mod limiter;
 pub mod password;

@@ -23,7 +23,6 @@ use latchkey_core::{
     DomainError,
 };
 use latchkey_server::{run, ServerConfig};
-use latchkey_store::StoreError;
 
 use cli::{AccountCmd, AuditCmd, Cli, Command, LogFormat, OnOff, TokenCmd, UserCmd};
 
@@ -74,9 +73,8 @@ fn usage_error(e: clap::Error) -> ExitCode {
 
 /// One line for the operator; domain refusals read as the rule they broke.
 fn describe(e: &anyhow::Error) -> String {
-    let domain = match (e.downcast_ref::<AppError>(), e.downcast_ref::<StoreError>()) {
-        (Some(AppError::Domain(d)), _) | (_, Some(StoreError::Domain(d))) => d,
-        _ => return format!("{e:#}"),
+    let Some(AppError::Domain(domain)) = e.downcast_ref::<AppError>() else {
+        return format!("{e:#}");
     };
     match domain {
         DomainError::Invalid(list) => list
@@ -108,7 +106,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             serve(&url, args).await?;
         }
         Command::Migrate => {
-            latchkey_store::open(&url).await?;
+            latchkey_app::database::migrate(&url).await?;
             println!("database is up to date");
         }
         Command::Account(cmd) => account(&url, cmd).await?,
@@ -116,7 +114,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Token(cmd) => token(&url, cmd).await?,
         Command::Audit(AuditCmd::Verify { account }) => return audit_verify(&url, &account).await,
         Command::CopyDb(args) => {
-            let report = latchkey_store::copy::copy_db(&args.from, &args.to).await?;
+            let report = latchkey_app::database::copy_db(&args.from, &args.to).await?;
             for (table, rows) in &report.tables {
                 println!("copied {rows} rows of {table}");
             }

@@ -727,3 +727,34 @@ async fn another_accounts_tokens_and_people_are_not_found() {
         .unwrap();
     assert!(!admin.suspended);
 }
+
+#[tokio::test]
+async fn an_unknown_page_action_is_not_found_and_changes_nothing() {
+    let (app, account, browser) = signed_in_admin().await;
+    let token = app.token(&account).await;
+    let csrf = browser.csrf("/admin/apis/api-tokens").await;
+    for path in [
+        format!("/admin/apis/api-tokens/{}/explode", token.id),
+        format!("/admin/apis/api-tokens/{}/Deactivate", token.id),
+        format!("/admin/people/{}/promote", account.admin.id),
+    ] {
+        let r = browser.get(&path).await;
+        assert_eq!(r.status, 404, "GET {path}");
+        assert!(r.text().contains("Page not found"));
+        let r = browser.post(&path, &[("csrf", &csrf)]).await;
+        assert_eq!(r.status, 404, "POST {path}");
+    }
+    // Without the session's CSRF token the form is refused first, as
+    // before the action is looked at.
+    let r = browser
+        .post(&format!("/admin/apis/api-tokens/{}/explode", token.id), &[])
+        .await;
+    assert_eq!(r.status, 403);
+    let access = app.operator(&account.subdomain).await;
+    assert_eq!(
+        app.app.token(&access, token.id).await.unwrap().map(|t| t.active),
+        Some(true)
+    );
+    let admin = app.app.user(&access, account.admin.id).await.unwrap().unwrap();
+    assert!(!admin.suspended);
+}

@@ -1,0 +1,18 @@
+//! The operator's commands on a whole database, below any account:
+//! `latchkey migrate` and `latchkey copy-db`. They need no capability: only
+//! someone who can reach the database URL runs them.
+
+pub use latchkey_store::copy::CopyReport;
+
+use crate::error::Result;
+
+/// Creates the database if needed and migrates it to this build's schema.
+pub async fn migrate(url: &str) -> Result<()> {
+    latchkey_store::open(url).await?;
+    Ok(())
+}
+
+/// Copies every row verbatim from one database into an empty one.
+pub async fn copy_db(from: &str, to: &str) -> Result<CopyReport> {
+    Ok(latchkey_store::copy::copy_db(from, to).await?)
+}
