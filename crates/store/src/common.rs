@@ -47,10 +47,11 @@ impl Database for Postgres {
     }
 }
 
-/// The shared statements, as associated functions: call them as
-/// `Statements::account(&self.pool, id)`; the database type is inferred
-/// from the pool, transaction or connection passed in. Functions that run
-/// one statement take any executor (a pool or `&mut *tx`).
+/// The shared statements, as associated functions. Each backend names its
+/// instance `Shared` (`Statements<Sqlite>`, `Statements<Postgres>`) and
+/// calls, say, `Shared::account(&self.pool, id)`. A function that runs one
+/// statement takes any executor (a pool, or `&mut *self.tx` in a `Tx`);
+/// one that runs several takes the pool or the transaction it needs.
 pub(crate) struct Statements<DB>(PhantomData<DB>);
 
 /// A row of a session, as `SESSION_BY_HASH` returns it.
