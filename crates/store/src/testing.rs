@@ -138,6 +138,17 @@ impl Drop for DropPostgresDatabase {
 }
 
 impl TestDatabase {
+    /// Another handle on the same database, for a second server or process
+    /// on it; dropping the handle removes nothing, so `self` must outlive
+    /// whatever uses it.
+    pub fn share(&self) -> TestDatabase {
+        TestDatabase {
+            url: self.url.clone(),
+            file: self.file.clone(),
+            _guard: Box::new(()),
+        }
+    }
+
     /// Opens (and migrates) the database as latchkey does.
     pub async fn open(&self) -> Result<Store> {
         crate::open(&self.url).await
