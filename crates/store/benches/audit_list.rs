@@ -14,6 +14,7 @@ use latchkey_core::audit_query::{AuditFilter, AuditSort, Seek};
 use latchkey_store::audit_log::sqlite_query_plan;
 use latchkey_store::backend::Backend;
 use latchkey_store::sqlite::SqliteBackend;
+use latchkey_store::testing::sqlite_database;
 
 const BIG: i64 = 1_000_000;
 const SMALL: i64 = 1_000;
@@ -72,10 +73,11 @@ fn micros(d: Duration) -> f64 {
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("bench.db").display());
-    let backend = SqliteBackend::open(&url).await.unwrap();
-    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    // One SQLite file whatever LATCHKEY_TEST_DATABASE says: the plans
+    // checked are SQLite's.
+    let db = sqlite_database();
+    let backend = SqliteBackend::open(&db.url).await.unwrap();
+    let pool = sqlx::SqlitePool::connect(&db.url).await.unwrap();
     let started = Instant::now();
     let (big, small) = seed(&pool).await;
     println!(

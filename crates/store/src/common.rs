@@ -1,381 +1,588 @@
-//! The statements that read the same on every backend, written once.
-//! `impl_tx!` and `impl_backend!` emit a backend's whole `Tx` and `Backend`
-//! impls: the methods given to them (whose SQL, pool or locking differs)
-//! plus the shared ones. Macros, not generic code, because sqlx's
-//! per-database types make generic statement code far longer than the
-//! statements themselves.
+//! The statements every backend runs the same way, written once as generic
+//! code over sqlx's database type. A backend's `impl Backend` and `impl Tx`
+//! call these with its own pool or transaction and add only what truly
+//! differs (locking, which pool, isolation).
+//!
+//! sqlx states what a database can bind and decode as bounds on each type
+//! (`i64: Encode<Sqlite>`, ...). Rust does not carry a trait's where-clauses
+//! to its users, so the bounds are written once, on the one `impl` block of
+//! [`Statements`], instead of on every function.
 
-/// Emits a backend's whole `Tx` impl: the methods given to it plus the
-/// statements every backend runs the same way on `self.tx`.
-macro_rules! impl_tx {
-    ($ty:ty { $($own:tt)* }) => {
-        #[async_trait::async_trait]
-        impl $crate::backend::Tx for $ty {
-            $($own)*
+use std::marker::PhantomData;
 
-            async fn insert_account(&mut self, new: &NewAccount, now: Timestamp) -> Result<Account> {
-                let row: AccountRow = sqlx::query_as(sql::INSERT_ACCOUNT)
-                    .bind(new.subdomain.as_str())
-                    .bind(&new.name)
-                    .bind(new.plan.as_str())
-                    .bind(new.token_limit())
-                    .bind(new.api_token_access)
-                    .bind(now)
-                    .fetch_one(&mut *self.tx)
-                    .await?;
-                Account::try_from(row)
-            }
+use futures_util::TryStreamExt;
+use latchkey_core::{
+    account::{Account, NewAccount},
+    audit::AuditEvent,
+    audit_query::{AuditFilter, Seek},
+    time::Timestamp,
+    token::{ApiToken, NewToken},
+    user::{NewUser, User},
+    verifier::{AccountEntry, Snapshot, TokenAuth},
+};
+use sqlx::{Encode, Executor, FromRow, IntoArguments, Pool, Postgres, Sqlite, Transaction, Type};
 
-            async fn save_account(&mut self, a: &Account) -> Result<()> {
-                sqlx::query(sql::SAVE_ACCOUNT)
-                    .bind(&a.name)
-                    .bind(a.plan.as_str())
-                    .bind(a.token_limit)
-                    .bind(a.api_token_access)
-                    .bind(a.updated_at)
-                    .bind(a.id)
-                    .execute(&mut *self.tx)
-                    .await?;
-                Ok(())
-            }
+use crate::audit_log;
+use crate::backend::SessionRecord;
+use crate::rows::*;
+use crate::sql;
+use crate::{Change, Entity, Result, StoreError};
 
-            async fn user(&mut self, account_id: i64, id: i64) -> Result<Option<User>> {
-                let row: Option<UserRow> = sqlx::query_as(sql::ACCOUNT_USER)
-                    .bind(account_id)
-                    .bind(id)
-                    .fetch_optional(&mut *self.tx)
-                    .await?;
-                row.map(User::try_from).transpose()
-            }
-
-            async fn email_taken(&mut self, account_id: i64, email_normalized: &str) -> Result<bool> {
-                let n: i64 = sqlx::query_scalar(sql::EMAIL_TAKEN)
-                    .bind(account_id)
-                    .bind(email_normalized)
-                    .fetch_one(&mut *self.tx)
-                    .await?;
-                Ok(n > 0)
-            }
-
-            async fn insert_user(&mut self, account_id: i64, new: &NewUser, now: Timestamp) -> Result<User> {
-                let row: UserRow = sqlx::query_as(sql::INSERT_USER)
-                    .bind(account_id)
-                    .bind(&new.name)
-                    .bind(new.email.as_str())
-                    .bind(new.email.normalized())
-                    .bind(new.role.as_str())
-                    .bind(new.verified)
-                    .bind(new.password_hash.as_deref())
-                    .bind(now)
-                    .fetch_one(&mut *self.tx)
-                    .await?;
-                User::try_from(row)
-            }
-
-            async fn save_user(&mut self, u: &User, now: Timestamp) -> Result<()> {
-                sqlx::query(sql::SAVE_USER)
-                    .bind(&u.name)
-                    .bind(u.role.as_str())
-                    .bind(u.verified)
-                    .bind(u.suspended)
-                    .bind(u.deleted)
-                    .bind(now)
-                    .bind(u.updated_at)
-                    .bind(u.id)
-                    .execute(&mut *self.tx)
-                    .await?;
-                Ok(())
-            }
-
-            async fn set_password(&mut self, user_id: i64, password_hash: &str) -> Result<()> {
-                sqlx::query(sql::SET_PASSWORD)
-                    .bind(password_hash)
-                    .bind(user_id)
-                    .execute(&mut *self.tx)
-                    .await?;
-                Ok(())
-            }
-
-            async fn count_tokens(&mut self, account_id: i64) -> Result<i64> {
-                Ok(sqlx::query_scalar(sql::COUNT_TOKENS)
-                    .bind(account_id)
-                    .fetch_one(&mut *self.tx)
-                    .await?)
-            }
-
-            async fn token(&mut self, account_id: i64, id: i64) -> Result<Option<ApiToken>> {
-                let row: Option<TokenRow> = sqlx::query_as(sql::ACCOUNT_TOKEN)
-                    .bind(account_id)
-                    .bind(id)
-                    .fetch_optional(&mut *self.tx)
-                    .await?;
-                Ok(row.map(ApiToken::from))
-            }
-
-            async fn token_hash_taken(&mut self, hash: &[u8]) -> Result<bool> {
-                let n: i64 = sqlx::query_scalar(sql::TOKEN_HASH_TAKEN)
-                    .bind(hash)
-                    .fetch_one(&mut *self.tx)
-                    .await?;
-                Ok(n > 0)
-            }
-
-            async fn insert_token(&mut self, account_id: i64, new: &NewToken, now: Timestamp) -> Result<ApiToken> {
-                let row: TokenRow = sqlx::query_as(sql::INSERT_TOKEN)
-                    .bind(account_id)
-                    .bind(&new.hash.0[..])
-                    .bind(&new.visible_token)
-                    .bind(new.description.as_deref())
-                    .bind(new.active)
-                    .bind(new.user_id)
-                    .bind(now)
-                    .fetch_one(&mut *self.tx)
-                    .await?;
-                Ok(ApiToken::from(row))
-            }
-
-            async fn save_token(&mut self, t: &ApiToken) -> Result<()> {
-                sqlx::query(sql::SAVE_TOKEN)
-                    .bind(t.description.as_deref())
-                    .bind(t.active)
-                    .bind(t.assigned_user_id)
-                    .bind(t.updated_at)
-                    .bind(t.id)
-                    .execute(&mut *self.tx)
-                    .await?;
-                Ok(())
-            }
-
-            async fn delete_token(&mut self, id: i64) -> Result<()> {
-                sqlx::query(sql::DELETE_TOKEN).bind(id).execute(&mut *self.tx).await?;
-                Ok(())
-            }
-
-            async fn last_audit_hash(&mut self, account_id: i64) -> Result<Option<[u8; 32]>> {
-                let hash: Option<Vec<u8>> = sqlx::query_scalar(sql::LAST_AUDIT_HASH)
-                    .bind(account_id)
-                    .fetch_optional(&mut *self.tx)
-                    .await?;
-                Ok(hash.map(|h| <[u8; 32]>::try_from(h.as_slice()).unwrap_or([0xff; 32])))
-            }
-
-            async fn insert_audit(&mut self, e: &AuditEvent, hash: &[u8; 32]) -> Result<i64> {
-                let id: i64 = sqlx::query_scalar(sql::INSERT_AUDIT)
-                    .bind(e.account_id)
-                    .bind(e.action.as_str())
-                    .bind(e.actor_type.as_str())
-                    .bind(e.actor_id)
-                    .bind(&e.actor_name)
-                    .bind(e.source_type.as_str())
-                    .bind(e.source_id)
-                    .bind(&e.source_label)
-                    .bind(&e.change_description)
-                    .bind(e.ip_address.as_deref())
-                    .bind(e.created_at)
-                    .bind(&hash[..])
-                    .fetch_one(&mut *self.tx)
-                    .await?;
-                Ok(id)
-            }
-
-            async fn commit(self: Box<Self>) -> Result<()> {
-                self.tx.commit().await?;
-                Ok(())
-            }
-        }
-    };
+/// A database this crate runs on: sqlx's database type plus what sqlx does
+/// not offer generically.
+pub(crate) trait Database: sqlx::Database {
+    /// How many rows a statement touched.
+    fn rows_affected(done: &Self::QueryResult) -> u64;
 }
 
-pub(crate) use impl_tx;
+impl Database for Sqlite {
+    fn rows_affected(done: &Self::QueryResult) -> u64 {
+        done.rows_affected()
+    }
+}
 
-/// Emits a backend's whole `Backend` impl: the methods given to it (those
-/// whose pool, locking or SQL differs) plus the reads that are the same
-/// text on every backend: the follower's through `self.follow`, the rest
-/// through `self.pool`.
-macro_rules! impl_backend {
-    ($ty:ty { $($own:tt)* }) => {
-        #[async_trait::async_trait]
-        impl $crate::backend::Backend for $ty {
-            $($own)*
+impl Database for Postgres {
+    fn rows_affected(done: &Self::QueryResult) -> u64 {
+        done.rows_affected()
+    }
+}
 
-            async fn latest_change(&self) -> Result<i64> {
-                let seq: Option<i64> = sqlx::query_scalar(sql::LATEST_CHANGE).fetch_one(&self.follow).await?;
-                Ok(seq.unwrap_or(0))
+/// The shared statements, as associated functions. Each backend names its
+/// instance `Shared` (`Statements<Sqlite>`, `Statements<Postgres>`) and
+/// calls, say, `Shared::account(&self.pool, id)`. A function that runs one
+/// statement takes any executor (a pool, or `&mut *self.tx` in a `Tx`);
+/// one that runs several takes the pool or the transaction it needs.
+pub(crate) struct Statements<DB>(PhantomData<DB>);
+
+/// A row of a session, as `SESSION_BY_HASH` returns it.
+type SessionRow = (Vec<u8>, i64, i64, String, i64, i64);
+
+impl<DB> Statements<DB>
+where
+    DB: Database,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
+    // What the statements bind.
+    for<'q> i64: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<i64>: Encode<'q, DB> + Type<DB>,
+    for<'q> bool: Encode<'q, DB> + Type<DB>,
+    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+    for<'q> String: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<&'q str>: Encode<'q, DB> + Type<DB>,
+    for<'q> &'q [u8]: Encode<'q, DB> + Type<DB>,
+    // What they read.
+    for<'r> (i64,): FromRow<'r, DB::Row>,
+    for<'r> (Option<i64>,): FromRow<'r, DB::Row>,
+    for<'r> (Option<String>,): FromRow<'r, DB::Row>,
+    for<'r> (Vec<u8>,): FromRow<'r, DB::Row>,
+    for<'r> SessionRow: FromRow<'r, DB::Row>,
+    for<'r> AccountRow: FromRow<'r, DB::Row>,
+    for<'r> UserRow: FromRow<'r, DB::Row>,
+    for<'r> TokenRow: FromRow<'r, DB::Row>,
+    for<'r> TokenAuthRow: FromRow<'r, DB::Row>,
+    for<'r> AuditRow: FromRow<'r, DB::Row>,
+    for<'r> ChangeRow: FromRow<'r, DB::Row>,
+{
+    // ---- The verifier's snapshot and the change log -----------------------
+
+    /// Reads accounts, live users and token hashes in `tx` (which the
+    /// backend opened with the isolation it needs, so that the three tables
+    /// agree) and commits it.
+    pub(crate) async fn load_snapshot(mut tx: Transaction<'_, DB>) -> Result<Snapshot> {
+        let mut snap = Snapshot::new();
+        let accounts: Vec<AccountRow> = sqlx::query_as(sql::ALL_ACCOUNTS).fetch_all(&mut *tx).await?;
+        for row in accounts {
+            snap.add_account(AccountEntry::from(&Account::try_from(row)?));
+        }
+        {
+            let mut users = sqlx::query_as::<_, UserRow>(sql::LIVE_USERS).fetch(&mut *tx);
+            while let Some(row) = users.try_next().await? {
+                snap.add_user(User::try_from(row)?);
             }
-
-            async fn oldest_change(&self) -> Result<Option<i64>> {
-                Ok(sqlx::query_scalar(sql::OLDEST_CHANGE).fetch_one(&self.follow).await?)
+        }
+        {
+            let mut tokens = sqlx::query_as::<_, TokenAuthRow>(sql::ALL_TOKEN_AUTH).fetch(&mut *tx);
+            while let Some(row) = tokens.try_next().await? {
+                snap.add_token(TokenAuth::try_from(row)?);
             }
+        }
+        tx.commit().await?;
+        Ok(snap)
+    }
 
-            async fn changes_since(&self, seq: i64, limit: i64) -> Result<Vec<Change>> {
-                let rows: Vec<ChangeRow> = sqlx::query_as(sql::CHANGES_SINCE)
-                    .bind(seq)
+    pub(crate) async fn latest_change(pool: &Pool<DB>) -> Result<i64> {
+        let seq: Option<i64> = sqlx::query_scalar(sql::LATEST_CHANGE).fetch_one(pool).await?;
+        Ok(seq.unwrap_or(0))
+    }
+
+    pub(crate) async fn oldest_change(pool: &Pool<DB>) -> Result<Option<i64>> {
+        Ok(sqlx::query_scalar(sql::OLDEST_CHANGE).fetch_one(pool).await?)
+    }
+
+    pub(crate) async fn changes_since(pool: &Pool<DB>, seq: i64, limit: i64) -> Result<Vec<Change>> {
+        let rows: Vec<ChangeRow> = sqlx::query_as(sql::CHANGES_SINCE)
+            .bind(seq)
+            .bind(limit)
+            .fetch_all(pool)
+            .await?;
+        rows.into_iter().map(Change::try_from).collect()
+    }
+
+    /// Deletes entries older than `before`, keeping the newest so that
+    /// sequence numbers never restart.
+    pub(crate) async fn prune_changes(pool: &Pool<DB>, before: Timestamp) -> Result<u64> {
+        let done = sqlx::query(sql::PRUNE_CHANGES).bind(before).execute(pool).await?;
+        Ok(DB::rows_affected(&done))
+    }
+
+    pub(crate) async fn append_change<'e>(
+        tx: impl Executor<'e, Database = DB>,
+        entity: Entity,
+        id: i64,
+        now: Timestamp,
+    ) -> Result<()> {
+        sqlx::query(sql::APPEND_CHANGE)
+            .bind(entity.as_str())
+            .bind(id)
+            .bind(now)
+            .execute(tx)
+            .await?;
+        Ok(())
+    }
+
+    // ---- Accounts ----------------------------------------------------------
+
+    pub(crate) async fn account_count(pool: &Pool<DB>) -> Result<i64> {
+        Ok(sqlx::query_scalar(sql::ACCOUNT_COUNT).fetch_one(pool).await?)
+    }
+
+    pub(crate) async fn accounts(pool: &Pool<DB>) -> Result<Vec<Account>> {
+        let rows: Vec<AccountRow> = sqlx::query_as(sql::ALL_ACCOUNTS).fetch_all(pool).await?;
+        rows.into_iter().map(Account::try_from).collect()
+    }
+
+    pub(crate) async fn account<'e>(e: impl Executor<'e, Database = DB>, id: i64) -> Result<Option<Account>> {
+        let row: Option<AccountRow> = sqlx::query_as(sql::ACCOUNT_BY_ID).bind(id).fetch_optional(e).await?;
+        row.map(Account::try_from).transpose()
+    }
+
+    pub(crate) async fn account_by_subdomain<'e>(
+        e: impl Executor<'e, Database = DB>,
+        subdomain: &str,
+    ) -> Result<Option<Account>> {
+        let row: Option<AccountRow> = sqlx::query_as(sql::ACCOUNT_BY_SUBDOMAIN)
+            .bind(subdomain)
+            .fetch_optional(e)
+            .await?;
+        row.map(Account::try_from).transpose()
+    }
+
+    pub(crate) async fn insert_account<'e>(
+        tx: impl Executor<'e, Database = DB>,
+        new: &NewAccount,
+        now: Timestamp,
+    ) -> Result<Account> {
+        let row: AccountRow = sqlx::query_as(sql::INSERT_ACCOUNT)
+            .bind(new.subdomain.as_str())
+            .bind(new.name.as_str())
+            .bind(new.plan.as_str())
+            .bind(new.token_limit())
+            .bind(new.api_token_access)
+            .bind(now)
+            .fetch_one(tx)
+            .await?;
+        Account::try_from(row)
+    }
+
+    pub(crate) async fn save_account<'e>(tx: impl Executor<'e, Database = DB>, a: &Account) -> Result<()> {
+        sqlx::query(sql::SAVE_ACCOUNT)
+            .bind(a.name.as_str())
+            .bind(a.plan.as_str())
+            .bind(a.token_limit)
+            .bind(a.api_token_access)
+            .bind(a.updated_at)
+            .bind(a.id)
+            .execute(tx)
+            .await?;
+        Ok(())
+    }
+
+    // ---- Users -------------------------------------------------------------
+
+    /// A user by id in any account, deleted or not.
+    pub(crate) async fn user(pool: &Pool<DB>, id: i64) -> Result<Option<User>> {
+        let row: Option<UserRow> = sqlx::query_as(sql::USER_BY_ID).bind(id).fetch_optional(pool).await?;
+        row.map(User::try_from).transpose()
+    }
+
+    /// A user of one account by id, deleted or not.
+    pub(crate) async fn account_user<'e>(
+        e: impl Executor<'e, Database = DB>,
+        account_id: i64,
+        id: i64,
+    ) -> Result<Option<User>> {
+        let row: Option<UserRow> = sqlx::query_as(sql::ACCOUNT_USER)
+            .bind(account_id)
+            .bind(id)
+            .fetch_optional(e)
+            .await?;
+        row.map(User::try_from).transpose()
+    }
+
+    pub(crate) async fn user_credentials(
+        pool: &Pool<DB>,
+        account_id: i64,
+        email_normalized: &str,
+    ) -> Result<Option<(User, Option<String>)>> {
+        let Some(row) = sqlx::query_as::<_, UserRow>(sql::LIVE_USER_BY_EMAIL)
+            .bind(account_id)
+            .bind(email_normalized)
+            .fetch_optional(pool)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let user = User::try_from(row)?;
+        let hash: Option<String> = sqlx::query_scalar(sql::PASSWORD_HASH)
+            .bind(user.id)
+            .fetch_one(pool)
+            .await?;
+        Ok(Some((user, hash)))
+    }
+
+    pub(crate) async fn users_page(
+        pool: &Pool<DB>,
+        account_id: i64,
+        after: Option<i64>,
+        before: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<User>> {
+        let rows: Vec<UserRow> = match before {
+            Some(before) => {
+                let mut rows: Vec<UserRow> = sqlx::query_as(sql::USERS_BEFORE)
+                    .bind(account_id)
+                    .bind(before)
                     .bind(limit)
-                    .fetch_all(&self.follow)
+                    .fetch_all(pool)
                     .await?;
-                rows.into_iter().map(Change::try_from).collect()
+                rows.reverse();
+                rows
             }
-
-            async fn token_auth(&self, id: i64) -> Result<Option<TokenAuth>> {
-                let row: Option<TokenAuthRow> = sqlx::query_as(sql::TOKEN_AUTH_BY_ID)
-                    .bind(id)
-                    .fetch_optional(&self.follow)
-                    .await?;
-                row.map(TokenAuth::try_from).transpose()
-            }
-
-            async fn account_count(&self) -> Result<i64> {
-                Ok(sqlx::query_scalar(sql::ACCOUNT_COUNT).fetch_one(&self.pool).await?)
-            }
-
-            async fn accounts(&self) -> Result<Vec<Account>> {
-                let rows: Vec<AccountRow> = sqlx::query_as(sql::ALL_ACCOUNTS).fetch_all(&self.pool).await?;
-                rows.into_iter().map(Account::try_from).collect()
-            }
-
-            async fn account(&self, id: i64) -> Result<Option<Account>> {
-                let row: Option<AccountRow> = sqlx::query_as(sql::ACCOUNT_BY_ID)
-                    .bind(id)
-                    .fetch_optional(&self.pool)
-                    .await?;
-                row.map(Account::try_from).transpose()
-            }
-
-            async fn account_by_subdomain(&self, subdomain: &str) -> Result<Option<Account>> {
-                let row: Option<AccountRow> = sqlx::query_as(sql::ACCOUNT_BY_SUBDOMAIN)
-                    .bind(subdomain)
-                    .fetch_optional(&self.pool)
-                    .await?;
-                row.map(Account::try_from).transpose()
-            }
-
-            async fn user(&self, id: i64) -> Result<Option<User>> {
-                let row: Option<UserRow> = sqlx::query_as(sql::USER_BY_ID)
-                    .bind(id)
-                    .fetch_optional(&self.pool)
-                    .await?;
-                row.map(User::try_from).transpose()
-            }
-
-            async fn user_credentials(
-                &self,
-                account_id: i64,
-                email_normalized: &str,
-            ) -> Result<Option<(User, Option<String>)>> {
-                let Some(row) = sqlx::query_as::<_, UserRow>(sql::LIVE_USER_BY_EMAIL)
+            None => {
+                sqlx::query_as(sql::USERS_AFTER)
                     .bind(account_id)
-                    .bind(email_normalized)
-                    .fetch_optional(&self.pool)
+                    .bind(after.unwrap_or(0))
+                    .bind(limit)
+                    .fetch_all(pool)
                     .await?
-                else {
-                    return Ok(None);
-                };
-                let user = User::try_from(row)?;
-                let hash: Option<String> = sqlx::query_scalar(sql::PASSWORD_HASH)
-                    .bind(user.id)
-                    .fetch_one(&self.pool)
-                    .await?;
-                Ok(Some((user, hash)))
             }
+        };
+        rows.into_iter().map(User::try_from).collect()
+    }
 
-            async fn users_page(
-                &self,
-                account_id: i64,
-                after: Option<i64>,
-                before: Option<i64>,
-                limit: i64,
-            ) -> Result<Vec<User>> {
-                let rows: Vec<UserRow> = match before {
-                    Some(before) => {
-                        let mut rows: Vec<UserRow> = sqlx::query_as(sql::USERS_BEFORE)
-                            .bind(account_id)
-                            .bind(before)
-                            .bind(limit)
-                            .fetch_all(&self.pool)
-                            .await?;
-                        rows.reverse();
-                        rows
-                    }
-                    None => {
-                        sqlx::query_as(sql::USERS_AFTER)
-                            .bind(account_id)
-                            .bind(after.unwrap_or(0))
-                            .bind(limit)
-                            .fetch_all(&self.pool)
-                            .await?
-                    }
-                };
-                rows.into_iter().map(User::try_from).collect()
-            }
+    pub(crate) async fn email_taken<'e>(
+        tx: impl Executor<'e, Database = DB>,
+        account_id: i64,
+        email_normalized: &str,
+    ) -> Result<bool> {
+        let n: i64 = sqlx::query_scalar(sql::EMAIL_TAKEN)
+            .bind(account_id)
+            .bind(email_normalized)
+            .fetch_one(tx)
+            .await?;
+        Ok(n > 0)
+    }
 
-            async fn token(&self, account_id: i64, id: i64) -> Result<Option<ApiToken>> {
-                let row: Option<TokenRow> = sqlx::query_as(sql::ACCOUNT_TOKEN)
-                    .bind(account_id)
-                    .bind(id)
-                    .fetch_optional(&self.pool)
-                    .await?;
-                Ok(row.map(ApiToken::from))
-            }
+    pub(crate) async fn insert_user<'e>(
+        tx: impl Executor<'e, Database = DB>,
+        account_id: i64,
+        new: &NewUser,
+        now: Timestamp,
+    ) -> Result<User> {
+        let row: UserRow = sqlx::query_as(sql::INSERT_USER)
+            .bind(account_id)
+            .bind(new.name.as_str())
+            .bind(new.email.as_str())
+            .bind(new.email.normalized())
+            .bind(new.role.as_str())
+            .bind(new.verified)
+            .bind(new.password_hash.as_deref())
+            .bind(now)
+            .fetch_one(tx)
+            .await?;
+        User::try_from(row)
+    }
 
-            async fn tokens(&self, account_id: i64) -> Result<Vec<ApiToken>> {
-                let rows: Vec<TokenRow> = sqlx::query_as(sql::ACCOUNT_TOKENS)
-                    .bind(account_id)
-                    .fetch_all(&self.pool)
-                    .await?;
-                Ok(rows.into_iter().map(ApiToken::from).collect())
-            }
+    pub(crate) async fn save_user<'e>(tx: impl Executor<'e, Database = DB>, u: &User, now: Timestamp) -> Result<()> {
+        sqlx::query(sql::SAVE_USER)
+            .bind(u.name.as_str())
+            .bind(u.role.as_str())
+            .bind(u.verified)
+            .bind(u.suspended)
+            .bind(u.deleted)
+            .bind(now)
+            .bind(u.updated_at)
+            .bind(u.id)
+            .execute(tx)
+            .await?;
+        Ok(())
+    }
 
-            async fn audit_chain(&self, account_id: i64) -> Result<Vec<(AuditEvent, [u8; 32])>> {
-                let rows: Vec<AuditRow> = sqlx::query_as(sql::AUDIT_CHAIN)
-                    .bind(account_id)
-                    .fetch_all(&self.pool)
-                    .await?;
-                rows.into_iter().map(<(AuditEvent, [u8; 32])>::try_from).collect()
-            }
+    pub(crate) async fn set_password<'e>(
+        tx: impl Executor<'e, Database = DB>,
+        user_id: i64,
+        password_hash: &str,
+    ) -> Result<()> {
+        sqlx::query(sql::SET_PASSWORD)
+            .bind(password_hash)
+            .bind(user_id)
+            .execute(tx)
+            .await?;
+        Ok(())
+    }
 
-            async fn session(&self, id_hash: &[u8; 32]) -> Result<Option<SessionRecord>> {
-                let row: Option<(Vec<u8>, i64, i64, String, i64, i64)> = sqlx::query_as(sql::SESSION_BY_HASH)
-                    .bind(&id_hash[..])
-                    .fetch_optional(&self.pool)
-                    .await?;
-                Ok(row.map(
-                    |(_, account_id, user_id, csrf_token, created_at, last_seen_at)| SessionRecord {
-                        id_hash: *id_hash,
-                        account_id,
-                        user_id,
-                        csrf_token,
-                        created_at,
-                        last_seen_at,
-                    },
-                ))
-            }
+    // ---- Tokens ------------------------------------------------------------
 
-            async fn audit_events(&self, account_id: i64, filter: &AuditFilter, seek: &Seek) -> Result<Vec<AuditEvent>> {
-                let (text, args) = audit_log::list_sql(account_id, filter, seek);
-                let mut query = sqlx::query_as::<_, AuditRow>(&text);
-                for arg in args {
-                    query = match arg {
-                        audit_log::Arg::Int(n) => query.bind(n),
-                        audit_log::Arg::Text(s) => query.bind(s),
-                    };
-                }
-                let rows = query.fetch_all(&self.pool).await?;
-                rows.into_iter()
-                    .map(|r| <(AuditEvent, [u8; 32])>::try_from(r).map(|(e, _)| e))
-                    .collect()
-            }
+    pub(crate) async fn token<'e>(
+        e: impl Executor<'e, Database = DB>,
+        account_id: i64,
+        id: i64,
+    ) -> Result<Option<ApiToken>> {
+        let row: Option<TokenRow> = sqlx::query_as(sql::ACCOUNT_TOKEN)
+            .bind(account_id)
+            .bind(id)
+            .fetch_optional(e)
+            .await?;
+        Ok(row.map(ApiToken::from))
+    }
 
-            async fn audit_event(&self, account_id: i64, id: i64) -> Result<Option<AuditEvent>> {
-                let row: Option<AuditRow> = sqlx::query_as(&audit_log::event_sql())
-                    .bind(account_id)
-                    .bind(id)
-                    .fetch_optional(&self.pool)
-                    .await?;
-                row.map(|r| <(AuditEvent, [u8; 32])>::try_from(r).map(|(e, _)| e))
-                    .transpose()
-            }
+    /// An account's tokens, newest first.
+    pub(crate) async fn tokens(pool: &Pool<DB>, account_id: i64) -> Result<Vec<ApiToken>> {
+        let rows: Vec<TokenRow> = sqlx::query_as(sql::ACCOUNT_TOKENS)
+            .bind(account_id)
+            .fetch_all(pool)
+            .await?;
+        Ok(rows.into_iter().map(ApiToken::from).collect())
+    }
+
+    pub(crate) async fn token_auth(pool: &Pool<DB>, id: i64) -> Result<Option<TokenAuth>> {
+        let row: Option<TokenAuthRow> = sqlx::query_as(sql::TOKEN_AUTH_BY_ID)
+            .bind(id)
+            .fetch_optional(pool)
+            .await?;
+        row.map(TokenAuth::try_from).transpose()
+    }
+
+    pub(crate) async fn count_tokens<'e>(tx: impl Executor<'e, Database = DB>, account_id: i64) -> Result<i64> {
+        Ok(sqlx::query_scalar(sql::COUNT_TOKENS)
+            .bind(account_id)
+            .fetch_one(tx)
+            .await?)
+    }
+
+    pub(crate) async fn token_hash_taken<'e>(tx: impl Executor<'e, Database = DB>, hash: &[u8]) -> Result<bool> {
+        let n: i64 = sqlx::query_scalar(sql::TOKEN_HASH_TAKEN)
+            .bind(hash)
+            .fetch_one(tx)
+            .await?;
+        Ok(n > 0)
+    }
+
+    pub(crate) async fn insert_token<'e>(
+        tx: impl Executor<'e, Database = DB>,
+        account_id: i64,
+        new: &NewToken,
+        now: Timestamp,
+    ) -> Result<ApiToken> {
+        let row: TokenRow = sqlx::query_as(sql::INSERT_TOKEN)
+            .bind(account_id)
+            .bind(&new.hash.0[..])
+            .bind(new.visible_token.as_str())
+            .bind(new.description.as_deref())
+            .bind(new.active)
+            .bind(new.user_id)
+            .bind(now)
+            .fetch_one(tx)
+            .await?;
+        Ok(ApiToken::from(row))
+    }
+
+    pub(crate) async fn save_token<'e>(tx: impl Executor<'e, Database = DB>, t: &ApiToken) -> Result<()> {
+        sqlx::query(sql::SAVE_TOKEN)
+            .bind(t.description.as_deref())
+            .bind(t.active)
+            .bind(t.assigned_user_id)
+            .bind(t.updated_at)
+            .bind(t.id)
+            .execute(tx)
+            .await?;
+        Ok(())
+    }
+
+    pub(crate) async fn delete_token<'e>(tx: impl Executor<'e, Database = DB>, id: i64) -> Result<()> {
+        sqlx::query(sql::DELETE_TOKEN).bind(id).execute(tx).await?;
+        Ok(())
+    }
+
+    /// Writes `last_used` for each token in the order given (never moving
+    /// it backwards) in `tx`, which the backend opened, and commits it.
+    pub(crate) async fn record_token_use(mut tx: Transaction<'_, DB>, uses: &[(i64, Timestamp)]) -> Result<()> {
+        for &(id, at) in uses {
+            sqlx::query(sql::RECORD_TOKEN_USE)
+                .bind(at)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
         }
-    };
-}
+        tx.commit().await?;
+        Ok(())
+    }
 
-pub(crate) use impl_backend;
+    // ---- Audit events ------------------------------------------------------
+
+    /// The hash of the account's newest audit event, if any. A stored hash
+    /// that is not 32 bytes long is a corrupt row: chaining onto it would
+    /// hide the damage, so the write that asked fails instead.
+    pub(crate) async fn last_audit_hash<'e>(
+        tx: impl Executor<'e, Database = DB>,
+        account_id: i64,
+    ) -> Result<Option<[u8; 32]>> {
+        let hash: Option<Vec<u8>> = sqlx::query_scalar(sql::LAST_AUDIT_HASH)
+            .bind(account_id)
+            .fetch_optional(tx)
+            .await?;
+        hash.map(|h| {
+            <[u8; 32]>::try_from(h.as_slice()).map_err(|_| {
+                StoreError::Corrupt(format!(
+                    "the newest audit event of account {account_id} has a {}-byte hash, not 32",
+                    h.len()
+                ))
+            })
+        })
+        .transpose()
+    }
+
+    pub(crate) async fn insert_audit<'e>(
+        tx: impl Executor<'e, Database = DB>,
+        e: &AuditEvent,
+        hash: &[u8; 32],
+    ) -> Result<i64> {
+        let id: i64 = sqlx::query_scalar(sql::INSERT_AUDIT)
+            .bind(e.account_id)
+            .bind(e.action.as_str())
+            .bind(e.actor_type.as_str())
+            .bind(e.actor_id)
+            .bind(e.actor_name.as_str())
+            .bind(e.source_type.as_str())
+            .bind(e.source_id)
+            .bind(e.source_label.as_str())
+            .bind(e.change_description.as_str())
+            .bind(e.ip_address.as_deref())
+            .bind(e.created_at)
+            .bind(&hash[..])
+            .fetch_one(tx)
+            .await?;
+        Ok(id)
+    }
+
+    /// An account's audit events in id order, with their stored hashes.
+    pub(crate) async fn audit_chain(pool: &Pool<DB>, account_id: i64) -> Result<Vec<(AuditEvent, [u8; 32])>> {
+        let rows: Vec<AuditRow> = sqlx::query_as(sql::AUDIT_CHAIN)
+            .bind(account_id)
+            .fetch_all(pool)
+            .await?;
+        rows.into_iter().map(<(AuditEvent, [u8; 32])>::try_from).collect()
+    }
+
+    pub(crate) async fn audit_events(
+        pool: &Pool<DB>,
+        account_id: i64,
+        filter: &AuditFilter,
+        seek: &Seek,
+    ) -> Result<Vec<AuditEvent>> {
+        let (text, args) = audit_log::list_sql(account_id, filter, seek);
+        let mut query = sqlx::query_as::<_, AuditRow>(&text);
+        for arg in &args {
+            query = match arg {
+                audit_log::Arg::Int(n) => query.bind(*n),
+                audit_log::Arg::Text(s) => query.bind(s.as_str()),
+            };
+        }
+        let rows = query.fetch_all(pool).await?;
+        rows.into_iter()
+            .map(|r| <(AuditEvent, [u8; 32])>::try_from(r).map(|(e, _)| e))
+            .collect()
+    }
+
+    pub(crate) async fn audit_event(pool: &Pool<DB>, account_id: i64, id: i64) -> Result<Option<AuditEvent>> {
+        let row: Option<AuditRow> = sqlx::query_as(&audit_log::event_sql())
+            .bind(account_id)
+            .bind(id)
+            .fetch_optional(pool)
+            .await?;
+        row.map(|r| <(AuditEvent, [u8; 32])>::try_from(r).map(|(e, _)| e))
+            .transpose()
+    }
+
+    // ---- Admin Center sessions ---------------------------------------------
+
+    pub(crate) async fn insert_session(pool: &Pool<DB>, s: &SessionRecord) -> Result<()> {
+        sqlx::query(sql::INSERT_SESSION)
+            .bind(&s.id_hash[..])
+            .bind(s.account_id)
+            .bind(s.user_id)
+            .bind(s.csrf_token.as_str())
+            .bind(s.created_at)
+            .bind(s.last_seen_at)
+            .execute(pool)
+            .await?;
+        Ok(())
+    }
+
+    pub(crate) async fn session(pool: &Pool<DB>, id_hash: &[u8; 32]) -> Result<Option<SessionRecord>> {
+        let row: Option<SessionRow> = sqlx::query_as(sql::SESSION_BY_HASH)
+            .bind(&id_hash[..])
+            .fetch_optional(pool)
+            .await?;
+        Ok(row.map(
+            |(_, account_id, user_id, csrf_token, created_at, last_seen_at)| SessionRecord {
+                id_hash: *id_hash,
+                account_id,
+                user_id,
+                csrf_token,
+                created_at,
+                last_seen_at,
+            },
+        ))
+    }
+
+    pub(crate) async fn touch_session(pool: &Pool<DB>, id_hash: &[u8; 32], at: Timestamp) -> Result<()> {
+        sqlx::query(sql::TOUCH_SESSION)
+            .bind(at)
+            .bind(&id_hash[..])
+            .execute(pool)
+            .await?;
+        Ok(())
+    }
+
+    pub(crate) async fn delete_session(pool: &Pool<DB>, id_hash: &[u8; 32]) -> Result<()> {
+        sqlx::query(sql::DELETE_SESSION)
+            .bind(&id_hash[..])
+            .execute(pool)
+            .await?;
+        Ok(())
+    }
+
+    pub(crate) async fn prune_sessions(
+        pool: &Pool<DB>,
+        idle_before: Timestamp,
+        created_before: Timestamp,
+    ) -> Result<u64> {
+        let done = sqlx::query(sql::PRUNE_SESSIONS)
+            .bind(idle_before)
+            .bind(created_before)
+            .execute(pool)
+            .await?;
+        Ok(DB::rows_affected(&done))
+    }
+}

@@ -20,6 +20,8 @@ pub mod postgres;
 mod sql;
 pub mod sqlite;
 mod store;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use follower::Follower;
 pub use store::{Page, Store};

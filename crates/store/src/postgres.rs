@@ -34,7 +34,6 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use futures_util::TryStreamExt;
 use latchkey_core::{
     account::{Account, NewAccount},
     audit::AuditEvent,
@@ -42,15 +41,14 @@ use latchkey_core::{
     time::Timestamp,
     token::{ApiToken, NewToken},
     user::{NewUser, User},
-    verifier::{AccountEntry, Snapshot, TokenAuth},
+    verifier::{Snapshot, TokenAuth},
 };
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
 use sqlx::{PgPool, Postgres, Transaction};
 
-use crate::audit_log;
-use crate::backend::{ChangeListener, SessionRecord, Tx, Wake};
-use crate::rows::*;
-use crate::sql;
+use crate::backend::{Backend, ChangeListener, SessionRecord, Tx, Wake};
+use crate::common::Statements;
+use crate::rows::AccountRow;
 use crate::{Change, Entity, Result};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -135,7 +133,10 @@ impl ChangeListener for PgChangeListener {
     }
 }
 
-crate::common::impl_backend!(PgBackend {
+type Shared = Statements<Postgres>;
+
+#[async_trait]
+impl Backend for PgBackend {
     async fn begin(&self) -> Result<Box<dyn Tx>> {
         let tx = self.pool.begin().await?;
         Ok(Box::new(PgTx { tx, appending: false }))
@@ -149,40 +150,14 @@ crate::common::impl_backend!(PgBackend {
     }
 
     async fn load_snapshot(&self) -> Result<Snapshot> {
-        let mut snap = Snapshot::new();
-        // One snapshot for the three tables, so that they agree.
-        let mut conn = self.follow.begin().await?;
+        // One snapshot for the three tables, so that they agree; read
+        // through the follower's own pool.
+        let mut tx = self.follow.begin().await?;
         sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-            .execute(&mut *conn)
+            .execute(&mut *tx)
             .await?;
-        let accounts: Vec<AccountRow> = sqlx::query_as(sql::ALL_ACCOUNTS).fetch_all(&mut *conn).await?;
-        for row in accounts {
-            snap.add_account(AccountEntry::from(&Account::try_from(row)?));
-        }
-        {
-            let mut users = sqlx::query_as::<_, UserRow>(sql::LIVE_USERS).fetch(&mut *conn);
-            while let Some(row) = users.try_next().await? {
-                snap.add_user(User::try_from(row)?);
-            }
-        }
-        {
-            let mut tokens = sqlx::query_as::<_, TokenAuthRow>(sql::ALL_TOKEN_AUTH).fetch(&mut *conn);
-            while let Some(row) = tokens.try_next().await? {
-                snap.add_token(TokenAuth::try_from(row)?);
-            }
-        }
-        conn.commit().await?;
-        Ok(snap)
+        Shared::load_snapshot(tx).await
     }
-
-
-
-
-    async fn prune_changes(&self, before: Timestamp) -> Result<u64> {
-        let done = sqlx::query(sql::PRUNE_CHANGES).bind(before).execute(&self.pool).await?;
-        Ok(done.rows_affected())
-    }
-
 
     async fn record_token_use(&self, uses: &[(i64, Timestamp)]) -> Result<()> {
         if uses.is_empty() {
@@ -192,59 +167,88 @@ crate::common::impl_backend!(PgBackend {
         // that two nodes' flushes never deadlock on each other.
         let mut sorted = uses.to_vec();
         sorted.sort_unstable();
-        let mut tx = self.pool.begin().await?;
-        for (id, at) in &sorted {
-            sqlx::query(sql::RECORD_TOKEN_USE)
-                .bind(at)
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
-        }
-        tx.commit().await?;
-        Ok(())
+        Shared::record_token_use(self.pool.begin().await?, &sorted).await
     }
 
+    async fn prune_changes(&self, before: Timestamp) -> Result<u64> {
+        Shared::prune_changes(&self.pool, before).await
+    }
     async fn insert_session(&self, s: &SessionRecord) -> Result<()> {
-        sqlx::query(sql::INSERT_SESSION)
-            .bind(&s.id_hash[..])
-            .bind(s.account_id)
-            .bind(s.user_id)
-            .bind(&s.csrf_token)
-            .bind(s.created_at)
-            .bind(s.last_seen_at)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+        Shared::insert_session(&self.pool, s).await
     }
-
     async fn touch_session(&self, id_hash: &[u8; 32], at: Timestamp) -> Result<()> {
-        sqlx::query(sql::TOUCH_SESSION)
-            .bind(at)
-            .bind(&id_hash[..])
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+        Shared::touch_session(&self.pool, id_hash, at).await
     }
-
     async fn delete_session(&self, id_hash: &[u8; 32]) -> Result<()> {
-        sqlx::query(sql::DELETE_SESSION)
-            .bind(&id_hash[..])
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+        Shared::delete_session(&self.pool, id_hash).await
     }
-
     async fn prune_sessions(&self, idle_before: Timestamp, created_before: Timestamp) -> Result<u64> {
-        let done = sqlx::query(sql::PRUNE_SESSIONS)
-            .bind(idle_before)
-            .bind(created_before)
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected())
+        Shared::prune_sessions(&self.pool, idle_before, created_before).await
     }
-});
 
-crate::common::impl_tx!(PgTx {
+    // The follower's reads, through its own pool.
+    async fn latest_change(&self) -> Result<i64> {
+        Shared::latest_change(&self.follow).await
+    }
+    async fn oldest_change(&self) -> Result<Option<i64>> {
+        Shared::oldest_change(&self.follow).await
+    }
+    async fn changes_since(&self, seq: i64, limit: i64) -> Result<Vec<Change>> {
+        Shared::changes_since(&self.follow, seq, limit).await
+    }
+    async fn token_auth(&self, id: i64) -> Result<Option<TokenAuth>> {
+        Shared::token_auth(&self.follow, id).await
+    }
+
+    async fn account_count(&self) -> Result<i64> {
+        Shared::account_count(&self.pool).await
+    }
+    async fn accounts(&self) -> Result<Vec<Account>> {
+        Shared::accounts(&self.pool).await
+    }
+    async fn account(&self, id: i64) -> Result<Option<Account>> {
+        Shared::account(&self.pool, id).await
+    }
+    async fn account_by_subdomain(&self, subdomain: &str) -> Result<Option<Account>> {
+        Shared::account_by_subdomain(&self.pool, subdomain).await
+    }
+    async fn user(&self, id: i64) -> Result<Option<User>> {
+        Shared::user(&self.pool, id).await
+    }
+    async fn user_credentials(&self, account_id: i64, email: &str) -> Result<Option<(User, Option<String>)>> {
+        Shared::user_credentials(&self.pool, account_id, email).await
+    }
+    async fn users_page(
+        &self,
+        account_id: i64,
+        after: Option<i64>,
+        before: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<User>> {
+        Shared::users_page(&self.pool, account_id, after, before, limit).await
+    }
+    async fn token(&self, account_id: i64, id: i64) -> Result<Option<ApiToken>> {
+        Shared::token(&self.pool, account_id, id).await
+    }
+    async fn tokens(&self, account_id: i64) -> Result<Vec<ApiToken>> {
+        Shared::tokens(&self.pool, account_id).await
+    }
+    async fn audit_chain(&self, account_id: i64) -> Result<Vec<(AuditEvent, [u8; 32])>> {
+        Shared::audit_chain(&self.pool, account_id).await
+    }
+    async fn session(&self, id_hash: &[u8; 32]) -> Result<Option<SessionRecord>> {
+        Shared::session(&self.pool, id_hash).await
+    }
+    async fn audit_events(&self, account_id: i64, filter: &AuditFilter, seek: &Seek) -> Result<Vec<AuditEvent>> {
+        Shared::audit_events(&self.pool, account_id, filter, seek).await
+    }
+    async fn audit_event(&self, account_id: i64, id: i64) -> Result<Option<AuditEvent>> {
+        Shared::audit_event(&self.pool, account_id, id).await
+    }
+}
+
+#[async_trait]
+impl Tx for PgTx {
     async fn lock_account(&mut self, id: i64) -> Result<Option<Account>> {
         let row: Option<AccountRow> = sqlx::query_as(LOCK_ACCOUNT_BY_ID)
             .bind(id)
@@ -262,13 +266,10 @@ crate::common::impl_tx!(PgTx {
     }
 
     async fn subdomain_taken(&mut self, subdomain: &str) -> Result<bool> {
-        // A concurrent insert of the same subdomain is caught by the unique
-        // index (accounts_subdomain_key) and reported as taken.
-        let row: Option<AccountRow> = sqlx::query_as(sql::ACCOUNT_BY_SUBDOMAIN)
-            .bind(subdomain)
-            .fetch_optional(&mut *self.tx)
-            .await?;
-        Ok(row.is_some())
+        // A plain read, no lock: a concurrent insert of the same subdomain
+        // is caught by the unique index (accounts_subdomain_key) and
+        // reported as taken.
+        Ok(Shared::account_by_subdomain(&mut *self.tx, subdomain).await?.is_some())
     }
 
     async fn append_change(&mut self, entity: Entity, id: i64, now: Timestamp) -> Result<()> {
@@ -281,12 +282,55 @@ crate::common::impl_tx!(PgTx {
                 .await?;
             self.appending = true;
         }
-        sqlx::query(sql::APPEND_CHANGE)
-            .bind(entity.as_str())
-            .bind(id)
-            .bind(now)
-            .execute(&mut *self.tx)
-            .await?;
-        Ok(())
+        Shared::append_change(&mut *self.tx, entity, id, now).await
     }
-});
+
+    async fn insert_account(&mut self, new: &NewAccount, now: Timestamp) -> Result<Account> {
+        Shared::insert_account(&mut *self.tx, new, now).await
+    }
+    async fn save_account(&mut self, account: &Account) -> Result<()> {
+        Shared::save_account(&mut *self.tx, account).await
+    }
+    async fn user(&mut self, account_id: i64, id: i64) -> Result<Option<User>> {
+        Shared::account_user(&mut *self.tx, account_id, id).await
+    }
+    async fn email_taken(&mut self, account_id: i64, email_normalized: &str) -> Result<bool> {
+        Shared::email_taken(&mut *self.tx, account_id, email_normalized).await
+    }
+    async fn insert_user(&mut self, account_id: i64, new: &NewUser, now: Timestamp) -> Result<User> {
+        Shared::insert_user(&mut *self.tx, account_id, new, now).await
+    }
+    async fn save_user(&mut self, user: &User, now: Timestamp) -> Result<()> {
+        Shared::save_user(&mut *self.tx, user, now).await
+    }
+    async fn set_password(&mut self, user_id: i64, password_hash: &str) -> Result<()> {
+        Shared::set_password(&mut *self.tx, user_id, password_hash).await
+    }
+    async fn count_tokens(&mut self, account_id: i64) -> Result<i64> {
+        Shared::count_tokens(&mut *self.tx, account_id).await
+    }
+    async fn token(&mut self, account_id: i64, id: i64) -> Result<Option<ApiToken>> {
+        Shared::token(&mut *self.tx, account_id, id).await
+    }
+    async fn token_hash_taken(&mut self, hash: &[u8]) -> Result<bool> {
+        Shared::token_hash_taken(&mut *self.tx, hash).await
+    }
+    async fn insert_token(&mut self, account_id: i64, new: &NewToken, now: Timestamp) -> Result<ApiToken> {
+        Shared::insert_token(&mut *self.tx, account_id, new, now).await
+    }
+    async fn save_token(&mut self, token: &ApiToken) -> Result<()> {
+        Shared::save_token(&mut *self.tx, token).await
+    }
+    async fn delete_token(&mut self, id: i64) -> Result<()> {
+        Shared::delete_token(&mut *self.tx, id).await
+    }
+    async fn last_audit_hash(&mut self, account_id: i64) -> Result<Option<[u8; 32]>> {
+        Shared::last_audit_hash(&mut *self.tx, account_id).await
+    }
+    async fn insert_audit(&mut self, event: &AuditEvent, hash: &[u8; 32]) -> Result<i64> {
+        Shared::insert_audit(&mut *self.tx, event, hash).await
+    }
+    async fn commit(self: Box<Self>) -> Result<()> {
+        Ok(self.tx.commit().await?)
+    }
+}

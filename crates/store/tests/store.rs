@@ -3,6 +3,7 @@
 //! the change log in its transaction; and a second process's verifier
 //! follows the log, resynchronising when it has fallen behind.
 //!
+//! Each test runs on a fresh database from `latchkey_store::testing`:
 //! SQLite by default; `LATCHKEY_TEST_DATABASE=postgres` (with
 //! `LATCHKEY_TEST_POSTGRES_URL`, default the local server) runs the same
 //! tests on a fresh PostgreSQL database.
@@ -18,63 +19,10 @@ use latchkey_core::{
     verifier::{Denial, Verifier},
     DomainError,
 };
+use latchkey_store::testing::{test_database_url, DirectArg};
 use latchkey_store::{Entity, Follower, Store, StoreError};
 
 const NOW: i64 = 1_790_000_000;
-
-/// A fresh database; the guard keeps (or drops) it.
-async fn database() -> (String, Box<dyn std::any::Any>) {
-    if std::env::var("LATCHKEY_TEST_DATABASE").as_deref() == Ok("postgres") {
-        use sqlx::Connection as _;
-        let server = std::env::var("LATCHKEY_TEST_POSTGRES_URL")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
-        let name = format!(
-            "lk_store_{}_{}",
-            std::process::id(),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos()
-        );
-        let mut conn = sqlx::PgConnection::connect(&server).await.unwrap();
-        sqlx::query(&format!("CREATE DATABASE {name}"))
-            .execute(&mut conn)
-            .await
-            .unwrap();
-        let base = server.rsplit_once('/').map_or(server.as_str(), |(b, _)| b);
-        let url = format!("{base}/{name}");
-        return (url, Box::new(DropDatabase { server, name }));
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("store.db").display());
-    (url, Box::new(dir))
-}
-
-/// Drops a PostgreSQL test database (from a thread of its own: `Drop`
-/// runs inside the test's runtime).
-struct DropDatabase {
-    server: String,
-    name: String,
-}
-
-impl Drop for DropDatabase {
-    fn drop(&mut self) {
-        let (server, name) = (self.server.clone(), self.name.clone());
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-            rt.block_on(async move {
-                use sqlx::Connection as _;
-                let mut conn = sqlx::PgConnection::connect(&server).await?;
-                sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                    .execute(&mut conn)
-                    .await?;
-                conn.close().await
-            })
-            .map_err(std::io::Error::other)
-        })
-        .join();
-    }
-}
 
 async fn account(store: &Store) -> (i64, String) {
     let email = "owner@example.com".to_owned();
@@ -115,8 +63,8 @@ fn new_token() -> (NewToken, PlainToken) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_import_leaves_no_row_event_or_change() {
-    let (url, _keep) = database().await;
-    let store = latchkey_store::open(&url).await.unwrap();
+    let db = test_database_url().await;
+    let store = db.open().await.unwrap();
     let (id, _) = account(&store).await;
     let events = store.audit_chain(id).await.unwrap().len();
     let position = store.latest_change().await.unwrap();
@@ -134,8 +82,8 @@ async fn a_refused_import_leaves_no_row_event_or_change() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_change_appends_to_the_change_log_and_a_no_op_does_not() {
-    let (url, _keep) = database().await;
-    let store = latchkey_store::open(&url).await.unwrap();
+    let db = test_database_url().await;
+    let store = db.open().await.unwrap();
     let (id, _) = account(&store).await;
     let op = Actor::operator();
     let p0 = store.latest_change().await.unwrap();
@@ -168,10 +116,10 @@ async fn each_change_appends_to_the_change_log_and_a_no_op_does_not() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_process_verifier_follows_the_change_log() {
-    let (url, _keep) = database().await;
-    let writer = latchkey_store::open(&url).await.unwrap();
+    let db = test_database_url().await;
+    let writer = db.open().await.unwrap();
     let (id, email) = account(&writer).await;
-    let reader = latchkey_store::open(&url).await.unwrap();
+    let reader = db.open().await.unwrap();
     let verifier = Arc::new(Verifier::new());
     let follower = Follower::new(reader, verifier.clone());
     follower.resync().await.unwrap();
@@ -198,10 +146,10 @@ async fn a_second_process_verifier_follows_the_change_log() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_follower_that_fell_behind_the_pruned_log_resynchronises() {
-    let (url, _keep) = database().await;
-    let writer = latchkey_store::open(&url).await.unwrap();
+    let db = test_database_url().await;
+    let writer = db.open().await.unwrap();
     let (id, email) = account(&writer).await;
-    let reader = latchkey_store::open(&url).await.unwrap();
+    let reader = db.open().await.unwrap();
     let verifier = Arc::new(Verifier::new());
     let follower = Follower::new(reader, verifier.clone());
     follower.resync().await.unwrap();
@@ -221,4 +169,32 @@ async fn a_follower_that_fell_behind_the_pruned_log_resynchronises() {
             "a change lost to pruning was recovered by a full resync"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_last_audit_hash_fails_the_next_audited_write_and_writes_nothing() {
+    let db = test_database_url().await;
+    let store = db.open().await.unwrap();
+    let (id, _) = account(&store).await;
+    let events = store.audit_chain(id).await.unwrap().len();
+    let position = store.latest_change().await.unwrap();
+    // The newest event's hash, cut short behind latchkey's back.
+    let touched = db
+        .direct()
+        .await
+        .execute(
+            "UPDATE audit_events SET hash = $1 WHERE id = (SELECT MAX(id) FROM audit_events WHERE account_id = $2)",
+            &[DirectArg::Bytes(vec![0xab; 5]), DirectArg::Int(id)],
+        )
+        .await;
+    assert_eq!(touched, 1);
+
+    let err = store
+        .create_token(id, new_token().0, &Actor::operator(), NOW)
+        .await
+        .expect_err("a write cannot chain onto a malformed hash");
+    assert!(matches!(err, StoreError::Corrupt(_)), "{err:?}");
+    assert!(store.tokens(id).await.unwrap().is_empty());
+    assert_eq!(store.audit_chain(id).await.unwrap().len(), events);
+    assert_eq!(store.latest_change().await.unwrap(), position);
 }
