@@ -325,23 +325,23 @@ impl AuditQuery {
         let f = &self.filter;
         let mut out = Vec::new();
         if let Some(t) = f.source_type {
-            out.push(("filter[source_type]", t.as_str().to_owned()));
+            out.push((Param::SourceType.api_name(), t.as_str().to_owned()));
         }
         if let Some(id) = f.source_id {
-            out.push(("filter[source_id]", id.to_string()));
+            out.push((Param::SourceId.api_name(), id.to_string()));
         }
         if let Some(id) = f.actor_id {
-            out.push(("filter[actor_id]", id.to_string()));
+            out.push((Param::ActorId.api_name(), id.to_string()));
         }
         if let Some(ip) = &f.ip_address {
-            out.push(("filter[ip_address]", ip.clone()));
+            out.push((Param::IpAddress.api_name(), ip.clone()));
         }
         if let Some(a) = f.action {
-            out.push(("filter[action]", a.as_str().to_owned()));
+            out.push((Param::Action.api_name(), a.as_str().to_owned()));
         }
         if let (Some(from), Some(to)) = (f.created_from, f.created_to) {
-            out.push(("filter[created_at][]", rfc3339(from)));
-            out.push(("filter[created_at][]", rfc3339(to)));
+            out.push((Param::CreatedAt.api_name(), rfc3339(from)));
+            out.push((Param::CreatedAt.api_name(), rfc3339(to)));
         }
         if self.sort != AuditSort::default() {
             out.push(("sort", self.sort.as_str().to_owned()));
@@ -529,6 +529,18 @@ mod tests {
             Err("Source type must be one of api_token, account_setting, account, user.".to_owned())
         );
         assert!(Param::iter().all(|p| p.as_str().parse() == Ok(p)));
+    }
+
+    #[test]
+    fn the_api_names_wrap_the_bare_names() {
+        for p in Param::iter() {
+            let expected = match p {
+                Param::Sort => "sort".to_owned(),
+                Param::CreatedAt => format!("filter[{p}][]"),
+                _ => format!("filter[{p}]"),
+            };
+            assert_eq!(p.api_name(), expected);
+        }
     }
 
     #[test]
