@@ -65,16 +65,6 @@ pub enum AuditSort {
     OldestFirst,
 }
 
-impl AuditSort {
-    pub fn as_str(self) -> &'static str {
-        self.into()
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        s.parse().ok()
-    }
-}
-
 /// Filters and sort of one listing or export.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AuditQuery {
@@ -115,10 +105,6 @@ pub enum Param {
 }
 
 impl Param {
-    pub fn as_str(self) -> &'static str {
-        self.into()
-    }
-
     /// The REST API's name for it (README.md, "Audit log").
     pub fn api_name(self) -> &'static str {
         match self {
@@ -248,8 +234,9 @@ impl AuditQueryBuilder {
             }
             Param::Sort => {
                 let shown = self.once(param)?;
-                self.query.sort = AuditSort::parse(value)
-                    .ok_or_else(|| refuse(format!("{shown} must be {}.", AuditSort::VARIANTS.join(" or "))))?;
+                self.query.sort = value
+                    .parse::<AuditSort>()
+                    .map_err(|_| refuse(format!("{shown} must be {}.", AuditSort::VARIANTS.join(" or "))))?;
             }
         }
         Ok(())
@@ -325,7 +312,7 @@ impl AuditQuery {
         let f = &self.filter;
         let mut out = Vec::new();
         if let Some(t) = f.source_type {
-            out.push((Param::SourceType.api_name(), t.as_str().to_owned()));
+            out.push((Param::SourceType.api_name(), t.to_string()));
         }
         if let Some(id) = f.source_id {
             out.push((Param::SourceId.api_name(), id.to_string()));
@@ -337,14 +324,14 @@ impl AuditQuery {
             out.push((Param::IpAddress.api_name(), ip.clone()));
         }
         if let Some(a) = f.action {
-            out.push((Param::Action.api_name(), a.as_str().to_owned()));
+            out.push((Param::Action.api_name(), a.to_string()));
         }
         if let (Some(from), Some(to)) = (f.created_from, f.created_to) {
             out.push((Param::CreatedAt.api_name(), rfc3339(from)));
             out.push((Param::CreatedAt.api_name(), rfc3339(to)));
         }
         if self.sort != AuditSort::default() {
-            out.push(("sort", self.sort.as_str().to_owned()));
+            out.push((Param::Sort.api_name(), self.sort.to_string()));
         }
         out
     }
@@ -528,7 +515,7 @@ mod tests {
             b.set("source_type", "x").map_err(|e| e.0),
             Err("Source type must be one of api_token, account_setting, account, user.".to_owned())
         );
-        assert!(Param::iter().all(|p| p.as_str().parse() == Ok(p)));
+        assert!(Param::iter().all(|p| p.to_string().parse() == Ok(p)));
     }
 
     #[test]
@@ -546,7 +533,7 @@ mod tests {
     #[test]
     fn serde_and_strum_spell_every_sort_alike() {
         crate::wire::assert_one_spelling::<AuditSort>();
-        assert_eq!(AuditSort::default().as_str(), "-created_at");
+        assert_eq!(AuditSort::default().to_string(), "-created_at");
     }
 
     #[test]
