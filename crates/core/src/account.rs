@@ -1,8 +1,11 @@
-//! Accounts (SPEC §1): the tenant, its plan, its token limit and its
-//! `api_token_access` setting.
+//! Accounts: the tenant, its plan, its token limit and its
+//! `api_token_access` setting (README.md, "Command line"; the JSON shape is
+//! in docs/api.md).
 
 use serde::{Deserialize, Serialize};
+use strum::{Display, EnumIter, EnumString, IntoStaticStr, VariantNames};
 
+use crate::change::{bool_change, text_change};
 use crate::error::{required_text, ErrorCode, Invalid};
 use crate::time::Timestamp;
 use crate::token::DEFAULT_TOKEN_LIMIT;
@@ -42,8 +45,23 @@ pub fn parse_account_name(raw: &str) -> Result<String, Invalid> {
 }
 
 /// The account's plan; it decides whether the audit log can be viewed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    IntoStaticStr,
+    EnumString,
+    VariantNames,
+    EnumIter,
+    Display,
+)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum Plan {
     Team,
     Growth,
@@ -53,30 +71,16 @@ pub enum Plan {
 }
 
 impl Plan {
-    pub const ALL: [Plan; 5] = [
-        Plan::Team,
-        Plan::Growth,
-        Plan::Professional,
-        Plan::Enterprise,
-        Plan::EnterprisePlus,
-    ];
-
     pub fn as_str(self) -> &'static str {
-        match self {
-            Plan::Team => "team",
-            Plan::Growth => "growth",
-            Plan::Professional => "professional",
-            Plan::Enterprise => "enterprise",
-            Plan::EnterprisePlus => "enterprise_plus",
-        }
+        self.into()
     }
 
     pub fn parse(s: &str) -> Result<Self, Invalid> {
-        Plan::ALL.into_iter().find(|p| p.as_str() == s).ok_or_else(|| {
+        s.parse().map_err(|_| {
             Invalid::new(
                 "plan",
                 ErrorCode::InvalidValue,
-                "plan must be one of team, growth, professional, enterprise, enterprise_plus",
+                format!("plan must be one of {}", Plan::VARIANTS.join(", ")),
             )
         })
     }
@@ -141,27 +145,23 @@ impl AccountPatch {
             if *name != current.name {
                 changes
                     .fields
-                    .push(crate::audit::text_change("name", Some(&current.name), Some(name)));
+                    .push(text_change("name", Some(&current.name), Some(name)));
                 next.name = name.clone();
             }
         }
         if let Some(plan) = self.plan {
             if plan != current.plan {
-                changes.fields.push(crate::audit::text_change(
-                    "plan",
-                    Some(current.plan.as_str()),
-                    Some(plan.as_str()),
-                ));
+                changes
+                    .fields
+                    .push(text_change("plan", Some(current.plan.as_str()), Some(plan.as_str())));
                 next.plan = plan;
             }
         }
         if let Some(on) = self.api_token_access {
             if on != current.api_token_access {
-                changes.settings.push(crate::audit::bool_change(
-                    "api_token_access",
-                    current.api_token_access,
-                    on,
-                ));
+                changes
+                    .settings
+                    .push(bool_change("api_token_access", current.api_token_access, on));
                 next.api_token_access = on;
             }
         }
@@ -186,9 +186,17 @@ mod tests {
     #[test]
     fn plans_parse_and_gate_the_audit_log() {
         assert_eq!(Plan::parse("enterprise_plus"), Ok(Plan::EnterprisePlus));
-        assert!(Plan::parse("free").is_err());
+        assert_eq!(
+            Plan::parse("free").map_err(|e| e.description),
+            Err("plan must be one of team, growth, professional, enterprise, enterprise_plus".to_owned())
+        );
         assert!(Plan::Enterprise.can_view_audit_log());
         assert!(!Plan::Professional.can_view_audit_log());
+    }
+
+    #[test]
+    fn serde_and_strum_spell_every_plan_alike() {
+        crate::wire::assert_one_spelling_both_ways::<Plan>();
     }
 
     #[test]

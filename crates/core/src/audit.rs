@@ -1,6 +1,6 @@
-//! Audit events (SPEC §6): what every change records, in the same
-//! transaction as the change, and the hash chain that makes tampering
-//! visible.
+//! Audit events (README.md, "Audit log"; the record's fields are in
+//! docs/api.md): what every change records, in the same transaction as the
+//! change, and the hash chain that makes tampering visible.
 //!
 //! Each account's events form a chain: an event's `hash` is
 //! `SHA-256(previous hash || canonical content)`, the first event's previous
@@ -9,12 +9,24 @@
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
+use strum::{Display, EnumIter, EnumString, IntoStaticStr, VariantNames};
 
+use crate::account::Account;
 use crate::time::Timestamp;
+use crate::token::ApiToken;
+use crate::user::User;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+/// What an event is about, spelled on the wire as docs/api.md shows
+/// (`api_token`, ...).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, IntoStaticStr, EnumString, VariantNames, EnumIter, Display,
+)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum SourceType {
+    /// Parsed from `apitoken` too, an alias README.md's audit log section
+    /// lists for `filter[source_type]`.
+    #[strum(to_string = "api_token", serialize = "apitoken")]
     ApiToken,
     AccountSetting,
     Account,
@@ -22,33 +34,22 @@ pub enum SourceType {
 }
 
 impl SourceType {
-    pub const ALL: [SourceType; 4] = [
-        SourceType::ApiToken,
-        SourceType::AccountSetting,
-        SourceType::Account,
-        SourceType::User,
-    ];
-
     pub fn as_str(self) -> &'static str {
-        match self {
-            SourceType::ApiToken => "api_token",
-            SourceType::AccountSetting => "account_setting",
-            SourceType::Account => "account",
-            SourceType::User => "user",
-        }
+        self.into()
     }
 
-    /// Parses a source type; `apitoken` is accepted as an alias (§6.3).
+    /// Parses a source type; `apitoken` is accepted as an alias.
     pub fn parse(s: &str) -> Option<Self> {
-        if s == "apitoken" {
-            return Some(SourceType::ApiToken);
-        }
-        SourceType::ALL.into_iter().find(|t| t.as_str() == s)
+        s.parse().ok()
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+/// What a change did.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, IntoStaticStr, EnumString, VariantNames, EnumIter, Display,
+)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum Action {
     Create,
     Update,
@@ -59,6 +60,8 @@ pub enum Action {
 }
 
 impl Action {
+    /// Every action, in declaration order (the Admin Center's filter lists
+    /// them this way).
     pub const ALL: [Action; 6] = [
         Action::Create,
         Action::Update,
@@ -69,16 +72,11 @@ impl Action {
     ];
 
     pub fn as_str(self) -> &'static str {
-        match self {
-            Action::Create => "create",
-            Action::Update => "update",
-            Action::Deactivate => "deactivate",
-            Action::Reactivate => "reactivate",
-            Action::Rotate => "rotate",
-            Action::Destroy => "destroy",
-        }
+        self.into()
     }
 
+    /// The past-tense label people read ("Deleted" for `destroy`); not a
+    /// wire spelling.
     pub fn label(self) -> &'static str {
         match self {
             Action::Create => "Created",
@@ -91,12 +89,16 @@ impl Action {
     }
 
     pub fn parse(s: &str) -> Option<Self> {
-        Action::ALL.into_iter().find(|a| a.as_str() == s)
+        s.parse().ok()
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+/// Who is behind a change, as the audit log's `actor_type` spells it.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, IntoStaticStr, EnumString, VariantNames, EnumIter, Display,
+)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum ActorType {
     /// A signed-in user or an API request.
     User,
@@ -108,17 +110,11 @@ pub enum ActorType {
 
 impl ActorType {
     pub fn as_str(self) -> &'static str {
-        match self {
-            ActorType::User => "user",
-            ActorType::Operator => "operator",
-            ActorType::System => "system",
-        }
+        self.into()
     }
 
     pub fn parse(s: &str) -> Option<Self> {
-        [ActorType::User, ActorType::Operator, ActorType::System]
-            .into_iter()
-            .find(|a| a.as_str() == s)
+        s.parse().ok()
     }
 }
 
@@ -201,7 +197,7 @@ pub struct Source {
 }
 
 impl Source {
-    pub fn token(t: &crate::token::ApiToken) -> Self {
+    pub fn token(t: &ApiToken) -> Self {
         Source {
             source_type: SourceType::ApiToken,
             id: t.id,
@@ -209,7 +205,7 @@ impl Source {
         }
     }
 
-    pub fn user(u: &crate::user::User) -> Self {
+    pub fn user(u: &User) -> Self {
         Source {
             source_type: SourceType::User,
             id: u.id,
@@ -217,7 +213,7 @@ impl Source {
         }
     }
 
-    pub fn account(a: &crate::account::Account) -> Self {
+    pub fn account(a: &Account) -> Self {
         Source {
             source_type: SourceType::Account,
             id: a.id,
@@ -305,23 +301,10 @@ pub fn first_broken<'a>(events: impl IntoIterator<Item = (&'a AuditEvent, [u8; 3
     None
 }
 
-/// `field changed from "A" to "B"`, with `not set` for a missing value.
-pub fn text_change(field: &str, from: Option<&str>, to: Option<&str>) -> String {
-    let show = |v: Option<&str>| match v {
-        Some(s) => format!("\"{s}\""),
-        None => "not set".to_owned(),
-    };
-    format!("{field} changed from {} to {}", show(from), show(to))
-}
-
-/// `field changed from false to true`.
-pub fn bool_change(field: &str, from: bool, to: bool) -> String {
-    format!("{field} changed from {from} to {to}")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use strum::IntoEnumIterator;
 
     fn event(desc: &str) -> AuditEvent {
         AuditEvent::new(
@@ -339,26 +322,27 @@ mod tests {
     }
 
     #[test]
-    fn change_descriptions_match_the_spec() {
-        assert_eq!(
-            text_change("description", Some("A"), Some("B")),
-            r#"description changed from "A" to "B""#
-        );
-        assert_eq!(
-            text_change("description", None, Some("B")),
-            r#"description changed from not set to "B""#
-        );
-        assert_eq!(
-            bool_change("api_token_access", false, true),
-            "api_token_access changed from false to true"
-        );
-    }
-
-    #[test]
     fn labels_and_aliases() {
         assert_eq!(Action::Destroy.label(), "Deleted");
         assert_eq!(SourceType::parse("apitoken"), Some(SourceType::ApiToken));
         assert_eq!(SourceType::parse("token"), None);
+        assert_eq!(SourceType::ApiToken.as_str(), "api_token");
+        assert_eq!(
+            SourceType::VARIANTS,
+            ["api_token", "account_setting", "account", "user"]
+        );
+    }
+
+    #[test]
+    fn serde_and_strum_spell_every_variant_alike() {
+        crate::wire::assert_one_spelling::<SourceType>();
+        crate::wire::assert_one_spelling::<Action>();
+        crate::wire::assert_one_spelling::<ActorType>();
+    }
+
+    #[test]
+    fn the_list_of_all_actions_is_every_variant_in_order() {
+        assert!(Action::ALL.into_iter().eq(Action::iter()));
     }
 
     #[test]

@@ -1,9 +1,13 @@
-//! What an audit-log listing asks for (SPEC §6.3): the filters, the sort and
+//! What an audit-log listing asks for (README.md, "Audit log"; docs/api.md
+//! has the parameters and their 400 errors): the filters, the sort and
 //! the keyset page, parsed from untrusted text into typed values, and the
 //! paging rule that turns a cursor into an id range. No I/O: the REST API,
 //! the export and the Admin Center page all parse and page the same way.
 
 use std::net::IpAddr;
+
+use serde::Serialize;
+use strum::{Display, EnumIter, EnumString, IntoEnumIterator, IntoStaticStr, VariantNames};
 
 use crate::audit::{Action, SourceType};
 use crate::time::{parse_rfc3339, rfc3339, Timestamp};
@@ -32,32 +36,33 @@ pub struct AuditFilter {
     pub created_to: Option<Timestamp>,
 }
 
-/// The listing order. Ids grow with time, so both orders are keyset orders
-/// on the id.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// The listing order, spelled as the `sort` parameter's values. Ids grow
+/// with time, so both orders are keyset orders on the id.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    IntoStaticStr,
+    EnumString,
+    VariantNames,
+    EnumIter,
+    Display,
+)]
 pub enum AuditSort {
     /// `-created_at`, the default.
     #[default]
+    #[serde(rename = "-created_at")]
+    #[strum(serialize = "-created_at")]
     NewestFirst,
     /// `created_at`.
+    #[serde(rename = "created_at")]
+    #[strum(serialize = "created_at")]
     OldestFirst,
-}
-
-impl AuditSort {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AuditSort::NewestFirst => "-created_at",
-            AuditSort::OldestFirst => "created_at",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "-created_at" => Some(AuditSort::NewestFirst),
-            "created_at" => Some(AuditSort::OldestFirst),
-            _ => None,
-        }
-    }
 }
 
 /// Filters and sort of one listing or export.
@@ -67,12 +72,64 @@ pub struct AuditQuery {
     pub sort: AuditSort,
 }
 
+/// The refusal of a `filter[...]` that names no filter; it lists them all.
+fn unknown_filter() -> QueryError {
+    let filters: Vec<&str> = Param::iter()
+        .filter(|p| *p != Param::Sort)
+        .map(Param::api_name)
+        .collect();
+    let (last, rest) = filters.split_last().map_or(("", &[][..]), |(l, r)| (*l, r));
+    refuse(format!("Unknown filter. Filters are {} and {last}.", rest.join(", ")))
+}
+
 fn positive_id(name: &str, raw: &str) -> Result<i64, QueryError> {
     raw.trim()
         .parse::<i64>()
         .ok()
         .filter(|n| *n > 0)
         .ok_or_else(|| refuse(format!("{name} must be a positive whole number.")))
+}
+
+/// One parameter of a listing, by its bare name (`source_type`, ...,
+/// `created_at`, `sort`): the name [`AuditQueryBuilder::set`] takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, IntoStaticStr, EnumString, VariantNames, EnumIter, Display)]
+#[strum(serialize_all = "snake_case")]
+pub enum Param {
+    SourceType,
+    SourceId,
+    ActorId,
+    IpAddress,
+    Action,
+    CreatedAt,
+    Sort,
+}
+
+impl Param {
+    /// The REST API's name for it (README.md, "Audit log").
+    pub fn api_name(self) -> &'static str {
+        match self {
+            Param::SourceType => "filter[source_type]",
+            Param::SourceId => "filter[source_id]",
+            Param::ActorId => "filter[actor_id]",
+            Param::IpAddress => "filter[ip_address]",
+            Param::Action => "filter[action]",
+            Param::CreatedAt => "filter[created_at][]",
+            Param::Sort => "sort",
+        }
+    }
+
+    /// The Admin Center filter form's label for it.
+    pub fn form_label(self) -> &'static str {
+        match self {
+            Param::SourceType => "Source type",
+            Param::SourceId => "Source",
+            Param::ActorId => "Actor",
+            Param::IpAddress => "IP address",
+            Param::Action => "Action",
+            Param::CreatedAt => "Date range",
+            Param::Sort => "Sort",
+        }
+    }
 }
 
 /// How the caller names the parameters, so that messages use its words.
@@ -86,19 +143,10 @@ pub enum Spelling {
 }
 
 impl Spelling {
-    fn name(self, field: &str) -> &'static str {
-        let (api, form) = match field {
-            "source_type" => ("filter[source_type]", "Source type"),
-            "source_id" => ("filter[source_id]", "Source"),
-            "actor_id" => ("filter[actor_id]", "Actor"),
-            "ip_address" => ("filter[ip_address]", "IP address"),
-            "action" => ("filter[action]", "Action"),
-            "created_at" => ("filter[created_at][]", "Date range"),
-            _ => ("sort", "Sort"),
-        };
+    fn name(self, param: Param) -> &'static str {
         match self {
-            Spelling::Api => api,
-            Spelling::Form => form,
+            Spelling::Api => param.api_name(),
+            Spelling::Form => param.form_label(),
         }
     }
 }
@@ -108,7 +156,7 @@ impl Spelling {
 pub struct AuditQueryBuilder {
     spelling: Spelling,
     query: AuditQuery,
-    seen: Vec<&'static str>,
+    seen: Vec<Param>,
     created_at: Vec<Timestamp>,
 }
 
@@ -120,13 +168,13 @@ impl AuditQueryBuilder {
         }
     }
 
-    /// Marks `field` as given; refuses it the second time.
-    fn once(&mut self, field: &'static str) -> Result<&'static str, QueryError> {
-        let shown = self.spelling.name(field);
-        if self.seen.contains(&field) {
+    /// Marks `param` as given; refuses it the second time.
+    fn once(&mut self, param: Param) -> Result<&'static str, QueryError> {
+        let shown = self.spelling.name(param);
+        if self.seen.contains(&param) {
             return Err(refuse(format!("{shown} is given more than once.")));
         }
-        self.seen.push(field);
+        self.seen.push(param);
         Ok(shown)
     }
 
@@ -134,43 +182,46 @@ impl AuditQueryBuilder {
     /// `actor_id`, `ip_address`, `action`, `created_at`, `sort`). Returns
     /// `false` for a name that is not one of these.
     pub fn set(&mut self, name: &str, value: &str) -> Result<bool, QueryError> {
+        let Ok(param) = name.parse::<Param>() else {
+            return Ok(false);
+        };
+        self.set_param(param, value)?;
+        Ok(true)
+    }
+
+    /// Takes one parameter.
+    pub fn set_param(&mut self, param: Param, value: &str) -> Result<(), QueryError> {
         let value = value.trim();
-        match name {
-            "source_type" => {
-                let shown = self.once("source_type")?;
-                let t = SourceType::parse(value).ok_or_else(|| {
-                    refuse(format!(
-                        "{shown} must be one of api_token, account_setting, account, user."
-                    ))
-                })?;
+        match param {
+            Param::SourceType => {
+                let shown = self.once(param)?;
+                let t = SourceType::parse(value)
+                    .ok_or_else(|| refuse(format!("{shown} must be one of {}.", SourceType::VARIANTS.join(", "))))?;
                 self.query.filter.source_type = Some(t);
             }
-            "source_id" => {
-                let shown = self.once("source_id")?;
+            Param::SourceId => {
+                let shown = self.once(param)?;
                 self.query.filter.source_id = Some(positive_id(shown, value)?);
             }
-            "actor_id" => {
-                let shown = self.once("actor_id")?;
+            Param::ActorId => {
+                let shown = self.once(param)?;
                 self.query.filter.actor_id = Some(positive_id(shown, value)?);
             }
-            "ip_address" => {
-                let shown = self.once("ip_address")?;
+            Param::IpAddress => {
+                let shown = self.once(param)?;
                 let ip: IpAddr = value
                     .parse()
                     .map_err(|_| refuse(format!("{shown} must be an IPv4 or IPv6 address.")))?;
                 self.query.filter.ip_address = Some(ip.to_string());
             }
-            "action" => {
-                let shown = self.once("action")?;
-                let a = Action::parse(value).ok_or_else(|| {
-                    refuse(format!(
-                        "{shown} must be one of create, update, deactivate, reactivate, rotate, destroy."
-                    ))
-                })?;
+            Param::Action => {
+                let shown = self.once(param)?;
+                let a = Action::parse(value)
+                    .ok_or_else(|| refuse(format!("{shown} must be one of {}.", Action::VARIANTS.join(", "))))?;
                 self.query.filter.action = Some(a);
             }
-            "created_at" => {
-                let shown = self.spelling.name("created_at");
+            Param::CreatedAt => {
+                let shown = self.spelling.name(param);
                 if self.created_at.len() == 2 {
                     return Err(refuse(format!("{shown} must be given exactly twice: start, then end.")));
                 }
@@ -181,14 +232,14 @@ impl AuditQueryBuilder {
                 })?;
                 self.created_at.push(t);
             }
-            "sort" => {
-                let shown = self.once("sort")?;
-                self.query.sort = AuditSort::parse(value)
-                    .ok_or_else(|| refuse(format!("{shown} must be -created_at or created_at.")))?;
+            Param::Sort => {
+                let shown = self.once(param)?;
+                self.query.sort = value
+                    .parse::<AuditSort>()
+                    .map_err(|_| refuse(format!("{shown} must be {}.", AuditSort::VARIANTS.join(" or "))))?;
             }
-            _ => return Ok(false),
         }
-        Ok(true)
+        Ok(())
     }
 
     /// Sets either end of the date range from an already-parsed bound (for
@@ -202,8 +253,12 @@ impl AuditQueryBuilder {
     /// and a range given as `created_at` needs both ends; no range may end
     /// before it starts.
     pub fn finish(mut self) -> Result<AuditQuery, QueryError> {
-        let names = |f| self.spelling.name(f);
-        let (id_name, type_name, range_name) = (names("source_id"), names("source_type"), names("created_at"));
+        let names = |p| self.spelling.name(p);
+        let (id_name, type_name, range_name) = (
+            names(Param::SourceId),
+            names(Param::SourceType),
+            names(Param::CreatedAt),
+        );
         let f = &mut self.query.filter;
         if f.source_id.is_some() && f.source_type.is_none() {
             return Err(refuse(format!("{id_name} requires {type_name}.")));
@@ -241,20 +296,11 @@ impl AuditQuery {
         let mut b = AuditQueryBuilder::new(Spelling::Api);
         for (key, value) in pairs {
             let (key, value) = (key.as_ref(), value.as_ref());
-            if key == "sort" {
-                b.set("sort", value)?;
-                continue;
-            }
-            let Some(rest) = key.strip_prefix("filter[") else {
-                continue;
-            };
-            let name = match rest {
-                "created_at][]" => "created_at",
-                _ => rest.strip_suffix(']').unwrap_or(""),
-            };
-            let known = name != "sort" && (name != "created_at" || rest == "created_at][]");
-            if !known || !b.set(name, value)? {
-                return Err(refuse("Unknown filter. Filters are filter[source_type], filter[source_id], filter[actor_id], filter[ip_address], filter[action] and filter[created_at][]."));
+            match Param::iter().find(|p| p.api_name() == key) {
+                Some(param) => b.set_param(param, value)?,
+                None if key.starts_with("filter[") => return Err(unknown_filter()),
+                // `page[...]` and the like are the caller's.
+                None => {}
             }
         }
         b.finish()
@@ -266,26 +312,26 @@ impl AuditQuery {
         let f = &self.filter;
         let mut out = Vec::new();
         if let Some(t) = f.source_type {
-            out.push(("filter[source_type]", t.as_str().to_owned()));
+            out.push((Param::SourceType.api_name(), t.to_string()));
         }
         if let Some(id) = f.source_id {
-            out.push(("filter[source_id]", id.to_string()));
+            out.push((Param::SourceId.api_name(), id.to_string()));
         }
         if let Some(id) = f.actor_id {
-            out.push(("filter[actor_id]", id.to_string()));
+            out.push((Param::ActorId.api_name(), id.to_string()));
         }
         if let Some(ip) = &f.ip_address {
-            out.push(("filter[ip_address]", ip.clone()));
+            out.push((Param::IpAddress.api_name(), ip.clone()));
         }
         if let Some(a) = f.action {
-            out.push(("filter[action]", a.as_str().to_owned()));
+            out.push((Param::Action.api_name(), a.to_string()));
         }
         if let (Some(from), Some(to)) = (f.created_from, f.created_to) {
-            out.push(("filter[created_at][]", rfc3339(from)));
-            out.push(("filter[created_at][]", rfc3339(to)));
+            out.push((Param::CreatedAt.api_name(), rfc3339(from)));
+            out.push((Param::CreatedAt.api_name(), rfc3339(to)));
         }
         if self.sort != AuditSort::default() {
-            out.push(("sort", self.sort.as_str().to_owned()));
+            out.push((Param::Sort.api_name(), self.sort.to_string()));
         }
         out
     }
@@ -432,6 +478,62 @@ mod tests {
             let err = parse(case).expect_err(&format!("{case:?}"));
             assert!(!err.0.contains("lk_secret") && !err.0.contains("yesterday"), "{err}");
         }
+    }
+
+    #[test]
+    fn refusals_list_the_accepted_values() {
+        let message = |q: &[(&str, &str)]| parse(q).expect_err("refused").0;
+        assert_eq!(
+            message(&[("filter[source_type]", "token")]),
+            "filter[source_type] must be one of api_token, account_setting, account, user."
+        );
+        assert_eq!(
+            message(&[("filter[action]", "delete")]),
+            "filter[action] must be one of create, update, deactivate, reactivate, rotate, destroy."
+        );
+        assert_eq!(message(&[("sort", "id")]), "sort must be -created_at or created_at.");
+        assert_eq!(
+            message(&[("filter[colour]", "red")]),
+            "Unknown filter. Filters are filter[source_type], filter[source_id], filter[actor_id], filter[ip_address], filter[action] and filter[created_at][]."
+        );
+        for key in ["filter[created_at]", "filter[sort]", "filter[source_type", "filter[]"] {
+            assert!(message(&[(key, "x")]).starts_with("Unknown filter."), "{key}");
+        }
+    }
+
+    #[test]
+    fn the_builder_takes_bare_names_and_reports_in_the_callers_words() {
+        let mut b = AuditQueryBuilder::new(Spelling::Form);
+        assert_eq!(b.set("colour", "red"), Ok(false));
+        assert_eq!(b.set("filter[action]", "create"), Ok(false));
+        assert_eq!(b.set("action", "create"), Ok(true));
+        assert_eq!(
+            b.set("action", "create"),
+            Err(QueryError("Action is given more than once.".to_owned()))
+        );
+        assert_eq!(
+            b.set("source_type", "x").map_err(|e| e.0),
+            Err("Source type must be one of api_token, account_setting, account, user.".to_owned())
+        );
+        assert!(Param::iter().all(|p| p.to_string().parse() == Ok(p)));
+    }
+
+    #[test]
+    fn the_api_names_wrap_the_bare_names() {
+        for p in Param::iter() {
+            let expected = match p {
+                Param::Sort => "sort".to_owned(),
+                Param::CreatedAt => format!("filter[{p}][]"),
+                _ => format!("filter[{p}]"),
+            };
+            assert_eq!(p.api_name(), expected);
+        }
+    }
+
+    #[test]
+    fn serde_and_strum_spell_every_sort_alike() {
+        crate::wire::assert_one_spelling::<AuditSort>();
+        assert_eq!(AuditSort::default().to_string(), "-created_at");
     }
 
     #[test]

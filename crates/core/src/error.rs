@@ -1,10 +1,18 @@
-//! Domain errors: validation failures carry the SPEC's 422 codes, so every
-//! entry point reports a broken rule the same way.
+//! Domain errors: validation failures carry the 422 error codes of
+//! docs/api.md's error bodies, so every entry point reports a broken rule the
+//! same way.
 
 use std::fmt;
 
-/// The 422 error codes of SPEC §5.1.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+use serde::Serialize;
+use strum::{Display, EnumIter, EnumString, IntoStaticStr, VariantNames};
+
+/// The codes of a 422 `RecordInvalid` body's per-field errors, as docs/api.md
+/// lists them. The wire spelling is the variant's own name (`TooLong`), for
+/// serde and strum alike.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, IntoStaticStr, EnumString, VariantNames, EnumIter, Display,
+)]
 pub enum ErrorCode {
     TokenLimitReached,
     TokenActive,
@@ -17,15 +25,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     pub fn as_str(self) -> &'static str {
-        match self {
-            ErrorCode::TokenLimitReached => "TokenLimitReached",
-            ErrorCode::TokenActive => "TokenActive",
-            ErrorCode::InvalidValue => "InvalidValue",
-            ErrorCode::TooLong => "TooLong",
-            ErrorCode::Blank => "Blank",
-            ErrorCode::Taken => "Taken",
-            ErrorCode::ReadOnly => "ReadOnly",
-        }
+        self.into()
     }
 }
 
@@ -103,4 +103,16 @@ pub(crate) fn clean_text(field: &str, raw: &str, max: usize) -> Result<Option<St
 /// Like [`clean_text`] for a field that must not be empty.
 pub(crate) fn required_text(field: &str, raw: &str, max: usize) -> Result<String, Invalid> {
     clean_text(field, raw, max)?.ok_or_else(|| Invalid::new(field, ErrorCode::Blank, format!("{field} can't be blank")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn serde_and_strum_spell_every_error_code_alike() {
+        crate::wire::assert_one_spelling::<ErrorCode>();
+        assert_eq!(ErrorCode::TokenLimitReached.as_str(), "TokenLimitReached");
+        assert_eq!(ErrorCode::VARIANTS.len(), 7);
+    }
 }

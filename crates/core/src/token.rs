@@ -1,5 +1,6 @@
-//! The API token format (SPEC §3.1–3.2) and the token rules that need no
-//! storage: descriptions, the limit, and how an edit turns into changes.
+//! The API token format (docs/api.md describes it) and the token rules
+//! that need no storage: descriptions, the limit, and how an edit turns into
+//! changes.
 //!
 //! A token is `{prefix}_{random}{checksum}`: a deployment prefix, 32 base62
 //! characters from the OS CSPRNG, and 6 base62 characters of CRC32 over
@@ -9,16 +10,19 @@
 use std::fmt;
 
 use rand::{distributions::Alphanumeric, rngs::OsRng, Rng};
+use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 
+use crate::change::text_change;
 use crate::error::{clean_text, ErrorCode, Invalid};
+use crate::time::Timestamp;
 
 const RANDOM_LEN: usize = 32;
 const CHECKSUM_LEN: usize = 6;
 const BASE62: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 
-/// The most tokens an account may hold (§3.5), and the limit of an account
-/// that imported more than that.
+/// The most tokens an account may hold (the 422 `TokenLimitReached` of
+/// docs/api.md), and the limit of an account that imported more than that.
 pub const DEFAULT_TOKEN_LIMIT: i64 = 256;
 pub const IMPORTED_TOKEN_LIMIT: i64 = 2048;
 /// Longest description, in characters.
@@ -76,49 +80,50 @@ fn checksum(body: &[u8]) -> [u8; CHECKSUM_LEN] {
 }
 
 /// A full token in plain text. It exists only between generation and the
-/// response that shows it once, and while a request is being verified; its
-/// `Debug` never prints it.
-#[derive(Clone, PartialEq, Eq)]
-pub struct PlainToken(String);
-
-impl fmt::Debug for PlainToken {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("PlainToken(<redacted>)")
-    }
-}
+/// response that shows it once, and while a request is being verified.
+///
+/// The text is held as a [`SecretString`]: it is wiped from memory when the
+/// token is dropped, the type is neither `Clone` nor `PartialEq` nor
+/// `Display`, its `Debug` is redacted, and the only way to read it is the
+/// explicit [`PlainToken::expose`] (ARCHITECTURE.md, "Invariants").
+#[derive(Debug)]
+pub struct PlainToken(SecretString);
 
 impl PlainToken {
     /// A new token from the OS CSPRNG.
     pub fn generate(prefix: &TokenPrefix) -> Self {
-        let random: String = OsRng
-            .sample_iter(&Alphanumeric)
-            .take(RANDOM_LEN)
-            .map(char::from)
-            .collect();
-        let mut token = format!("{}_{}", prefix.as_str(), random);
+        // One buffer of exactly the token's length: the secret is never
+        // copied, and turning it into the secret's box does not reallocate
+        // (which would leave an unwiped copy behind).
+        let mut token = String::with_capacity(prefix.as_str().len() + 1 + RANDOM_LEN + CHECKSUM_LEN);
+        token.push_str(prefix.as_str());
+        token.push('_');
+        token.extend(OsRng.sample_iter(&Alphanumeric).take(RANDOM_LEN).map(char::from));
         let sum = checksum(token.as_bytes());
         token.extend(sum.iter().map(|&c| char::from(c)));
-        PlainToken(token)
+        PlainToken(SecretString::from(token))
     }
 
     /// Accepts a string only if it has the token shape and a valid checksum.
     /// This costs a CRC32, no lookup: mistyped and made-up tokens stop here.
     pub fn parse(s: &str) -> Option<Self> {
-        has_valid_checksum(s).then(|| PlainToken(s.to_owned()))
+        has_valid_checksum(s).then(|| PlainToken(SecretString::from(s)))
     }
 
-    /// The secret itself, to hand to its owner once.
+    /// The secret itself, to hand to its owner once. Every read of the
+    /// text goes through here, so a search for `expose(` finds them all.
     pub fn expose(&self) -> &str {
-        &self.0
+        self.0.expose_secret()
     }
 
     pub fn hash(&self) -> TokenHash {
-        TokenHash::of(&self.0)
+        TokenHash::of(self.expose())
     }
 
-    /// `{prefix}_{first 4 of random}…{last 4 of token}` (§3.2).
+    /// `{prefix}_{first 4 of random}…{last 4 of token}`, the `visible_token`
+    /// of docs/api.md.
     pub fn visible(&self) -> String {
-        visible_token(&self.0).unwrap_or_default()
+        visible_token(self.expose()).unwrap_or_default()
     }
 }
 
@@ -205,7 +210,8 @@ pub fn parse_description(raw: &str) -> Result<Option<String>, Invalid> {
     clean_text("description", raw, DESCRIPTION_MAX)
 }
 
-/// Refuses a creation that would take the account over its limit (§3.5).
+/// Refuses a creation that would take the account over its limit (422
+/// `TokenLimitReached`, docs/api.md).
 pub fn check_room(count: i64, adding: i64, limit: i64) -> Result<(), Invalid> {
     if count + adding > limit {
         return Err(limit_reached(limit));
@@ -221,7 +227,7 @@ pub fn limit_reached(limit: i64) -> Invalid {
     )
 }
 
-/// Refuses to delete an active token (§3.4).
+/// Refuses to delete an active token (422 `TokenActive`, docs/api.md).
 pub fn check_deletable(active: bool) -> Result<(), Invalid> {
     if active {
         return Err(Invalid::new(
@@ -259,7 +265,7 @@ mod tests {
     #[test]
     fn two_generated_tokens_differ() {
         let p = TokenPrefix::default();
-        assert_ne!(PlainToken::generate(&p), PlainToken::generate(&p));
+        assert_ne!(PlainToken::generate(&p).expose(), PlainToken::generate(&p).expose());
     }
 
     #[test]
@@ -353,7 +359,23 @@ mod tests {
     #[test]
     fn plain_token_debug_is_redacted() {
         let t = PlainToken::generate(&TokenPrefix::default());
-        assert!(!format!("{t:?}").contains(&t.expose()[3..]));
+        let shown = format!("{t:?}");
+        assert!(!shown.contains(t.expose()), "{shown}");
+        assert!(!shown.contains(&t.expose()[3..]), "{shown}");
+        assert!(!shown.contains(&t.expose()[3..11]), "{shown}");
+        assert!(shown.contains("REDACTED"), "{shown}");
+        let parsed = PlainToken::parse(t.expose()).expect("a generated token parses");
+        assert!(!format!("{parsed:?}").contains(&t.expose()[3..11]));
+        assert!(!format!("{:?}", Some(&parsed)).contains(&t.expose()[3..11]));
+    }
+
+    #[test]
+    fn a_parsed_token_exposes_exactly_what_was_given() {
+        let t = PlainToken::generate(&TokenPrefix::default());
+        let parsed = PlainToken::parse(t.expose()).expect("a generated token parses");
+        assert_eq!(parsed.expose(), t.expose());
+        assert_eq!(parsed.hash(), t.hash());
+        assert_eq!(t.hash(), TokenHash::of(t.expose()));
     }
 
     #[test]
@@ -413,11 +435,12 @@ pub struct ApiToken {
     pub visible_token: String,
     /// The creator; kept when that user is deleted.
     pub user_id: Option<i64>,
-    /// Null: any verified user may use it (§9.2).
+    /// Null: any verified user of the account may use it; assigning a token
+    /// to one user is not offered yet.
     pub assigned_user_id: Option<i64>,
-    pub created_at: crate::time::Timestamp,
-    pub updated_at: crate::time::Timestamp,
-    pub last_used: Option<crate::time::Timestamp>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    pub last_used: Option<Timestamp>,
 }
 
 impl ApiToken {
@@ -469,7 +492,7 @@ impl TokenPatch {
         let mut changes = TokenChanges::default();
         if let Some(desc) = &self.description {
             if *desc != current.description {
-                changes.update.push(crate::audit::text_change(
+                changes.update.push(text_change(
                     "description",
                     current.description.as_deref(),
                     desc.as_deref(),

@@ -1,9 +1,10 @@
-//! Users and roles (SPEC §2): who may authenticate with a token and who may
-//! manage tokens.
+//! Users and roles: who may authenticate with a token and who may manage
+//! tokens (README.md, "REST API"; the JSON shape is in docs/api.md).
 
 use serde::{Deserialize, Serialize};
+use strum::{Display, EnumIter, EnumString, IntoStaticStr, VariantNames};
 
-use crate::audit::{bool_change, text_change};
+use crate::change::{bool_change, text_change};
 use crate::error::{required_text, ErrorCode, Invalid};
 use crate::time::Timestamp;
 
@@ -59,8 +60,25 @@ pub fn parse_user_name(raw: &str) -> Result<String, Invalid> {
     required_text("name", raw, 255)
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// What a user may do: admins manage tokens, users and settings; agents
+/// list users; end users only authenticate.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    IntoStaticStr,
+    EnumString,
+    VariantNames,
+    EnumIter,
+    Display,
+)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum Role {
     Admin,
     Agent,
@@ -68,22 +86,16 @@ pub enum Role {
 }
 
 impl Role {
-    pub const ALL: [Role; 3] = [Role::Admin, Role::Agent, Role::EndUser];
-
     pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Admin => "admin",
-            Role::Agent => "agent",
-            Role::EndUser => "end_user",
-        }
+        self.into()
     }
 
     pub fn parse(s: &str) -> Result<Self, Invalid> {
-        Role::ALL.into_iter().find(|r| r.as_str() == s).ok_or_else(|| {
+        s.parse().map_err(|_| {
             Invalid::new(
                 "role",
                 ErrorCode::InvalidValue,
-                "role must be one of admin, agent, end_user",
+                format!("role must be one of {}", Role::VARIANTS.join(", ")),
             )
         })
     }
@@ -106,7 +118,8 @@ pub struct User {
 }
 
 impl User {
-    /// Only verified, unsuspended, undeleted users authenticate (§4.1).
+    /// Only verified, unsuspended, undeleted users authenticate, with a
+    /// token or a password (docs/api.md describes the 401 the others get).
     pub fn can_authenticate(&self) -> bool {
         self.verified && !self.suspended && !self.deleted
     }
@@ -195,7 +208,11 @@ mod tests {
     #[test]
     fn roles_parse() {
         assert_eq!(Role::parse("end_user"), Ok(Role::EndUser));
-        assert!(Role::parse("owner").is_err());
+        assert_eq!(
+            Role::parse("owner").map_err(|e| e.description),
+            Err("role must be one of admin, agent, end_user".to_owned())
+        );
+        crate::wire::assert_one_spelling_both_ways::<Role>();
     }
 
     #[test]

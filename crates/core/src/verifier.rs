@@ -21,6 +21,7 @@ use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use papaya::Equivalent;
+use strum::{Display, EnumIter, IntoStaticStr, VariantNames};
 
 use crate::account::{Account, Plan};
 use crate::time::Timestamp;
@@ -194,8 +195,10 @@ impl IdentityRef<'_> {
 }
 
 /// Why a verification failed. Never shown to the caller (every reason gets
-/// the same 401); kept for metrics.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// the same 401); kept for metrics, whose `result` label spells it in
+/// snake case (`unknown_token`; `VARIANTS` lists them all).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, IntoStaticStr, VariantNames, EnumIter, Display)]
+#[strum(serialize_all = "snake_case")]
 pub enum Denial {
     UnknownToken,
     TokenInactive,
@@ -206,13 +209,7 @@ pub enum Denial {
 
 impl Denial {
     pub fn as_str(self) -> &'static str {
-        match self {
-            Denial::UnknownToken => "unknown_token",
-            Denial::TokenInactive => "token_inactive",
-            Denial::AccessDisabled => "access_disabled",
-            Denial::UnknownUser => "unknown_user",
-            Denial::UserCannotAuthenticate => "user_cannot_authenticate",
-        }
+        self.into()
     }
 }
 
@@ -265,7 +262,8 @@ impl Verifier {
     }
 
     /// Checks `{email}/token:{token}` credentials, given the token's hash
-    /// (SPEC §4.1). On success, records the use for `last_used`.
+    /// (the Basic form docs/api.md describes; README.md's walk-through uses
+    /// it). On success, records the use for `last_used`.
     pub fn verify(&self, email: &str, hash: &TokenHash, now: Timestamp) -> Result<Identity, Denial> {
         self.verify_with(email, hash, now, |id| id.to_identity())
     }
@@ -565,6 +563,24 @@ impl Snapshot {
 mod tests {
     use super::*;
     use crate::user::Role;
+    use strum::IntoEnumIterator;
+
+    #[test]
+    fn denials_are_spelled_once_in_snake_case() {
+        let spelled: Vec<&str> = Denial::iter().map(Denial::as_str).collect();
+        assert_eq!(spelled, Denial::VARIANTS);
+        assert_eq!(
+            Denial::VARIANTS,
+            [
+                "unknown_token",
+                "token_inactive",
+                "access_disabled",
+                "unknown_user",
+                "user_cannot_authenticate"
+            ]
+        );
+        assert!(Denial::iter().all(|d| d.to_string() == d.as_str()));
+    }
 
     fn setup(access: bool) -> (Verifier, TokenHash) {
         let v = Verifier::new();
