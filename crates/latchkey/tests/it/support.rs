@@ -5,7 +5,6 @@
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -43,202 +42,12 @@ pub fn unique(prefix: &str) -> String {
 }
 
 // ---------------------------------------------------------------------------
-// The database
+// The database: latchkey_store::testing (one harness for every test)
 // ---------------------------------------------------------------------------
 
-/// A fresh, empty database for one test. Dropping it removes it.
-pub struct TestDatabase {
-    /// What `--database-url` / `App::open` take.
-    pub url: String,
-    /// The database file, for tests that need one (SQLite only).
-    pub file: Option<PathBuf>,
-    /// Whatever keeps the database alive (a temporary directory, ...).
-    _guard: Box<dyn std::any::Any + Send + Sync>,
-}
-
-/// The one place that chooses the database tests run on. SQLite (a fresh
-/// file in a temporary directory) unless `LATCHKEY_TEST_DATABASE` names
-/// another backend; each backend is one arm of the match.
-pub async fn test_database_url() -> TestDatabase {
-    match std::env::var("LATCHKEY_TEST_DATABASE").as_deref() {
-        Ok("sqlite") | Err(_) => sqlite_database(),
-        Ok("postgres") => postgres_database().await,
-        Ok(other) => panic!("LATCHKEY_TEST_DATABASE={other:?} names no backend the tests know"),
-    }
-}
-
-/// A fresh SQLite file. Also for the tests that need a file whatever the
-/// selected backend (durability of one file, CLI on the same file).
-pub fn sqlite_database() -> TestDatabase {
-    let dir = tempfile::tempdir().expect("temporary directory");
-    let file = dir.path().join("latchkey.db");
-    TestDatabase {
-        url: format!("sqlite://{}", file.display()),
-        file: Some(file),
-        _guard: Box::new(dir),
-    }
-}
-
-/// The PostgreSQL server tests create their databases on, when one is
-/// configured: `LATCHKEY_TEST_POSTGRES_URL`, or the local default when
-/// `LATCHKEY_TEST_DATABASE=postgres` asks for PostgreSQL without naming one.
-pub fn postgres_server_url() -> Option<String> {
-    match std::env::var("LATCHKEY_TEST_POSTGRES_URL") {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ => (std::env::var("LATCHKEY_TEST_DATABASE").as_deref() == Ok("postgres"))
-            .then(|| "postgres://postgres@127.0.0.1:5432/postgres".to_owned()),
-    }
-}
-
-/// A fresh, empty PostgreSQL database on [`postgres_server_url`], dropped
-/// when the returned value is.
-pub async fn postgres_database() -> TestDatabase {
-    use sqlx::Connection as _;
-    let server = postgres_server_url().expect("LATCHKEY_TEST_POSTGRES_URL or LATCHKEY_TEST_DATABASE=postgres");
-    let name = format!(
-        "lk_test_{}_{}_{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0)
-    );
-    let mut conn = sqlx::PgConnection::connect(&server)
-        .await
-        .unwrap_or_else(|e| panic!("cannot reach the test PostgreSQL server: {e}"));
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&mut conn)
-        .await
-        .expect("create a test database");
-    let _ = conn.close().await;
-    TestDatabase {
-        url: postgres_url_for(&server, &name),
-        file: None,
-        _guard: Box::new(DropPostgresDatabase { server, name }),
-    }
-}
-
-/// `server` with its database name replaced by `name`.
-pub fn postgres_url_for(server: &str, name: &str) -> String {
-    let (base, query) = match server.split_once('?') {
-        Some((b, q)) => (b, format!("?{q}")),
-        None => (server, String::new()),
-    };
-    let authority_end = base.find("://").map(|i| i + 3).unwrap_or(0);
-    let base = match base[authority_end..].find('/') {
-        Some(slash) => &base[..authority_end + slash],
-        None => base,
-    };
-    format!("{base}/{name}{query}")
-}
-
-struct DropPostgresDatabase {
-    server: String,
-    name: String,
-}
-
-impl Drop for DropPostgresDatabase {
-    fn drop(&mut self) {
-        let (server, name) = (self.server.clone(), self.name.clone());
-        // Drop runs inside the test's runtime; use a runtime of our own.
-        let _ = std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
-                return;
-            };
-            rt.block_on(async move {
-                use sqlx::Connection as _;
-                if let Ok(mut conn) = sqlx::PgConnection::connect(&server).await {
-                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                        .execute(&mut conn)
-                        .await;
-                    let _ = conn.close().await;
-                }
-            });
-        })
-        .join();
-    }
-}
-
-/// A value bound to a [`Direct`] statement.
-#[derive(Debug, Clone)]
-pub enum DirectArg {
-    Int(i64),
-    Text(String),
-    Bytes(Vec<u8>),
-}
-
-/// A direct connection to a test's database, whichever the backend, for
-/// tests that seed many rows fast or tamper with rows behind latchkey's
-/// back. Statements use `$n` placeholders, which both databases accept.
-pub enum Direct {
-    Sqlite(sqlx::SqlitePool),
-    Postgres(sqlx::PgPool),
-}
-
-macro_rules! bind_direct {
-    ($q:expr, $args:expr) => {{
-        let mut q = $q;
-        for a in $args {
-            q = match a {
-                DirectArg::Int(v) => q.bind(*v),
-                DirectArg::Text(v) => q.bind(v.clone()),
-                DirectArg::Bytes(v) => q.bind(v.clone()),
-            };
-        }
-        q
-    }};
-}
-
-impl TestDatabase {
-    pub async fn direct(&self) -> Direct {
-        if self.url.starts_with("sqlite:") {
-            let pool = sqlx::sqlite::SqlitePoolOptions::new()
-                .max_connections(1)
-                .connect(&self.url)
-                .await
-                .expect("open the database file");
-            Direct::Sqlite(pool)
-        } else {
-            let pool = sqlx::postgres::PgPoolOptions::new()
-                .max_connections(1)
-                .connect(&self.url)
-                .await
-                .expect("connect to the test database");
-            Direct::Postgres(pool)
-        }
-    }
-}
-
-impl Direct {
-    pub fn is_postgres(&self) -> bool {
-        matches!(self, Direct::Postgres(_))
-    }
-
-    /// Runs a statement; the number of rows it touched.
-    pub async fn execute(&self, sql: &str, args: &[DirectArg]) -> u64 {
-        match self {
-            Direct::Sqlite(p) => bind_direct!(sqlx::query(sql), args)
-                .execute(p)
-                .await
-                .map(|r| r.rows_affected()),
-            Direct::Postgres(p) => bind_direct!(sqlx::query(sql), args)
-                .execute(p)
-                .await
-                .map(|r| r.rows_affected()),
-        }
-        .unwrap_or_else(|e| panic!("{sql}: {e}"))
-    }
-
-    /// Runs a query whose answer is one integer.
-    pub async fn scalar(&self, sql: &str, args: &[DirectArg]) -> i64 {
-        match self {
-            Direct::Sqlite(p) => bind_direct!(sqlx::query_scalar(sql), args).fetch_one(p).await,
-            Direct::Postgres(p) => bind_direct!(sqlx::query_scalar(sql), args).fetch_one(p).await,
-        }
-        .unwrap_or_else(|e| panic!("{sql}: {e}"))
-    }
-}
+pub use latchkey_store::testing::{
+    postgres_database, postgres_server_url, sqlite_database, test_database_url, Direct, DirectArg, TestDatabase,
+};
 
 // ---------------------------------------------------------------------------
 // The in-process server
@@ -343,12 +152,7 @@ impl TestApp {
     /// A second server on this one's database, as another node of the
     /// deployment would be; `self` keeps the database alive.
     pub async fn spawn_node(&self, tweak: impl FnOnce(&mut ServerConfig)) -> TestApp {
-        let db = TestDatabase {
-            url: self.db.url.clone(),
-            file: self.db.file.clone(),
-            _guard: Box::new(()),
-        };
-        TestApp::spawn_on(db, tweak).await
+        TestApp::spawn_on(self.db.share(), tweak).await
     }
 
     /// Stops the server gracefully (drains, flushes `last_used`); the
@@ -788,14 +592,22 @@ pub async fn cli_with_stdin(database_url: &str, args: &[&str], stdin: Option<&st
     }
 }
 
-impl TestDatabase {
-    pub async fn cli(&self, args: &[&str]) -> CliOutput {
+/// The real binary on a test database (a trait: `TestDatabase` lives in
+/// latchkey-store).
+#[allow(async_fn_in_trait)]
+pub trait TestDatabaseCli {
+    async fn cli(&self, args: &[&str]) -> CliOutput;
+    async fn cli_account(&self, plan: &str) -> (String, String, String);
+}
+
+impl TestDatabaseCli for TestDatabase {
+    async fn cli(&self, args: &[&str]) -> CliOutput {
         cli(&self.url, args).await
     }
 
     /// An account on `plan` made with the CLI, with token access on, and an
     /// admin token: (subdomain, admin email, token).
-    pub async fn cli_account(&self, plan: &str) -> (String, String, String) {
+    async fn cli_account(&self, plan: &str) -> (String, String, String) {
         let subdomain = unique("cli");
         let email = format!("{}@example.com", unique("owner"));
         let out = self
