@@ -17,26 +17,30 @@ use std::hint::black_box;
 use std::time::Instant;
 
 use criterion::Criterion;
-use latchkey_core::account::Plan;
+use latchkey_core::account::{Plan, Subdomain};
+use latchkey_core::id::{AccountId, TokenId, UserId};
+use latchkey_core::time::Timestamp;
 use latchkey_core::token::{has_valid_checksum, PlainToken, TokenHash, TokenPrefix};
-use latchkey_core::user::{Role, User};
+use latchkey_core::user::{Email, Role, User};
 use latchkey_core::verifier::{AccountEntry, Snapshot, TokenAuth, Verifier};
 
 const TOKENS_PER_ACCOUNT: usize = 100;
 const EMAIL: &str = "user1@example.com";
 
+const NOW: Timestamp = Timestamp::from_unix(1_000);
+
 fn user(id: i64, account_id: i64) -> User {
     User {
-        id,
-        account_id,
+        id: UserId::new(id),
+        account_id: AccountId::new(account_id),
         name: format!("User {id}"),
-        email: format!("User{account_id}@Example.com"),
+        email: Email::parse(&format!("User{account_id}@Example.com")).expect("a valid email"),
         role: Role::Agent,
         verified: true,
         suspended: false,
         deleted: false,
-        created_at: 0,
-        updated_at: 0,
+        created_at: Timestamp::EPOCH,
+        updated_at: Timestamp::EPOCH,
     }
 }
 
@@ -64,8 +68,8 @@ fn load(n: usize) -> Loaded {
     let mut s = Snapshot::new();
     for a in 1..=accounts as i64 {
         s.add_account(AccountEntry {
-            id: a,
-            subdomain: format!("account{a}"),
+            id: AccountId::new(a),
+            subdomain: Subdomain::parse(&format!("account{a}")).expect("a valid subdomain"),
             name: format!("Account {a}"),
             plan: Plan::Enterprise,
             api_token_access: true,
@@ -74,8 +78,8 @@ fn load(n: usize) -> Loaded {
     }
     let mut add = |id: usize, hash: TokenHash, active: bool| {
         s.add_token(TokenAuth {
-            id: id as i64,
-            account_id: (id % accounts) as i64 + 1,
+            id: TokenId::new(id as i64),
+            account_id: AccountId::new((id % accounts) as i64 + 1),
             hash,
             active,
         })
@@ -101,16 +105,16 @@ fn load(n: usize) -> Loaded {
 /// Everything verification does with `{email}/token:{token}`, returning
 /// an owned identity.
 fn verify(v: &Verifier, email: &str, token: &str) -> bool {
-    has_valid_checksum(token) && v.verify(email, &TokenHash::of(token), 1_000).is_ok()
+    has_valid_checksum(token) && v.verify(email, &TokenHash::of(token), NOW).is_ok()
 }
 
 /// The same through the borrowing path, reading what `/verify` puts in its
 /// headers: ids, role, subdomain and email.
-fn verify_borrowed(v: &Verifier, email: &str, token: &str) -> Option<(i64, i64, i64, &'static str)> {
+fn verify_borrowed(v: &Verifier, email: &str, token: &str) -> Option<(AccountId, UserId, TokenId, &'static str)> {
     if !has_valid_checksum(token) {
         return None;
     }
-    v.verify_with(email, &TokenHash::of(token), 1_000, |i| {
+    v.verify_with(email, &TokenHash::of(token), NOW, |i| {
         black_box((i.account.subdomain.as_str(), i.user.email.as_str()));
         (i.account.id, i.user.id, i.token_id, i.user.role.as_str())
     })
@@ -154,7 +158,7 @@ fn bench(c: &mut Criterion, n: usize, table: &mut Vec<(usize, &'static str, f64,
     assert!(!verify(&l.verifier, EMAIL, &l.deactivated));
     assert_eq!(
         verify_borrowed(&l.verifier, EMAIL, &l.valid),
-        Some((1, 1, 0, Role::Agent.as_str()))
+        Some((AccountId::new(1), UserId::new(1), TokenId::new(0), Role::Agent.as_str()))
     );
     assert_eq!(verify_borrowed(&l.verifier, EMAIL, &l.deactivated), None);
     let v = &l.verifier;

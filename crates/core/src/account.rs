@@ -2,11 +2,14 @@
 //! `api_token_access` setting (README.md, "Command line"; the JSON shape is
 //! in docs/api.md).
 
+use std::fmt;
+
 use serde::{Deserialize, Serialize};
 use strum::{Display, EnumIter, EnumString, IntoStaticStr, VariantNames};
 
 use crate::change::{bool_change, text_change};
 use crate::error::{required_text, ErrorCode, Invalid};
+use crate::id::AccountId;
 use crate::time::Timestamp;
 use crate::token::DEFAULT_TOKEN_LIMIT;
 
@@ -36,6 +39,12 @@ impl Subdomain {
 
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+}
+
+impl fmt::Display for Subdomain {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
     }
 }
 
@@ -94,8 +103,8 @@ impl Plan {
 /// An account as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Account {
-    pub id: i64,
-    pub subdomain: String,
+    pub id: AccountId,
+    pub subdomain: Subdomain,
     pub name: String,
     pub plan: Plan,
     pub token_limit: i64,
@@ -184,6 +193,14 @@ mod tests {
     }
 
     #[test]
+    fn a_subdomain_is_a_plain_string_in_json_and_text() {
+        let s = Subdomain::parse("acme-support").expect("valid");
+        assert_eq!(serde_json::to_string(&s).expect("json"), r#""acme-support""#);
+        assert_eq!(s.to_string(), "acme-support");
+        assert_eq!(serde_json::from_str::<Subdomain>(r#""acme-support""#).expect("json"), s);
+    }
+
+    #[test]
     fn plans_parse_and_gate_the_audit_log() {
         assert_eq!(Plan::parse("enterprise_plus"), Ok(Plan::EnterprisePlus));
         assert_eq!(
@@ -202,14 +219,14 @@ mod tests {
     #[test]
     fn a_patch_that_changes_nothing_reports_nothing() {
         let acct = Account {
-            id: 1,
-            subdomain: "acme".into(),
+            id: AccountId::new(1),
+            subdomain: Subdomain::parse("acme").expect("valid"),
             name: "Acme".into(),
             plan: Plan::Team,
             token_limit: 256,
             api_token_access: false,
-            created_at: 0,
-            updated_at: 0,
+            created_at: Timestamp::EPOCH,
+            updated_at: Timestamp::EPOCH,
         };
         let same = AccountPatch {
             name: Some("Acme".into()),

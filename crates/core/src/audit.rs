@@ -12,6 +12,7 @@ use sha2::{Digest, Sha256};
 use strum::{Display, EnumIter, EnumString, IntoStaticStr, VariantNames};
 
 use crate::account::Account;
+use crate::id::{AccountId, AuditEventId, UserId};
 use crate::time::Timestamp;
 use crate::token::ApiToken;
 use crate::user::User;
@@ -122,13 +123,13 @@ impl ActorType {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Actor {
     pub actor_type: ActorType,
-    pub id: Option<i64>,
+    pub id: Option<UserId>,
     pub name: String,
     pub ip_address: Option<String>,
 }
 
 impl Actor {
-    pub fn user(id: i64, name: &str, ip_address: Option<String>) -> Self {
+    pub fn user(id: UserId, name: &str, ip_address: Option<String>) -> Self {
         Actor {
             actor_type: ActorType::User,
             id: Some(id),
@@ -159,13 +160,16 @@ impl Actor {
 /// One audit event, before (`id: 0`) or after it is stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditEvent {
-    pub id: i64,
-    pub account_id: i64,
+    pub id: AuditEventId,
+    pub account_id: AccountId,
     pub action: Action,
     pub actor_type: ActorType,
-    pub actor_id: Option<i64>,
+    pub actor_id: Option<UserId>,
     pub actor_name: String,
     pub source_type: SourceType,
+    /// The id of what `source_type` names: a token's, a user's or an
+    /// account's (for account settings too), so a plain row id rather than
+    /// one of the id types; `source_type` says which kind it is.
     pub source_id: i64,
     pub source_label: String,
     pub change_description: String,
@@ -173,6 +177,8 @@ pub struct AuditEvent {
     pub created_at: Timestamp,
 }
 
+/// The hashed form of an event. Its fields are plain numbers and strings,
+/// whatever types the event uses, so the chain's bytes never depend on them.
 #[derive(Serialize)]
 struct Canonical<'a> {
     account_id: i64,
@@ -185,13 +191,15 @@ struct Canonical<'a> {
     source_label: &'a str,
     change_description: &'a str,
     ip_address: Option<&'a str>,
-    created_at: Timestamp,
+    created_at: i64,
 }
 
 /// What an event is about.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Source {
     pub source_type: SourceType,
+    /// A row id of the kind `source_type` names (see
+    /// [`AuditEvent::source_id`]).
     pub id: i64,
     pub label: String,
 }
@@ -200,7 +208,7 @@ impl Source {
     pub fn token(t: &ApiToken) -> Self {
         Source {
             source_type: SourceType::ApiToken,
-            id: t.id,
+            id: t.id.get(),
             label: t.source_label(),
         }
     }
@@ -208,7 +216,7 @@ impl Source {
     pub fn user(u: &User) -> Self {
         Source {
             source_type: SourceType::User,
-            id: u.id,
+            id: u.id.get(),
             label: u.source_label(),
         }
     }
@@ -216,15 +224,15 @@ impl Source {
     pub fn account(a: &Account) -> Self {
         Source {
             source_type: SourceType::Account,
-            id: a.id,
+            id: a.id.get(),
             label: format!("Account: {}", a.name),
         }
     }
 
-    pub fn settings(account_id: i64) -> Self {
+    pub fn settings(account_id: AccountId) -> Self {
         Source {
             source_type: SourceType::AccountSetting,
-            id: account_id,
+            id: account_id.get(),
             label: "Account settings".to_owned(),
         }
     }
@@ -232,7 +240,7 @@ impl Source {
 
 impl AuditEvent {
     pub fn new(
-        account_id: i64,
+        account_id: AccountId,
         actor: &Actor,
         action: Action,
         source: Source,
@@ -240,7 +248,7 @@ impl AuditEvent {
         now: Timestamp,
     ) -> Self {
         AuditEvent {
-            id: 0,
+            id: AuditEventId::new(0),
             account_id,
             action,
             actor_type: actor.actor_type,
@@ -259,17 +267,17 @@ impl AuditEvent {
     /// is not part of it (the chain's order is the ids' order).
     pub fn canonical(&self) -> Vec<u8> {
         let c = Canonical {
-            account_id: self.account_id,
+            account_id: self.account_id.get(),
             action: self.action.as_str(),
             actor_type: self.actor_type.as_str(),
-            actor_id: self.actor_id,
+            actor_id: self.actor_id.map(UserId::get),
             actor_name: &self.actor_name,
             source_type: self.source_type.as_str(),
             source_id: self.source_id,
             source_label: &self.source_label,
             change_description: &self.change_description,
             ip_address: self.ip_address.as_deref(),
-            created_at: self.created_at,
+            created_at: self.created_at.unix(),
         };
         // Serialising plain strings and integers cannot fail.
         serde_json::to_vec(&c).unwrap_or_default()
@@ -289,7 +297,7 @@ pub const GENESIS: [u8; 32] = [0; 32];
 
 /// Walks events in id order and returns the id of the first whose stored
 /// hash does not match, or `None` when the chain is intact.
-pub fn first_broken<'a>(events: impl IntoIterator<Item = (&'a AuditEvent, [u8; 32])>) -> Option<i64> {
+pub fn first_broken<'a>(events: impl IntoIterator<Item = (&'a AuditEvent, [u8; 32])>) -> Option<AuditEventId> {
     let mut previous = GENESIS;
     for (event, stored) in events {
         let expected = event.chain_hash(&previous);
@@ -308,8 +316,8 @@ mod tests {
 
     fn event(desc: &str) -> AuditEvent {
         AuditEvent::new(
-            1,
-            &Actor::user(3, "Jane", Some("127.0.0.1".into())),
+            AccountId::new(1),
+            &Actor::user(UserId::new(3), "Jane", Some("127.0.0.1".into())),
             Action::Update,
             Source {
                 source_type: SourceType::ApiToken,
@@ -317,7 +325,7 @@ mod tests {
                 label: "API token: Jira".into(),
             },
             desc.into(),
-            1_795_770_897,
+            Timestamp::from_unix(1_795_770_897),
         )
     }
 
@@ -348,14 +356,39 @@ mod tests {
     #[test]
     fn a_chain_detects_an_edited_event() {
         let mut a = event("x");
-        a.id = 1;
+        a.id = AuditEventId::new(1);
         let mut b = event("y");
-        b.id = 2;
+        b.id = AuditEventId::new(2);
         let ha = a.chain_hash(&GENESIS);
         let hb = b.chain_hash(&ha);
         assert_eq!(first_broken([(&a, ha), (&b, hb)]), None);
         let mut edited = b.clone();
         edited.change_description = "z".into();
-        assert_eq!(first_broken([(&a, ha), (&edited, hb)]), Some(2));
+        assert_eq!(first_broken([(&a, ha), (&edited, hb)]), Some(AuditEventId::new(2)));
+    }
+
+    #[test]
+    fn the_canonical_content_is_pinned_byte_for_byte() {
+        // The chains already stored hash exactly these bytes: ids, times and
+        // the actor id are plain numbers, whatever their types.
+        let e = event("x");
+        assert_eq!(
+            String::from_utf8(e.canonical()).expect("utf-8"),
+            concat!(
+                r#"{"account_id":1,"action":"update","actor_type":"user","actor_id":3,"#,
+                r#""actor_name":"Jane","source_type":"api_token","source_id":7,"#,
+                r#""source_label":"API token: Jira","change_description":"x","#,
+                r#""ip_address":"127.0.0.1","created_at":1795770897}"#
+            )
+        );
+        let mut system = e.clone();
+        system.actor_id = None;
+        assert!(String::from_utf8(system.canonical())
+            .expect("utf-8")
+            .contains(r#""actor_id":null"#));
+        assert_eq!(
+            hex::encode(e.chain_hash(&GENESIS)),
+            hex::encode(Sha256::digest([&GENESIS[..], &e.canonical()].concat()))
+        );
     }
 }

@@ -10,6 +10,7 @@ use serde::Serialize;
 use strum::{Display, EnumIter, EnumString, IntoEnumIterator, IntoStaticStr, VariantNames};
 
 use crate::audit::{Action, SourceType};
+use crate::id::{AuditEventId, UserId};
 use crate::time::{parse_rfc3339, rfc3339, Timestamp};
 
 /// A refused query, with a message that names the parameter but never
@@ -26,8 +27,10 @@ fn refuse(message: impl Into<String>) -> QueryError {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AuditFilter {
     pub source_type: Option<SourceType>,
+    /// A row id of the kind `source_type` names (see
+    /// `AuditEvent::source_id`).
     pub source_id: Option<i64>,
-    pub actor_id: Option<i64>,
+    pub actor_id: Option<UserId>,
     /// Canonical text of an IP address, as events store it.
     pub ip_address: Option<String>,
     pub action: Option<Action>,
@@ -205,7 +208,7 @@ impl AuditQueryBuilder {
             }
             Param::ActorId => {
                 let shown = self.once(param)?;
-                self.query.filter.actor_id = Some(positive_id(shown, value)?);
+                self.query.filter.actor_id = Some(UserId::new(positive_id(shown, value)?));
             }
             Param::IpAddress => {
                 let shown = self.once(param)?;
@@ -342,8 +345,8 @@ impl AuditQuery {
 /// follow), in descending id order when `descending`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Seek {
-    pub above: Option<i64>,
-    pub below: Option<i64>,
+    pub above: Option<AuditEventId>,
+    pub below: Option<AuditEventId>,
     pub descending: bool,
     pub limit: i64,
     /// The rows come back in the opposite of the listing order (a step
@@ -356,7 +359,7 @@ impl Seek {
     /// The query for the page of `size` rows after (or before) the row with
     /// id `after` (`before`) in `sort` order. Rows inserted while a client
     /// walks forwards never shift a page: a cursor is an id, not an offset.
-    pub fn new(sort: AuditSort, after: Option<i64>, before: Option<i64>, size: i64) -> Self {
+    pub fn new(sort: AuditSort, after: Option<AuditEventId>, before: Option<AuditEventId>, size: i64) -> Self {
         let newest_first = sort == AuditSort::NewestFirst;
         let (above, below, descending, reverse) = match (after, before) {
             (_, Some(b)) if newest_first => (Some(b), None, false, true),
@@ -384,7 +387,7 @@ impl Seek {
     }
 
     /// The next batch of a walk from the start, after the row with id `last`.
-    pub fn continue_after(&self, last: i64) -> Self {
+    pub fn continue_after(&self, last: AuditEventId) -> Self {
         let mut s = *self;
         if self.descending {
             s.below = Some(last);
@@ -430,11 +433,12 @@ mod tests {
         .expect("valid");
         assert_eq!(q.filter.source_type, Some(SourceType::ApiToken));
         assert_eq!(q.filter.source_id, Some(7));
-        assert_eq!(q.filter.actor_id, Some(3));
+        assert_eq!(q.filter.actor_id, Some(UserId::new(3)));
         assert_eq!(q.filter.ip_address.as_deref(), Some("::ffff:10.0.0.1"));
         assert_eq!(q.filter.action, Some(Action::Deactivate));
-        assert_eq!(q.filter.created_from, Some(1_795_737_600));
-        assert_eq!(q.filter.created_to, Some(1_795_737_600 + 9 * 3600));
+        let midnight = Timestamp::from_unix(1_795_737_600);
+        assert_eq!(q.filter.created_from, Some(midnight));
+        assert_eq!(q.filter.created_to, Some(midnight.plus_secs(9 * 3600)));
         assert_eq!(q.sort, AuditSort::OldestFirst);
     }
 
@@ -551,9 +555,14 @@ mod tests {
         assert_eq!(q.api_pairs()[0], ("filter[source_type]", "api_token".to_owned()));
     }
 
+    fn ids(range: impl IntoIterator<Item = i64>) -> Vec<AuditEventId> {
+        range.into_iter().map(AuditEventId::new).collect()
+    }
+
     /// Simulates a table of ids 1..=n and walks it with [`Seek`].
-    fn fetch(n: i64, s: &Seek) -> Vec<i64> {
-        let mut ids: Vec<i64> = (1..=n)
+    fn fetch(n: i64, s: &Seek) -> Vec<AuditEventId> {
+        let mut ids: Vec<AuditEventId> = ids(1..=n)
+            .into_iter()
             .filter(|id| s.above.is_none_or(|a| *id > a) && s.below.is_none_or(|b| *id < b))
             .collect();
         if s.descending {
@@ -577,8 +586,8 @@ mod tests {
                     break;
                 }
             }
-            let flat: Vec<i64> = pages.concat();
-            let mut expected: Vec<i64> = (1..=10).collect();
+            let flat: Vec<AuditEventId> = pages.concat();
+            let mut expected = ids(1..=10);
             if sort == AuditSort::NewestFirst {
                 expected.reverse();
             }
@@ -599,9 +608,9 @@ mod tests {
     #[test]
     fn an_export_walk_continues_where_the_last_batch_ended() {
         let s = Seek::from_start(AuditSort::NewestFirst, 4);
-        assert_eq!(fetch(10, &s), vec![10, 9, 8, 7]);
-        assert_eq!(fetch(10, &s.continue_after(7)), vec![6, 5, 4, 3]);
+        assert_eq!(fetch(10, &s), ids([10, 9, 8, 7]));
+        assert_eq!(fetch(10, &s.continue_after(AuditEventId::new(7))), ids([6, 5, 4, 3]));
         let s = Seek::from_start(AuditSort::OldestFirst, 4);
-        assert_eq!(fetch(10, &s.continue_after(8)), vec![9, 10]);
+        assert_eq!(fetch(10, &s.continue_after(AuditEventId::new(8))), ids([9, 10]));
     }
 }

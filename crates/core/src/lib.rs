@@ -7,6 +7,12 @@
 //! backend and every entry point (REST API, web pages, CLI) applies the same
 //! ones.
 //!
+//! Values say what they are: record ids are [`id::AccountId`],
+//! [`id::UserId`], [`id::TokenId`] and [`id::AuditEventId`] (one cannot be
+//! passed for another), times are [`time::Timestamp`], and validated text
+//! is held as its type ([`account::Subdomain`], [`user::Email`]). Each is
+//! a newtype with the JSON of the plain number or string it wraps.
+//!
 //! Every enum that has a wire spelling (`Plan`, `Role`, `Action`,
 //! `SourceType`, `ActorType`, `ErrorCode`, `AuditSort`, ...) writes it once,
 //! as a case rule (or a per-variant name) on the enum: strum derives
@@ -20,6 +26,7 @@ pub mod audit;
 pub mod audit_query;
 pub mod change;
 pub mod error;
+pub mod id;
 pub mod time;
 pub mod token;
 pub mod user;
@@ -34,12 +41,13 @@ pub use error::{DomainError, ErrorCode, Invalid};
 /// imports them. This test reads every `crate::` path in the sources.
 #[cfg(test)]
 mod module_graph {
-    const MODULES: [(&str, &str); 10] = [
+    const MODULES: [(&str, &str); 11] = [
         ("account", include_str!("account.rs")),
         ("audit", include_str!("audit.rs")),
         ("audit_query", include_str!("audit_query.rs")),
         ("change", include_str!("change.rs")),
         ("error", include_str!("error.rs")),
+        ("id", include_str!("id.rs")),
         ("time", include_str!("time.rs")),
         ("token", include_str!("token.rs")),
         ("user", include_str!("user.rs")),

@@ -15,6 +15,7 @@ use sha2::{Digest, Sha256};
 
 use crate::change::text_change;
 use crate::error::{clean_text, ErrorCode, Invalid};
+use crate::id::{AccountId, TokenId, UserId};
 use crate::time::Timestamp;
 
 const RANDOM_LEN: usize = 32;
@@ -428,16 +429,16 @@ mod tests {
 /// An API token as stored, without its secret.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiToken {
-    pub id: i64,
-    pub account_id: i64,
+    pub id: TokenId,
+    pub account_id: AccountId,
     pub description: Option<String>,
     pub active: bool,
     pub visible_token: String,
     /// The creator; kept when that user is deleted.
-    pub user_id: Option<i64>,
+    pub user_id: Option<UserId>,
     /// Null: any verified user of the account may use it; assigning a token
     /// to one user is not offered yet.
-    pub assigned_user_id: Option<i64>,
+    pub assigned_user_id: Option<UserId>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
     pub last_used: Option<Timestamp>,
@@ -460,7 +461,7 @@ pub struct NewToken {
     pub visible_token: String,
     pub description: Option<String>,
     pub active: bool,
-    pub user_id: Option<i64>,
+    pub user_id: Option<UserId>,
 }
 
 /// An edit of a token; `None` leaves a field alone. `description:
@@ -516,15 +517,15 @@ mod patch_tests {
 
     fn token() -> ApiToken {
         ApiToken {
-            id: 7,
-            account_id: 1,
+            id: TokenId::new(7),
+            account_id: AccountId::new(1),
             description: Some("A".into()),
             active: true,
             visible_token: "lk_abcd\u{2026}wxyz".into(),
-            user_id: Some(1),
+            user_id: Some(UserId::new(1)),
             assigned_user_id: None,
-            created_at: 0,
-            updated_at: 0,
+            created_at: Timestamp::EPOCH,
+            updated_at: Timestamp::EPOCH,
             last_used: None,
         }
     }

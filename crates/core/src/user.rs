@@ -1,15 +1,20 @@
 //! Users and roles: who may authenticate with a token and who may manage
 //! tokens (README.md, "REST API"; the JSON shape is in docs/api.md).
 
+use std::fmt;
+
 use serde::{Deserialize, Serialize};
 use strum::{Display, EnumIter, EnumString, IntoStaticStr, VariantNames};
 
 use crate::change::{bool_change, text_change};
 use crate::error::{required_text, ErrorCode, Invalid};
+use crate::id::{AccountId, UserId};
 use crate::time::Timestamp;
 
 /// An email address as the user typed it; compared case-insensitively.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+/// Its JSON is the plain string.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
 pub struct Email(String);
 
 impl Email {
@@ -47,6 +52,12 @@ impl Email {
     /// The form used for uniqueness and lookups.
     pub fn normalized(&self) -> String {
         normalize_email(&self.0)
+    }
+}
+
+impl fmt::Display for Email {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
     }
 }
 
@@ -105,10 +116,10 @@ impl Role {
 /// is read only where a password is checked.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct User {
-    pub id: i64,
-    pub account_id: i64,
+    pub id: UserId,
+    pub account_id: AccountId,
     pub name: String,
-    pub email: String,
+    pub email: Email,
     pub role: Role,
     pub verified: bool,
     pub suspended: bool,
@@ -206,6 +217,14 @@ mod tests {
     }
 
     #[test]
+    fn an_email_is_a_plain_string_in_json_and_text() {
+        let e = Email::parse("Jane@Example.com").expect("valid");
+        assert_eq!(serde_json::to_string(&e).expect("json"), r#""Jane@Example.com""#);
+        assert_eq!(e.to_string(), "Jane@Example.com");
+        assert_eq!(serde_json::from_str::<Email>(r#""Jane@Example.com""#).expect("json"), e);
+    }
+
+    #[test]
     fn roles_parse() {
         assert_eq!(Role::parse("end_user"), Ok(Role::EndUser));
         assert_eq!(
@@ -218,16 +237,16 @@ mod tests {
     #[test]
     fn user_patches_describe_each_changed_field() {
         let u = User {
-            id: 1,
-            account_id: 1,
+            id: UserId::new(1),
+            account_id: AccountId::new(1),
             name: "Jane".into(),
-            email: "j@x.io".into(),
+            email: Email::parse("j@x.io").expect("valid"),
             role: Role::Agent,
             verified: true,
             suspended: false,
             deleted: false,
-            created_at: 0,
-            updated_at: 0,
+            created_at: Timestamp::EPOCH,
+            updated_at: Timestamp::EPOCH,
         };
         let p = UserPatch {
             name: Some("Jane".into()),

@@ -23,7 +23,8 @@ use std::sync::{Arc, Mutex};
 use papaya::Equivalent;
 use strum::{Display, EnumIter, IntoStaticStr, VariantNames};
 
-use crate::account::{Account, Plan};
+use crate::account::{Account, Plan, Subdomain};
+use crate::id::{AccountId, TokenId, UserId};
 use crate::time::Timestamp;
 use crate::token::TokenHash;
 use crate::user::{normalize_email, User};
@@ -31,8 +32,8 @@ use crate::user::{normalize_email, User};
 /// What the verifier keeps of an account.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AccountEntry {
-    pub id: i64,
-    pub subdomain: String,
+    pub id: AccountId,
+    pub subdomain: Subdomain,
     pub name: String,
     pub plan: Plan,
     pub api_token_access: bool,
@@ -53,8 +54,8 @@ impl From<&Account> for AccountEntry {
 /// What the verifier keeps of a token: what authentication checks.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenAuth {
-    pub id: i64,
-    pub account_id: i64,
+    pub id: TokenId,
+    pub account_id: AccountId,
     pub hash: TokenHash,
     pub active: bool,
 }
@@ -77,9 +78,9 @@ struct TokenEntry {
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Key {
     Token(TokenHash),
-    Account(i64),
+    Account(AccountId),
     /// Account id and lower-cased email.
-    User(i64, Box<str>),
+    User(AccountId, Box<str>),
 }
 
 fn hash_token<H: Hasher>(hash: &TokenHash, h: &mut H) {
@@ -87,14 +88,14 @@ fn hash_token<H: Hasher>(hash: &TokenHash, h: &mut H) {
     h.write(&hash.0);
 }
 
-fn hash_account<H: Hasher>(id: i64, h: &mut H) {
+fn hash_account<H: Hasher>(id: AccountId, h: &mut H) {
     h.write_u8(1);
-    h.write_i64(id);
+    h.write_i64(id.get());
 }
 
-fn hash_user<H: Hasher>(account_id: i64, email: &str, h: &mut H) {
+fn hash_user<H: Hasher>(account_id: AccountId, email: &str, h: &mut H) {
     h.write_u8(2);
-    h.write_i64(account_id);
+    h.write_i64(account_id.get());
     h.write(email.as_bytes());
 }
 
@@ -109,9 +110,9 @@ impl Hash for Key {
 }
 
 struct TokenQ<'a>(&'a TokenHash);
-struct AccountQ(i64);
+struct AccountQ(AccountId);
 /// Account id and an already lower-cased email.
-struct UserQ<'a>(i64, &'a str);
+struct UserQ<'a>(AccountId, &'a str);
 
 impl Hash for TokenQ<'_> {
     fn hash<H: Hasher>(&self, h: &mut H) {
@@ -167,7 +168,7 @@ type Map<K, V> = papaya::HashMap<K, V, foldhash::fast::RandomState>;
 pub struct Identity {
     pub account: Arc<AccountEntry>,
     pub user: Arc<User>,
-    pub token_id: i64,
+    pub token_id: TokenId,
 }
 
 /// Who a verified request runs as, borrowed from the verifier: valid only
@@ -177,7 +178,7 @@ pub struct Identity {
 pub struct IdentityRef<'a> {
     pub account: &'a AccountEntry,
     pub user: &'a User,
-    pub token_id: i64,
+    pub token_id: TokenId,
     /// The entries themselves, for [`IdentityRef::to_identity`].
     shared: (&'a Arc<AccountEntry>, &'a Arc<User>),
 }
@@ -219,9 +220,9 @@ pub struct Verifier {
     /// Tokens by hash, accounts by id, users by account and email: all that
     /// a verification reads.
     lookup: Map<Key, Entry>,
-    tokens_by_id: Map<i64, Arc<TokenEntry>>,
-    users_by_id: Map<i64, Arc<User>>,
-    usage_queue: Mutex<Vec<i64>>,
+    tokens_by_id: Map<TokenId, Arc<TokenEntry>>,
+    users_by_id: Map<UserId, Arc<User>>,
+    usage_queue: Mutex<Vec<TokenId>>,
 }
 
 impl std::fmt::Debug for Verifier {
@@ -253,7 +254,7 @@ fn with_normalized<R>(email: &str, f: impl FnOnce(&str) -> R) -> R {
 }
 
 fn user_key(user: &User) -> Key {
-    Key::User(user.account_id, normalize_email(&user.email).into_boxed_str())
+    Key::User(user.account_id, user.email.normalized().into_boxed_str())
 }
 
 impl Verifier {
@@ -311,6 +312,7 @@ impl Verifier {
 
     fn record_use(&self, token: &TokenEntry, now: Timestamp) {
         let usage = &token.usage;
+        let now = now.unix();
         if usage.last_used.load(Ordering::Relaxed) < now {
             usage.last_used.fetch_max(now, Ordering::AcqRel);
         }
@@ -323,7 +325,7 @@ impl Verifier {
 
     /// Takes the tokens used since the last call with their latest use, for
     /// one batched write.
-    pub fn drain_usage(&self) -> Vec<(i64, Timestamp)> {
+    pub fn drain_usage(&self) -> Vec<(TokenId, Timestamp)> {
         let ids = match self.usage_queue.lock() {
             Ok(mut q) => std::mem::take(&mut *q),
             Err(_) => return Vec::new(),
@@ -333,18 +335,18 @@ impl Verifier {
             .filter_map(|id| {
                 let entry = by_id.get(&id)?;
                 entry.usage.queued.store(false, Ordering::Release);
-                Some((id, entry.usage.last_used.load(Ordering::Acquire)))
+                Some((id, Timestamp::from_unix(entry.usage.last_used.load(Ordering::Acquire))))
             })
             .collect()
     }
 
     /// Puts back uses that [`Verifier::drain_usage`] handed out but could not
     /// be written, so the next flush writes them.
-    pub fn requeue_usage(&self, uses: &[(i64, Timestamp)]) {
+    pub fn requeue_usage(&self, uses: &[(TokenId, Timestamp)]) {
         let by_id = self.tokens_by_id.pin();
         for (id, at) in uses {
             if let Some(entry) = by_id.get(id) {
-                entry.usage.last_used.fetch_max(*at, Ordering::AcqRel);
+                entry.usage.last_used.fetch_max(at.unix(), Ordering::AcqRel);
                 if !entry.usage.queued.swap(true, Ordering::AcqRel) {
                     if let Ok(mut queue) = self.usage_queue.lock() {
                         queue.push(*id);
@@ -356,7 +358,7 @@ impl Verifier {
 
     /// The last use this process has seen of a token, which may be newer than
     /// the stored one until the next flush.
-    pub fn last_used(&self, token_id: i64) -> Option<Timestamp> {
+    pub fn last_used(&self, token_id: TokenId) -> Option<Timestamp> {
         let t = self
             .tokens_by_id
             .pin()
@@ -364,17 +366,17 @@ impl Verifier {
             .usage
             .last_used
             .load(Ordering::Acquire);
-        (t > 0).then_some(t)
+        (t > 0).then_some(Timestamp::from_unix(t))
     }
 
-    pub fn account(&self, id: i64) -> Option<Arc<AccountEntry>> {
+    pub fn account(&self, id: AccountId) -> Option<Arc<AccountEntry>> {
         match self.lookup.pin().get(&AccountQ(id)) {
             Some(Entry::Account(a)) => Some(a.clone()),
             _ => None,
         }
     }
 
-    pub fn user(&self, id: i64) -> Option<Arc<User>> {
+    pub fn user(&self, id: UserId) -> Option<Arc<User>> {
         self.users_by_id.pin().get(&id).cloned()
     }
 
@@ -388,7 +390,7 @@ impl Verifier {
             .insert(Key::Account(account.id), Entry::Account(Arc::new(account)));
     }
 
-    pub fn remove_account(&self, id: i64) {
+    pub fn remove_account(&self, id: AccountId) {
         self.lookup.pin().remove(&AccountQ(id));
     }
 
@@ -403,7 +405,7 @@ impl Verifier {
         self.users_by_id.pin().insert(user.id, user);
     }
 
-    pub fn remove_user(&self, id: i64) {
+    pub fn remove_user(&self, id: UserId) {
         let removed = self.users_by_id.pin().remove(&id).cloned();
         if let Some(old) = removed {
             self.lookup.pin().remove(&user_key(&old));
@@ -426,7 +428,7 @@ impl Verifier {
 
     fn upsert_token_in<G: papaya::Guard>(
         lookup: &papaya::HashMapRef<'_, Key, Entry, foldhash::fast::RandomState, G>,
-        by_id: &papaya::HashMapRef<'_, i64, Arc<TokenEntry>, foldhash::fast::RandomState, G>,
+        by_id: &papaya::HashMapRef<'_, TokenId, Arc<TokenEntry>, foldhash::fast::RandomState, G>,
         auth: TokenAuth,
     ) {
         let usage = match by_id.get(&auth.id) {
@@ -443,7 +445,7 @@ impl Verifier {
         by_id.insert(entry.auth.id, entry);
     }
 
-    pub fn remove_token(&self, id: i64) {
+    pub fn remove_token(&self, id: TokenId) {
         let removed = self.tokens_by_id.pin().remove(&id).cloned();
         if let Some(old) = removed {
             self.lookup.pin().remove(&TokenQ(&old.auth.hash));
@@ -485,9 +487,6 @@ impl Verifier {
         let Some((accounts, users, tokens)) = keep else {
             return;
         };
-        let gone = |ids: Vec<i64>, keep: &HashSet<i64>| -> Vec<i64> {
-            ids.into_iter().filter(|id| !keep.contains(id)).collect()
-        };
         let token_ids = self.tokens_by_id.pin().keys().copied().collect();
         for id in gone(token_ids, &tokens) {
             self.remove_token(id);
@@ -509,6 +508,11 @@ impl Verifier {
             self.remove_account(id);
         }
     }
+}
+
+/// The ids of `ids` that `keep` does not hold.
+fn gone<Id: Eq + Hash>(ids: Vec<Id>, keep: &HashSet<Id>) -> Vec<Id> {
+    ids.into_iter().filter(|id| !keep.contains(id)).collect()
 }
 
 impl Verifier {
@@ -562,8 +566,35 @@ impl Snapshot {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::user::Role;
+    use crate::user::{Email, Role};
     use strum::IntoEnumIterator;
+
+    const ACME: AccountId = AccountId::new(1);
+    const JANE: UserId = UserId::new(10);
+    const TOKEN: TokenId = TokenId::new(5);
+
+    fn at(secs: i64) -> Timestamp {
+        Timestamp::from_unix(secs)
+    }
+
+    fn account(id: AccountId, subdomain: &str, name: &str, plan: Plan, api_token_access: bool) -> AccountEntry {
+        AccountEntry {
+            id,
+            subdomain: Subdomain::parse(subdomain).expect("valid"),
+            name: name.into(),
+            plan,
+            api_token_access,
+        }
+    }
+
+    fn token(id: TokenId, hash: TokenHash, active: bool) -> TokenAuth {
+        TokenAuth {
+            id,
+            account_id: ACME,
+            hash,
+            active,
+        }
+    }
 
     #[test]
     fn denials_are_spelled_once_in_snake_case() {
@@ -585,32 +616,21 @@ mod tests {
     fn setup(access: bool) -> (Verifier, TokenHash) {
         let v = Verifier::new();
         let mut s = Snapshot::new();
-        s.add_account(AccountEntry {
-            id: 1,
-            subdomain: "acme".into(),
-            name: "Acme".into(),
-            plan: Plan::Enterprise,
-            api_token_access: access,
-        });
+        s.add_account(account(ACME, "acme", "Acme", Plan::Enterprise, access));
         s.add_user(User {
-            id: 10,
-            account_id: 1,
+            id: JANE,
+            account_id: ACME,
             name: "Jane".into(),
-            email: "Jane@Example.com".into(),
+            email: Email::parse("Jane@Example.com").expect("valid"),
             role: Role::Agent,
             verified: true,
             suspended: false,
             deleted: false,
-            created_at: 0,
-            updated_at: 0,
+            created_at: Timestamp::EPOCH,
+            updated_at: Timestamp::EPOCH,
         });
         let hash = TokenHash::of("lk_secret");
-        s.add_token(TokenAuth {
-            id: 5,
-            account_id: 1,
-            hash,
-            active: true,
-        });
+        s.add_token(token(TOKEN, hash, true));
         v.replace_all(s);
         (v, hash)
     }
@@ -618,31 +638,29 @@ mod tests {
     #[test]
     fn a_valid_token_and_email_verify_case_insensitively() {
         let (v, hash) = setup(true);
-        let id = v.verify("jane@example.COM", &hash, 100).expect("verifies");
-        assert_eq!((id.account.id, id.user.id, id.token_id), (1, 10, 5));
+        let id = v.verify("jane@example.COM", &hash, at(100)).expect("verifies");
+        assert_eq!((id.account.id, id.user.id, id.token_id), (ACME, JANE, TOKEN));
     }
 
     #[test]
     fn each_failed_condition_is_denied() {
         let (v, hash) = setup(true);
         assert_eq!(
-            v.verify("jane@example.com", &TokenHash::of("x"), 1).err(),
+            v.verify("jane@example.com", &TokenHash::of("x"), at(1)).err(),
             Some(Denial::UnknownToken)
         );
-        assert_eq!(v.verify("bob@example.com", &hash, 1).err(), Some(Denial::UnknownUser));
+        assert_eq!(
+            v.verify("bob@example.com", &hash, at(1)).err(),
+            Some(Denial::UnknownUser)
+        );
         let (off, hash_off) = setup(false);
         assert_eq!(
-            off.verify("jane@example.com", &hash_off, 1).err(),
+            off.verify("jane@example.com", &hash_off, at(1)).err(),
             Some(Denial::AccessDisabled)
         );
-        v.upsert_token(TokenAuth {
-            id: 5,
-            account_id: 1,
-            hash,
-            active: false,
-        });
+        v.upsert_token(token(TOKEN, hash, false));
         assert_eq!(
-            v.verify("jane@example.com", &hash, 1).err(),
+            v.verify("jane@example.com", &hash, at(1)).err(),
             Some(Denial::TokenInactive)
         );
     }
@@ -650,35 +668,33 @@ mod tests {
     #[test]
     fn suspended_and_deleted_users_are_refused() {
         let (v, hash) = setup(true);
-        let mut u = (*v.user(10).expect("user")).clone();
+        let mut u = (*v.user(JANE).expect("user")).clone();
         u.suspended = true;
         v.upsert_user(u.clone());
         assert_eq!(
-            v.verify("jane@example.com", &hash, 1).err(),
+            v.verify("jane@example.com", &hash, at(1)).err(),
             Some(Denial::UserCannotAuthenticate)
         );
         u.deleted = true;
         v.upsert_user(u);
-        assert_eq!(v.verify("jane@example.com", &hash, 1).err(), Some(Denial::UnknownUser));
+        assert_eq!(
+            v.verify("jane@example.com", &hash, at(1)).err(),
+            Some(Denial::UnknownUser)
+        );
     }
 
     #[test]
     fn usage_is_queued_once_per_flush_and_survives_updates() {
         let (v, hash) = setup(true);
         for now in [100, 101, 105] {
-            v.verify("jane@example.com", &hash, now).expect("ok");
+            v.verify("jane@example.com", &hash, at(now)).expect("ok");
         }
-        v.upsert_token(TokenAuth {
-            id: 5,
-            account_id: 1,
-            hash,
-            active: true,
-        });
-        assert_eq!(v.last_used(5), Some(105));
-        assert_eq!(v.drain_usage(), vec![(5, 105)]);
+        v.upsert_token(token(TOKEN, hash, true));
+        assert_eq!(v.last_used(TOKEN), Some(at(105)));
+        assert_eq!(v.drain_usage(), vec![(TOKEN, at(105))]);
         assert_eq!(v.drain_usage(), vec![]);
-        v.verify("jane@example.com", &hash, 200).expect("ok");
-        assert_eq!(v.drain_usage(), vec![(5, 200)]);
+        v.verify("jane@example.com", &hash, at(200)).expect("ok");
+        assert_eq!(v.drain_usage(), vec![(TOKEN, at(200))]);
     }
 
     #[test]
@@ -693,96 +709,70 @@ mod tests {
             assert_eq!(with_normalized(email, str::to_owned), normalize_email(email), "{email}");
         }
         let (v, hash) = setup(true);
-        let mut u = (*v.user(10).expect("user")).clone();
-        u.email = "Élodie@Example.com".into();
+        let mut u = (*v.user(JANE).expect("user")).clone();
+        u.email = Email::parse("Élodie@Example.com").expect("valid");
         v.upsert_user(u);
-        assert!(v.verify("élodie@example.COM", &hash, 1).is_ok());
-        assert_eq!(v.verify("jane@example.com", &hash, 1).err(), Some(Denial::UnknownUser));
+        assert!(v.verify("élodie@example.COM", &hash, at(1)).is_ok());
+        assert_eq!(
+            v.verify("jane@example.com", &hash, at(1)).err(),
+            Some(Denial::UnknownUser)
+        );
     }
 
     #[test]
     fn a_resync_drops_what_is_gone_and_keeps_unflushed_usage() {
         let (v, hash) = setup(true);
-        v.verify("jane@example.com", &hash, 100).expect("ok");
+        v.verify("jane@example.com", &hash, at(100)).expect("ok");
         let other = TokenHash::of("lk_other");
-        v.upsert_token(TokenAuth {
-            id: 6,
-            account_id: 1,
-            hash: other,
-            active: true,
-        });
-        v.upsert_account(AccountEntry {
-            id: 2,
-            subdomain: "gone".into(),
-            name: "Gone".into(),
-            plan: Plan::Team,
-            api_token_access: true,
-        });
+        v.upsert_token(token(TokenId::new(6), other, true));
+        v.upsert_account(account(AccountId::new(2), "gone", "Gone", Plan::Team, true));
         // The fresh load has account 1, Jane and token 5 only.
         let mut s = Snapshot::new();
-        s.add_account(AccountEntry {
-            id: 1,
-            subdomain: "acme".into(),
-            name: "Acme".into(),
-            plan: Plan::Enterprise,
-            api_token_access: true,
-        });
-        s.add_user((*v.user(10).expect("user")).clone());
-        s.add_token(TokenAuth {
-            id: 5,
-            account_id: 1,
-            hash,
-            active: true,
-        });
+        s.add_account(account(ACME, "acme", "Acme", Plan::Enterprise, true));
+        s.add_user((*v.user(JANE).expect("user")).clone());
+        s.add_token(token(TOKEN, hash, true));
         v.replace_all(s);
         assert_eq!(v.token_count(), 1);
-        assert!(v.account(2).is_none());
+        assert!(v.account(AccountId::new(2)).is_none());
         assert_eq!(
-            v.verify("jane@example.com", &other, 1).err(),
+            v.verify("jane@example.com", &other, at(1)).err(),
             Some(Denial::UnknownToken)
         );
-        assert_eq!(v.last_used(5), Some(100));
-        assert_eq!(v.drain_usage(), vec![(5, 100)]);
+        assert_eq!(v.last_used(TOKEN), Some(at(100)));
+        assert_eq!(v.drain_usage(), vec![(TOKEN, at(100))]);
     }
 
     #[test]
     fn a_large_load_runs_in_parallel_and_misses_no_token() {
         let (v, hash) = setup(true);
         let mut s = Snapshot::new();
-        s.add_account(AccountEntry {
-            id: 1,
-            subdomain: "acme".into(),
-            name: "Acme".into(),
-            plan: Plan::Enterprise,
-            api_token_access: true,
-        });
-        s.add_user((*v.user(10).expect("user")).clone());
+        s.add_account(account(ACME, "acme", "Acme", Plan::Enterprise, true));
+        s.add_user((*v.user(JANE).expect("user")).clone());
         let n = 60_000;
         for id in 0..n {
-            s.add_token(TokenAuth {
-                id,
-                account_id: 1,
-                hash: if id == 5 {
+            s.add_token(token(
+                TokenId::new(id),
+                if id == 5 {
                     hash
                 } else {
                     TokenHash::of(&format!("t{id}"))
                 },
-                active: true,
-            });
+                true,
+            ));
         }
         v.replace_all(s);
         assert_eq!(v.token_count(), n as usize);
         for id in [0, 1, 29_999, 30_000, n - 1] {
-            let id_of = v.verify("jane@example.com", &TokenHash::of(&format!("t{id}")), 1);
-            assert_eq!(id_of.map(|i| i.token_id).ok(), Some(id));
+            let id_of = v.verify("jane@example.com", &TokenHash::of(&format!("t{id}")), at(1));
+            assert_eq!(id_of.map(|i| i.token_id).ok(), Some(TokenId::new(id)));
         }
-        assert!(v.verify("jane@example.com", &hash, 1).is_ok());
+        assert!(v.verify("jane@example.com", &hash, at(1)).is_ok());
     }
 
-    type Seen = (i64, String, i64, String, Role, i64);
+    type Seen = (AccountId, Subdomain, UserId, Email, Role, TokenId);
 
     /// What a verification yields, as plain values both paths can give.
-    fn seen(a: &AccountEntry, u: &User, token_id: i64) -> Seen {
+    fn seen(a: &AccountEntry, u: &User, token_id: TokenId) -> Seen {
         (a.id, a.subdomain.clone(), u.id, u.email.clone(), u.role, token_id)
     }
 
@@ -795,14 +785,9 @@ mod tests {
         let (valid, hash) = setup(true);
         let (disabled, _) = setup(false);
         let (inactive, _) = setup(true);
-        inactive.upsert_token(TokenAuth {
-            id: 5,
-            account_id: 1,
-            hash,
-            active: false,
-        });
+        inactive.upsert_token(token(TOKEN, hash, false));
         let (suspended, _) = setup(true);
-        let mut u = (*suspended.user(10).expect("user")).clone();
+        let mut u = (*suspended.user(JANE).expect("user")).clone();
         u.suspended = true;
         suspended.upsert_user(u);
         let unknown = TokenHash::of("lk_unknown");
@@ -810,8 +795,8 @@ mod tests {
         for v in [&valid, &disabled, &inactive, &suspended] {
             for email in ["jane@example.com", "JANE@Example.COM", "bob@example.com", ""] {
                 for h in [&hash, &unknown] {
-                    let owned = v.verify(email, h, 1).map(|i| seen(&i.account, &i.user, i.token_id));
-                    let borrowed = v.verify_with(email, h, 1, seen_ref);
+                    let owned = v.verify(email, h, at(1)).map(|i| seen(&i.account, &i.user, i.token_id));
+                    let borrowed = v.verify_with(email, h, at(1), seen_ref);
                     assert_eq!(owned, borrowed, "{email}");
                     denials.insert(borrowed.err().map(Denial::as_str));
                 }
@@ -819,42 +804,55 @@ mod tests {
         }
         // Every outcome was compared, the success and each denial.
         assert_eq!(denials.len(), 6, "{denials:?}");
-        let ok = valid.verify_with("jane@example.com", &hash, 1, seen_ref);
+        let ok = valid.verify_with("jane@example.com", &hash, at(1), seen_ref);
         assert_eq!(
             ok,
-            Ok((1, "acme".into(), 10, "Jane@Example.com".into(), Role::Agent, 5))
+            Ok((
+                ACME,
+                Subdomain::parse("acme").expect("valid"),
+                JANE,
+                Email::parse("Jane@Example.com").expect("valid"),
+                Role::Agent,
+                TOKEN
+            ))
         );
     }
 
     #[test]
     fn the_borrowing_path_records_use_and_an_owned_identity_shares_the_entries() {
         let (v, hash) = setup(true);
-        assert_eq!(v.verify_with("jane@example.com", &hash, 300, |i| i.token_id), Ok(5));
-        assert_eq!(v.drain_usage(), vec![(5, 300)]);
+        assert_eq!(
+            v.verify_with("jane@example.com", &hash, at(300), |i| i.token_id),
+            Ok(TOKEN)
+        );
+        assert_eq!(v.drain_usage(), vec![(TOKEN, at(300))]);
         let id = v
-            .verify_with("jane@example.com", &hash, 301, |i| i.to_identity())
+            .verify_with("jane@example.com", &hash, at(301), |i| i.to_identity())
             .expect("ok");
-        assert!(Arc::ptr_eq(&id.account, &v.account(1).expect("account")));
-        assert!(Arc::ptr_eq(&id.user, &v.user(10).expect("user")));
-        assert_eq!(v.last_used(5), Some(301));
+        assert!(Arc::ptr_eq(&id.account, &v.account(ACME).expect("account")));
+        assert!(Arc::ptr_eq(&id.user, &v.user(JANE).expect("user")));
+        assert_eq!(v.last_used(TOKEN), Some(at(301)));
     }
 
     #[test]
     fn uses_that_could_not_be_written_are_flushed_next_time() {
         let (v, hash) = setup(true);
-        v.verify("jane@example.com", &hash, 100).expect("ok");
+        v.verify("jane@example.com", &hash, at(100)).expect("ok");
         let drained = v.drain_usage();
-        assert_eq!(drained, vec![(5, 100)]);
+        assert_eq!(drained, vec![(TOKEN, at(100))]);
         v.requeue_usage(&drained);
-        assert_eq!(v.drain_usage(), vec![(5, 100)]);
+        assert_eq!(v.drain_usage(), vec![(TOKEN, at(100))]);
         assert_eq!(v.drain_usage(), vec![]);
     }
 
     #[test]
     fn removing_a_token_stops_it() {
         let (v, hash) = setup(true);
-        v.remove_token(5);
-        assert_eq!(v.verify("jane@example.com", &hash, 1).err(), Some(Denial::UnknownToken));
+        v.remove_token(TOKEN);
+        assert_eq!(
+            v.verify("jane@example.com", &hash, at(1)).err(),
+            Some(Denial::UnknownToken)
+        );
         assert_eq!(v.token_count(), 0);
     }
 }
