@@ -13,9 +13,10 @@ use crate::id::AccountId;
 use crate::time::Timestamp;
 use crate::token::DEFAULT_TOKEN_LIMIT;
 
-/// An account subdomain, `^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$`.
+/// An account subdomain, `^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$`. Its JSON is
+/// the plain string; reading JSON goes through [`Subdomain::parse`].
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(transparent)]
+#[serde(try_from = "String")]
 pub struct Subdomain(String);
 
 impl Subdomain {
@@ -37,8 +38,24 @@ impl Subdomain {
         }
     }
 
+    /// A subdomain read back from latchkey's own database, where it was
+    /// validated by [`Subdomain::parse`] when written. It is taken as
+    /// stored, not checked again, so that a stored value stays readable if
+    /// the rules tighten later. Use it only for such values.
+    pub fn from_stored(stored: String) -> Self {
+        Subdomain(stored)
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+}
+
+impl TryFrom<String> for Subdomain {
+    type Error = Invalid;
+
+    fn try_from(raw: String) -> Result<Self, Invalid> {
+        Subdomain::parse(&raw)
     }
 }
 
@@ -198,6 +215,8 @@ mod tests {
         assert_eq!(serde_json::to_string(&s).expect("json"), r#""acme-support""#);
         assert_eq!(s.to_string(), "acme-support");
         assert_eq!(serde_json::from_str::<Subdomain>(r#""acme-support""#).expect("json"), s);
+        assert!(serde_json::from_str::<Subdomain>(r#""ACME""#).is_err());
+        assert_eq!(Subdomain::from_stored("acme-support".to_owned()), s);
     }
 
     #[test]

@@ -12,9 +12,9 @@ use crate::id::{AccountId, UserId};
 use crate::time::Timestamp;
 
 /// An email address as the user typed it; compared case-insensitively.
-/// Its JSON is the plain string.
+/// Its JSON is the plain string; reading JSON goes through [`Email::parse`].
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(transparent)]
+#[serde(try_from = "String")]
 pub struct Email(String);
 
 impl Email {
@@ -45,6 +45,14 @@ impl Email {
         }
     }
 
+    /// An email read back from latchkey's own database, where it was
+    /// validated by [`Email::parse`] when written. It is taken as stored,
+    /// not checked again, so that a stored value stays readable if the
+    /// rules tighten later. Use it only for such values.
+    pub fn from_stored(stored: String) -> Self {
+        Email(stored)
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -52,6 +60,14 @@ impl Email {
     /// The form used for uniqueness and lookups.
     pub fn normalized(&self) -> String {
         normalize_email(&self.0)
+    }
+}
+
+impl TryFrom<String> for Email {
+    type Error = Invalid;
+
+    fn try_from(raw: String) -> Result<Self, Invalid> {
+        Email::parse(&raw)
     }
 }
 
@@ -222,6 +238,8 @@ mod tests {
         assert_eq!(serde_json::to_string(&e).expect("json"), r#""Jane@Example.com""#);
         assert_eq!(e.to_string(), "Jane@Example.com");
         assert_eq!(serde_json::from_str::<Email>(r#""Jane@Example.com""#).expect("json"), e);
+        assert!(serde_json::from_str::<Email>(r#""jane""#).is_err());
+        assert_eq!(Email::from_stored("Jane@Example.com".to_owned()), e);
     }
 
     #[test]

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use latchkey_core::audit::SourceType;
 use latchkey_core::audit_query::{AuditFilter, AuditSort, Seek};
+use latchkey_core::id::{AccountId, AuditEventId};
 use latchkey_store::audit_log::sqlite_query_plan;
 use latchkey_store::backend::Backend;
 use latchkey_store::sqlite::SqliteBackend;
@@ -23,7 +24,7 @@ const ITERATIONS: usize = 2_000;
 /// Inserts both accounts and their events in one transaction with direct
 /// SQL: every 1,001st event belongs to the small account, so its rows are
 /// spread over the whole table rather than sitting together at the end.
-async fn seed(pool: &sqlx::SqlitePool) -> (i64, i64) {
+async fn seed(pool: &sqlx::SqlitePool) -> (AccountId, AccountId) {
     let mut tx = pool.begin().await.unwrap();
     for sub in ["big", "small"] {
         sqlx::query(
@@ -57,7 +58,7 @@ async fn seed(pool: &sqlx::SqlitePool) -> (i64, i64) {
     .await
     .unwrap();
     tx.commit().await.unwrap();
-    (big, small)
+    (AccountId::new(big), AccountId::new(small))
 }
 
 struct Case {
@@ -112,11 +113,11 @@ async fn main() {
     for case in &cases {
         for (account, label, size) in [(small, "small", SMALL), (big, "big", BIG)] {
             let all_ids: Vec<i64> = sqlx::query_scalar("SELECT id FROM audit_events WHERE account_id = $1 ORDER BY id")
-                .bind(account)
+                .bind(account.get())
                 .fetch_all(&pool)
                 .await
                 .unwrap();
-            let after = case.deep.then(|| all_ids[all_ids.len() / 2]);
+            let after = case.deep.then(|| AuditEventId::new(all_ids[all_ids.len() / 2]));
             let seek = Seek::new(AuditSort::NewestFirst, after, None, 100);
             let plan = sqlite_query_plan(&pool, account, &case.filter, &seek).await.unwrap();
             let text = plan.join(" | ");

@@ -7,6 +7,7 @@
 use futures_util::stream::{self, BoxStream};
 use latchkey_core::audit::AuditEvent;
 use latchkey_core::audit_query::{AuditFilter, AuditQuery, Seek};
+use latchkey_core::id::{AccountId, AuditEventId};
 
 use crate::rows::AUDIT_COLUMNS;
 use crate::{Result, Store};
@@ -22,9 +23,9 @@ pub enum Arg {
 /// its arguments for one page of an account's events. Only the filters that
 /// are set become conditions, so each filter can use its own index
 /// (`0003_audit_indexes.sql`).
-pub fn list_sql(account_id: i64, filter: &AuditFilter, seek: &Seek) -> (String, Vec<Arg>) {
+pub fn list_sql(account_id: AccountId, filter: &AuditFilter, seek: &Seek) -> (String, Vec<Arg>) {
     let mut sql = format!("SELECT {AUDIT_COLUMNS} FROM audit_events WHERE account_id = $1");
-    let mut args = vec![Arg::Int(account_id)];
+    let mut args = vec![Arg::Int(account_id.get())];
     let mut cond = |sql: &mut String, column: &str, op: &str, arg: Arg| {
         args.push(arg);
         sql.push_str(&format!(" AND {column} {op} ${}", args.len()));
@@ -36,7 +37,7 @@ pub fn list_sql(account_id: i64, filter: &AuditFilter, seek: &Seek) -> (String, 
         cond(&mut sql, "source_id", "=", Arg::Int(id));
     }
     if let Some(id) = filter.actor_id {
-        cond(&mut sql, "actor_id", "=", Arg::Int(id));
+        cond(&mut sql, "actor_id", "=", Arg::Int(id.get()));
     }
     if let Some(ip) = &filter.ip_address {
         cond(&mut sql, "ip_address", "=", Arg::Text(ip.clone()));
@@ -45,16 +46,16 @@ pub fn list_sql(account_id: i64, filter: &AuditFilter, seek: &Seek) -> (String, 
         cond(&mut sql, "action", "=", Arg::Text(a.as_str().to_owned()));
     }
     if let Some(from) = filter.created_from {
-        cond(&mut sql, "created_at", ">=", Arg::Int(from));
+        cond(&mut sql, "created_at", ">=", Arg::Int(from.unix()));
     }
     if let Some(to) = filter.created_to {
-        cond(&mut sql, "created_at", "<=", Arg::Int(to));
+        cond(&mut sql, "created_at", "<=", Arg::Int(to.unix()));
     }
     if let Some(above) = seek.above {
-        cond(&mut sql, "id", ">", Arg::Int(above));
+        cond(&mut sql, "id", ">", Arg::Int(above.get()));
     }
     if let Some(below) = seek.below {
-        cond(&mut sql, "id", "<", Arg::Int(below));
+        cond(&mut sql, "id", "<", Arg::Int(below.get()));
     }
     let order = if seek.descending { "DESC" } else { "ASC" };
     args.push(Arg::Int(seek.limit));
@@ -71,7 +72,7 @@ pub fn event_sql() -> String {
 /// PLAN`), for the tests and the benchmark that keep listing an index seek.
 pub async fn sqlite_query_plan(
     pool: &sqlx::SqlitePool,
-    account_id: i64,
+    account_id: AccountId,
     filter: &AuditFilter,
     seek: &Seek,
 ) -> Result<Vec<String>> {
@@ -95,10 +96,10 @@ impl Store {
     /// follow in the direction of travel.
     pub async fn audit_page(
         &self,
-        account_id: i64,
+        account_id: AccountId,
         query: &AuditQuery,
-        after: Option<i64>,
-        before: Option<i64>,
+        after: Option<AuditEventId>,
+        before: Option<AuditEventId>,
         size: i64,
     ) -> Result<(Vec<AuditEvent>, bool)> {
         let seek = Seek::new(query.sort, after, before, size);
@@ -110,10 +111,14 @@ impl Store {
     /// at a time. Each batch is its own short statement continuing after
     /// the last id sent, so a slow reader holds no connection and no
     /// snapshot between batches, and memory stays one batch deep.
-    pub fn audit_export(&self, account_id: i64, query: &AuditQuery) -> BoxStream<'static, Result<Vec<AuditEvent>>> {
+    pub fn audit_export(
+        &self,
+        account_id: AccountId,
+        query: &AuditQuery,
+    ) -> BoxStream<'static, Result<Vec<AuditEvent>>> {
         struct Walk {
             store: Store,
-            account_id: i64,
+            account_id: AccountId,
             filter: AuditFilter,
             seek: Option<Seek>,
         }
@@ -146,6 +151,8 @@ mod tests {
     use super::*;
     use latchkey_core::audit::{Action, SourceType};
     use latchkey_core::audit_query::AuditSort;
+    use latchkey_core::id::UserId;
+    use latchkey_core::time::Timestamp;
 
     #[tokio::test]
     async fn every_listing_is_an_index_seek_without_a_sort() {
@@ -165,7 +172,7 @@ mod tests {
                 ..AuditFilter::default()
             },
             AuditFilter {
-                actor_id: Some(3),
+                actor_id: Some(UserId::new(3)),
                 ..AuditFilter::default()
             },
             AuditFilter {
@@ -179,9 +186,15 @@ mod tests {
         ];
         for filter in &filters {
             for sort in [AuditSort::NewestFirst, AuditSort::OldestFirst] {
-                for (after, before) in [(None, None), (Some(500), None), (None, Some(500))] {
+                for (after, before) in [
+                    (None, None),
+                    (Some(AuditEventId::new(500)), None),
+                    (None, Some(AuditEventId::new(500))),
+                ] {
                     let seek = Seek::new(sort, after, before, 100);
-                    let plan = sqlite_query_plan(&pool, 1, filter, &seek).await.expect("explain");
+                    let plan = sqlite_query_plan(&pool, AccountId::new(1), filter, &seek)
+                        .await
+                        .expect("explain");
                     let text = plan.join(" | ");
                     assert!(
                         plan.len() == 1 && text.starts_with("SEARCH audit_events USING ") && text.contains("INDEX"),
@@ -196,7 +209,7 @@ mod tests {
     #[test]
     fn only_the_filters_that_are_set_become_conditions() {
         let seek = Seek::new(AuditSort::NewestFirst, None, None, 100);
-        let (sql, args) = list_sql(7, &AuditFilter::default(), &seek);
+        let (sql, args) = list_sql(AccountId::new(7), &AuditFilter::default(), &seek);
         assert!(
             sql.ends_with("FROM audit_events WHERE account_id = $1 ORDER BY id DESC LIMIT $2"),
             "{sql}"
@@ -207,12 +220,12 @@ mod tests {
             source_type: Some(SourceType::ApiToken),
             source_id: Some(3),
             action: Some(Action::Update),
-            created_from: Some(10),
-            created_to: Some(20),
+            created_from: Some(Timestamp::from_unix(10)),
+            created_to: Some(Timestamp::from_unix(20)),
             ..AuditFilter::default()
         };
-        let seek = Seek::new(AuditSort::OldestFirst, Some(40), None, 10);
-        let (sql, args) = list_sql(7, &filter, &seek);
+        let seek = Seek::new(AuditSort::OldestFirst, Some(AuditEventId::new(40)), None, 10);
+        let (sql, args) = list_sql(AccountId::new(7), &filter, &seek);
         assert!(
             sql.ends_with(
                 "WHERE account_id = $1 AND source_type = $2 AND source_id = $3 AND action = $4 \

@@ -7,6 +7,7 @@ use latchkey_core::{
     account::{Account, NewAccount},
     audit::AuditEvent,
     audit_query::{AuditFilter, Seek},
+    id::{AccountId, AuditEventId, TokenId, UserId},
     time::Timestamp,
     token::{ApiToken, NewToken},
     user::{NewUser, User},
@@ -37,30 +38,33 @@ pub trait Backend: Send + Sync + 'static {
 
     async fn account_count(&self) -> Result<i64>;
     async fn accounts(&self) -> Result<Vec<Account>>;
-    async fn account(&self, id: i64) -> Result<Option<Account>>;
+    async fn account(&self, id: AccountId) -> Result<Option<Account>>;
     async fn account_by_subdomain(&self, subdomain: &str) -> Result<Option<Account>>;
     /// A user by id in any account, deleted or not.
-    async fn user(&self, id: i64) -> Result<Option<User>>;
+    async fn user(&self, id: UserId) -> Result<Option<User>>;
     /// An undeleted user by email, with the password hash for sign-in.
-    async fn user_credentials(&self, account_id: i64, email_normalized: &str)
-        -> Result<Option<(User, Option<String>)>>;
+    async fn user_credentials(
+        &self,
+        account_id: AccountId,
+        email_normalized: &str,
+    ) -> Result<Option<(User, Option<String>)>>;
     /// Undeleted users with ids after/before a cursor, `limit` of them,
     /// in ascending id order.
     async fn users_page(
         &self,
-        account_id: i64,
-        after: Option<i64>,
-        before: Option<i64>,
+        account_id: AccountId,
+        after: Option<UserId>,
+        before: Option<UserId>,
         limit: i64,
     ) -> Result<Vec<User>>;
-    async fn token(&self, account_id: i64, id: i64) -> Result<Option<ApiToken>>;
-    async fn token_auth(&self, id: i64) -> Result<Option<TokenAuth>>;
+    async fn token(&self, account_id: AccountId, id: TokenId) -> Result<Option<ApiToken>>;
+    async fn token_auth(&self, id: TokenId) -> Result<Option<TokenAuth>>;
     /// An account's tokens, newest first.
-    async fn tokens(&self, account_id: i64) -> Result<Vec<ApiToken>>;
+    async fn tokens(&self, account_id: AccountId) -> Result<Vec<ApiToken>>;
     /// An account's audit events in id order, with their stored hashes.
-    async fn audit_chain(&self, account_id: i64) -> Result<Vec<(AuditEvent, [u8; 32])>>;
+    async fn audit_chain(&self, account_id: AccountId) -> Result<Vec<(AuditEvent, [u8; 32])>>;
     /// Writes `last_used` for a batch of tokens, never moving it backwards.
-    async fn record_token_use(&self, uses: &[(i64, Timestamp)]) -> Result<()>;
+    async fn record_token_use(&self, uses: &[(TokenId, Timestamp)]) -> Result<()>;
 
     /// Stores a new sign-in session.
     async fn insert_session(&self, session: &SessionRecord) -> Result<()>;
@@ -77,9 +81,9 @@ pub trait Backend: Send + Sync + 'static {
     /// An account's events matching `filter` within `seek`'s id range, in
     /// its order, at most `seek.limit` of them (the statement is
     /// [`crate::audit_log::list_sql`]).
-    async fn audit_events(&self, account_id: i64, filter: &AuditFilter, seek: &Seek) -> Result<Vec<AuditEvent>>;
+    async fn audit_events(&self, account_id: AccountId, filter: &AuditFilter, seek: &Seek) -> Result<Vec<AuditEvent>>;
     /// One event of an account.
-    async fn audit_event(&self, account_id: i64, id: i64) -> Result<Option<AuditEvent>>;
+    async fn audit_event(&self, account_id: AccountId, id: AuditEventId) -> Result<Option<AuditEvent>>;
 }
 
 /// One open transaction. Dropped without `commit`, it rolls back.
@@ -87,28 +91,28 @@ pub trait Backend: Send + Sync + 'static {
 pub trait Tx: Send {
     /// Locks an account for the rest of the transaction (so that limits and
     /// the audit chain see no concurrent writer) and reads it.
-    async fn lock_account(&mut self, id: i64) -> Result<Option<Account>>;
+    async fn lock_account(&mut self, id: AccountId) -> Result<Option<Account>>;
     async fn lock_account_by_subdomain(&mut self, subdomain: &str) -> Result<Option<Account>>;
     async fn subdomain_taken(&mut self, subdomain: &str) -> Result<bool>;
     async fn insert_account(&mut self, new: &NewAccount, now: Timestamp) -> Result<Account>;
     async fn save_account(&mut self, account: &Account) -> Result<()>;
 
-    async fn user(&mut self, account_id: i64, id: i64) -> Result<Option<User>>;
-    async fn email_taken(&mut self, account_id: i64, email_normalized: &str) -> Result<bool>;
-    async fn insert_user(&mut self, account_id: i64, new: &NewUser, now: Timestamp) -> Result<User>;
+    async fn user(&mut self, account_id: AccountId, id: UserId) -> Result<Option<User>>;
+    async fn email_taken(&mut self, account_id: AccountId, email_normalized: &str) -> Result<bool>;
+    async fn insert_user(&mut self, account_id: AccountId, new: &NewUser, now: Timestamp) -> Result<User>;
     async fn save_user(&mut self, user: &User, now: Timestamp) -> Result<()>;
-    async fn set_password(&mut self, user_id: i64, password_hash: &str) -> Result<()>;
+    async fn set_password(&mut self, user_id: UserId, password_hash: &str) -> Result<()>;
 
-    async fn count_tokens(&mut self, account_id: i64) -> Result<i64>;
-    async fn token(&mut self, account_id: i64, id: i64) -> Result<Option<ApiToken>>;
+    async fn count_tokens(&mut self, account_id: AccountId) -> Result<i64>;
+    async fn token(&mut self, account_id: AccountId, id: TokenId) -> Result<Option<ApiToken>>;
     async fn token_hash_taken(&mut self, hash: &[u8]) -> Result<bool>;
-    async fn insert_token(&mut self, account_id: i64, new: &NewToken, now: Timestamp) -> Result<ApiToken>;
+    async fn insert_token(&mut self, account_id: AccountId, new: &NewToken, now: Timestamp) -> Result<ApiToken>;
     async fn save_token(&mut self, token: &ApiToken) -> Result<()>;
-    async fn delete_token(&mut self, id: i64) -> Result<()>;
+    async fn delete_token(&mut self, id: TokenId) -> Result<()>;
 
     /// The hash of the account's newest audit event, if any.
-    async fn last_audit_hash(&mut self, account_id: i64) -> Result<Option<[u8; 32]>>;
-    async fn insert_audit(&mut self, event: &AuditEvent, hash: &[u8; 32]) -> Result<i64>;
+    async fn last_audit_hash(&mut self, account_id: AccountId) -> Result<Option<[u8; 32]>>;
+    async fn insert_audit(&mut self, event: &AuditEvent, hash: &[u8; 32]) -> Result<AuditEventId>;
     async fn append_change(&mut self, entity: Entity, id: i64, now: Timestamp) -> Result<()>;
 
     async fn commit(self: Box<Self>) -> Result<()>;
@@ -119,8 +123,8 @@ pub trait Tx: Send {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionRecord {
     pub id_hash: [u8; 32],
-    pub account_id: i64,
-    pub user_id: i64,
+    pub account_id: AccountId,
+    pub user_id: UserId,
     /// The token every form of this session must carry.
     pub csrf_token: String,
     pub created_at: Timestamp,

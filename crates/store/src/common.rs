@@ -15,6 +15,7 @@ use latchkey_core::{
     account::{Account, NewAccount},
     audit::AuditEvent,
     audit_query::{AuditFilter, Seek},
+    id::{AccountId, AuditEventId, TokenId, UserId},
     time::Timestamp,
     token::{ApiToken, NewToken},
     user::{NewUser, User},
@@ -131,7 +132,10 @@ where
     /// Deletes entries older than `before`, keeping the newest so that
     /// sequence numbers never restart.
     pub(crate) async fn prune_changes(pool: &Pool<DB>, before: Timestamp) -> Result<u64> {
-        let done = sqlx::query(sql::PRUNE_CHANGES).bind(before).execute(pool).await?;
+        let done = sqlx::query(sql::PRUNE_CHANGES)
+            .bind(before.unix())
+            .execute(pool)
+            .await?;
         Ok(DB::rows_affected(&done))
     }
 
@@ -144,7 +148,7 @@ where
         sqlx::query(sql::APPEND_CHANGE)
             .bind(entity.as_str())
             .bind(id)
-            .bind(now)
+            .bind(now.unix())
             .execute(tx)
             .await?;
         Ok(())
@@ -161,8 +165,11 @@ where
         rows.into_iter().map(Account::try_from).collect()
     }
 
-    pub(crate) async fn account<'e>(e: impl Executor<'e, Database = DB>, id: i64) -> Result<Option<Account>> {
-        let row: Option<AccountRow> = sqlx::query_as(sql::ACCOUNT_BY_ID).bind(id).fetch_optional(e).await?;
+    pub(crate) async fn account<'e>(e: impl Executor<'e, Database = DB>, id: AccountId) -> Result<Option<Account>> {
+        let row: Option<AccountRow> = sqlx::query_as(sql::ACCOUNT_BY_ID)
+            .bind(id.get())
+            .fetch_optional(e)
+            .await?;
         row.map(Account::try_from).transpose()
     }
 
@@ -188,7 +195,7 @@ where
             .bind(new.plan.as_str())
             .bind(new.token_limit())
             .bind(new.api_token_access)
-            .bind(now)
+            .bind(now.unix())
             .fetch_one(tx)
             .await?;
         Account::try_from(row)
@@ -200,8 +207,8 @@ where
             .bind(a.plan.as_str())
             .bind(a.token_limit)
             .bind(a.api_token_access)
-            .bind(a.updated_at)
-            .bind(a.id)
+            .bind(a.updated_at.unix())
+            .bind(a.id.get())
             .execute(tx)
             .await?;
         Ok(())
@@ -210,20 +217,23 @@ where
     // ---- Users -------------------------------------------------------------
 
     /// A user by id in any account, deleted or not.
-    pub(crate) async fn user(pool: &Pool<DB>, id: i64) -> Result<Option<User>> {
-        let row: Option<UserRow> = sqlx::query_as(sql::USER_BY_ID).bind(id).fetch_optional(pool).await?;
+    pub(crate) async fn user(pool: &Pool<DB>, id: UserId) -> Result<Option<User>> {
+        let row: Option<UserRow> = sqlx::query_as(sql::USER_BY_ID)
+            .bind(id.get())
+            .fetch_optional(pool)
+            .await?;
         row.map(User::try_from).transpose()
     }
 
     /// A user of one account by id, deleted or not.
     pub(crate) async fn account_user<'e>(
         e: impl Executor<'e, Database = DB>,
-        account_id: i64,
-        id: i64,
+        account_id: AccountId,
+        id: UserId,
     ) -> Result<Option<User>> {
         let row: Option<UserRow> = sqlx::query_as(sql::ACCOUNT_USER)
-            .bind(account_id)
-            .bind(id)
+            .bind(account_id.get())
+            .bind(id.get())
             .fetch_optional(e)
             .await?;
         row.map(User::try_from).transpose()
@@ -231,11 +241,11 @@ where
 
     pub(crate) async fn user_credentials(
         pool: &Pool<DB>,
-        account_id: i64,
+        account_id: AccountId,
         email_normalized: &str,
     ) -> Result<Option<(User, Option<String>)>> {
         let Some(row) = sqlx::query_as::<_, UserRow>(sql::LIVE_USER_BY_EMAIL)
-            .bind(account_id)
+            .bind(account_id.get())
             .bind(email_normalized)
             .fetch_optional(pool)
             .await?
@@ -244,7 +254,7 @@ where
         };
         let user = User::try_from(row)?;
         let hash: Option<String> = sqlx::query_scalar(sql::PASSWORD_HASH)
-            .bind(user.id)
+            .bind(user.id.get())
             .fetch_one(pool)
             .await?;
         Ok(Some((user, hash)))
@@ -252,16 +262,16 @@ where
 
     pub(crate) async fn users_page(
         pool: &Pool<DB>,
-        account_id: i64,
-        after: Option<i64>,
-        before: Option<i64>,
+        account_id: AccountId,
+        after: Option<UserId>,
+        before: Option<UserId>,
         limit: i64,
     ) -> Result<Vec<User>> {
         let rows: Vec<UserRow> = match before {
             Some(before) => {
                 let mut rows: Vec<UserRow> = sqlx::query_as(sql::USERS_BEFORE)
-                    .bind(account_id)
-                    .bind(before)
+                    .bind(account_id.get())
+                    .bind(before.get())
                     .bind(limit)
                     .fetch_all(pool)
                     .await?;
@@ -270,8 +280,8 @@ where
             }
             None => {
                 sqlx::query_as(sql::USERS_AFTER)
-                    .bind(account_id)
-                    .bind(after.unwrap_or(0))
+                    .bind(account_id.get())
+                    .bind(after.map_or(0, UserId::get))
                     .bind(limit)
                     .fetch_all(pool)
                     .await?
@@ -282,11 +292,11 @@ where
 
     pub(crate) async fn email_taken<'e>(
         tx: impl Executor<'e, Database = DB>,
-        account_id: i64,
+        account_id: AccountId,
         email_normalized: &str,
     ) -> Result<bool> {
         let n: i64 = sqlx::query_scalar(sql::EMAIL_TAKEN)
-            .bind(account_id)
+            .bind(account_id.get())
             .bind(email_normalized)
             .fetch_one(tx)
             .await?;
@@ -295,19 +305,19 @@ where
 
     pub(crate) async fn insert_user<'e>(
         tx: impl Executor<'e, Database = DB>,
-        account_id: i64,
+        account_id: AccountId,
         new: &NewUser,
         now: Timestamp,
     ) -> Result<User> {
         let row: UserRow = sqlx::query_as(sql::INSERT_USER)
-            .bind(account_id)
+            .bind(account_id.get())
             .bind(new.name.as_str())
             .bind(new.email.as_str())
             .bind(new.email.normalized())
             .bind(new.role.as_str())
             .bind(new.verified)
             .bind(new.password_hash.as_deref())
-            .bind(now)
+            .bind(now.unix())
             .fetch_one(tx)
             .await?;
         User::try_from(row)
@@ -320,9 +330,9 @@ where
             .bind(u.verified)
             .bind(u.suspended)
             .bind(u.deleted)
-            .bind(now)
-            .bind(u.updated_at)
-            .bind(u.id)
+            .bind(now.unix())
+            .bind(u.updated_at.unix())
+            .bind(u.id.get())
             .execute(tx)
             .await?;
         Ok(())
@@ -330,12 +340,12 @@ where
 
     pub(crate) async fn set_password<'e>(
         tx: impl Executor<'e, Database = DB>,
-        user_id: i64,
+        user_id: UserId,
         password_hash: &str,
     ) -> Result<()> {
         sqlx::query(sql::SET_PASSWORD)
             .bind(password_hash)
-            .bind(user_id)
+            .bind(user_id.get())
             .execute(tx)
             .await?;
         Ok(())
@@ -345,37 +355,37 @@ where
 
     pub(crate) async fn token<'e>(
         e: impl Executor<'e, Database = DB>,
-        account_id: i64,
-        id: i64,
+        account_id: AccountId,
+        id: TokenId,
     ) -> Result<Option<ApiToken>> {
         let row: Option<TokenRow> = sqlx::query_as(sql::ACCOUNT_TOKEN)
-            .bind(account_id)
-            .bind(id)
+            .bind(account_id.get())
+            .bind(id.get())
             .fetch_optional(e)
             .await?;
         Ok(row.map(ApiToken::from))
     }
 
     /// An account's tokens, newest first.
-    pub(crate) async fn tokens(pool: &Pool<DB>, account_id: i64) -> Result<Vec<ApiToken>> {
+    pub(crate) async fn tokens(pool: &Pool<DB>, account_id: AccountId) -> Result<Vec<ApiToken>> {
         let rows: Vec<TokenRow> = sqlx::query_as(sql::ACCOUNT_TOKENS)
-            .bind(account_id)
+            .bind(account_id.get())
             .fetch_all(pool)
             .await?;
         Ok(rows.into_iter().map(ApiToken::from).collect())
     }
 
-    pub(crate) async fn token_auth(pool: &Pool<DB>, id: i64) -> Result<Option<TokenAuth>> {
+    pub(crate) async fn token_auth(pool: &Pool<DB>, id: TokenId) -> Result<Option<TokenAuth>> {
         let row: Option<TokenAuthRow> = sqlx::query_as(sql::TOKEN_AUTH_BY_ID)
-            .bind(id)
+            .bind(id.get())
             .fetch_optional(pool)
             .await?;
         row.map(TokenAuth::try_from).transpose()
     }
 
-    pub(crate) async fn count_tokens<'e>(tx: impl Executor<'e, Database = DB>, account_id: i64) -> Result<i64> {
+    pub(crate) async fn count_tokens<'e>(tx: impl Executor<'e, Database = DB>, account_id: AccountId) -> Result<i64> {
         Ok(sqlx::query_scalar(sql::COUNT_TOKENS)
-            .bind(account_id)
+            .bind(account_id.get())
             .fetch_one(tx)
             .await?)
     }
@@ -390,18 +400,18 @@ where
 
     pub(crate) async fn insert_token<'e>(
         tx: impl Executor<'e, Database = DB>,
-        account_id: i64,
+        account_id: AccountId,
         new: &NewToken,
         now: Timestamp,
     ) -> Result<ApiToken> {
         let row: TokenRow = sqlx::query_as(sql::INSERT_TOKEN)
-            .bind(account_id)
+            .bind(account_id.get())
             .bind(&new.hash.0[..])
             .bind(new.visible_token.as_str())
             .bind(new.description.as_deref())
             .bind(new.active)
-            .bind(new.user_id)
-            .bind(now)
+            .bind(new.user_id.map(UserId::get))
+            .bind(now.unix())
             .fetch_one(tx)
             .await?;
         Ok(ApiToken::from(row))
@@ -411,26 +421,26 @@ where
         sqlx::query(sql::SAVE_TOKEN)
             .bind(t.description.as_deref())
             .bind(t.active)
-            .bind(t.assigned_user_id)
-            .bind(t.updated_at)
-            .bind(t.id)
+            .bind(t.assigned_user_id.map(UserId::get))
+            .bind(t.updated_at.unix())
+            .bind(t.id.get())
             .execute(tx)
             .await?;
         Ok(())
     }
 
-    pub(crate) async fn delete_token<'e>(tx: impl Executor<'e, Database = DB>, id: i64) -> Result<()> {
-        sqlx::query(sql::DELETE_TOKEN).bind(id).execute(tx).await?;
+    pub(crate) async fn delete_token<'e>(tx: impl Executor<'e, Database = DB>, id: TokenId) -> Result<()> {
+        sqlx::query(sql::DELETE_TOKEN).bind(id.get()).execute(tx).await?;
         Ok(())
     }
 
     /// Writes `last_used` for each token in the order given (never moving
     /// it backwards) in `tx`, which the backend opened, and commits it.
-    pub(crate) async fn record_token_use(mut tx: Transaction<'_, DB>, uses: &[(i64, Timestamp)]) -> Result<()> {
+    pub(crate) async fn record_token_use(mut tx: Transaction<'_, DB>, uses: &[(TokenId, Timestamp)]) -> Result<()> {
         for &(id, at) in uses {
             sqlx::query(sql::RECORD_TOKEN_USE)
-                .bind(at)
-                .bind(id)
+                .bind(at.unix())
+                .bind(id.get())
                 .execute(&mut *tx)
                 .await?;
         }
@@ -445,10 +455,10 @@ where
     /// hide the damage, so the write that asked fails instead.
     pub(crate) async fn last_audit_hash<'e>(
         tx: impl Executor<'e, Database = DB>,
-        account_id: i64,
+        account_id: AccountId,
     ) -> Result<Option<[u8; 32]>> {
         let hash: Option<Vec<u8>> = sqlx::query_scalar(sql::LAST_AUDIT_HASH)
-            .bind(account_id)
+            .bind(account_id.get())
             .fetch_optional(tx)
             .await?;
         hash.map(|h| {
@@ -466,29 +476,29 @@ where
         tx: impl Executor<'e, Database = DB>,
         e: &AuditEvent,
         hash: &[u8; 32],
-    ) -> Result<i64> {
+    ) -> Result<AuditEventId> {
         let id: i64 = sqlx::query_scalar(sql::INSERT_AUDIT)
-            .bind(e.account_id)
+            .bind(e.account_id.get())
             .bind(e.action.as_str())
             .bind(e.actor_type.as_str())
-            .bind(e.actor_id)
+            .bind(e.actor_id.map(UserId::get))
             .bind(e.actor_name.as_str())
             .bind(e.source_type.as_str())
             .bind(e.source_id)
             .bind(e.source_label.as_str())
             .bind(e.change_description.as_str())
             .bind(e.ip_address.as_deref())
-            .bind(e.created_at)
+            .bind(e.created_at.unix())
             .bind(&hash[..])
             .fetch_one(tx)
             .await?;
-        Ok(id)
+        Ok(AuditEventId::new(id))
     }
 
     /// An account's audit events in id order, with their stored hashes.
-    pub(crate) async fn audit_chain(pool: &Pool<DB>, account_id: i64) -> Result<Vec<(AuditEvent, [u8; 32])>> {
+    pub(crate) async fn audit_chain(pool: &Pool<DB>, account_id: AccountId) -> Result<Vec<(AuditEvent, [u8; 32])>> {
         let rows: Vec<AuditRow> = sqlx::query_as(sql::AUDIT_CHAIN)
-            .bind(account_id)
+            .bind(account_id.get())
             .fetch_all(pool)
             .await?;
         rows.into_iter().map(<(AuditEvent, [u8; 32])>::try_from).collect()
@@ -496,7 +506,7 @@ where
 
     pub(crate) async fn audit_events(
         pool: &Pool<DB>,
-        account_id: i64,
+        account_id: AccountId,
         filter: &AuditFilter,
         seek: &Seek,
     ) -> Result<Vec<AuditEvent>> {
@@ -514,10 +524,14 @@ where
             .collect()
     }
 
-    pub(crate) async fn audit_event(pool: &Pool<DB>, account_id: i64, id: i64) -> Result<Option<AuditEvent>> {
+    pub(crate) async fn audit_event(
+        pool: &Pool<DB>,
+        account_id: AccountId,
+        id: AuditEventId,
+    ) -> Result<Option<AuditEvent>> {
         let row: Option<AuditRow> = sqlx::query_as(&audit_log::event_sql())
-            .bind(account_id)
-            .bind(id)
+            .bind(account_id.get())
+            .bind(id.get())
             .fetch_optional(pool)
             .await?;
         row.map(|r| <(AuditEvent, [u8; 32])>::try_from(r).map(|(e, _)| e))
@@ -529,11 +543,11 @@ where
     pub(crate) async fn insert_session(pool: &Pool<DB>, s: &SessionRecord) -> Result<()> {
         sqlx::query(sql::INSERT_SESSION)
             .bind(&s.id_hash[..])
-            .bind(s.account_id)
-            .bind(s.user_id)
+            .bind(s.account_id.get())
+            .bind(s.user_id.get())
             .bind(s.csrf_token.as_str())
-            .bind(s.created_at)
-            .bind(s.last_seen_at)
+            .bind(s.created_at.unix())
+            .bind(s.last_seen_at.unix())
             .execute(pool)
             .await?;
         Ok(())
@@ -547,18 +561,18 @@ where
         Ok(row.map(
             |(_, account_id, user_id, csrf_token, created_at, last_seen_at)| SessionRecord {
                 id_hash: *id_hash,
-                account_id,
-                user_id,
+                account_id: AccountId::new(account_id),
+                user_id: UserId::new(user_id),
                 csrf_token,
-                created_at,
-                last_seen_at,
+                created_at: Timestamp::from_unix(created_at),
+                last_seen_at: Timestamp::from_unix(last_seen_at),
             },
         ))
     }
 
     pub(crate) async fn touch_session(pool: &Pool<DB>, id_hash: &[u8; 32], at: Timestamp) -> Result<()> {
         sqlx::query(sql::TOUCH_SESSION)
-            .bind(at)
+            .bind(at.unix())
             .bind(&id_hash[..])
             .execute(pool)
             .await?;
@@ -579,8 +593,8 @@ where
         created_before: Timestamp,
     ) -> Result<u64> {
         let done = sqlx::query(sql::PRUNE_SESSIONS)
-            .bind(idle_before)
-            .bind(created_before)
+            .bind(idle_before.unix())
+            .bind(created_before.unix())
             .execute(pool)
             .await?;
         Ok(DB::rows_affected(&done))

@@ -23,6 +23,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use latchkey_core::id::{AccountId, TokenId, UserId};
 use latchkey_core::verifier::{AccountEntry, Verifier};
 use tokio::sync::Mutex;
 
@@ -153,20 +154,31 @@ impl Follower {
     }
 
     async fn apply(&self, change: &Change) -> Result<()> {
+        // The change log holds the row id of whichever entity changed; the
+        // entity says which kind of id it is.
         let id = change.entity_id;
         match change.entity {
-            Entity::Account => match self.store.account(id).await? {
-                Some(a) => self.verifier.upsert_account(AccountEntry::from(&a)),
-                None => self.verifier.remove_account(id),
-            },
-            Entity::User => match self.store.user(id).await? {
-                Some(u) => self.verifier.upsert_user(u),
-                None => self.verifier.remove_user(id),
-            },
-            Entity::Token => match self.store.token_auth(id).await? {
-                Some(t) => self.verifier.upsert_token(t),
-                None => self.verifier.remove_token(id),
-            },
+            Entity::Account => {
+                let id = AccountId::new(id);
+                match self.store.account(id).await? {
+                    Some(a) => self.verifier.upsert_account(AccountEntry::from(&a)),
+                    None => self.verifier.remove_account(id),
+                }
+            }
+            Entity::User => {
+                let id = UserId::new(id);
+                match self.store.user(id).await? {
+                    Some(u) => self.verifier.upsert_user(u),
+                    None => self.verifier.remove_user(id),
+                }
+            }
+            Entity::Token => {
+                let id = TokenId::new(id);
+                match self.store.token_auth(id).await? {
+                    Some(t) => self.verifier.upsert_token(t),
+                    None => self.verifier.remove_token(id),
+                }
+            }
         }
         Ok(())
     }

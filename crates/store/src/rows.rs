@@ -2,14 +2,20 @@
 //! database) and their conversion into domain records.
 
 use latchkey_core::{
-    account::{Account, Plan},
+    account::{Account, Plan, Subdomain},
     audit::{Action, ActorType, AuditEvent, SourceType},
+    id::{AccountId, AuditEventId, TokenId, UserId},
+    time::Timestamp,
     token::{ApiToken, TokenHash},
-    user::{Role, User},
+    user::{Email, Role, User},
     verifier::TokenAuth,
 };
 
 use crate::{Change, Entity, StoreError};
+
+// The rows hold what the database returns (`i64` ids and times, text);
+// the conversions below are where they become typed ids, `Timestamp`s,
+// and the `Subdomain` and `Email` that were validated when written.
 
 // The column lists are macros so that `concat!` can build whole statements
 // from them at compile time (see `sql.rs`); `AUDIT_COLUMNS` names the same
@@ -58,14 +64,14 @@ impl TryFrom<AccountRow> for Account {
 
     fn try_from(r: AccountRow) -> Result<Self, StoreError> {
         Ok(Account {
-            id: r.id,
+            id: AccountId::new(r.id),
             plan: Plan::parse(&r.plan).map_err(|_| corrupt("plan", &r.plan))?,
-            subdomain: r.subdomain,
+            subdomain: Subdomain::from_stored(r.subdomain),
             name: r.name,
             token_limit: r.token_limit,
             api_token_access: r.api_token_access,
-            created_at: r.created_at,
-            updated_at: r.updated_at,
+            created_at: Timestamp::from_unix(r.created_at),
+            updated_at: Timestamp::from_unix(r.updated_at),
         })
     }
 }
@@ -89,16 +95,16 @@ impl TryFrom<UserRow> for User {
 
     fn try_from(r: UserRow) -> Result<Self, StoreError> {
         Ok(User {
-            id: r.id,
-            account_id: r.account_id,
+            id: UserId::new(r.id),
+            account_id: AccountId::new(r.account_id),
             role: Role::parse(&r.role).map_err(|_| corrupt("role", &r.role))?,
             name: r.name,
-            email: r.email,
+            email: Email::from_stored(r.email),
             verified: r.verified,
             suspended: r.suspended,
             deleted: r.deleted_at.is_some(),
-            created_at: r.created_at,
-            updated_at: r.updated_at,
+            created_at: Timestamp::from_unix(r.created_at),
+            updated_at: Timestamp::from_unix(r.updated_at),
         })
     }
 }
@@ -120,16 +126,16 @@ pub struct TokenRow {
 impl From<TokenRow> for ApiToken {
     fn from(r: TokenRow) -> Self {
         ApiToken {
-            id: r.id,
-            account_id: r.account_id,
+            id: TokenId::new(r.id),
+            account_id: AccountId::new(r.account_id),
             description: r.description,
             active: r.active,
             visible_token: r.visible_token,
-            user_id: r.user_id,
-            assigned_user_id: r.assigned_user_id,
-            created_at: r.created_at,
-            updated_at: r.updated_at,
-            last_used: r.last_used,
+            user_id: r.user_id.map(UserId::new),
+            assigned_user_id: r.assigned_user_id.map(UserId::new),
+            created_at: Timestamp::from_unix(r.created_at),
+            updated_at: Timestamp::from_unix(r.updated_at),
+            last_used: r.last_used.map(Timestamp::from_unix),
         }
     }
 }
@@ -147,8 +153,8 @@ impl TryFrom<TokenAuthRow> for TokenAuth {
 
     fn try_from(r: TokenAuthRow) -> Result<Self, StoreError> {
         Ok(TokenAuth {
-            id: r.id,
-            account_id: r.account_id,
+            id: TokenId::new(r.id),
+            account_id: AccountId::new(r.account_id),
             hash: TokenHash::from_slice(&r.token_hash)
                 .ok_or_else(|| corrupt("token hash of token", &r.id.to_string()))?,
             active: r.active,
@@ -180,18 +186,18 @@ impl TryFrom<AuditRow> for (AuditEvent, [u8; 32]) {
         // A malformed stored hash must read as a broken link, not an error.
         let hash = <[u8; 32]>::try_from(r.hash.as_slice()).unwrap_or([0xff; 32]);
         let event = AuditEvent {
-            id: r.id,
-            account_id: r.account_id,
+            id: AuditEventId::new(r.id),
+            account_id: AccountId::new(r.account_id),
             action: Action::parse(&r.action).ok_or_else(|| corrupt("action", &r.action))?,
             actor_type: ActorType::parse(&r.actor_type).ok_or_else(|| corrupt("actor type", &r.actor_type))?,
-            actor_id: r.actor_id,
+            actor_id: r.actor_id.map(UserId::new),
             actor_name: r.actor_name,
             source_type: SourceType::parse(&r.source_type).ok_or_else(|| corrupt("source type", &r.source_type))?,
             source_id: r.source_id,
             source_label: r.source_label,
             change_description: r.change_description,
             ip_address: r.ip_address,
-            created_at: r.created_at,
+            created_at: Timestamp::from_unix(r.created_at),
         };
         Ok((event, hash))
     }

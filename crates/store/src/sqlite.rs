@@ -16,6 +16,7 @@ use latchkey_core::{
     account::{Account, NewAccount},
     audit::AuditEvent,
     audit_query::{AuditFilter, Seek},
+    id::{AccountId, AuditEventId, TokenId, UserId},
     time::Timestamp,
     token::{ApiToken, NewToken},
     user::{NewUser, User},
@@ -83,7 +84,7 @@ impl Backend for SqliteBackend {
         Shared::load_snapshot(self.pool.begin().await?).await
     }
 
-    async fn record_token_use(&self, uses: &[(i64, Timestamp)]) -> Result<()> {
+    async fn record_token_use(&self, uses: &[(TokenId, Timestamp)]) -> Result<()> {
         if uses.is_empty() {
             return Ok(());
         }
@@ -123,7 +124,7 @@ impl Backend for SqliteBackend {
     async fn changes_since(&self, seq: i64, limit: i64) -> Result<Vec<Change>> {
         Shared::changes_since(&self.follow, seq, limit).await
     }
-    async fn token_auth(&self, id: i64) -> Result<Option<TokenAuth>> {
+    async fn token_auth(&self, id: TokenId) -> Result<Option<TokenAuth>> {
         Shared::token_auth(&self.follow, id).await
     }
 
@@ -133,43 +134,43 @@ impl Backend for SqliteBackend {
     async fn accounts(&self) -> Result<Vec<Account>> {
         Shared::accounts(&self.pool).await
     }
-    async fn account(&self, id: i64) -> Result<Option<Account>> {
+    async fn account(&self, id: AccountId) -> Result<Option<Account>> {
         Shared::account(&self.pool, id).await
     }
     async fn account_by_subdomain(&self, subdomain: &str) -> Result<Option<Account>> {
         Shared::account_by_subdomain(&self.pool, subdomain).await
     }
-    async fn user(&self, id: i64) -> Result<Option<User>> {
+    async fn user(&self, id: UserId) -> Result<Option<User>> {
         Shared::user(&self.pool, id).await
     }
-    async fn user_credentials(&self, account_id: i64, email: &str) -> Result<Option<(User, Option<String>)>> {
+    async fn user_credentials(&self, account_id: AccountId, email: &str) -> Result<Option<(User, Option<String>)>> {
         Shared::user_credentials(&self.pool, account_id, email).await
     }
     async fn users_page(
         &self,
-        account_id: i64,
-        after: Option<i64>,
-        before: Option<i64>,
+        account_id: AccountId,
+        after: Option<UserId>,
+        before: Option<UserId>,
         limit: i64,
     ) -> Result<Vec<User>> {
         Shared::users_page(&self.pool, account_id, after, before, limit).await
     }
-    async fn token(&self, account_id: i64, id: i64) -> Result<Option<ApiToken>> {
+    async fn token(&self, account_id: AccountId, id: TokenId) -> Result<Option<ApiToken>> {
         Shared::token(&self.pool, account_id, id).await
     }
-    async fn tokens(&self, account_id: i64) -> Result<Vec<ApiToken>> {
+    async fn tokens(&self, account_id: AccountId) -> Result<Vec<ApiToken>> {
         Shared::tokens(&self.pool, account_id).await
     }
-    async fn audit_chain(&self, account_id: i64) -> Result<Vec<(AuditEvent, [u8; 32])>> {
+    async fn audit_chain(&self, account_id: AccountId) -> Result<Vec<(AuditEvent, [u8; 32])>> {
         Shared::audit_chain(&self.pool, account_id).await
     }
     async fn session(&self, id_hash: &[u8; 32]) -> Result<Option<SessionRecord>> {
         Shared::session(&self.pool, id_hash).await
     }
-    async fn audit_events(&self, account_id: i64, filter: &AuditFilter, seek: &Seek) -> Result<Vec<AuditEvent>> {
+    async fn audit_events(&self, account_id: AccountId, filter: &AuditFilter, seek: &Seek) -> Result<Vec<AuditEvent>> {
         Shared::audit_events(&self.pool, account_id, filter, seek).await
     }
-    async fn audit_event(&self, account_id: i64, id: i64) -> Result<Option<AuditEvent>> {
+    async fn audit_event(&self, account_id: AccountId, id: AuditEventId) -> Result<Option<AuditEvent>> {
         Shared::audit_event(&self.pool, account_id, id).await
     }
 }
@@ -178,7 +179,7 @@ impl Backend for SqliteBackend {
 impl Tx for SqliteTx {
     // BEGIN IMMEDIATE already holds the database's write lock: "locking" an
     // account is reading it.
-    async fn lock_account(&mut self, id: i64) -> Result<Option<Account>> {
+    async fn lock_account(&mut self, id: AccountId) -> Result<Option<Account>> {
         Shared::account(&mut *self.tx, id).await
     }
     async fn lock_account_by_subdomain(&mut self, subdomain: &str) -> Result<Option<Account>> {
@@ -197,43 +198,43 @@ impl Tx for SqliteTx {
     async fn save_account(&mut self, account: &Account) -> Result<()> {
         Shared::save_account(&mut *self.tx, account).await
     }
-    async fn user(&mut self, account_id: i64, id: i64) -> Result<Option<User>> {
+    async fn user(&mut self, account_id: AccountId, id: UserId) -> Result<Option<User>> {
         Shared::account_user(&mut *self.tx, account_id, id).await
     }
-    async fn email_taken(&mut self, account_id: i64, email_normalized: &str) -> Result<bool> {
+    async fn email_taken(&mut self, account_id: AccountId, email_normalized: &str) -> Result<bool> {
         Shared::email_taken(&mut *self.tx, account_id, email_normalized).await
     }
-    async fn insert_user(&mut self, account_id: i64, new: &NewUser, now: Timestamp) -> Result<User> {
+    async fn insert_user(&mut self, account_id: AccountId, new: &NewUser, now: Timestamp) -> Result<User> {
         Shared::insert_user(&mut *self.tx, account_id, new, now).await
     }
     async fn save_user(&mut self, user: &User, now: Timestamp) -> Result<()> {
         Shared::save_user(&mut *self.tx, user, now).await
     }
-    async fn set_password(&mut self, user_id: i64, password_hash: &str) -> Result<()> {
+    async fn set_password(&mut self, user_id: UserId, password_hash: &str) -> Result<()> {
         Shared::set_password(&mut *self.tx, user_id, password_hash).await
     }
-    async fn count_tokens(&mut self, account_id: i64) -> Result<i64> {
+    async fn count_tokens(&mut self, account_id: AccountId) -> Result<i64> {
         Shared::count_tokens(&mut *self.tx, account_id).await
     }
-    async fn token(&mut self, account_id: i64, id: i64) -> Result<Option<ApiToken>> {
+    async fn token(&mut self, account_id: AccountId, id: TokenId) -> Result<Option<ApiToken>> {
         Shared::token(&mut *self.tx, account_id, id).await
     }
     async fn token_hash_taken(&mut self, hash: &[u8]) -> Result<bool> {
         Shared::token_hash_taken(&mut *self.tx, hash).await
     }
-    async fn insert_token(&mut self, account_id: i64, new: &NewToken, now: Timestamp) -> Result<ApiToken> {
+    async fn insert_token(&mut self, account_id: AccountId, new: &NewToken, now: Timestamp) -> Result<ApiToken> {
         Shared::insert_token(&mut *self.tx, account_id, new, now).await
     }
     async fn save_token(&mut self, token: &ApiToken) -> Result<()> {
         Shared::save_token(&mut *self.tx, token).await
     }
-    async fn delete_token(&mut self, id: i64) -> Result<()> {
+    async fn delete_token(&mut self, id: TokenId) -> Result<()> {
         Shared::delete_token(&mut *self.tx, id).await
     }
-    async fn last_audit_hash(&mut self, account_id: i64) -> Result<Option<[u8; 32]>> {
+    async fn last_audit_hash(&mut self, account_id: AccountId) -> Result<Option<[u8; 32]>> {
         Shared::last_audit_hash(&mut *self.tx, account_id).await
     }
-    async fn insert_audit(&mut self, event: &AuditEvent, hash: &[u8; 32]) -> Result<i64> {
+    async fn insert_audit(&mut self, event: &AuditEvent, hash: &[u8; 32]) -> Result<AuditEventId> {
         Shared::insert_audit(&mut *self.tx, event, hash).await
     }
     async fn commit(self: Box<Self>) -> Result<()> {

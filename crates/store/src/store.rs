@@ -9,6 +9,7 @@ use std::sync::Arc;
 use latchkey_core::{
     account::{Account, AccountPatch, NewAccount},
     audit::{Action, Actor, AuditEvent, Source, GENESIS},
+    id::{AccountId, AuditEventId, TokenId, UserId},
     time::Timestamp,
     token::{self, ApiToken, NewToken, TokenPatch},
     user::{NewUser, User, UserPatch},
@@ -22,11 +23,11 @@ use crate::backend::{Backend, ChangeListener, SessionRecord, Tx};
 use crate::Change;
 use crate::{Entity, Result, StoreError};
 
-/// A page request for keyset pagination by id.
+/// A page request for keyset pagination of users by id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Page {
-    pub after: Option<i64>,
-    pub before: Option<i64>,
+    pub after: Option<UserId>,
+    pub before: Option<UserId>,
     pub size: i64,
 }
 
@@ -54,6 +55,34 @@ fn on_unique(field: &'static str) -> impl Fn(StoreError) -> StoreError {
     }
 }
 
+/// An id the change log records: the kind of entity it names, and its row
+/// id (the change log's `entity_id` column holds ids of every kind).
+trait Logged: Copy {
+    const ENTITY: Entity;
+    fn row_id(self) -> i64;
+}
+
+impl Logged for AccountId {
+    const ENTITY: Entity = Entity::Account;
+    fn row_id(self) -> i64 {
+        self.get()
+    }
+}
+
+impl Logged for UserId {
+    const ENTITY: Entity = Entity::User;
+    fn row_id(self) -> i64 {
+        self.get()
+    }
+}
+
+impl Logged for TokenId {
+    const ENTITY: Entity = Entity::Token;
+    fn row_id(self) -> i64 {
+        self.get()
+    }
+}
+
 /// One write transaction on behalf of one actor at one instant: the
 /// transaction, and the audit events and change-log entries it appends.
 struct Work<'a> {
@@ -72,25 +101,25 @@ impl<'a> Work<'a> {
     }
 
     /// Locks an account for the rest of the transaction and reads it.
-    async fn lock(&mut self, account_id: i64) -> Result<Account> {
+    async fn lock(&mut self, account_id: AccountId) -> Result<Account> {
         self.tx.lock_account(account_id).await?.ok_or_else(not_found)
     }
 
-    async fn live_user(&mut self, account_id: i64, id: i64) -> Result<User> {
+    async fn live_user(&mut self, account_id: AccountId, id: UserId) -> Result<User> {
         match self.tx.user(account_id, id).await? {
             Some(u) if !u.deleted => Ok(u),
             _ => Err(not_found()),
         }
     }
 
-    async fn token(&mut self, account_id: i64, id: i64) -> Result<ApiToken> {
+    async fn token(&mut self, account_id: AccountId, id: TokenId) -> Result<ApiToken> {
         self.tx.token(account_id, id).await?.ok_or_else(not_found)
     }
 
     /// Appends an audit event to its account's hash chain.
     async fn event(
         &mut self,
-        account_id: i64,
+        account_id: AccountId,
         action: Action,
         source: Source,
         change: impl Into<String>,
@@ -103,8 +132,8 @@ impl<'a> Work<'a> {
     }
 
     /// Tells every process to re-read this entity.
-    async fn changed(&mut self, entity: Entity, id: i64) -> Result<()> {
-        self.tx.append_change(entity, id, self.now).await
+    async fn changed<I: Logged>(&mut self, id: I) -> Result<()> {
+        self.tx.append_change(I::ENTITY, id.row_id(), self.now).await
     }
 
     async fn commit(self) -> Result<()> {
@@ -141,8 +170,8 @@ impl Store {
         w.event(account.id, Action::Create, Source::account(&account), "")
             .await?;
         w.event(account.id, Action::Create, Source::user(&user), "").await?;
-        w.changed(Entity::Account, account.id).await?;
-        w.changed(Entity::User, user.id).await?;
+        w.changed(account.id).await?;
+        w.changed(user.id).await?;
         w.commit().await?;
         Ok((account, user))
     }
@@ -151,7 +180,7 @@ impl Store {
     /// are audited as `account`, settings as `account_setting`.
     pub async fn update_account(
         &self,
-        account_id: i64,
+        account_id: AccountId,
         patch: &AccountPatch,
         actor: &Actor,
         now: Timestamp,
@@ -182,12 +211,18 @@ impl Store {
             )
             .await?;
         }
-        w.changed(Entity::Account, account_id).await?;
+        w.changed(account_id).await?;
         w.commit().await?;
         Ok(next)
     }
 
-    pub async fn create_user(&self, account_id: i64, new: NewUser, actor: &Actor, now: Timestamp) -> Result<User> {
+    pub async fn create_user(
+        &self,
+        account_id: AccountId,
+        new: NewUser,
+        actor: &Actor,
+        now: Timestamp,
+    ) -> Result<User> {
         let mut w = self.work(actor, now).await?;
         w.lock(account_id).await?;
         if w.tx.email_taken(account_id, &new.email.normalized()).await? {
@@ -198,15 +233,15 @@ impl Store {
                 .await
                 .map_err(on_unique("email"))?;
         w.event(account_id, Action::Create, Source::user(&user), "").await?;
-        w.changed(Entity::User, user.id).await?;
+        w.changed(user.id).await?;
         w.commit().await?;
         Ok(user)
     }
 
     pub async fn update_user(
         &self,
-        account_id: i64,
-        id: i64,
+        account_id: AccountId,
+        id: UserId,
         patch: &UserPatch,
         actor: &Actor,
         now: Timestamp,
@@ -222,14 +257,14 @@ impl Store {
         w.tx.save_user(&next, now).await?;
         w.event(account_id, Action::Update, Source::user(&next), clauses.join("; "))
             .await?;
-        w.changed(Entity::User, id).await?;
+        w.changed(id).await?;
         w.commit().await?;
         Ok(next)
     }
 
     /// Soft-deletes a user: it can no longer authenticate; tokens it created
     /// keep working.
-    pub async fn delete_user(&self, account_id: i64, id: i64, actor: &Actor, now: Timestamp) -> Result<()> {
+    pub async fn delete_user(&self, account_id: AccountId, id: UserId, actor: &Actor, now: Timestamp) -> Result<()> {
         let mut w = self.work(actor, now).await?;
         w.lock(account_id).await?;
         let mut user = w.live_user(account_id, id).await?;
@@ -237,7 +272,7 @@ impl Store {
         user.updated_at = now;
         w.tx.save_user(&user, now).await?;
         w.event(account_id, Action::Destroy, Source::user(&user), "").await?;
-        w.changed(Entity::User, id).await?;
+        w.changed(id).await?;
         w.commit().await
     }
 
@@ -245,8 +280,8 @@ impl Store {
     /// string), audited as an update without the secret.
     pub async fn set_password(
         &self,
-        account_id: i64,
-        id: i64,
+        account_id: AccountId,
+        id: UserId,
         password_hash: &str,
         actor: &Actor,
         now: Timestamp,
@@ -265,7 +300,7 @@ impl Store {
     /// count and the insert happen under the account lock.
     pub async fn create_token(
         &self,
-        account_id: i64,
+        account_id: AccountId,
         new: NewToken,
         actor: &Actor,
         now: Timestamp,
@@ -282,7 +317,7 @@ impl Store {
                 .await
                 .map_err(on_unique("token"))?;
         w.event(account_id, Action::Create, Source::token(&t), "").await?;
-        w.changed(Entity::Token, t.id).await?;
+        w.changed(t.id).await?;
         w.commit().await?;
         Ok(t)
     }
@@ -291,8 +326,8 @@ impl Store {
     /// reactivate it. Each kind of change is its own audit event.
     pub async fn update_token(
         &self,
-        account_id: i64,
-        id: i64,
+        account_id: AccountId,
+        id: TokenId,
         patch: &TokenPatch,
         actor: &Actor,
         now: Timestamp,
@@ -319,28 +354,28 @@ impl Store {
             let action = if active { Action::Reactivate } else { Action::Deactivate };
             w.event(account_id, action, Source::token(&next), "").await?;
         }
-        w.changed(Entity::Token, id).await?;
+        w.changed(id).await?;
         w.commit().await?;
         Ok(next)
     }
 
     /// Deletes a deactivated token for good.
-    pub async fn delete_token(&self, account_id: i64, id: i64, actor: &Actor, now: Timestamp) -> Result<()> {
+    pub async fn delete_token(&self, account_id: AccountId, id: TokenId, actor: &Actor, now: Timestamp) -> Result<()> {
         let mut w = self.work(actor, now).await?;
         w.lock(account_id).await?;
         let t = w.token(account_id, id).await?;
         token::check_deletable(t.active).map_err(DomainError::from)?;
         w.tx.delete_token(id).await?;
         w.event(account_id, Action::Destroy, Source::token(&t), "").await?;
-        w.changed(Entity::Token, id).await?;
+        w.changed(id).await?;
         w.commit().await
     }
 
     /// Imports tokens all or nothing. An account left with more than 256
-    /// tokens gets the 2048 limit for good (§3.5).
+    /// tokens gets the 2048 limit for good (README.md, `token import`).
     pub async fn import_tokens(
         &self,
-        account_id: i64,
+        account_id: AccountId,
         tokens: Vec<NewToken>,
         actor: &Actor,
         now: Timestamp,
@@ -369,7 +404,7 @@ impl Store {
                     .await
                     .map_err(on_unique("token"))?;
             w.event(account_id, Action::Create, Source::token(&t), "").await?;
-            w.changed(Entity::Token, t.id).await?;
+            w.changed(t.id).await?;
             created.push(t);
         }
         if limit != account.token_limit {
@@ -380,7 +415,7 @@ impl Store {
             let change = format!("token_limit changed from {from} to {limit}");
             w.event(account_id, Action::Update, Source::account(&account), change)
                 .await?;
-            w.changed(Entity::Account, account_id).await?;
+            w.changed(account_id).await?;
         }
         w.commit().await?;
         Ok(created)
@@ -425,7 +460,7 @@ impl Store {
         self.backend.accounts().await
     }
 
-    pub async fn account(&self, id: i64) -> Result<Option<Account>> {
+    pub async fn account(&self, id: AccountId) -> Result<Option<Account>> {
         self.backend.account(id).await
     }
 
@@ -434,49 +469,54 @@ impl Store {
     }
 
     /// A user by id in any account, deleted or not.
-    pub async fn user(&self, id: i64) -> Result<Option<User>> {
+    pub async fn user(&self, id: UserId) -> Result<Option<User>> {
         self.backend.user(id).await
     }
 
     /// An undeleted user by email, with the password hash for sign-in.
     pub async fn user_credentials(
         &self,
-        account_id: i64,
+        account_id: AccountId,
         email_normalized: &str,
     ) -> Result<Option<(User, Option<String>)>> {
         self.backend.user_credentials(account_id, email_normalized).await
     }
 
-    pub async fn token(&self, account_id: i64, id: i64) -> Result<Option<ApiToken>> {
+    pub async fn token(&self, account_id: AccountId, id: TokenId) -> Result<Option<ApiToken>> {
         self.backend.token(account_id, id).await
     }
 
-    pub async fn token_auth(&self, id: i64) -> Result<Option<TokenAuth>> {
+    pub async fn token_auth(&self, id: TokenId) -> Result<Option<TokenAuth>> {
         self.backend.token_auth(id).await
     }
 
     /// An account's tokens, newest first.
-    pub async fn tokens(&self, account_id: i64) -> Result<Vec<ApiToken>> {
+    pub async fn tokens(&self, account_id: AccountId) -> Result<Vec<ApiToken>> {
         self.backend.tokens(account_id).await
     }
 
     /// An account's audit events in id order, with their stored hashes.
-    pub async fn audit_chain(&self, account_id: i64) -> Result<Vec<(AuditEvent, [u8; 32])>> {
+    pub async fn audit_chain(&self, account_id: AccountId) -> Result<Vec<(AuditEvent, [u8; 32])>> {
         self.backend.audit_chain(account_id).await
     }
 
     /// An account's events matching `filter` within `seek`'s id range.
-    pub async fn audit_events(&self, account_id: i64, filter: &AuditFilter, seek: &Seek) -> Result<Vec<AuditEvent>> {
+    pub async fn audit_events(
+        &self,
+        account_id: AccountId,
+        filter: &AuditFilter,
+        seek: &Seek,
+    ) -> Result<Vec<AuditEvent>> {
         self.backend.audit_events(account_id, filter, seek).await
     }
 
     /// One event of an account.
-    pub async fn audit_event(&self, account_id: i64, id: i64) -> Result<Option<AuditEvent>> {
+    pub async fn audit_event(&self, account_id: AccountId, id: AuditEventId) -> Result<Option<AuditEvent>> {
         self.backend.audit_event(account_id, id).await
     }
 
     /// Writes `last_used` for a batch of tokens, never moving it backwards.
-    pub async fn record_token_use(&self, uses: &[(i64, Timestamp)]) -> Result<()> {
+    pub async fn record_token_use(&self, uses: &[(TokenId, Timestamp)]) -> Result<()> {
         self.backend.record_token_use(uses).await
     }
 
@@ -504,7 +544,7 @@ impl Store {
 
     /// An account's undeleted users, one page in ascending id order, and
     /// whether more follow in the paging direction.
-    pub async fn users_page_of(&self, account_id: i64, page: Page) -> Result<(Vec<User>, bool)> {
+    pub async fn users_page_of(&self, account_id: AccountId, page: Page) -> Result<(Vec<User>, bool)> {
         let mut users = self
             .backend
             .users_page(account_id, page.after, page.before, page.size + 1)

@@ -14,6 +14,8 @@ use std::sync::Arc;
 use latchkey_core::{
     account::{NewAccount, Plan, Subdomain},
     audit::Actor,
+    id::AccountId,
+    time::Timestamp,
     token::{NewToken, PlainToken, TokenHash, TokenPatch, TokenPrefix},
     user::{Email, NewUser, Role},
     verifier::{Denial, Verifier},
@@ -22,9 +24,9 @@ use latchkey_core::{
 use latchkey_store::testing::{test_database_url, DirectArg};
 use latchkey_store::{Entity, Follower, Store, StoreError};
 
-const NOW: i64 = 1_790_000_000;
+const NOW: Timestamp = Timestamp::from_unix(1_790_000_000);
 
-async fn account(store: &Store) -> (i64, String) {
+async fn account(store: &Store) -> (AccountId, String) {
     let email = "owner@example.com".to_owned();
     let (account, _) = store
         .create_account(
@@ -92,7 +94,10 @@ async fn each_change_appends_to_the_change_log_and_a_no_op_does_not() {
     assert!(p1 > p0);
     let changes = store.changes_since(p0, 100).await.unwrap();
     assert_eq!(changes.len(), 1);
-    assert_eq!((changes[0].entity, changes[0].entity_id), (Entity::Token, token.id));
+    assert_eq!(
+        (changes[0].entity, changes[0].entity_id),
+        (Entity::Token, token.id.get())
+    );
 
     let same = TokenPatch {
         active: Some(true),
@@ -111,7 +116,7 @@ async fn each_change_appends_to_the_change_log_and_a_no_op_does_not() {
     assert_eq!(changes.len(), 2);
     assert!(changes
         .iter()
-        .all(|c| c.entity == Entity::Token && c.entity_id == token.id));
+        .all(|c| c.entity == Entity::Token && c.entity_id == token.id.get()));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -158,10 +163,10 @@ async fn a_follower_that_fell_behind_the_pruned_log_resynchronises() {
     let (a, plain_a) = new_token();
     writer.create_token(id, a, &op, NOW).await.unwrap();
     // The log entries this follower has not read are pruned away...
-    writer.prune_changes(NOW + 60).await.unwrap();
+    writer.prune_changes(NOW.plus_secs(60)).await.unwrap();
     // ...and a newer change arrives after the gap.
     let (b, plain_b) = new_token();
-    writer.create_token(id, b, &op, NOW + 120).await.unwrap();
+    writer.create_token(id, b, &op, NOW.plus_secs(120)).await.unwrap();
     follower.catch_up().await.unwrap();
     for plain in [&plain_a, &plain_b] {
         assert!(
@@ -184,7 +189,7 @@ async fn a_malformed_last_audit_hash_fails_the_next_audited_write_and_writes_not
         .await
         .execute(
             "UPDATE audit_events SET hash = $1 WHERE id = (SELECT MAX(id) FROM audit_events WHERE account_id = $2)",
-            &[DirectArg::Bytes(vec![0xab; 5]), DirectArg::Int(id)],
+            &[DirectArg::Bytes(vec![0xab; 5]), DirectArg::Int(id.get())],
         )
         .await;
     assert_eq!(touched, 1);
