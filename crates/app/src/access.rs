@@ -13,6 +13,7 @@ use std::net::IpAddr;
 
 use latchkey_core::{
     audit::Actor,
+    id::{AccountId, UserId},
     user::{Role, User},
 };
 
@@ -22,15 +23,15 @@ mod sealed {
 
 /// Any capability: what reads need (the account they read in).
 pub trait Access: sealed::Sealed {
-    fn account_id(&self) -> i64;
+    fn account_id(&self) -> AccountId;
     fn actor(&self) -> &Actor;
 }
 
 /// An authenticated user of one account, acting from one address.
 #[derive(Debug, Clone)]
 pub struct UserAccess {
-    account_id: i64,
-    user_id: i64,
+    account_id: AccountId,
+    user_id: UserId,
     role: Role,
     actor: Actor,
 }
@@ -45,7 +46,7 @@ impl UserAccess {
         }
     }
 
-    pub fn user_id(&self) -> i64 {
+    pub fn user_id(&self) -> UserId {
         self.user_id
     }
 
@@ -65,13 +66,13 @@ impl UserAccess {
 /// The right to change one account, and who is using it.
 #[derive(Debug, Clone)]
 pub struct AdminAccess {
-    account_id: i64,
+    account_id: AccountId,
     actor: Actor,
 }
 
 impl AdminAccess {
     /// Whoever runs the CLI on the database acts as the operator.
-    pub(crate) fn operator(account_id: i64) -> Self {
+    pub(crate) fn operator(account_id: AccountId) -> Self {
         AdminAccess {
             account_id,
             actor: Actor::operator(),
@@ -83,7 +84,7 @@ impl sealed::Sealed for UserAccess {}
 impl sealed::Sealed for AdminAccess {}
 
 impl Access for UserAccess {
-    fn account_id(&self) -> i64 {
+    fn account_id(&self) -> AccountId {
         self.account_id
     }
 
@@ -93,7 +94,7 @@ impl Access for UserAccess {
 }
 
 impl Access for AdminAccess {
-    fn account_id(&self) -> i64 {
+    fn account_id(&self) -> AccountId {
         self.account_id
     }
 

@@ -17,6 +17,7 @@ use latchkey_core::{
     account::{Account, AccountPatch, NewAccount, Plan, Subdomain},
     audit::{Actor, AuditEvent},
     audit_query::AuditQuery,
+    id::{AuditEventId, TokenId, UserId},
     time::{Clock, SystemClock, Timestamp},
     token::{ApiToken, NewToken, PlainToken, TokenHash, TokenPatch, TokenPrefix},
     user::{Email, NewUser, Role, User, UserPatch},
@@ -217,7 +218,7 @@ impl App {
 
     /// The subdomain of the only account, when there is exactly one (the
     /// sign-in page pre-fills it).
-    pub async fn sole_subdomain(&self) -> Result<Option<String>> {
+    pub async fn sole_subdomain(&self) -> Result<Option<Subdomain>> {
         if self.store.account_count().await? != 1 {
             return Ok(None);
         }
@@ -252,8 +253,8 @@ impl App {
         &self,
         access: &AdminAccess,
         query: &AuditQuery,
-        after: Option<i64>,
-        before: Option<i64>,
+        after: Option<AuditEventId>,
+        before: Option<AuditEventId>,
         size: i64,
     ) -> Result<(Vec<AuditEvent>, bool)> {
         Ok(self
@@ -262,7 +263,7 @@ impl App {
             .await?)
     }
 
-    pub async fn audit_event(&self, access: &AdminAccess, id: i64) -> Result<Option<AuditEvent>> {
+    pub async fn audit_event(&self, access: &AdminAccess, id: AuditEventId) -> Result<Option<AuditEvent>> {
         Ok(self.store.audit_event(access.account_id(), id).await?)
     }
 
@@ -289,7 +290,7 @@ impl App {
         Ok(out)
     }
 
-    pub async fn update_user(&self, access: &AdminAccess, id: i64, patch: &UserPatch) -> Result<User> {
+    pub async fn update_user(&self, access: &AdminAccess, id: UserId, patch: &UserPatch) -> Result<User> {
         let out = self
             .store
             .update_user(access.account_id(), id, patch, access.actor(), self.now())
@@ -298,7 +299,7 @@ impl App {
         Ok(out)
     }
 
-    pub async fn delete_user(&self, access: &AdminAccess, id: i64) -> Result<()> {
+    pub async fn delete_user(&self, access: &AdminAccess, id: UserId) -> Result<()> {
         self.store
             .delete_user(access.account_id(), id, access.actor(), self.now())
             .await?;
@@ -307,12 +308,12 @@ impl App {
     }
 
     /// A user of the account, not deleted.
-    pub async fn user(&self, access: &impl Access, id: i64) -> Result<Option<User>> {
+    pub async fn user(&self, access: &impl Access, id: UserId) -> Result<Option<User>> {
         Ok(self.user_including_deleted(access, id).await?.filter(|u| !u.deleted))
     }
 
     /// A user of the account, deleted or not (to name who made a token).
-    pub async fn user_including_deleted(&self, access: &impl Access, id: i64) -> Result<Option<User>> {
+    pub async fn user_including_deleted(&self, access: &impl Access, id: UserId) -> Result<Option<User>> {
         Ok(self
             .store
             .user(id)
@@ -351,7 +352,7 @@ impl App {
         Ok((token, plain))
     }
 
-    pub async fn update_token(&self, access: &AdminAccess, id: i64, patch: &TokenPatch) -> Result<ApiToken> {
+    pub async fn update_token(&self, access: &AdminAccess, id: TokenId, patch: &TokenPatch) -> Result<ApiToken> {
         let token = self
             .store
             .update_token(access.account_id(), id, patch, access.actor(), self.now())
@@ -360,7 +361,7 @@ impl App {
         Ok(self.with_usage(token))
     }
 
-    pub async fn delete_token(&self, access: &AdminAccess, id: i64) -> Result<()> {
+    pub async fn delete_token(&self, access: &AdminAccess, id: TokenId) -> Result<()> {
         self.store
             .delete_token(access.account_id(), id, access.actor(), self.now())
             .await?;
@@ -377,7 +378,7 @@ impl App {
         Ok(out)
     }
 
-    pub async fn token(&self, access: &AdminAccess, id: i64) -> Result<Option<ApiToken>> {
+    pub async fn token(&self, access: &AdminAccess, id: TokenId) -> Result<Option<ApiToken>> {
         Ok(self
             .store
             .token(access.account_id(), id)

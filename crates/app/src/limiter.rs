@@ -37,18 +37,18 @@ impl<K: Hash + Eq + Clone + Send + Sync> RateLimiter<K> {
 
     /// `Some(seconds to wait)` when `key` has used up this minute's failures.
     pub fn blocked(&self, key: &K, now: Timestamp) -> Option<u64> {
-        let minute = now.div_euclid(60);
+        let minute = now.unix().div_euclid(60);
         let windows = self.windows.pin();
         let w = windows.get(key)?;
         (w.minute.load(Ordering::Relaxed) == minute && w.failures.load(Ordering::Relaxed) >= self.per_minute)
-            .then(|| (60 - now.rem_euclid(60)) as u64)
+            .then(|| (60 - now.unix().rem_euclid(60)) as u64)
     }
 
     pub fn record_failure(&self, key: K, now: Timestamp) {
         if self.windows.len() > MAX_KEYS {
             self.sweep(now);
         }
-        let minute = now.div_euclid(60);
+        let minute = now.unix().div_euclid(60);
         let windows = self.windows.pin();
         let w = windows.get_or_insert_with(key, Arc::default);
         if w.minute.swap(minute, Ordering::AcqRel) != minute {
@@ -60,7 +60,7 @@ impl<K: Hash + Eq + Clone + Send + Sync> RateLimiter<K> {
 
     /// Forgets keys whose window has passed.
     pub fn sweep(&self, now: Timestamp) {
-        let minute = now.div_euclid(60);
+        let minute = now.unix().div_euclid(60);
         self.windows
             .pin()
             .retain(|_, w| w.minute.load(Ordering::Relaxed) >= minute);
@@ -82,21 +82,25 @@ mod tests {
 
     use super::*;
 
+    fn at(secs: i64) -> Timestamp {
+        Timestamp::from_unix(secs)
+    }
+
     #[test]
     fn an_address_is_blocked_after_its_failures_until_the_minute_ends() {
         let l = RateLimiter::new(3);
         let ip = IpAddr::from([10, 0, 0, 1]);
         let other = IpAddr::from([10, 0, 0, 2]);
         for _ in 0..3 {
-            assert_eq!(l.blocked(&ip, 120), None);
-            l.record_failure(ip, 120);
+            assert_eq!(l.blocked(&ip, at(120)), None);
+            l.record_failure(ip, at(120));
         }
-        assert_eq!(l.blocked(&ip, 130), Some(50));
-        assert_eq!(l.blocked(&other, 130), None);
-        assert_eq!(l.blocked(&ip, 180), None);
-        l.record_failure(ip, 180);
-        assert_eq!(l.blocked(&ip, 181), None);
-        l.sweep(300);
+        assert_eq!(l.blocked(&ip, at(130)), Some(50));
+        assert_eq!(l.blocked(&other, at(130)), None);
+        assert_eq!(l.blocked(&ip, at(180)), None);
+        l.record_failure(ip, at(180));
+        assert_eq!(l.blocked(&ip, at(181)), None);
+        l.sweep(at(300));
         assert!(l.is_empty());
     }
 
@@ -104,10 +108,10 @@ mod tests {
     fn memory_stays_bounded_by_sweeping_expired_keys() {
         let l = RateLimiter::new(1);
         for n in 0..=MAX_KEYS as u32 {
-            l.record_failure(n, 0);
+            l.record_failure(n, at(0));
         }
         assert_eq!(l.len(), MAX_KEYS + 1);
-        l.record_failure(u32::MAX, 60);
+        l.record_failure(u32::MAX, at(60));
         assert_eq!(l.len(), 1);
     }
 }

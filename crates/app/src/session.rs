@@ -73,7 +73,7 @@ impl App {
             self.store.delete_session(&hash_id(old)).await?;
         }
         self.store
-            .prune_sessions(now - IDLE_TIMEOUT, now - ABSOLUTE_TIMEOUT)
+            .prune_sessions(now.minus_secs(IDLE_TIMEOUT), now.minus_secs(ABSOLUTE_TIMEOUT))
             .await?;
         let id = random_secret();
         let record = SessionRecord {
@@ -97,7 +97,8 @@ impl App {
             return Ok(None);
         };
         let now = self.now();
-        let expired = now - record.last_seen_at > IDLE_TIMEOUT || now - record.created_at > ABSOLUTE_TIMEOUT;
+        let expired =
+            now.secs_since(record.last_seen_at) > IDLE_TIMEOUT || now.secs_since(record.created_at) > ABSOLUTE_TIMEOUT;
         let user = self
             .store
             .user(record.user_id)
@@ -108,7 +109,7 @@ impl App {
             self.store.delete_session(&hash).await?;
             return Ok(None);
         };
-        if now - record.last_seen_at >= TOUCH_EVERY {
+        if now.secs_since(record.last_seen_at) >= TOUCH_EVERY {
             self.store.touch_session(&hash, now).await?;
         }
         Ok(Some(Session {

@@ -111,19 +111,23 @@ impl App {
 mod tests {
     use super::*;
 
+    fn at(secs: i64) -> Timestamp {
+        Timestamp::from_unix(secs)
+    }
+
     #[test]
     fn failed_sign_ins_block_until_the_minute_ends() {
         let limits = SignInLimits::default();
         let ip = IpAddr::from([10, 0, 0, 1]);
         let login = ("acme".to_owned(), "a@b.c".to_owned());
         for _ in 0..FAILED_SIGN_INS_PER_LOGIN {
-            assert!(!limits.blocked(ip, &login, 120));
-            limits.record_failure(ip, login.clone(), 120);
+            assert!(!limits.blocked(ip, &login, at(120)));
+            limits.record_failure(ip, login.clone(), at(120));
         }
-        assert!(limits.blocked(ip, &login, 130));
+        assert!(limits.blocked(ip, &login, at(130)));
         let other = ("acme".to_owned(), "x@b.c".to_owned());
-        assert!(!limits.blocked(ip, &other, 130));
-        assert!(!limits.blocked(ip, &login, 180));
+        assert!(!limits.blocked(ip, &other, at(130)));
+        assert!(!limits.blocked(ip, &login, at(180)));
     }
 
     #[test]
@@ -131,13 +135,13 @@ mod tests {
         let limits = SignInLimits::default();
         let ip = IpAddr::from([10, 0, 0, 1]);
         for n in 0..FAILED_SIGN_INS_PER_ADDRESS {
-            limits.record_failure(ip, ("acme".to_owned(), format!("{n}@b.c")), 120);
+            limits.record_failure(ip, ("acme".to_owned(), format!("{n}@b.c")), at(120));
         }
-        assert!(limits.blocked(ip, &("acme".to_owned(), "new@b.c".to_owned()), 130));
+        assert!(limits.blocked(ip, &("acme".to_owned(), "new@b.c".to_owned()), at(130)));
         assert!(!limits.blocked(
             IpAddr::from([10, 0, 0, 2]),
             &("acme".to_owned(), "new@b.c".to_owned()),
-            130
+            at(130)
         ));
     }
 }
