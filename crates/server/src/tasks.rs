@@ -69,7 +69,7 @@ async fn maintenance(app: Arc<App>, limiter: Arc<RateLimiter<IpAddr>>, mut stop:
         let now = app.now();
         limiter.sweep(now);
         app.sweep_sign_in_limits(now);
-        if let Err(e) = app.prune_change_log(now - CHANGE_RETENTION_SECS).await {
+        if let Err(e) = app.prune_change_log(now.minus_secs(CHANGE_RETENTION_SECS)).await {
             tracing::warn!(error = %e, "pruning the change log failed");
         }
     }

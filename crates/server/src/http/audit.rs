@@ -3,6 +3,7 @@
 //! streamed as CSV or JSON Lines in constant memory.
 
 use axum::body::{Body, Bytes};
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::Response;
@@ -11,6 +12,7 @@ use axum::Router;
 use futures_util::{stream, StreamExt};
 use latchkey_core::audit::AuditEvent;
 use latchkey_core::audit_query::AuditQuery;
+use latchkey_core::id::{AuditEventId, UserId};
 use latchkey_core::time::rfc3339;
 use serde_json::{json, Value};
 
@@ -44,7 +46,7 @@ fn parse_query(raw: Option<&str>) -> Result<AuditQuery, ApiError> {
     AuditQuery::from_api_pairs(pairs).map_err(|e| ApiError::bad_request(e.0))
 }
 
-pub fn audit_log_url(base: &BaseUrl, id: i64) -> String {
+pub fn audit_log_url(base: &BaseUrl, id: AuditEventId) -> String {
     base.join(&format!("/api/v2/audit_logs/{id}.json"))
 }
 
@@ -99,10 +101,10 @@ pub async fn show(
     State(state): State<AppState>,
     admin: Admin,
     base: BaseUrl,
-    Path(id): Path<String>,
+    id: Result<Path<AuditEventId>, PathRejection>,
 ) -> ApiResult<Response> {
     require_plan(&admin)?;
-    let id = record_id(&id)?;
+    let id = record_id(id)?;
     let event = state
         .app
         .audit_event(&admin.access, id)
@@ -179,7 +181,7 @@ fn csv_rows(base: &BaseUrl, events: &[AuditEvent], header: bool) -> Result<Bytes
     if header {
         w.write_record(CSV_HEADER)?;
     }
-    let opt = |v: Option<i64>| v.map(|n| n.to_string()).unwrap_or_default();
+    let opt = |v: Option<UserId>| v.map(|n| n.to_string()).unwrap_or_default();
     for e in events {
         w.write_record([
             e.id.to_string().as_str(),
@@ -256,11 +258,13 @@ pub async fn export(
 mod tests {
     use super::*;
     use latchkey_core::audit::{Action, ActorType, SourceType};
+    use latchkey_core::id::AccountId;
+    use latchkey_core::time::Timestamp;
 
     fn event(desc: &str) -> AuditEvent {
         AuditEvent {
-            id: 5,
-            account_id: 1,
+            id: AuditEventId::new(5),
+            account_id: AccountId::new(1),
             action: Action::Update,
             actor_type: ActorType::Operator,
             actor_id: None,
@@ -270,7 +274,7 @@ mod tests {
             source_label: "API token: a, \"b\"".into(),
             change_description: desc.into(),
             ip_address: None,
-            created_at: 1_795_770_897,
+            created_at: Timestamp::from_unix(1_795_770_897),
         }
     }
 

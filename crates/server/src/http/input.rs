@@ -3,13 +3,15 @@
 //! no error message echoes more of the input than a field name.
 
 use axum::body::Body;
-use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::extract::rejection::PathRejection;
+use axum::extract::{FromRequest, FromRequestParts, Path, Request};
 use axum::http::{header, request::Parts};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use latchkey_core::{ErrorCode, Invalid};
 use serde_json::{Map, Value};
 
 use super::error::ApiError;
+use crate::client::PathId;
 use crate::state::AppState;
 
 /// Largest accepted request body (§5.1).
@@ -177,8 +179,8 @@ impl Errors {
 
 /// A record id from a path: anything but a positive integer names no
 /// record, so it is a 404 like any unknown id.
-pub fn record_id(raw: &str) -> Result<i64, ApiError> {
-    crate::client::record_id(raw).ok_or(ApiError::NotFound)
+pub fn record_id<Id: PathId>(path: Result<Path<Id>, PathRejection>) -> Result<Id, ApiError> {
+    crate::client::record_id(path).ok_or(ApiError::NotFound)
 }
 
 /// The absolute base of the URLs the API returns: `--public-url`, else the
@@ -235,6 +237,7 @@ impl FromRequestParts<AppState> for BaseUrl {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use latchkey_core::id::UserId;
     use serde_json::json;
 
     fn obj(v: Value) -> Map<String, Value> {
@@ -280,11 +283,37 @@ mod tests {
         assert!(!err.body().contains("lk_"));
     }
 
-    #[test]
-    fn ids_must_be_positive_integers() {
-        assert_eq!(record_id("7").ok(), Some(7));
-        for bad in ["0", "-1", "abc", "99999999999999999999", "7.5", ""] {
-            assert!(matches!(record_id(bad), Err(ApiError::NotFound)), "{bad}");
+    /// What `record_id` makes of `/users/{raw}`: the id, or the status of
+    /// its error.
+    async fn path_id(raw: &str) -> Result<i64, u16> {
+        use axum::routing::get;
+        use tower::ServiceExt;
+
+        async fn handler(id: Result<Path<UserId>, PathRejection>) -> String {
+            match record_id(id) {
+                Ok(id) => id.to_string(),
+                Err(e) => format!("error {}", e.status().as_u16()),
+            }
+        }
+        let app = axum::Router::new().route("/users/{id}", get(handler));
+        let req = Request::builder()
+            .uri(format!("/users/{raw}"))
+            .body(Body::empty())
+            .expect("request");
+        let res = app.oneshot(req).await.expect("response");
+        let body = res.into_body().collect().await.expect("body").to_bytes();
+        let text = String::from_utf8(body.to_vec()).expect("utf-8");
+        match text.strip_prefix("error ") {
+            Some(status) => Err(status.parse().expect("status")),
+            None => Ok(text.parse().expect("id")),
+        }
+    }
+
+    #[tokio::test]
+    async fn ids_must_be_positive_integers() {
+        assert_eq!(path_id("7").await, Ok(7));
+        for bad in ["0", "-1", "abc", "99999999999999999999", "7.5", "%31%00"] {
+            assert_eq!(path_id(bad).await, Err(404), "{bad}");
         }
     }
 }

@@ -1,42 +1,65 @@
 //! Cursor paging shared by every paged listing (`/api/v2/users`,
-//! `/api/v2/audit_logs`, SPEC §6.3): `page[size]`, the opaque
+//! `/api/v2/audit_logs`; docs/api.md describes the parameters): `page[size]`, the opaque
 //! `page[after]`/`page[before]` cursors (an id, so a page never shifts when
 //! rows are inserted), and the `meta`/`links` of a page.
 
+use std::fmt;
+
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
+use latchkey_core::id::{AuditEventId, UserId};
 use serde_json::{json, Value};
 
 use super::error::ApiError;
 use super::input::BaseUrl;
 
-/// Page parameters shared by cursor-paged listings (§6.3).
-#[derive(Debug, Default)]
-pub struct PageQuery {
-    pub size: i64,
-    pub after: Option<i64>,
-    pub before: Option<i64>,
+/// The id a listing pages by: its cursors carry one (`id:{n}`, the row id).
+pub trait CursorId: Copy + fmt::Display {
+    fn from_row_id(id: i64) -> Self;
 }
 
-pub fn encode_cursor(id: i64) -> String {
+impl CursorId for UserId {
+    fn from_row_id(id: i64) -> Self {
+        UserId::new(id)
+    }
+}
+
+impl CursorId for AuditEventId {
+    fn from_row_id(id: i64) -> Self {
+        AuditEventId::new(id)
+    }
+}
+
+/// Page parameters shared by cursor-paged listings (docs/api.md), whose
+/// cursors name an `Id`.
+#[derive(Debug)]
+pub struct PageQuery<Id> {
+    pub size: i64,
+    pub after: Option<Id>,
+    pub before: Option<Id>,
+}
+
+pub fn encode_cursor(id: impl CursorId) -> String {
     URL_SAFE_NO_PAD.encode(format!("id:{id}"))
 }
 
-pub fn decode_cursor(raw: &str) -> Result<i64, ApiError> {
+pub fn decode_cursor<Id: CursorId>(raw: &str) -> Result<Id, ApiError> {
     let bad = || ApiError::bad_request("The page cursor is not valid.");
     let bytes = URL_SAFE_NO_PAD.decode(raw).map_err(|_| bad())?;
     let text = std::str::from_utf8(&bytes).map_err(|_| bad())?;
     text.strip_prefix("id:")
         .and_then(|n| n.parse::<i64>().ok())
         .filter(|n| *n >= 0)
+        .map(Id::from_row_id)
         .ok_or_else(bad)
 }
 
-impl PageQuery {
+impl<Id: CursorId> PageQuery<Id> {
     pub fn parse(query: Option<&str>) -> Result<Self, ApiError> {
         let mut page = PageQuery {
             size: 100,
-            ..Default::default()
+            after: None,
+            before: None,
         };
         let mut seen = (false, false, false);
         for (key, value) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
@@ -81,8 +104,8 @@ impl PageQuery {
         base: &BaseUrl,
         path: &str,
         carry: &[(&str, String)],
-        first: Option<i64>,
-        last: Option<i64>,
+        first: Option<Id>,
+        last: Option<Id>,
         has_more: bool,
     ) -> (Value, Value) {
         let first = first.map(encode_cursor);
@@ -125,16 +148,24 @@ mod tests {
 
     #[test]
     fn cursors_round_trip_and_reject_garbage() {
-        assert_eq!(decode_cursor(&encode_cursor(42)).ok(), Some(42));
+        assert_eq!(
+            decode_cursor(&encode_cursor(UserId::new(42))).ok(),
+            Some(UserId::new(42))
+        );
         for bad in ["", "!!", "aWQ6LTE", "eHl6"] {
-            assert!(decode_cursor(bad).is_err(), "{bad}");
+            assert!(decode_cursor::<UserId>(bad).is_err(), "{bad}");
         }
     }
 
     #[test]
     fn page_sizes_are_bounded() {
-        assert_eq!(PageQuery::parse(None).map(|p| p.size).ok(), Some(100));
-        assert_eq!(PageQuery::parse(Some("page%5Bsize%5D=5")).map(|p| p.size).ok(), Some(5));
+        assert_eq!(PageQuery::<UserId>::parse(None).map(|p| p.size).ok(), Some(100));
+        assert_eq!(
+            PageQuery::<UserId>::parse(Some("page%5Bsize%5D=5"))
+                .map(|p| p.size)
+                .ok(),
+            Some(5)
+        );
         for bad in [
             "page[size]=0",
             "page[size]=101",
@@ -142,22 +173,29 @@ mod tests {
             "page[size]=5&page[size]=6",
             "page[after]=zz&page[before]=zz",
         ] {
-            assert!(PageQuery::parse(Some(bad)).is_err(), "{bad}");
+            assert!(PageQuery::<UserId>::parse(Some(bad)).is_err(), "{bad}");
         }
     }
 
     #[test]
     fn links_carry_the_other_parameters() {
-        let q = PageQuery::parse(Some("page[size]=2")).expect("valid");
+        let q = PageQuery::<UserId>::parse(Some("page[size]=2")).expect("valid");
         let base = BaseUrl("http://x".into());
         let carry = [("filter[ip_address]", "::1".to_owned())];
-        let (meta, links) = q.meta_and_links(&base, "/a.json", &carry, Some(9), Some(8), true);
+        let (meta, links) = q.meta_and_links(
+            &base,
+            "/a.json",
+            &carry,
+            Some(UserId::new(9)),
+            Some(UserId::new(8)),
+            true,
+        );
         assert_eq!(meta["has_more"], true);
         assert_eq!(
             links["next"],
             format!(
                 "http://x/a.json?filter[ip_address]=%3A%3A1&page[size]=2&page[after]={}",
-                encode_cursor(8)
+                encode_cursor(UserId::new(8))
             )
         );
         assert_eq!(links["prev"], Value::Null);

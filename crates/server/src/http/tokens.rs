@@ -1,9 +1,11 @@
 //! `/api/v2/api_tokens`: list, create, show, edit (describe, deactivate,
 //! reactivate) and delete an account's tokens. Admins only.
 
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use latchkey_core::id::TokenId;
 use latchkey_core::token::{parse_description, TokenPatch};
 use serde_json::json;
 
@@ -63,9 +65,9 @@ pub async fn show(
     State(state): State<AppState>,
     admin: Admin,
     base: BaseUrl,
-    Path(id): Path<String>,
+    id: Result<Path<TokenId>, PathRejection>,
 ) -> ApiResult<Response> {
-    let id = record_id(&id)?;
+    let id = record_id(id)?;
     let token = state.app.token(&admin.access, id).await?.ok_or(ApiError::NotFound)?;
     Ok(json_response(
         StatusCode::OK,
@@ -77,10 +79,10 @@ pub async fn update(
     State(state): State<AppState>,
     admin: Admin,
     base: BaseUrl,
-    Path(id): Path<String>,
+    id: Result<Path<TokenId>, PathRejection>,
     JsonObject(body): JsonObject,
 ) -> ApiResult<Response> {
-    let id = record_id(&id)?;
+    let id = record_id(id)?;
     let rec = record(body, "api_token", &["description", "active"], READ_ONLY)?;
     let mut errors = Errors::default();
     let description = errors.check(opt_string(&rec, "description")).flatten();
@@ -99,8 +101,12 @@ pub async fn update(
     ))
 }
 
-pub async fn delete(State(state): State<AppState>, admin: Admin, Path(id): Path<String>) -> ApiResult<Response> {
-    let id = record_id(&id)?;
+pub async fn delete(
+    State(state): State<AppState>,
+    admin: Admin,
+    id: Result<Path<TokenId>, PathRejection>,
+) -> ApiResult<Response> {
+    let id = record_id(id)?;
     state.app.delete_token(&admin.access, id).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

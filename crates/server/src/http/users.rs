@@ -1,10 +1,12 @@
 //! `/api/v2/users`: who am I, the account's users (cursor-paged), and their
 //! management by admins.
 
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use latchkey_app::Page;
+use latchkey_core::id::UserId;
 use latchkey_core::user::{parse_user_name, Email, NewUser, Role, UserPatch};
 use serde_json::json;
 
@@ -100,9 +102,9 @@ pub async fn show(
     State(state): State<AppState>,
     admin: Admin,
     base: BaseUrl,
-    Path(id): Path<String>,
+    id: Result<Path<UserId>, PathRejection>,
 ) -> ApiResult<Response> {
-    let id = record_id(&id)?;
+    let id = record_id(id)?;
     let user = state.app.user(&admin.access, id).await?.ok_or(ApiError::NotFound)?;
     Ok(json_response(
         StatusCode::OK,
@@ -114,10 +116,10 @@ pub async fn update(
     State(state): State<AppState>,
     admin: Admin,
     base: BaseUrl,
-    Path(id): Path<String>,
+    id: Result<Path<UserId>, PathRejection>,
     JsonObject(body): JsonObject,
 ) -> ApiResult<Response> {
-    let id = record_id(&id)?;
+    let id = record_id(id)?;
     let mut read_only = READ_ONLY.to_vec();
     read_only.push("email");
     let rec = record(body, "user", &["name", "role", "verified", "suspended"], &read_only)?;
@@ -146,8 +148,12 @@ pub async fn update(
     ))
 }
 
-pub async fn delete(State(state): State<AppState>, admin: Admin, Path(id): Path<String>) -> ApiResult<Response> {
-    let id = record_id(&id)?;
+pub async fn delete(
+    State(state): State<AppState>,
+    admin: Admin,
+    id: Result<Path<UserId>, PathRejection>,
+) -> ApiResult<Response> {
+    let id = record_id(id)?;
     state.app.delete_user(&admin.access, id).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

@@ -53,18 +53,19 @@ impl FromRequestParts<AppState> for IdentityHeaders {
 
 fn identity_headers(id: IdentityRef<'_>) -> HeaderMap {
     let mut headers = HeaderMap::with_capacity(8);
-    headers.insert(ACCOUNT_ID, HeaderValue::from(id.account.id));
-    headers.insert(USER_ID, HeaderValue::from(id.user.id));
-    headers.insert(TOKEN_ID, HeaderValue::from(id.token_id));
+    // The ids are the plain numbers, as in JSON.
+    headers.insert(ACCOUNT_ID, HeaderValue::from(id.account.id.get()));
+    headers.insert(USER_ID, HeaderValue::from(id.user.id.get()));
+    headers.insert(TOKEN_ID, HeaderValue::from(id.token_id.get()));
     headers.insert(ROLE, HeaderValue::from_static(id.user.role.as_str()));
     headers.insert(SCOPES, HeaderValue::from_static(""));
     // Subdomains are `[a-z0-9-]` and stored emails are validated (UTF-8
     // bytes are allowed header bytes), so both are valid header values; one
     // that somehow is not is left out rather than failing a good request.
-    if let Ok(v) = HeaderValue::from_bytes(id.account.subdomain.as_bytes()) {
+    if let Ok(v) = HeaderValue::from_bytes(id.account.subdomain.as_str().as_bytes()) {
         headers.insert(ACCOUNT, v);
     }
-    if let Ok(v) = HeaderValue::from_bytes(id.user.email.as_bytes()) {
+    if let Ok(v) = HeaderValue::from_bytes(id.user.email.as_str().as_bytes()) {
         headers.insert(USER_EMAIL, v);
     }
     headers

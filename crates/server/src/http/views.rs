@@ -2,6 +2,7 @@
 
 use latchkey_core::{
     account::Account,
+    id::{TokenId, UserId},
     time::{rfc3339, Timestamp},
     token::ApiToken,
     user::User,
@@ -14,11 +15,11 @@ fn time(t: Timestamp) -> Value {
     Value::String(rfc3339(t))
 }
 
-pub fn token_url(base: &BaseUrl, id: i64) -> String {
+pub fn token_url(base: &BaseUrl, id: TokenId) -> String {
     base.join(&format!("/api/v2/api_tokens/{id}.json"))
 }
 
-pub fn user_url(base: &BaseUrl, id: i64) -> String {
+pub fn user_url(base: &BaseUrl, id: UserId) -> String {
     base.join(&format!("/api/v2/users/{id}.json"))
 }
 

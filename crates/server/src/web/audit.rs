@@ -11,6 +11,7 @@ use axum::http::StatusCode;
 use latchkey_app::Page;
 use latchkey_core::audit::{Action, ActorType, AuditEvent, SourceType};
 use latchkey_core::audit_query::{AuditQuery, AuditQueryBuilder, Spelling};
+use latchkey_core::id::AuditEventId;
 use latchkey_core::time::{rfc3339, Timestamp};
 
 use super::page::{render, Layout, Nav, PageResult};
@@ -25,7 +26,7 @@ const UNAVAILABLE: &str = "The audit log is available on Enterprise plans.";
 
 /// One event as the table shows it.
 pub struct EventView {
-    pub id: i64,
+    pub id: AuditEventId,
     pub time: String,
     pub time_iso: String,
     pub actor: String,
@@ -58,7 +59,7 @@ fn view(e: &AuditEvent) -> EventView {
 /// `2026-11-27 09:14:57 UTC`: an audit trail needs the seconds.
 fn show_seconds(ts: Timestamp) -> String {
     let format = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second] UTC");
-    time::OffsetDateTime::from_unix_timestamp(ts)
+    time::OffsetDateTime::from_unix_timestamp(ts.unix())
         .ok()
         .and_then(|t| t.format(&format).ok())
         .unwrap_or_default()
@@ -121,22 +122,22 @@ impl Filters {
 fn day(raw: &str, end: bool, name: &str) -> Result<Timestamp, String> {
     let format = time::macros::format_description!("[year]-[month]-[day]");
     let date = time::Date::parse(raw, &format).map_err(|_| format!("{name} must be a date like 2026-11-27."))?;
-    let start = date.midnight().assume_utc().unix_timestamp();
-    Ok(if end { start + 86_399 } else { start })
+    let start = Timestamp::from_unix(date.midnight().assume_utc().unix_timestamp());
+    Ok(if end { start.plus_secs(86_399) } else { start })
 }
 
 /// What the page's query asks for, or why it cannot be answered.
 #[derive(Debug, Default)]
 struct Request {
     query: AuditQuery,
-    after: Option<i64>,
-    before: Option<i64>,
+    after: Option<AuditEventId>,
+    before: Option<AuditEventId>,
 }
 
-fn cursor(raw: &str) -> Result<i64, String> {
-    raw.parse::<i64>()
+fn cursor(raw: &str) -> Result<AuditEventId, String> {
+    raw.parse::<AuditEventId>()
         .ok()
-        .filter(|n| *n >= 0)
+        .filter(|id| *id >= AuditEventId::new(0))
         .ok_or_else(|| "The page link is not valid.".to_owned())
 }
 
@@ -314,6 +315,7 @@ pub async fn page(State(state): State<AppState>, admin: AdminPage, RawQuery(raw)
 #[cfg(test)]
 mod tests {
     use super::*;
+    use latchkey_core::id::UserId;
 
     #[test]
     fn form_filters_parse_into_the_api_query() {
@@ -325,10 +327,13 @@ mod tests {
         assert_eq!(r.query.filter.source_type, Some(SourceType::ApiToken));
         assert_eq!(r.query.filter.source_id, Some(7));
         assert_eq!(r.query.filter.action, None);
-        assert_eq!(r.query.filter.actor_id, Some(3));
-        assert_eq!(r.query.filter.created_from, Some(1_795_737_600));
-        assert_eq!(r.query.filter.created_to, Some(1_795_737_600 + 86_399));
-        assert_eq!(r.after, Some(90));
+        assert_eq!(r.query.filter.actor_id, Some(UserId::new(3)));
+        assert_eq!(r.query.filter.created_from, Some(Timestamp::from_unix(1_795_737_600)));
+        assert_eq!(
+            r.query.filter.created_to,
+            Some(Timestamp::from_unix(1_795_737_600 + 86_399))
+        );
+        assert_eq!(r.after, Some(AuditEventId::new(90)));
         assert_eq!(
             f.href(Some(("before", "5".into()))),
             "/admin/audit-log?source_type=api_token&source_id=7&actor_id=3&from=2026-11-27&to=2026-11-27&before=5"
@@ -357,6 +362,9 @@ mod tests {
 
     #[test]
     fn times_show_the_seconds() {
-        assert_eq!(show_seconds(1_795_770_897), "2026-11-27 09:14:57 UTC");
+        assert_eq!(
+            show_seconds(Timestamp::from_unix(1_795_770_897)),
+            "2026-11-27 09:14:57 UTC"
+        );
     }
 }

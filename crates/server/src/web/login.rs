@@ -10,6 +10,7 @@ use axum::extract::{Request, State};
 use axum::http::{header, request::Parts, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use latchkey_app::{SignIn, SignInAttempt};
+use latchkey_core::account::Subdomain;
 
 use super::page::{render, PageError, PageResult};
 use super::session::{self, read_form};
@@ -44,7 +45,7 @@ async fn page(
         None => state.app.sole_subdomain().await?,
     };
     let t = LoginTemplate {
-        subdomain: subdomain.or(only.as_deref()).unwrap_or(""),
+        subdomain: subdomain.or(only.as_ref().map(Subdomain::as_str)).unwrap_or(""),
         email,
         error,
         csrf: &csrf,

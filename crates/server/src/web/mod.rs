@@ -23,6 +23,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use axum::Router;
 
+use crate::client::{named, PathId};
 use crate::state::AppState;
 use page::{ErrorPage, PageError};
 use session::AdminPage;
@@ -92,13 +93,15 @@ pub const ADMIN_GET_PATHS: &[&str] = &[
 /// action is an enum, so an unknown one fails to parse: a 404, like an id
 /// that is not a positive integer. The extractor's rejection is taken as a
 /// value so that the sign-in and CSRF checks still come first.
-fn action_path<A>(path: Result<Path<(String, A)>, PathRejection>) -> Result<(String, A), PageError> {
-    path.map(|Path(p)| p).map_err(|_| PageError::NotFound)
+fn action_path<Id: PathId, A>(path: Result<Path<(Id, A)>, PathRejection>) -> Result<(Id, A), PageError> {
+    path.ok()
+        .and_then(|Path((id, action))| Some((named(id)?, action)))
+        .ok_or(PageError::NotFound)
 }
 
 /// A record id from a path; anything but a positive integer is a 404.
-fn record_id(raw: &str) -> Result<i64, PageError> {
-    crate::client::record_id(raw).ok_or(PageError::NotFound)
+fn record_id<Id: PathId>(path: Result<Path<Id>, PathRejection>) -> Result<Id, PageError> {
+    crate::client::record_id(path).ok_or(PageError::NotFound)
 }
 
 async fn admin_home(_admin: AdminPage) -> Redirect {

@@ -72,7 +72,7 @@ pub fn render<T: Template>(status: StatusCode, template: &T) -> Response {
 /// A time as the pages show it: `2026-11-27 09:14 UTC`.
 pub fn show_time(ts: Timestamp) -> String {
     let format = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute] UTC");
-    time::OffsetDateTime::from_unix_timestamp(ts)
+    time::OffsetDateTime::from_unix_timestamp(ts.unix())
         .ok()
         .and_then(|t| t.format(&format).ok())
         .unwrap_or_default()
@@ -216,6 +216,6 @@ mod tests {
 
     #[test]
     fn times_show_as_utc_minutes() {
-        assert_eq!(show_time(1_795_000_000), "2026-11-18 11:06 UTC");
+        assert_eq!(show_time(Timestamp::from_unix(1_795_000_000)), "2026-11-18 11:06 UTC");
     }
 }

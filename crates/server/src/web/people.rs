@@ -9,6 +9,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect};
 use latchkey_app::{AppError, Page};
 use latchkey_core::{
+    id::UserId,
     user::{parse_user_name, Email, NewUser, Role, User, UserPatch},
     DomainError,
 };
@@ -25,9 +26,9 @@ const PAGE_SIZE: i64 = 100;
 
 /// One user as the people page shows it.
 pub struct PersonView {
-    pub id: i64,
+    pub id: UserId,
     pub name: String,
-    pub email: String,
+    pub email: Email,
     pub role: &'static str,
     pub role_label: &'static str,
     pub verified: bool,
@@ -62,11 +63,11 @@ fn notice(query: Option<&str>) -> Option<&'static str> {
     })
 }
 
-fn after(query: Option<&str>) -> Option<i64> {
+fn after(query: Option<&str>) -> Option<UserId> {
     form_urlencoded::parse(query.unwrap_or("").as_bytes())
         .find(|(k, _)| k == "after")
-        .and_then(|(_, v)| v.parse::<i64>().ok())
-        .filter(|n| *n >= 0)
+        .and_then(|(_, v)| v.parse::<UserId>().ok())
+        .filter(|id| *id >= UserId::new(0))
 }
 
 #[derive(Template)]
@@ -75,7 +76,7 @@ struct ListTemplate<'a> {
     l: Layout,
     people: Vec<PersonView>,
     roles: &'static [(&'static str, &'static str)],
-    next: Option<i64>,
+    next: Option<UserId>,
     notice: Option<&'a str>,
     confirms: PeopleConfirms,
 }
@@ -184,14 +185,17 @@ pub async fn create(State(state): State<AppState>, form: AdminForm) -> PageResul
     }
 }
 
-async fn person(state: &AppState, admin: &AdminPage, id: &str) -> Result<User, PageError> {
-    let id = record_id(id)?;
+async fn person(state: &AppState, admin: &AdminPage, id: UserId) -> Result<User, PageError> {
     state.app.user(&admin.access, id).await?.ok_or(PageError::NotFound)
 }
 
-pub async fn change_role(State(state): State<AppState>, Path(id): Path<String>, form: AdminForm) -> PageResult {
+pub async fn change_role(
+    State(state): State<AppState>,
+    id: Result<Path<UserId>, PathRejection>,
+    form: AdminForm,
+) -> PageResult {
     let AdminForm { admin, fields } = form;
-    let user = person(&state, &admin, &id).await?;
+    let user = person(&state, &admin, record_id(id)?).await?;
     let role = Role::parse(fields.text("role")).map_err(|i| PageError::Refused(vec![i.description]))?;
     let patch = UserPatch {
         role: Some(role),
@@ -271,11 +275,11 @@ fn people_confirms() -> PeopleConfirms {
 pub async fn confirm(
     State(state): State<AppState>,
     admin: AdminPage,
-    path: Result<Path<(String, Action)>, PathRejection>,
+    path: Result<Path<(UserId, Action)>, PathRejection>,
 ) -> PageResult {
     let (id, action) = action_path(path)?;
     let c = confirmation(action);
-    let user = person(&state, &admin, &id).await?;
+    let user = person(&state, &admin, id).await?;
     let subject = format!("{} <{}> ({})", user.name, user.email, role_label(user.role));
     Ok(render(
         StatusCode::OK,
@@ -291,12 +295,12 @@ pub async fn confirm(
 
 pub async fn act(
     State(state): State<AppState>,
-    path: Result<Path<(String, Action)>, PathRejection>,
+    path: Result<Path<(UserId, Action)>, PathRejection>,
     form: AdminForm,
 ) -> PageResult {
     let (id, action) = action_path(path)?;
     let admin = form.admin;
-    let user = person(&state, &admin, &id).await?;
+    let user = person(&state, &admin, id).await?;
     let suspend = |suspended| UserPatch {
         suspended: Some(suspended),
         ..Default::default()

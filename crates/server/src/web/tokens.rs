@@ -13,6 +13,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use latchkey_app::{AdminAccess, AppError};
 use latchkey_core::{
     account::{Account, AccountPatch},
+    id::{TokenId, UserId},
     token::{check_room, parse_description, ApiToken, TokenPatch},
     DomainError,
 };
@@ -27,7 +28,7 @@ const LIST: &str = "/admin/apis/api-tokens";
 
 /// One token as the pages show it.
 pub struct TokenView {
-    pub id: i64,
+    pub id: TokenId,
     pub description: String,
     pub visible_token: String,
     pub active: bool,
@@ -54,7 +55,7 @@ async fn creators(
     state: &AppState,
     access: &AdminAccess,
     tokens: &[ApiToken],
-) -> Result<HashMap<i64, String>, AppError> {
+) -> Result<HashMap<UserId, String>, AppError> {
     let mut names = HashMap::new();
     for id in tokens.iter().filter_map(|t| t.user_id) {
         if names.contains_key(&id) {
@@ -70,7 +71,7 @@ async fn creators(
     Ok(names)
 }
 
-fn view(t: &ApiToken, creators: &HashMap<i64, String>) -> TokenView {
+fn view(t: &ApiToken, creators: &HashMap<UserId, String>) -> TokenView {
     TokenView {
         id: t.id,
         description: t.description.clone().unwrap_or_default(),
@@ -201,8 +202,7 @@ pub async fn create(State(state): State<AppState>, form: AdminForm) -> PageResul
     Ok(res)
 }
 
-async fn token(state: &AppState, admin: &AdminPage, id: &str) -> Result<ApiToken, PageError> {
-    let id = record_id(id)?;
+async fn token(state: &AppState, admin: &AdminPage, id: TokenId) -> Result<ApiToken, PageError> {
     state.app.token(&admin.access, id).await?.ok_or(PageError::NotFound)
 }
 
@@ -214,8 +214,12 @@ struct ShowTemplate {
     confirms: TokenConfirms,
 }
 
-pub async fn show(State(state): State<AppState>, admin: AdminPage, Path(id): Path<String>) -> PageResult {
-    let token = token(&state, &admin, &id).await?;
+pub async fn show(
+    State(state): State<AppState>,
+    admin: AdminPage,
+    id: Result<Path<TokenId>, PathRejection>,
+) -> PageResult {
+    let token = token(&state, &admin, record_id(id)?).await?;
     let creators = creators(&state, &admin.access, std::slice::from_ref(&token)).await?;
     Ok(render(
         StatusCode::OK,
@@ -231,14 +235,18 @@ pub async fn show(State(state): State<AppState>, admin: AdminPage, Path(id): Pat
 #[template(path = "token_edit.html")]
 struct EditTemplate<'a> {
     l: Layout,
-    id: i64,
+    id: TokenId,
     visible_token: &'a str,
     description: &'a str,
     errors: Vec<String>,
 }
 
-pub async fn edit(State(state): State<AppState>, admin: AdminPage, Path(id): Path<String>) -> PageResult {
-    let token = token(&state, &admin, &id).await?;
+pub async fn edit(
+    State(state): State<AppState>,
+    admin: AdminPage,
+    id: Result<Path<TokenId>, PathRejection>,
+) -> PageResult {
+    let token = token(&state, &admin, record_id(id)?).await?;
     Ok(render(
         StatusCode::OK,
         &EditTemplate {
@@ -251,9 +259,13 @@ pub async fn edit(State(state): State<AppState>, admin: AdminPage, Path(id): Pat
     ))
 }
 
-pub async fn update(State(state): State<AppState>, Path(id): Path<String>, form: AdminForm) -> PageResult {
+pub async fn update(
+    State(state): State<AppState>,
+    id: Result<Path<TokenId>, PathRejection>,
+    form: AdminForm,
+) -> PageResult {
     let AdminForm { admin, fields } = form;
-    let token = token(&state, &admin, &id).await?;
+    let token = token(&state, &admin, record_id(id)?).await?;
     let raw = fields.text("description");
     let refused = |errors: Vec<String>| {
         render(
@@ -365,11 +377,11 @@ fn token_confirms() -> TokenConfirms {
 pub async fn confirm(
     State(state): State<AppState>,
     admin: AdminPage,
-    path: Result<Path<(String, Action)>, PathRejection>,
+    path: Result<Path<(TokenId, Action)>, PathRejection>,
 ) -> PageResult {
     let (id, action) = action_path(path)?;
     let c = token_confirmation(action);
-    let token = token(&state, &admin, &id).await?;
+    let token = token(&state, &admin, id).await?;
     let subject = view(&token, &HashMap::new()).subject();
     Ok(render(
         StatusCode::OK,
@@ -385,12 +397,12 @@ pub async fn confirm(
 
 pub async fn act(
     State(state): State<AppState>,
-    path: Result<Path<(String, Action)>, PathRejection>,
+    path: Result<Path<(TokenId, Action)>, PathRejection>,
     form: AdminForm,
 ) -> PageResult {
     let (id, action) = action_path(path)?;
     let admin = form.admin;
-    let token = token(&state, &admin, &id).await?;
+    let token = token(&state, &admin, id).await?;
     let active = |active| TokenPatch {
         description: None,
         active: Some(active),
