@@ -22,7 +22,7 @@ async fn any_user_reads_the_account_record() {
         keys,
         HashSet::from(["id", "subdomain", "name", "plan", "token_limit", "created_at"])
     );
-    assert_eq!(acct["id"], a.id);
+    assert_eq!(acct["id"], json!(a.id));
     assert_eq!(acct["subdomain"], a.subdomain.as_str());
     assert_eq!(acct["plan"], "professional");
     assert_eq!(acct["token_limit"], 256);

@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use latchkey_core::account::Plan;
 use latchkey_core::audit::{Action, AuditEvent, SourceType};
-use latchkey_core::time::rfc3339;
+use latchkey_core::id::{AccountId, AuditEventId, UserId};
+use latchkey_core::time::{rfc3339, Timestamp};
 use latchkey_core::token::TokenPatch;
 use latchkey_core::user::Role;
 use reqwest::Method;
@@ -36,7 +37,7 @@ const RECORD_FIELDS: [&str; 13] = [
     "created_at",
 ];
 /// 2026-11-27T00:00:00Z: seeded events are one minute apart from here.
-const SEED_EPOCH: i64 = 1_795_737_600;
+const SEED_EPOCH: Timestamp = Timestamp::from_unix(1_795_737_600);
 
 /// The SQL for a line break and for 32 zero bytes, which the backends
 /// spell differently.
@@ -64,7 +65,7 @@ fn ints(args: &[i64]) -> Vec<DirectArg> {
 /// varies every filtered field with `i`, is created at
 /// `SEED_EPOCH + 60 i`, and has a description with a comma and quotes (and a
 /// line break when `line_breaks`). Their hashes are not a chain.
-async fn seed(db: &Direct, account_id: i64, n: i64, line_breaks: bool) {
+async fn seed(db: &Direct, account_id: AccountId, n: i64, line_breaks: bool) {
     let newline = if line_breaks { line_break(db) } else { "' '" };
     let zero = zero_hash(db);
     let sql = format!(
@@ -86,12 +87,15 @@ async fn seed(db: &Direct, account_id: i64, n: i64, line_breaks: bool) {
            {zero} \
          FROM n"
     );
-    assert_eq!(db.execute(&sql, &ints(&[account_id, n, SEED_EPOCH])).await, n as u64);
+    assert_eq!(
+        db.execute(&sql, &ints(&[account_id.get(), n, SEED_EPOCH.unix()])).await,
+        n as u64
+    );
 }
 
 /// Follows `links.next` from `first` to the end; every page's events' ids
 /// in the order they were served.
-async fn walk(t: &TestApp, auth: &str, first: &str) -> Vec<i64> {
+async fn walk(t: &TestApp, auth: &str, first: &str) -> Vec<AuditEventId> {
     let mut ids = Vec::new();
     let mut url = Some(t.url(first));
     while let Some(u) = url {
@@ -104,12 +108,12 @@ async fn walk(t: &TestApp, auth: &str, first: &str) -> Vec<i64> {
     ids
 }
 
-fn page_ids(v: &Value) -> Vec<i64> {
+fn page_ids(v: &Value) -> Vec<AuditEventId> {
     v["audit_logs"]
         .as_array()
         .expect("audit_logs")
         .iter()
-        .map(|e| e["id"].as_i64().expect("id"))
+        .map(|e| AuditEventId::new(e["id"].as_i64().expect("id")))
         .collect()
 }
 
@@ -124,8 +128,8 @@ async fn get_url(t: &TestApp, url: &str, auth: &str) -> Reply {
     Reply::from(r).await
 }
 
-fn ids_where(events: &[AuditEvent], keep: impl Fn(&AuditEvent) -> bool, newest_first: bool) -> Vec<i64> {
-    let mut ids: Vec<i64> = events.iter().filter(|e| keep(e)).map(|e| e.id).collect();
+fn ids_where(events: &[AuditEvent], keep: impl Fn(&AuditEvent) -> bool, newest_first: bool) -> Vec<AuditEventId> {
+    let mut ids: Vec<AuditEventId> = events.iter().filter(|e| keep(e)).map(|e| e.id).collect();
     if newest_first {
         ids.reverse();
     }
@@ -160,7 +164,7 @@ async fn a_tokens_events_are_listed_newest_first_with_the_spec_record() {
     for rec in list {
         let keys: Vec<&str> = rec.as_object().unwrap().keys().map(String::as_str).collect();
         assert_eq!(keys, RECORD_FIELDS);
-        let e = stored.iter().find(|e| Some(e.id) == rec["id"].as_i64()).unwrap();
+        let e = stored.iter().find(|e| Some(e.id.get()) == rec["id"].as_i64()).unwrap();
         assert_eq!(
             rec,
             &json!({
@@ -206,7 +210,7 @@ async fn every_filter_and_combination_returns_exactly_the_matching_events() {
     let all = t.audit(a.id).await;
     assert!(all.len() > 300);
 
-    let at = |i: i64| rfc3339(SEED_EPOCH + 60 * i);
+    let at = |i: i64| rfc3339(SEED_EPOCH.plus_secs(60 * i));
     type Keep = Box<dyn Fn(&AuditEvent) -> bool>;
     let cases: Vec<(String, Keep)> = vec![
         ("".into(), Box::new(|_| true)),
@@ -226,7 +230,10 @@ async fn every_filter_and_combination_returns_exactly_the_matching_events() {
             "filter[source_type]=user&filter[source_id]=1003".into(),
             Box::new(|e| e.source_type == SourceType::User && e.source_id == 1003),
         ),
-        ("filter[actor_id]=1002".into(), Box::new(|e| e.actor_id == Some(1002))),
+        (
+            "filter[actor_id]=1002".into(),
+            Box::new(|e| e.actor_id == Some(UserId::new(1002))),
+        ),
         (
             "filter[ip_address]=10.0.0.1".into(),
             Box::new(|e| e.ip_address.as_deref() == Some("10.0.0.1")),
@@ -239,7 +246,7 @@ async fn every_filter_and_combination_returns_exactly_the_matching_events() {
         ("filter[action]=rotate".into(), Box::new(|e| e.action == Action::Rotate)),
         (
             format!("filter[created_at][]={}&filter[created_at][]={}", at(10), at(20)),
-            Box::new(|e| (SEED_EPOCH + 600..=SEED_EPOCH + 1200).contains(&e.created_at)),
+            Box::new(|e| (SEED_EPOCH.plus_secs(600)..=SEED_EPOCH.plus_secs(1200)).contains(&e.created_at)),
         ),
         (
             format!(
@@ -252,12 +259,12 @@ async fn every_filter_and_combination_returns_exactly_the_matching_events() {
                 e.source_type == SourceType::ApiToken
                     && e.action == Action::Update
                     && e.ip_address.as_deref() == Some("2001:db8::1")
-                    && (SEED_EPOCH + 60..=SEED_EPOCH + 15_000).contains(&e.created_at)
+                    && (SEED_EPOCH.plus_secs(60)..=SEED_EPOCH.plus_secs(15_000)).contains(&e.created_at)
             }),
         ),
         (
             "filter[actor_id]=1001&filter[action]=destroy".into(),
-            Box::new(|e| e.actor_id == Some(1001) && e.action == Action::Destroy),
+            Box::new(|e| e.actor_id == Some(UserId::new(1001)) && e.action == Action::Destroy),
         ),
         (
             "filter[action]=create&filter[actor_id]=999999".into(),
@@ -280,14 +287,14 @@ async fn cursor_pages_walk_forwards_and_back_in_both_orders() {
     let a = t.account().await;
     let auth = t.admin_auth(&a).await;
     seed(&t.db.direct().await, a.id, 23, false).await;
-    let all: Vec<i64> = t.audit(a.id).await.iter().map(|e| e.id).collect();
+    let all: Vec<AuditEventId> = t.audit(a.id).await.iter().map(|e| e.id).collect();
 
     for (sort, newest_first) in [("-created_at", true), ("created_at", false)] {
         let mut want = all.clone();
         if newest_first {
             want.reverse();
         }
-        let mut pages: Vec<Vec<i64>> = Vec::new();
+        let mut pages: Vec<Vec<AuditEventId>> = Vec::new();
         let mut url = Some(t.url(&format!("/api/v2/audit_logs?sort={sort}&page[size]=5")));
         let mut first = true;
         while let Some(u) = url {
@@ -336,7 +343,7 @@ async fn cursor_pages_walk_forwards_and_back_in_both_orders() {
 }
 
 /// The opaque cursor of an id, as the API hands them out.
-fn cursor(id: i64) -> String {
+fn cursor(id: AuditEventId) -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("id:{id}"))
 }
@@ -350,7 +357,7 @@ async fn a_walk_sees_every_event_that_existed_at_its_start_exactly_once_while_10
     let token_id = t.token_described(&a, Some("busy")).await.id;
 
     for sort in ["-created_at", "created_at"] {
-        let existing: Vec<i64> = t.audit(a.id).await.iter().map(|e| e.id).collect();
+        let existing: Vec<AuditEventId> = t.audit(a.id).await.iter().map(|e| e.id).collect();
         // The walk begins with its first page; only then does the writer start.
         let first = t
             .get(&format!("/api/v2/audit_logs?sort={sort}&page[size]=13"), &auth)
@@ -395,9 +402,9 @@ async fn a_walk_sees_every_event_that_existed_at_its_start_exactly_once_while_10
             during >= 500,
             "the walk overlapped the writes ({during} written during it)"
         );
-        let unique: HashSet<i64> = seen.iter().copied().collect();
+        let unique: HashSet<AuditEventId> = seen.iter().copied().collect();
         assert_eq!(unique.len(), seen.len(), "{sort}: an event was served twice");
-        let old: Vec<i64> = seen.iter().copied().filter(|id| existing.contains(id)).collect();
+        let old: Vec<AuditEventId> = seen.iter().copied().filter(|id| existing.contains(id)).collect();
         let mut want = existing.clone();
         if sort == "-created_at" {
             want.reverse();
@@ -411,7 +418,7 @@ async fn a_walk_sees_every_event_that_existed_at_its_start_exactly_once_while_10
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_audit_log_is_for_admins_on_enterprise_plans_only() {
     let t = TestApp::spawn().await;
-    let paths = |id: i64| {
+    let paths = |id: AuditEventId| {
         vec![
             "/api/v2/audit_logs".to_owned(),
             format!("/api/v2/audit_logs/{id}.json"),
@@ -491,7 +498,7 @@ async fn another_accounts_events_and_unknown_ids_are_not_found() {
     )
     .await;
     assert!(ids.is_empty());
-    let mine: Vec<i64> = t.audit(a.id).await.iter().rev().map(|e| e.id).collect();
+    let mine: Vec<AuditEventId> = t.audit(a.id).await.iter().rev().map(|e| e.id).collect();
     assert_eq!(walk(&t, &auth, "/api/v2/audit_logs").await, mine);
 }
 
@@ -536,7 +543,11 @@ async fn invalid_filters_cursors_and_dates_answer_400_with_the_spec_body() {
         "page[after]=garbage".to_owned(),
         "page[after]=".to_owned(),
         "page[before]=aWQ6LTE".to_owned(),
-        format!("page[after]={}&page[before]={}", cursor(5), cursor(9)),
+        format!(
+            "page[after]={}&page[before]={}",
+            cursor(AuditEventId::new(5)),
+            cursor(AuditEventId::new(9))
+        ),
         format!("page[after]={}", "A".repeat(5000)),
     ];
     for q in &bad {
@@ -562,8 +573,8 @@ async fn invalid_filters_cursors_and_dates_answer_400_with_the_spec_body() {
     }
     // A cursor past either end is simply an empty page.
     for q in [
-        format!("page[before]={}", cursor(0)),
-        format!("page[after]={}", cursor(i64::MAX)),
+        format!("page[before]={}", cursor(AuditEventId::new(0))),
+        format!("page[after]={}", cursor(AuditEventId::new(i64::MAX))),
     ] {
         let v = t
             .get(&format!("/api/v2/audit_logs?sort=created_at&{q}"), &auth)
@@ -618,7 +629,10 @@ async fn exports_hold_every_matching_record_in_csv_and_json_lines() {
     let text = r.text();
     assert!(text.ends_with('\n'));
     let lines: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    let ids: Vec<i64> = lines.iter().map(|l| l["id"].as_i64().unwrap()).collect();
+    let ids: Vec<AuditEventId> = lines
+        .iter()
+        .map(|l| AuditEventId::new(l["id"].as_i64().unwrap()))
+        .collect();
     assert_eq!(ids, ids_where(&all, |_| true, true));
     let listed = t.get("/api/v2/audit_logs?page[size]=3", &auth).await.json();
     assert_eq!(listed["audit_logs"].as_array().unwrap()[..], lines[..3]);
@@ -721,7 +735,7 @@ async fn exporting_200000_events_keeps_the_server_memory_flat() {
         .fetch_one(pool)
         .await
         .unwrap();
-    seed(&raw, account, EVENTS, false).await;
+    seed(&raw, AccountId::new(account), EVENTS, false).await;
     let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM audit_events WHERE account_id = $1")
         .bind(account)
         .fetch_one(pool)
@@ -801,7 +815,7 @@ async fn audit_verify_passes_an_intact_chain_and_names_an_edited_event() {
     let victim = events.iter().find(|e| e.action == Action::Deactivate).unwrap().id;
     let raw = t.db.direct().await;
     let sql = "UPDATE audit_events SET action = 'update', change_description = 'nothing to see' WHERE id = $1";
-    assert_eq!(raw.execute(sql, &ints(&[victim])).await, 1);
+    assert_eq!(raw.execute(sql, &ints(&[victim.get()])).await, 1);
     let out = t.db.cli(&["audit", "verify", "--account", &a.subdomain]).await;
     assert_eq!(out.code, 1, "{out:?}");
     assert!(out.stdout.contains(&format!("event {victim} ")), "{out:?}");
@@ -823,7 +837,7 @@ async fn audit_verify_names_the_event_after_a_deleted_one() {
     let (deleted, next) = (events[2].id, events[3].id);
     let raw = t.db.direct().await;
     assert_eq!(
-        raw.execute("DELETE FROM audit_events WHERE id = $1", &ints(&[deleted]))
+        raw.execute("DELETE FROM audit_events WHERE id = $1", &ints(&[deleted.get()]))
             .await,
         1
     );
@@ -835,7 +849,7 @@ async fn audit_verify_names_the_event_after_a_deleted_one() {
     let b = t.account().await;
     let moved = events[1].id;
     let sql = "UPDATE audit_events SET account_id = $1 WHERE id = $2";
-    assert_eq!(raw.execute(sql, &ints(&[b.id, moved])).await, 1);
+    assert_eq!(raw.execute(sql, &ints(&[b.id.get(), moved.get()])).await, 1);
     let out = t.db.cli(&["audit", "verify", "--account", &a.subdomain]).await;
     assert_eq!(out.code, 1, "{out:?}");
     assert!(out.stdout.contains(&format!("event {next} ")), "{out:?}");

@@ -4,6 +4,8 @@
 //! no event for a no-op, and an intact hash chain.
 
 use latchkey_core::audit::{ActorType, AuditEvent, SourceType};
+use latchkey_core::id::AuditEventId;
+use latchkey_core::time::Timestamp;
 use latchkey_core::user::Role;
 use serde_json::json;
 
@@ -101,12 +103,12 @@ async fn each_token_change_over_the_api_writes_one_exact_event_by_the_user_and_a
     );
     for e in &events {
         assert_eq!(e.account_id, a.id);
-        assert_eq!(e.source_id, id);
+        assert_eq!(e.source_id, id.get());
         assert_eq!(e.actor_type, ActorType::User);
         assert_eq!(e.actor_id, Some(a.admin.id));
         assert_eq!(e.actor_name, a.admin.name);
         assert_eq!(e.ip_address.as_deref(), Some("127.0.0.1"));
-        assert!(e.id > 0 && e.created_at > 0);
+        assert!(e.id > AuditEventId::new(0) && e.created_at > Timestamp::EPOCH);
     }
     assert!(t.audit_chain_intact(a.id).await);
 }
@@ -180,7 +182,7 @@ async fn setting_and_user_changes_are_audited_and_no_ops_are_not() {
         ]
     );
     assert!(events.iter().take(3).all(|e| e.source_id == uid));
-    assert_eq!(events[3].source_id, a.id);
+    assert_eq!(events[3].source_id, a.id.get());
     assert!(events
         .iter()
         .all(|e| e.actor_type == ActorType::User && e.ip_address.as_deref() == Some("127.0.0.1")));

@@ -215,7 +215,7 @@ async fn any_verified_user_of_the_account_can_use_any_of_its_tokens() {
         let r = t.get("/api/v2/users/me.json", &basic(&u.email, &tok.plain)).await;
         assert_eq!(r.status, 200, "{role:?}");
         let me = &r.json()["user"];
-        assert_eq!(me["id"], u.id);
+        assert_eq!(me["id"], json!(u.id));
         assert_eq!(me["email"], u.email.as_str());
         assert_eq!(me["role"], role.as_str());
         assert_eq!(me["verified"], true);
@@ -241,7 +241,7 @@ async fn a_token_created_by_an_admin_who_is_later_deleted_keeps_working() {
     assert_eq!(t.me_status(&basic(&second.email, &token)).await, 401);
     assert_eq!(t.me_status(&basic(&a.admin.email, &token)).await, 200);
     let rec = t.get(&format!("/api/v2/api_tokens/{id}"), &auth).await.json();
-    assert_eq!(rec["api_token"]["user_id"], second.id);
+    assert_eq!(rec["api_token"]["user_id"], json!(second.id));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -355,13 +355,13 @@ async fn another_accounts_tokens_and_users_are_not_found() {
         .as_array()
         .unwrap()
         .iter()
-        .all(|u| u["id"] != b.admin.id && u["id"] != b_agent.id));
+        .all(|u| u["id"] != json!(b.admin.id) && u["id"] != json!(b_agent.id)));
     let tokens = t.get("/api/v2/api_tokens", &auth).await.json();
     assert!(tokens["api_tokens"]
         .as_array()
         .unwrap()
         .iter()
-        .all(|x| x["id"] != b_tok.id && x["id"] != b_off.id));
+        .all(|x| x["id"] != json!(b_tok.id) && x["id"] != json!(b_off.id)));
     // B is untouched.
     assert_eq!(t.me_status(&basic(&b_agent.email, &b_tok.plain)).await, 200);
     assert_eq!(t.audit(b.id).await.len(), b_audit);
@@ -430,8 +430,9 @@ async fn turning_token_access_off_refuses_every_token_and_turning_it_on_restores
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn too_many_failed_attempts_are_refused_with_429_before_any_lookup() {
     // The window is a calendar minute: fix the time 15 s into one.
-    let minute_start = latchkey_core::time::SystemClock.now().div_euclid(60) * 60;
-    let clock = TestClock::at(minute_start + 15);
+    let now = latchkey_core::time::SystemClock.now();
+    let minute_start = now.minus_secs(now.unix().rem_euclid(60));
+    let clock = TestClock::at(minute_start.plus_secs(15));
     let t = TestApp::spawn_with_clock(clock.clone(), |c| c.failed_auth_per_minute = 3).await;
     let a = t.account().await;
     let tok = t.token(&a).await;

@@ -20,7 +20,7 @@ struct Opened {
 impl Opened {
     /// The account's tokens through the service layer, as the operator.
     async fn tokens(&self, acct: &Account) -> Result<Vec<ApiToken>, AppError> {
-        let (access, _) = self.app.operator(&acct.subdomain).await?;
+        let (access, _) = self.app.operator(acct.subdomain.as_str()).await?;
         self.app.tokens(&access).await
     }
 
@@ -164,7 +164,7 @@ async fn account_create_prints_a_one_time_password_and_refuses_a_taken_subdomain
         .await
         .unwrap()
         .expect("the admin");
-    assert_eq!(user.email, "Owner@Acme.test", "stored as given");
+    assert_eq!(user.email.as_str(), "Owner@Acme.test", "stored as given");
     assert_eq!(user.role.as_str(), "admin");
     assert!(user.verified);
     assert!(latchkey_app::password::verify_blocking(

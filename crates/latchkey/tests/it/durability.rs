@@ -105,7 +105,7 @@ async fn changes_acknowledged_before_sigkill_survive_with_their_audit_events() {
     }
     // And no change without its event: every stored token has one.
     for t in app.tokens(account.id).await.unwrap() {
-        assert!(created.contains(&t.id), "token {} has no create event", t.id);
+        assert!(created.contains(&t.id.get()), "token {} has no create event", t.id);
     }
     let out = db.cli(&["audit", "verify", "--account", &subdomain]).await;
     assert_eq!(out.code, 0, "{out:?}");

@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use latchkey_core::id::TokenId;
 use serde_json::json;
 use sqlx::Connection as _;
 use tokio::net::{TcpListener, TcpStream};
@@ -61,7 +62,7 @@ async fn status(client: &reqwest::Client, node: &ServeProcess, auth: &str) -> u1
     get_status(client, &node.url("/api/v2/users/me"), auth).await
 }
 
-async fn set_active(client: &reqwest::Client, node: &ServeProcess, admin: &str, token_id: i64, active: bool) {
+async fn set_active(client: &reqwest::Client, node: &ServeProcess, admin: &str, token_id: TokenId, active: bool) {
     let r = client
         .put(node.url(&format!("/api/v2/api_tokens/{token_id}")))
         .header("authorization", admin)

@@ -15,6 +15,7 @@ use latchkey_app::{AdminAccess, App};
 use latchkey_core::{
     account::{AccountPatch, NewAccount, Plan, Subdomain},
     audit::AuditEvent,
+    id::{AccountId, TokenId, UserId},
     time::{Clock, Timestamp},
     token::TokenPrefix,
     user::{Email, NewUser, Role, UserPatch},
@@ -59,7 +60,7 @@ pub struct TestClock(std::sync::atomic::AtomicI64);
 
 impl TestClock {
     pub fn at(t: Timestamp) -> Arc<TestClock> {
-        Arc::new(TestClock(std::sync::atomic::AtomicI64::new(t)))
+        Arc::new(TestClock(std::sync::atomic::AtomicI64::new(t.unix())))
     }
 
     pub fn advance(&self, seconds: i64) {
@@ -69,7 +70,7 @@ impl TestClock {
 
 impl Clock for TestClock {
     fn now(&self) -> Timestamp {
-        self.0.load(Ordering::SeqCst)
+        Timestamp::from_unix(self.0.load(Ordering::SeqCst))
     }
 }
 
@@ -204,10 +205,10 @@ impl TestApp {
         let (account, user) = self.app.create_account(new, admin).await.expect("create account");
         TestAccount {
             id: account.id,
-            subdomain: account.subdomain,
+            subdomain: account.subdomain.to_string(),
             admin: TestUser {
                 id: user.id,
-                email: user.email,
+                email: user.email.to_string(),
                 name: user.name,
                 role: Role::Admin,
             },
@@ -253,7 +254,7 @@ impl TestApp {
         }
         TestUser {
             id: user.id,
-            email: user.email,
+            email: user.email.to_string(),
             name: user.name,
             role,
         }
@@ -296,7 +297,7 @@ impl TestApp {
     }
 
     /// An account's audit events, oldest first.
-    pub async fn audit(&self, account_id: i64) -> Vec<AuditEvent> {
+    pub async fn audit(&self, account_id: AccountId) -> Vec<AuditEvent> {
         self.store()
             .await
             .audit_chain(account_id)
@@ -308,7 +309,7 @@ impl TestApp {
     }
 
     /// True when the account's audit hash chain is intact.
-    pub async fn audit_chain_intact(&self, account_id: i64) -> bool {
+    pub async fn audit_chain_intact(&self, account_id: AccountId) -> bool {
         let chain = self
             .store()
             .await
@@ -356,7 +357,7 @@ impl TestApp {
     }
 
     /// Creates a token over the API as `auth`; the reply must be 201.
-    pub async fn api_create_token(&self, auth: &str, description: Option<&str>) -> (i64, String) {
+    pub async fn api_create_token(&self, auth: &str, description: Option<&str>) -> (TokenId, String) {
         let body = match description {
             Some(d) => serde_json::json!({"api_token": {"description": d}}),
             None => serde_json::json!({}),
@@ -365,7 +366,7 @@ impl TestApp {
         assert_eq!(r.status, 201, "create token: {}", r.text());
         let v = r.json();
         (
-            v["api_token"]["id"].as_i64().expect("id"),
+            TokenId::new(v["api_token"]["id"].as_i64().expect("id")),
             v["api_token"]["token"].as_str().expect("token").to_owned(),
         )
     }
@@ -387,14 +388,14 @@ impl Drop for TestApp {
 /// An account made by [`TestApp::account_with`], with its admin.
 #[derive(Debug, Clone)]
 pub struct TestAccount {
-    pub id: i64,
+    pub id: AccountId,
     pub subdomain: String,
     pub admin: TestUser,
 }
 
 #[derive(Debug, Clone)]
 pub struct TestUser {
-    pub id: i64,
+    pub id: UserId,
     pub email: String,
     pub name: String,
     pub role: Role,
@@ -410,8 +411,14 @@ pub enum UserState {
 
 #[derive(Debug, Clone)]
 pub struct TestToken {
-    pub id: i64,
+    pub id: TokenId,
     pub plain: String,
+}
+
+/// A record's id from its JSON, as its typed id (ids are plain numbers in
+/// JSON).
+pub fn json_id<Id: serde::de::DeserializeOwned>(v: &Value) -> Id {
+    serde_json::from_value(v.clone()).expect("an id")
 }
 
 /// `Basic base64("{email}/token:{token}")`.

@@ -1,6 +1,7 @@
 //! SPEC §3 and §5 for API tokens over HTTP: the format, what a response
 //! shows, the lifecycle, the limit, status codes, URLs and content type.
 
+use latchkey_core::id::TokenId;
 use latchkey_core::token::{has_valid_checksum, NewToken, PlainToken, TokenPrefix};
 use serde_json::{json, Value};
 
@@ -34,7 +35,7 @@ async fn a_created_token_has_the_spec_format_and_visible_token() {
     assert_eq!(rec["visible_token"], expected_visible.as_str());
     assert_eq!(rec["description"], "Jira sync", "descriptions are trimmed");
     assert_eq!(rec["active"], true);
-    assert_eq!(rec["user_id"], acct.admin.id);
+    assert_eq!(rec["user_id"], json!(acct.admin.id));
     assert_eq!(rec["assigned_user_id"], Value::Null);
     assert_eq!(rec["last_used"], Value::Null);
     assert!(is_rfc3339_seconds(&rec["created_at"]), "{}", rec["created_at"]);
@@ -286,11 +287,11 @@ async fn the_list_is_newest_first_with_count_and_limit() {
     let r = t.get("/api/v2/api_tokens", &auth).await;
     assert_eq!(r.status, 200);
     let v = r.json();
-    let ids: Vec<i64> = v["api_tokens"]
+    let ids: Vec<TokenId> = v["api_tokens"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|t| t["id"].as_i64().unwrap())
+        .map(|t| json_id(&t["id"]))
         .collect();
     assert_eq!(ids.len(), 3);
     assert_eq!(&ids[..2], &[b, a]);
@@ -432,7 +433,11 @@ async fn a_deleted_token_is_gone_for_good() {
     );
     assert_eq!(t.me_status(&basic(&acct.admin.email, &token)).await, 401);
     let list = t.get("/api/v2/api_tokens", &auth).await.json();
-    assert!(list["api_tokens"].as_array().unwrap().iter().all(|t| t["id"] != id));
+    assert!(list["api_tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|t| t["id"] != json!(id)));
     assert!(t.store().await.token(acct.id, id).await.unwrap().is_none());
 }
 

@@ -4,6 +4,7 @@
 
 use std::collections::HashSet;
 
+use latchkey_core::id::UserId;
 use latchkey_core::user::Role;
 use serde_json::{json, Value};
 
@@ -95,7 +96,11 @@ async fn suspending_deleting_and_demoting_take_effect_on_the_next_request() {
         404
     );
     let list = t.get("/api/v2/users?page[size]=100", &auth).await.json();
-    assert!(list["users"].as_array().unwrap().iter().all(|u| u["id"] != other.id));
+    assert!(list["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|u| u["id"] != json!(other.id)));
     // The record is kept (soft delete).
     assert!(t.store().await.user(other.id).await.unwrap().unwrap().deleted);
 }
@@ -113,7 +118,7 @@ async fn the_user_list_walks_forwards_and_backwards_by_cursor() {
     let other = t.account().await;
     t.user(&other, Role::Agent, UserState::Verified).await;
 
-    let mut seen: Vec<i64> = Vec::new();
+    let mut seen: Vec<UserId> = Vec::new();
     let mut next = Some(t.url("/api/v2/users.json?page[size]=3"));
     let mut pages = Vec::new();
     while let Some(url) = next {
@@ -121,11 +126,11 @@ async fn the_user_list_walks_forwards_and_backwards_by_cursor() {
         let r = t.get(&path, &auth).await;
         assert_eq!(r.status, 200, "{}", r.text());
         let v = r.json();
-        let ids: Vec<i64> = v["users"]
+        let ids: Vec<UserId> = v["users"]
             .as_array()
             .unwrap()
             .iter()
-            .map(|u| u["id"].as_i64().unwrap())
+            .map(|u| json_id(&u["id"]))
             .collect();
         assert!(ids.len() <= 3);
         seen.extend(&ids);

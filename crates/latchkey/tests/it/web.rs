@@ -11,6 +11,7 @@ use latchkey_app::sign_in::FAILED_SIGN_INS_PER_LOGIN;
 use latchkey_core::{
     account::Plan,
     audit::ActorType,
+    id::{TokenId, UserId},
     token::TokenHash,
     user::{Email, NewUser, Role},
 };
@@ -23,7 +24,7 @@ const PASSWORD: &str = "correct horse battery staple";
 
 /// Every form an admin can post, with a CSRF-less body that would be valid
 /// otherwise (ids are filled in by the caller).
-fn admin_post_paths(token_id: i64, user_id: i64) -> Vec<String> {
+fn admin_post_paths(token_id: TokenId, user_id: UserId) -> Vec<String> {
     vec![
         "/admin/apis/api-tokens".to_owned(),
         format!("/admin/apis/api-tokens/{token_id}/edit"),
@@ -377,9 +378,13 @@ async fn an_idle_session_and_an_old_session_expire() {
         .unwrap();
     let now = app.app.now();
     let cases = [
-        (now - IDLE_TIMEOUT + 120, now - IDLE_TIMEOUT + 120, 200),
-        (now - IDLE_TIMEOUT - 5, now - IDLE_TIMEOUT - 5, 303),
-        (now - ABSOLUTE_TIMEOUT - 5, now, 303),
+        (
+            now.minus_secs(IDLE_TIMEOUT - 120),
+            now.minus_secs(IDLE_TIMEOUT - 120),
+            200,
+        ),
+        (now.minus_secs(IDLE_TIMEOUT + 5), now.minus_secs(IDLE_TIMEOUT + 5), 303),
+        (now.minus_secs(ABSOLUTE_TIMEOUT + 5), now, 303),
     ];
     let original = store.session(&hash).await.unwrap().unwrap();
     for (created_at, last_seen_at, status) in cases {
@@ -395,7 +400,7 @@ async fn an_idle_session_and_an_old_session_expire() {
             .await
             .unwrap();
         let r = Reply::from(res).await;
-        assert_eq!(r.status, status, "created {created_at}, last seen {last_seen_at}");
+        assert_eq!(r.status, status, "created {created_at:?}, last seen {last_seen_at:?}");
         if status == 303 {
             assert_eq!(location(&r), "/login");
             assert!(
@@ -563,7 +568,7 @@ async fn page_changes_are_audited_as_the_signed_in_user_with_the_client_address(
     assert_eq!(event.actor_type, ActorType::User);
     assert_eq!(event.actor_name, "Web admin");
     assert_eq!(event.ip_address.as_deref(), Some("127.0.0.1"));
-    assert_eq!(event.source_id, token.id);
+    assert_eq!(event.source_id, token.id.get());
 }
 
 #[tokio::test]
@@ -668,7 +673,7 @@ async fn names_with_markup_are_escaped_on_the_people_page() {
         .await
         .unwrap()
         .0;
-    let added = users.iter().find(|u| u.email == "markup@example.com").unwrap();
+    let added = users.iter().find(|u| u.email.as_str() == "markup@example.com").unwrap();
     assert_eq!((added.role, added.verified), (Role::Agent, true));
 
     // A bad email is refused on the form, with the domain's own message.

@@ -4,6 +4,7 @@
 //! The target is the suite's selected database (SQLite, or PostgreSQL on the
 //! PostgreSQL pass), and a copy back to SQLite covers the other direction.
 
+use latchkey_core::id::UserId;
 use latchkey_core::token::TokenPatch;
 use latchkey_store::Store;
 
@@ -19,9 +20,14 @@ async fn contents(url: &str) -> Vec<String> {
         let mut id = 1;
         let max_user = 64;
         while id <= max_user {
-            if let Some(u) = store.user(id).await.unwrap().filter(|u| u.account_id == account.id) {
+            if let Some(u) = store
+                .user(UserId::new(id))
+                .await
+                .unwrap()
+                .filter(|u| u.account_id == account.id)
+            {
                 let secret = store
-                    .user_credentials(account.id, &u.email.to_lowercase())
+                    .user_credentials(account.id, &u.email.normalized())
                     .await
                     .unwrap()
                     .map(|(_, hash)| hash.is_some());
@@ -147,7 +153,7 @@ async fn copy_db_refuses_a_target_that_already_holds_data() {
     assert!(out.stderr.contains("already holds data"), "{out:?}");
     let accounts = target.store().await.accounts().await.unwrap();
     assert_eq!(accounts.len(), 1);
-    assert_eq!(accounts[0].subdomain, kept.subdomain);
+    assert_eq!(accounts[0].subdomain.as_str(), kept.subdomain);
 
     let out = cli(
         &source.db.url,
