@@ -132,7 +132,7 @@ pub enum OnOff {
     Off,
 }
 
-/// The plans of SPEC §1; a value outside them is a bad argument (exit 2).
+/// The plans docs/api.md lists for an account; a value outside them is a bad argument (exit 2).
 const PLANS: [&str; 5] = ["team", "growth", "professional", "enterprise", "enterprise_plus"];
 
 #[derive(Debug, Subcommand)]

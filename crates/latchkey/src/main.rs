@@ -1,5 +1,5 @@
 //! The `latchkey` command: run the server, migrate, and manage accounts,
-//! users and tokens directly on the database (SPEC §10.1). The CLI acts as
+//! users and tokens directly on the database (README.md, "Command line"). The CLI acts as
 //! the operator: every command goes through the service layer
 //! (`latchkey_app::App`) with the operator's `AdminAccess`, obtained by
 //! resolving the account's subdomain (`App::operator`); its changes are
@@ -50,7 +50,7 @@ fn main() -> ExitCode {
 }
 
 /// `--help` and `--version` print as clap renders them; bad arguments exit 2
-/// with clap's message folded onto one line (SPEC §10.1).
+/// with clap's message folded onto one line (README.md, "Command line").
 fn usage_error(e: clap::Error) -> ExitCode {
     use clap::error::ErrorKind;
     if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {

@@ -22,7 +22,7 @@ pub struct ServerConfig {
     /// Failed authentications allowed per client address per minute.
     pub failed_auth_per_minute: u32,
     /// How long a process that has lost its database keeps verifying from
-    /// memory before it answers 503 (SPEC §10.3).
+    /// memory before it answers 503 (README.md, "Running several nodes").
     pub max_staleness: Duration,
 }
 

@@ -1,4 +1,4 @@
-//! SPEC §1 and §5.2 for the account over HTTP: its record for any user,
+//! docs/api.md, "Account and settings", over HTTP: its record for any user,
 //! and the settings for admins.
 
 use std::collections::HashSet;

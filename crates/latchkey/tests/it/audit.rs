@@ -1,4 +1,4 @@
-//! SPEC §6.2–6.4: reading the audit log over the API (records, every
+//! docs/api.md, "Audit log": reading the audit log over the API (records, every
 //! filter, cursor pages that stay stable while events are written, plan and
 //! role gating, 400s for bad queries), exporting it as CSV and JSON Lines in
 //! constant memory, and `latchkey audit verify` catching a row edited or

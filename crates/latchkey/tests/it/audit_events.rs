@@ -1,4 +1,4 @@
-//! SPEC §6.1–6.2: every change writes its audit event, with the exact
+//! docs/api.md, "Audit log": every change writes its audit event, with the exact
 //! action, source and description, the right actor (user with the client
 //! address for the API, operator for the CLI, system for the first run),
 //! no event for a no-op, and an intact hash chain.

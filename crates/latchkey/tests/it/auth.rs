@@ -1,4 +1,4 @@
-//! SPEC §4: authenticating with `{email}/token:{token}`, every failure
+//! docs/api.md, "Authentication": authenticating with `{email}/token:{token}`, every failure
 //! answering the same 401, the hints, roles, account isolation, the token
 //! access setting and the limit on failed attempts.
 

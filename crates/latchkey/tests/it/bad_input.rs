@@ -1,6 +1,6 @@
 //! Every input is hostile: a table of malformed, oversized and unexpected
 //! requests, sent as raw bytes so that nothing in a client library tidies
-//! them up. None may answer 5xx, each answers the SPEC's error body, and
+//! them up. None may answer 5xx, each answers docs/api.md's error body, and
 //! none changes anything.
 
 use serde_json::{json, Value};
@@ -642,7 +642,7 @@ async fn hostile_requests_get_clear_4xx_answers_and_change_nothing() {
     );
 }
 
-/// `None` when the answer is what the case expects, in the SPEC's shape.
+/// `None` when the answer is what the case expects, in docs/api.md's shape.
 fn check(c: &Case, status: u16, body: &[u8]) -> Option<String> {
     if status >= 500 {
         return Some("a 5xx".into());
@@ -775,7 +775,7 @@ async fn arbitrary_authorization_bytes_never_cause_a_server_error() {
             r.status,
             String::from_utf8_lossy(&value)
         );
-        // Anything the server parsed is a 200 (the real credentials) or the SPEC's 401.
+        // Anything the server parsed is a 200 (the real credentials) or docs/api.md's 401.
         if r.status == 401 {
             let body: Value = serde_json::from_slice(&r.body).unwrap();
             assert!(

@@ -1,4 +1,4 @@
-//! SPEC §10.1 with the real binary: each command, its output and exit code
+//! README.md, "Command line", with the real binary: each command, its output and exit code
 //! (0 done, 1 refused, 2 bad arguments with a one-line message), `--help`,
 //! and the first run of `serve`.
 

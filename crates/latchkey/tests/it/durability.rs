@@ -1,4 +1,5 @@
-//! SPEC §10.3 and §11 with the real binary: an acknowledged change survives
+//! README.md, "Running several nodes", and ARCHITECTURE.md, "Invariants",
+//! with the real binary: an acknowledged change survives
 //! SIGKILL with its audit event, a change made by another process reaches a
 //! running server within 100 ms, and `last_used` reaches the database by
 //! the flusher and on a graceful stop without a write per request.

@@ -1,5 +1,5 @@
 //! Several real `latchkey serve` processes on one PostgreSQL database
-//! (SPEC §10.3, §3.5): how fast a change on one node reaches the other, that
+//! (README.md, "Running several nodes"; the token limit of docs/api.md): how fast a change on one node reaches the other, that
 //! a dropped listening connection loses no change, that a node cut off from
 //! its database stops vouching for stale data after `--max-staleness` and
 //! recovers by itself, and that the token limit holds across nodes.
@@ -258,7 +258,7 @@ mod cluster {
         let load_tasks = load(&[&a, &b], &loader, 2, &stop, &done, &wrong);
 
         const ROUNDS: usize = 200;
-        // From A's answer (the SPEC's "from the moment the request returns")
+        // From A's answer (the moment the request returns)
         // and, more conservatively, from when A was asked.
         let mut off = Vec::with_capacity(ROUNDS);
         let mut off_since_asked = Vec::with_capacity(ROUNDS);

@@ -1,4 +1,4 @@
-//! A token never reaches a log line (SPEC §3.2, §10.4): the real binary,
+//! A token never reaches a log line (docs/api.md, "The token format"): the real binary,
 //! logging at its most verbose in both formats, is fed every kind of
 //! request that carries a token, and its whole output is searched for it.
 

@@ -27,11 +27,11 @@ use reqwest::Method;
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
-/// The exact 401 body of SPEC §4.2.
+/// The exact 401 body of docs/api.md ("When authentication fails").
 pub const NOT_AUTHENTICATED: &str = r#"{"error":"Couldn't authenticate you"}"#;
-/// The exact 403 body of SPEC §4.2.
+/// The exact 403 body of docs/api.md ("Roles: 403").
 pub const FORBIDDEN: &str = r#"{"error":"Forbidden","description":"You do not have access to this page. Please contact the account owner of this help desk for further help."}"#;
-/// The exact 404 body of SPEC §5.1.
+/// The exact 404 body of docs/api.md ("Errors").
 pub const NOT_FOUND: &str = r#"{"error":"RecordNotFound","description":"Not found"}"#;
 pub const JSON_CONTENT_TYPE: &str = "application/json; charset=utf-8";
 

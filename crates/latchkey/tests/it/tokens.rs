@@ -1,4 +1,4 @@
-//! SPEC §3 and §5 for API tokens over HTTP: the format, what a response
+//! docs/api.md, "The token format" and "API tokens", over HTTP: the format, what a response
 //! shows, the lifecycle, the limit, status codes, URLs and content type.
 
 use latchkey_core::id::TokenId;

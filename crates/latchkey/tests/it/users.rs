@@ -1,4 +1,4 @@
-//! SPEC §2 and §5.2 for users over HTTP: creating, verifying, suspending,
+//! docs/api.md, "Users", over HTTP: creating, verifying, suspending,
 //! changing roles and soft-deleting, each taking effect on the very next
 //! request, and the cursor-paginated listing.
 

@@ -1,5 +1,5 @@
-//! SPEC §8 and §10.4: `/verify` for gateways (identity headers, every
-//! failure exactly as §4.2, any method, 429 before any lookup), the
+//! docs/api.md, "Gateway verification" and "Operations": `/verify` for gateways (identity headers, every
+//! failure exactly as in "When authentication fails", any method, 429 before any lookup), the
 //! operator endpoints `/healthz`, `/readyz` and `/metrics`, and the promise
 //! behind the hot path: verifying a request runs no database statement.
 
@@ -65,7 +65,7 @@ async fn verify_answers_200_with_the_identity_headers_and_no_body() {
         ("x-latchkey-user-email", agent.email.clone()),
         ("x-latchkey-role", "agent".to_owned()),
         ("x-latchkey-token-id", token.id.to_string()),
-        // Unrestricted: the token carries the user's full role (§9.1).
+        // Unrestricted: the token carries the user's full role (docs/api.md, "Gateway verification").
         ("x-latchkey-scopes", String::new()),
     ];
     for (name, value) in expected {
@@ -152,7 +152,7 @@ async fn every_verify_failure_is_the_spec_401() {
         assert_spec_401(&verify(&t, Method::GET, auth.as_deref()).await, case);
     }
 
-    // The syntactic hints of §4.2, which depend on the request text alone.
+    // The syntactic hints of docs/api.md ("When authentication fails"), which depend on the request text alone.
     let r = verify(
         &t,
         Method::GET,

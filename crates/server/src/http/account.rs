@@ -30,7 +30,7 @@ pub async fn update_settings(
     admin: Admin,
     JsonObject(body): JsonObject,
 ) -> ApiResult<Response> {
-    // The token policy (§9.5) is a known part of the settings that this
+    // The token policy (README.md, "Choices latchkey makes") is a known part of the settings that this
     // version cannot change yet: 422 ReadOnly rather than 400.
     let rec = record(body, "settings", &["api"], &["token_policy"])?;
     let api = match rec.get("api") {

@@ -1,4 +1,4 @@
-//! `/api/v2/audit_logs` (SPEC §6): an account's audit events for its admins
+//! `/api/v2/audit_logs` (docs/api.md, "Audit log"): an account's audit events for its admins
 //! on Enterprise plans, filtered and cursor-paged, one by id, or all of them
 //! streamed as CSV or JSON Lines in constant memory.
 
@@ -50,7 +50,7 @@ pub fn audit_log_url(base: &BaseUrl, id: AuditEventId) -> String {
     base.join(&format!("/api/v2/audit_logs/{id}.json"))
 }
 
-/// One record, with the fields of §6.2 in their order.
+/// One record, with the fields docs/api.md lists, in their order.
 pub fn record(base: &BaseUrl, e: &AuditEvent) -> Value {
     json!({
         "id": e.id,

@@ -1,6 +1,6 @@
 //! Authentication at the HTTP edge: the extractors that turn a request's
 //! `Authorization` header into an identity and a capability of the service
-//! layer (`UserAccess`, `AdminAccess`), or the SPEC's 401/403/429; and the
+//! layer (`UserAccess`, `AdminAccess`), or the 401/403/429 of docs/api.md; and the
 //! per-address limit on failed attempts (the state's `RateLimiter`).
 //!
 //! Handlers never check credentials themselves: a handler that takes
@@ -77,7 +77,7 @@ pub fn authenticate_with<R>(
 ) -> Result<R, ApiError> {
     let started = Instant::now();
     // Out of touch with the database for too long: what memory holds may
-    // miss a revocation, so refuse rather than trust it (SPEC §10.3).
+    // miss a revocation, so refuse rather than trust it (README.md, "Running several nodes").
     if state.app.is_stale(state.config.max_staleness) {
         return Err(ApiError::Stale);
     }

@@ -1,4 +1,4 @@
-//! Parsing the `Authorization` header (SPEC §4.1–4.2). Pure: no lookups,
+//! Parsing the `Authorization` header (docs/api.md, "Sending credentials" and "When authentication fails"). Pure: no lookups,
 //! so every hint it produces depends on the request's text alone. Any bytes
 //! at all parse to some outcome; nothing here can panic.
 

@@ -1,5 +1,6 @@
 //! `ApiError`: every failure the REST API can answer with, mapped to the
-//! SPEC's status codes and exact bodies (§4.2, §5.1). 5xx bodies are
+//! status codes and exact bodies of docs/api.md ("When authentication
+//! fails", "Errors"). 5xx bodies are
 //! opaque; the cause goes to the log under the request's id.
 
 use axum::http::{header, HeaderValue, StatusCode};
@@ -48,7 +49,7 @@ pub enum ApiError {
 
 pub type ApiResult<T> = Result<T, ApiError>;
 
-/// A JSON response with the SPEC's content type.
+/// A JSON response with the content type docs/api.md gives.
 pub fn json_response(status: StatusCode, body: &Value) -> Response {
     raw_json(status, body.to_string())
 }

@@ -1,5 +1,5 @@
 //! Reading request bodies, queries and paths as hostile input: every
-//! malformed, oversized or unexpected input becomes the SPEC's 4xx body, and
+//! malformed, oversized or unexpected input becomes the 4xx body docs/api.md gives, and
 //! no error message echoes more of the input than a field name.
 
 use axum::body::Body;
@@ -14,7 +14,7 @@ use super::error::ApiError;
 use crate::client::PathId;
 use crate::state::AppState;
 
-/// Largest accepted request body (§5.1).
+/// Largest accepted request body (docs/api.md, "Errors": 413).
 pub const BODY_LIMIT: usize = 64 * 1024;
 
 /// A request body that is a JSON object (an empty body counts as `{}`).

@@ -1,5 +1,5 @@
 //! Counters for the verification hot path, rendered in the Prometheus text
-//! format by `GET /metrics` (SPEC §10.4).
+//! format by `GET /metrics` (docs/api.md, "Operations").
 //!
 //! Plain atomics rather than a metrics crate: recording is two relaxed
 //! `fetch_add`s into fixed arrays (the result's counter and the latency

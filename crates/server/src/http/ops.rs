@@ -1,4 +1,4 @@
-//! Operator endpoints (SPEC §10.4): `/healthz` (the process answers),
+//! Operator endpoints (docs/api.md, "Operations"): `/healthz` (the process answers),
 //! `/readyz` (the database answers and the verifier is loaded) and
 //! `/metrics` (Prometheus text). None of them authenticates: they sit on
 //! the listen address for the orchestrator and the scraper, and show no

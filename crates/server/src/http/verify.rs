@@ -1,10 +1,10 @@
 //! `/verify`: the gateway's per-request question "may this request
-//! through?" (SPEC §8), for nginx `auth_request` and Traefik `forwardAuth`.
+//! through?" (docs/api.md, "Gateway verification"), for nginx `auth_request` and Traefik `forwardAuth`.
 //!
 //! Any method is accepted. The answer comes from the in-memory verifier
 //! through the same authentication as the REST API's
 //! [`ApiUser`](super::auth::ApiUser) extractor ([`authenticate_with`]), so
-//! failures are exactly §4.2's (401 with `WWW-Authenticate`, 429 with
+//! failures are exactly those of docs/api.md, "When authentication fails" (401 with `WWW-Authenticate`, 429 with
 //! `Retry-After` before any lookup) and no database statement runs. The
 //! headers are built from the identity as the verifier lends it, so a
 //! request clones no `Arc`. Success is 200 with no body and the identity in
@@ -18,7 +18,7 @@
 //! | `X-Latchkey-User-Email` | the user's email, as stored |
 //! | `X-Latchkey-Role` | `admin`, `agent` or `end_user` |
 //! | `X-Latchkey-Token-Id` | the token's id |
-//! | `X-Latchkey-Scopes` | empty: the token is unrestricted and carries the user's full role (scopes null, §9.1); a restricted token will list its scope names here, separated by spaces |
+//! | `X-Latchkey-Scopes` | empty: the token is unrestricted and carries the user's full role (scopes null; docs/api.md, "Gateway verification"); a restricted token will list its scope names here, separated by spaces |
 
 use axum::extract::FromRequestParts;
 use axum::http::{request::Parts, HeaderMap, HeaderName, HeaderValue, StatusCode};

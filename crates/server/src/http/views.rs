@@ -1,4 +1,4 @@
-//! How records look in JSON (SPEC §5): absolute `url`s, RFC 3339 times.
+//! How records look in JSON (docs/api.md, "Endpoints"): absolute `url`s, RFC 3339 times.
 
 use latchkey_core::{
     account::Account,
@@ -63,7 +63,7 @@ pub fn account(a: &Account) -> Value {
     })
 }
 
-/// `{"settings": …}`. The token policy (§9.5) is not enforced yet, so it
+/// `{"settings": …}`. The token policy (README.md, "Choices latchkey makes") is not enforced yet, so it
 /// reads as "no policy".
 pub fn settings(a: &Account) -> Value {
     json!({

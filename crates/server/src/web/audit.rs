@@ -21,7 +21,7 @@ use crate::state::AppState;
 const PATH: &str = "/admin/audit-log";
 const PAGE_SIZE: i64 = 50;
 
-/// The message of SPEC §5.1, shown instead of the log.
+/// The 403 message of docs/api.md ("Errors"), shown instead of the log.
 const UNAVAILABLE: &str = "The audit log is available on Enterprise plans.";
 
 /// One event as the table shows it.

@@ -1,4 +1,4 @@
-//! The Admin Center: server-rendered pages for account admins (SPEC §7).
+//! The Admin Center: server-rendered pages for account admins (README.md, "First run: a token from the browser").
 //! Pages call the same service layer as the REST API
 //! ([`latchkey_app::App`] with an [`latchkey_app::AdminAccess`]); they hold
 //! no rule of their own and never import the REST API's module.
