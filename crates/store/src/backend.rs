@@ -3,6 +3,7 @@
 //! `latchkey-core` and the order of the steps in `store.rs`.
 
 use async_trait::async_trait;
+use latchkey_core::secret::{CsrfToken, PasswordHash};
 use latchkey_core::{
     account::{Account, NewAccount},
     audit::AuditEvent,
@@ -42,8 +43,11 @@ pub trait Backend: Send + Sync + 'static {
     /// A user by id in any account, deleted or not.
     async fn user(&self, id: i64) -> Result<Option<User>>;
     /// An undeleted user by email, with the password hash for sign-in.
-    async fn user_credentials(&self, account_id: i64, email_normalized: &str)
-        -> Result<Option<(User, Option<String>)>>;
+    async fn user_credentials(
+        &self,
+        account_id: i64,
+        email_normalized: &str,
+    ) -> Result<Option<(User, Option<PasswordHash>)>>;
     /// Undeleted users with ids after/before a cursor, `limit` of them,
     /// in ascending id order.
     async fn users_page(
@@ -97,7 +101,7 @@ pub trait Tx: Send {
     async fn email_taken(&mut self, account_id: i64, email_normalized: &str) -> Result<bool>;
     async fn insert_user(&mut self, account_id: i64, new: &NewUser, now: Timestamp) -> Result<User>;
     async fn save_user(&mut self, user: &User, now: Timestamp) -> Result<()>;
-    async fn set_password(&mut self, user_id: i64, password_hash: &str) -> Result<()>;
+    async fn set_password(&mut self, user_id: i64, password_hash: &PasswordHash) -> Result<()>;
 
     async fn count_tokens(&mut self, account_id: i64) -> Result<i64>;
     async fn token(&mut self, account_id: i64, id: i64) -> Result<Option<ApiToken>>;
@@ -116,13 +120,13 @@ pub trait Tx: Send {
 
 /// A signed-in Admin Center session. The session id itself is never stored,
 /// only its SHA-256, so the table cannot be used to sign anyone in.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub struct SessionRecord {
     pub id_hash: [u8; 32],
     pub account_id: i64,
     pub user_id: i64,
     /// The token every form of this session must carry.
-    pub csrf_token: String,
+    pub csrf_token: CsrfToken,
     pub created_at: Timestamp,
     pub last_seen_at: Timestamp,
 }

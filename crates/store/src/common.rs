@@ -11,6 +11,7 @@
 use std::marker::PhantomData;
 
 use futures_util::TryStreamExt;
+use latchkey_core::secret::{CsrfToken, PasswordHash};
 use latchkey_core::{
     account::{Account, NewAccount},
     audit::AuditEvent,
@@ -233,7 +234,7 @@ where
         pool: &Pool<DB>,
         account_id: i64,
         email_normalized: &str,
-    ) -> Result<Option<(User, Option<String>)>> {
+    ) -> Result<Option<(User, Option<PasswordHash>)>> {
         let Some(row) = sqlx::query_as::<_, UserRow>(sql::LIVE_USER_BY_EMAIL)
             .bind(account_id)
             .bind(email_normalized)
@@ -247,7 +248,7 @@ where
             .bind(user.id)
             .fetch_one(pool)
             .await?;
-        Ok(Some((user, hash)))
+        Ok(Some((user, hash.map(PasswordHash::new))))
     }
 
     pub(crate) async fn users_page(
@@ -306,7 +307,7 @@ where
             .bind(new.email.normalized())
             .bind(new.role.as_str())
             .bind(new.verified)
-            .bind(new.password_hash.as_deref())
+            .bind(new.password_hash.as_ref().map(PasswordHash::expose_secret))
             .bind(now)
             .fetch_one(tx)
             .await?;
@@ -331,10 +332,10 @@ where
     pub(crate) async fn set_password<'e>(
         tx: impl Executor<'e, Database = DB>,
         user_id: i64,
-        password_hash: &str,
+        password_hash: &PasswordHash,
     ) -> Result<()> {
         sqlx::query(sql::SET_PASSWORD)
-            .bind(password_hash)
+            .bind(password_hash.expose_secret())
             .bind(user_id)
             .execute(tx)
             .await?;
@@ -531,7 +532,7 @@ where
             .bind(&s.id_hash[..])
             .bind(s.account_id)
             .bind(s.user_id)
-            .bind(s.csrf_token.as_str())
+            .bind(s.csrf_token.expose_secret())
             .bind(s.created_at)
             .bind(s.last_seen_at)
             .execute(pool)
@@ -549,7 +550,7 @@ where
                 id_hash: *id_hash,
                 account_id,
                 user_id,
-                csrf_token,
+                csrf_token: CsrfToken::new(csrf_token),
                 created_at,
                 last_seen_at,
             },

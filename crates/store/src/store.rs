@@ -6,6 +6,7 @@
 
 use std::sync::Arc;
 
+use latchkey_core::secret::PasswordHash;
 use latchkey_core::{
     account::{Account, AccountPatch, NewAccount},
     audit::{Action, Actor, AuditEvent, Source, GENESIS},
@@ -247,7 +248,7 @@ impl Store {
         &self,
         account_id: i64,
         id: i64,
-        password_hash: &str,
+        password_hash: &PasswordHash,
         actor: &Actor,
         now: Timestamp,
     ) -> Result<()> {
@@ -443,7 +444,7 @@ impl Store {
         &self,
         account_id: i64,
         email_normalized: &str,
-    ) -> Result<Option<(User, Option<String>)>> {
+    ) -> Result<Option<(User, Option<PasswordHash>)>> {
         self.backend.user_credentials(account_id, email_normalized).await
     }
 
