@@ -43,7 +43,7 @@ pub struct App {
     pub(crate) sign_in_limits: SignInLimits,
     /// A real Argon2id hash of a random password, checked for unknown
     /// emails so that a sign-in takes as long as for a wrong password.
-    pub(crate) dummy_hash: OnceCell<String>,
+    pub(crate) dummy_hash: OnceCell<Arc<password::PasswordHash>>,
 }
 
 /// The account, admin and one-time password made on first run.
@@ -51,7 +51,7 @@ pub struct App {
 pub struct Bootstrapped {
     pub subdomain: String,
     pub email: String,
-    pub password: String,
+    pub password: password::SecretString,
 }
 
 impl App {

@@ -8,11 +8,10 @@ use std::net::IpAddr;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
+use latchkey_core::secret::{CsrfToken, SessionId};
 use latchkey_core::{account::Account, user::User};
 use latchkey_store::backend::SessionRecord;
 use rand::RngCore;
-use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 
 use crate::access::UserAccess;
 use crate::app::App;
@@ -32,20 +31,16 @@ pub fn random_secret() -> String {
     URL_SAFE_NO_PAD.encode(bytes)
 }
 
-fn hash_id(id: &str) -> [u8; 32] {
-    Sha256::digest(id.as_bytes()).into()
-}
-
-/// Compares two secrets in constant time.
-pub fn secrets_match(a: &str, b: &str) -> bool {
-    a.len() == b.len() && bool::from(a.as_bytes().ct_eq(b.as_bytes()))
+/// A new CSRF token, 32 random bytes.
+pub fn new_csrf_token() -> CsrfToken {
+    CsrfToken::new(random_secret())
 }
 
 /// A live session: who is signed in, and the right they act with.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Session {
     id_hash: [u8; 32],
-    csrf_token: String,
+    csrf_token: CsrfToken,
     pub user: User,
     pub account: Account,
     pub access: UserAccess,
@@ -53,13 +48,13 @@ pub struct Session {
 
 impl Session {
     /// The token every form of this session must carry.
-    pub fn csrf_token(&self) -> &str {
+    pub fn csrf_token(&self) -> &CsrfToken {
         &self.csrf_token
     }
 
     /// Whether a form carried this session's CSRF token.
     pub fn csrf_matches(&self, given: &str) -> bool {
-        secrets_match(given, &self.csrf_token)
+        self.csrf_token.matches(given)
     }
 }
 
@@ -67,20 +62,20 @@ impl App {
     /// Starts a session for `user`, ending the browser's `previous` one (the
     /// id is renewed on every sign-in) and pruning expired ones. Returns the
     /// new session id, for the cookie.
-    pub(crate) async fn start_session(&self, user: &User, previous: Option<&str>) -> Result<String> {
+    pub(crate) async fn start_session(&self, user: &User, previous: Option<&SessionId>) -> Result<SessionId> {
         let now = self.now();
         if let Some(old) = previous {
-            self.store.delete_session(&hash_id(old)).await?;
+            self.store.delete_session(&old.hash()).await?;
         }
         self.store
             .prune_sessions(now.minus_secs(IDLE_TIMEOUT), now.minus_secs(ABSOLUTE_TIMEOUT))
             .await?;
-        let id = random_secret();
+        let id = SessionId::new(random_secret());
         let record = SessionRecord {
-            id_hash: hash_id(&id),
+            id_hash: id.hash(),
             account_id: user.account_id,
             user_id: user.id,
-            csrf_token: random_secret(),
+            csrf_token: new_csrf_token(),
             created_at: now,
             last_seen_at: now,
         };
@@ -91,8 +86,8 @@ impl App {
     /// The live session with id `id` (unexpired, its user still able to
     /// sign in), for a request from `ip`. An expired or orphaned session is
     /// deleted.
-    pub async fn session(&self, id: &str, ip: IpAddr) -> Result<Option<Session>> {
-        let hash = hash_id(id);
+    pub async fn session(&self, id: &SessionId, ip: IpAddr) -> Result<Option<Session>> {
+        let hash = id.hash();
         let Some(record) = self.store.session(&hash).await? else {
             return Ok(None);
         };
@@ -132,11 +127,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn secrets_compare_whole() {
-        assert!(secrets_match("abc", "abc"));
-        assert!(!secrets_match("abc", "abd"));
-        assert!(!secrets_match("abc", "ab"));
-        assert!(!secrets_match("", "a"));
+    fn csrf_tokens_compare_whole() {
+        let token = new_csrf_token();
+        let same = token.expose_secret().to_owned();
+        assert!(token.matches(&same));
+        assert!(!token.matches(&same[1..]));
+        assert!(!token.matches(""));
+        assert!(!format!("{token:?}").contains(&same));
     }
 
     #[test]

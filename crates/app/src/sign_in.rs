@@ -5,13 +5,15 @@
 //! success.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
+use latchkey_core::secret::SessionId;
 use latchkey_core::{time::Timestamp, user::normalize_email};
 
 use crate::app::App;
 use crate::error::Result;
 use crate::limiter::RateLimiter;
-use crate::password;
+use crate::password::{self, PasswordHash, SecretString};
 
 /// Failed sign-ins allowed per client address per minute.
 pub const FAILED_SIGN_INS_PER_ADDRESS: u32 = 20;
@@ -57,16 +59,16 @@ pub struct SignInAttempt<'a> {
     pub ip: IpAddr,
     pub subdomain: &'a str,
     pub email: &'a str,
-    pub password: String,
+    pub password: SecretString,
     /// The id of the session the browser already has, ended on success.
-    pub previous_session: Option<&'a str>,
+    pub previous_session: Option<&'a SessionId>,
 }
 
 /// How a sign-in attempt ended.
 #[derive(Debug)]
 pub enum SignIn {
     /// Signed in: the new session's id, for the cookie.
-    Started { session_id: String },
+    Started { session_id: SessionId },
     /// Too many failed attempts this minute, for the address or the login.
     TooMany,
     /// Unknown account or email, wrong password, or a user who cannot sign in.
@@ -87,8 +89,8 @@ impl App {
             None => None,
         };
         let (user, phc) = match user {
-            Some((user, Some(phc))) => (Some(user), phc),
-            _ => (None, self.dummy_hash().await?.to_owned()),
+            Some((user, Some(phc))) => (Some(user), Arc::new(phc)),
+            _ => (None, self.dummy_hash().await?),
         };
         let matches = password::verify(attempt.password, phc).await?;
         let Some(user) = user.filter(|u| matches && u.can_authenticate()) else {
@@ -99,11 +101,11 @@ impl App {
         Ok(SignIn::Started { session_id })
     }
 
-    async fn dummy_hash(&self) -> Result<&str> {
+    async fn dummy_hash(&self) -> Result<Arc<PasswordHash>> {
         self.dummy_hash
-            .get_or_try_init(|| password::hash(password::generate()))
+            .get_or_try_init(|| async { password::hash(password::generate()).await.map(Arc::new) })
             .await
-            .map(String::as_str)
+            .cloned()
     }
 }
 

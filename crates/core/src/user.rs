@@ -9,6 +9,7 @@ use strum::{Display, EnumIter, EnumString, IntoStaticStr, VariantNames};
 use crate::change::{bool_change, text_change};
 use crate::error::{required_text, ErrorCode, Invalid};
 use crate::id::{AccountId, UserId};
+use crate::secret::PasswordHash;
 use crate::time::Timestamp;
 
 /// An email address as the user typed it; compared case-insensitively.
@@ -157,14 +158,14 @@ impl User {
 }
 
 /// A new user, validated.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct NewUser {
     pub name: String,
     pub email: Email,
     pub role: Role,
     pub verified: bool,
     /// An Argon2id PHC string, when the user may sign in to the web pages.
-    pub password_hash: Option<String>,
+    pub password_hash: Option<PasswordHash>,
 }
 
 /// An edit of a user; `None` leaves a field alone.

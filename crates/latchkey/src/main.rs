@@ -13,6 +13,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Parser;
+use latchkey_app::password::{ExposeSecret, SecretString};
 use latchkey_app::{password, AdminAccess, App, AppError};
 use latchkey_core::{
     account::{parse_account_name, AccountPatch, NewAccount, Plan, Subdomain},
@@ -155,7 +156,10 @@ async fn serve(url: &str, args: cli::ServeArgs) -> anyhow::Result<()> {
             "latchkey: created the first account \"{}\" with admin {}",
             b.subdomain, b.email
         );
-        println!("latchkey: its password, shown this once: {}", b.password);
+        println!(
+            "latchkey: its password, shown this once: {}",
+            b.password.expose_secret()
+        );
         println!("latchkey: sign in at {base}/login (API token access starts off: turn it on under Admin Center > Configuration)");
     }
     if base != listening {
@@ -176,11 +180,17 @@ async fn operator(app: &App, subdomain: &str) -> anyhow::Result<(AdminAccess, la
     Ok(app.operator(subdomain).await?)
 }
 
-fn read_secret_line() -> anyhow::Result<String> {
-    let mut line = String::new();
-    std::io::stdin().lock().read_line(&mut line)?;
-    let secret = line.trim_end_matches(['\r', '\n']).to_owned();
-    anyhow::ensure!(!secret.is_empty(), "the password read from standard input is empty");
+fn read_secret_line() -> anyhow::Result<SecretString> {
+    // The line is a SecretString at once, so that it is wiped when dropped.
+    let mut text = String::new();
+    let read = std::io::stdin().lock().read_line(&mut text);
+    let line = SecretString::from(text);
+    read?;
+    let secret = SecretString::from(line.expose_secret().trim_end_matches(['\r', '\n']));
+    anyhow::ensure!(
+        !secret.expose_secret().is_empty(),
+        "the password read from standard input is empty"
+    );
     Ok(secret)
 }
 
@@ -216,7 +226,7 @@ async fn account(url: &str, cmd: AccountCmd) -> anyhow::Result<()> {
                 account.subdomain, account.id, user.email, user.id
             );
             if shown {
-                println!("admin password, shown this once: {secret}");
+                println!("admin password, shown this once: {}", secret.expose_secret());
             }
         }
         AccountCmd::Update(a) => {

@@ -3,6 +3,7 @@
 //! `latchkey-core` and the order of the steps in `store.rs`.
 
 use async_trait::async_trait;
+use latchkey_core::secret::{CsrfToken, PasswordHash};
 use latchkey_core::{
     account::{Account, NewAccount},
     audit::AuditEvent,
@@ -47,7 +48,7 @@ pub trait Backend: Send + Sync + 'static {
         &self,
         account_id: AccountId,
         email_normalized: &str,
-    ) -> Result<Option<(User, Option<String>)>>;
+    ) -> Result<Option<(User, Option<PasswordHash>)>>;
     /// Undeleted users with ids after/before a cursor, `limit` of them,
     /// in ascending id order.
     async fn users_page(
@@ -101,7 +102,7 @@ pub trait Tx: Send {
     async fn email_taken(&mut self, account_id: AccountId, email_normalized: &str) -> Result<bool>;
     async fn insert_user(&mut self, account_id: AccountId, new: &NewUser, now: Timestamp) -> Result<User>;
     async fn save_user(&mut self, user: &User, now: Timestamp) -> Result<()>;
-    async fn set_password(&mut self, user_id: UserId, password_hash: &str) -> Result<()>;
+    async fn set_password(&mut self, user_id: UserId, password_hash: &PasswordHash) -> Result<()>;
 
     async fn count_tokens(&mut self, account_id: AccountId) -> Result<i64>;
     async fn token(&mut self, account_id: AccountId, id: TokenId) -> Result<Option<ApiToken>>;
@@ -120,13 +121,13 @@ pub trait Tx: Send {
 
 /// A signed-in Admin Center session. The session id itself is never stored,
 /// only its SHA-256, so the table cannot be used to sign anyone in.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub struct SessionRecord {
     pub id_hash: [u8; 32],
     pub account_id: AccountId,
     pub user_id: UserId,
     /// The token every form of this session must carry.
-    pub csrf_token: String,
+    pub csrf_token: CsrfToken,
     pub created_at: Timestamp,
     pub last_seen_at: Timestamp,
 }

@@ -11,6 +11,7 @@
 use std::marker::PhantomData;
 
 use futures_util::TryStreamExt;
+use latchkey_core::secret::{CsrfToken, PasswordHash};
 use latchkey_core::{
     account::{Account, NewAccount},
     audit::AuditEvent,
@@ -243,7 +244,7 @@ where
         pool: &Pool<DB>,
         account_id: AccountId,
         email_normalized: &str,
-    ) -> Result<Option<(User, Option<String>)>> {
+    ) -> Result<Option<(User, Option<PasswordHash>)>> {
         let Some(row) = sqlx::query_as::<_, UserRow>(sql::LIVE_USER_BY_EMAIL)
             .bind(account_id.get())
             .bind(email_normalized)
@@ -257,7 +258,7 @@ where
             .bind(user.id.get())
             .fetch_one(pool)
             .await?;
-        Ok(Some((user, hash)))
+        Ok(Some((user, hash.map(PasswordHash::new))))
     }
 
     pub(crate) async fn users_page(
@@ -316,7 +317,7 @@ where
             .bind(new.email.normalized())
             .bind(new.role.as_str())
             .bind(new.verified)
-            .bind(new.password_hash.as_deref())
+            .bind(new.password_hash.as_ref().map(PasswordHash::expose_secret))
             .bind(now.unix())
             .fetch_one(tx)
             .await?;
@@ -341,10 +342,10 @@ where
     pub(crate) async fn set_password<'e>(
         tx: impl Executor<'e, Database = DB>,
         user_id: UserId,
-        password_hash: &str,
+        password_hash: &PasswordHash,
     ) -> Result<()> {
         sqlx::query(sql::SET_PASSWORD)
-            .bind(password_hash)
+            .bind(password_hash.expose_secret())
             .bind(user_id.get())
             .execute(tx)
             .await?;
@@ -545,7 +546,7 @@ where
             .bind(&s.id_hash[..])
             .bind(s.account_id.get())
             .bind(s.user_id.get())
-            .bind(s.csrf_token.as_str())
+            .bind(s.csrf_token.expose_secret())
             .bind(s.created_at.unix())
             .bind(s.last_seen_at.unix())
             .execute(pool)
@@ -563,7 +564,7 @@ where
                 id_hash: *id_hash,
                 account_id: AccountId::new(account_id),
                 user_id: UserId::new(user_id),
-                csrf_token,
+                csrf_token: CsrfToken::new(csrf_token),
                 created_at: Timestamp::from_unix(created_at),
                 last_seen_at: Timestamp::from_unix(last_seen_at),
             },

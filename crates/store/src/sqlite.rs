@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use latchkey_core::secret::PasswordHash;
 use latchkey_core::{
     account::{Account, NewAccount},
     audit::AuditEvent,
@@ -143,7 +144,11 @@ impl Backend for SqliteBackend {
     async fn user(&self, id: UserId) -> Result<Option<User>> {
         Shared::user(&self.pool, id).await
     }
-    async fn user_credentials(&self, account_id: AccountId, email: &str) -> Result<Option<(User, Option<String>)>> {
+    async fn user_credentials(
+        &self,
+        account_id: AccountId,
+        email: &str,
+    ) -> Result<Option<(User, Option<PasswordHash>)>> {
         Shared::user_credentials(&self.pool, account_id, email).await
     }
     async fn users_page(
@@ -210,7 +215,7 @@ impl Tx for SqliteTx {
     async fn save_user(&mut self, user: &User, now: Timestamp) -> Result<()> {
         Shared::save_user(&mut *self.tx, user, now).await
     }
-    async fn set_password(&mut self, user_id: UserId, password_hash: &str) -> Result<()> {
+    async fn set_password(&mut self, user_id: UserId, password_hash: &PasswordHash) -> Result<()> {
         Shared::set_password(&mut *self.tx, user_id, password_hash).await
     }
     async fn count_tokens(&mut self, account_id: AccountId) -> Result<i64> {

@@ -6,6 +6,7 @@
 
 use std::sync::Arc;
 
+use latchkey_core::secret::PasswordHash;
 use latchkey_core::{
     account::{Account, AccountPatch, NewAccount},
     audit::{Action, Actor, AuditEvent, Source, GENESIS},
@@ -282,7 +283,7 @@ impl Store {
         &self,
         account_id: AccountId,
         id: UserId,
-        password_hash: &str,
+        password_hash: &PasswordHash,
         actor: &Actor,
         now: Timestamp,
     ) -> Result<()> {
@@ -478,7 +479,7 @@ impl Store {
         &self,
         account_id: AccountId,
         email_normalized: &str,
-    ) -> Result<Option<(User, Option<String>)>> {
+    ) -> Result<Option<(User, Option<PasswordHash>)>> {
         self.backend.user_credentials(account_id, email_normalized).await
     }
 

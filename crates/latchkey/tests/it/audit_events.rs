@@ -3,6 +3,7 @@
 //! address for the API, operator for the CLI, system for the first run),
 //! no event for a no-op, and an intact hash chain.
 
+use latchkey_app::password::ExposeSecret;
 use latchkey_core::audit::{ActorType, AuditEvent, SourceType};
 use latchkey_core::id::AuditEventId;
 use latchkey_core::time::Timestamp;
@@ -267,7 +268,7 @@ async fn the_first_run_is_recorded_as_the_system() {
         assert_eq!(e.actor_type, ActorType::System);
         assert_eq!(e.actor_id, None);
         assert_eq!(e.ip_address, None);
-        assert!(!e.change_description.contains(&made.password));
+        assert!(!e.change_description.contains(made.password.expose_secret()));
     }
     assert!(t.audit_chain_intact(account.id).await);
 }

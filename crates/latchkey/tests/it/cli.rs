@@ -168,7 +168,7 @@ async fn account_create_prints_a_one_time_password_and_refuses_a_taken_subdomain
     assert_eq!(user.role.as_str(), "admin");
     assert!(user.verified);
     assert!(latchkey_app::password::verify_blocking(
-        &password,
+        &password.as_str().into(),
         &hash.expect("a password hash")
     ));
 
@@ -248,7 +248,7 @@ async fn the_admin_password_can_come_from_standard_input() {
         .unwrap()
         .unwrap();
     assert!(latchkey_app::password::verify_blocking(
-        "correct horse battery staple",
+        &"correct horse battery staple".into(),
         &hash.unwrap()
     ));
 }
@@ -655,7 +655,10 @@ async fn the_first_serve_on_an_empty_database_creates_an_admin_and_prints_how_to
         .unwrap()
         .unwrap();
     assert_eq!(user.role.as_str(), "admin");
-    assert!(latchkey_app::password::verify_blocking(&password, &hash.unwrap()));
+    assert!(latchkey_app::password::verify_blocking(
+        &password.as_str().into(),
+        &hash.unwrap()
+    ));
     let out = db.cli(&["token", "create", "--account", "default"]).await;
     assert_eq!(out.code, 1, "no token while access is off: {out:?}");
 

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use latchkey_app::password;
 use latchkey_app::session::{ABSOLUTE_TIMEOUT, IDLE_TIMEOUT};
 use latchkey_app::sign_in::FAILED_SIGN_INS_PER_LOGIN;
+use latchkey_core::secret::CsrfToken;
 use latchkey_core::{
     account::Plan,
     audit::ActorType,
@@ -16,6 +17,7 @@ use latchkey_core::{
     user::{Email, NewUser, Role},
 };
 use latchkey_server::web::ADMIN_GET_PATHS;
+use latchkey_store::backend::SessionRecord;
 use reqwest::cookie::CookieStore;
 
 use crate::support::{unique, Reply, TestAccount, TestApp};
@@ -156,7 +158,7 @@ fn location(r: &Reply) -> &str {
 /// A user of `account` who can sign in with [`PASSWORD`].
 async fn user_with_password(app: &TestApp, account: &TestAccount, role: Role) -> String {
     let email = format!("{}@example.com", unique("web"));
-    let hash = password::hash(PASSWORD.to_owned()).await.unwrap();
+    let hash = password::hash(PASSWORD.into()).await.unwrap();
     app.app
         .create_user(
             &app.operator(&account.subdomain).await,
@@ -388,9 +390,14 @@ async fn an_idle_session_and_an_old_session_expire() {
     ];
     let original = store.session(&hash).await.unwrap().unwrap();
     for (created_at, last_seen_at, status) in cases {
-        let mut s = original.clone();
-        s.created_at = created_at;
-        s.last_seen_at = last_seen_at;
+        let s = SessionRecord {
+            id_hash: original.id_hash,
+            account_id: original.account_id,
+            user_id: original.user_id,
+            csrf_token: CsrfToken::new(original.csrf_token.expose_secret().to_owned()),
+            created_at,
+            last_seen_at,
+        };
         store.delete_session(&hash).await.unwrap();
         store.insert_session(&s).await.unwrap();
         let res = client

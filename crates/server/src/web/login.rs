@@ -9,6 +9,7 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{header, request::Parts, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
+use latchkey_app::password::SecretString;
 use latchkey_app::{SignIn, SignInAttempt};
 use latchkey_core::account::Subdomain;
 
@@ -48,7 +49,7 @@ async fn page(
         subdomain: subdomain.or(only.as_ref().map(Subdomain::as_str)).unwrap_or(""),
         email,
         error,
-        csrf: &csrf,
+        csrf: csrf.expose_secret(),
     };
     let mut res = render(status, &t);
     if let Some(set) = set {
@@ -64,7 +65,7 @@ pub async fn form(State(state): State<AppState>, req: Request<Body>) -> PageResu
 
 pub async fn submit(State(state): State<AppState>, req: Request<Body>) -> PageResult {
     let (parts, body) = req.into_parts();
-    let fields = read_form(Request::from_parts(parts.clone(), body)).await?;
+    let mut fields = read_form(Request::from_parts(parts.clone(), body)).await?;
     let subdomain = fields.text("subdomain").trim().to_ascii_lowercase();
     let email = fields.text("email").trim().to_owned();
     let again = |status, error| {
@@ -82,8 +83,8 @@ pub async fn submit(State(state): State<AppState>, req: Request<Body>) -> PageRe
         ip,
         subdomain: &subdomain,
         email: &email,
-        password: fields.text("password").to_owned(),
-        previous_session: previous.as_deref(),
+        password: SecretString::from(fields.take("password")),
+        previous_session: previous.as_ref(),
     };
     match state.app.sign_in(attempt).await? {
         SignIn::TooMany => again(StatusCode::TOO_MANY_REQUESTS, TOO_MANY).await,
@@ -111,7 +112,12 @@ struct LogoutTemplate<'a> {
 pub async fn logout_form(State(state): State<AppState>, req: Request<Body>) -> PageResult {
     let (parts, _) = req.into_parts();
     match session::current(&state, &parts).await? {
-        Some(s) => Ok(render(StatusCode::OK, &LogoutTemplate { csrf: s.csrf_token() })),
+        Some(s) => Ok(render(
+            StatusCode::OK,
+            &LogoutTemplate {
+                csrf: s.csrf_token().expose_secret(),
+            },
+        )),
         None => Ok(Redirect::to("/login").into_response()),
     }
 }

@@ -10,8 +10,9 @@ use axum::body::Body;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::{header, request::Parts, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Redirect, Response};
-use latchkey_app::session::{random_secret, secrets_match};
+use latchkey_app::session::new_csrf_token;
 use latchkey_app::{AdminAccess, Session};
+use latchkey_core::secret::{CsrfToken, SessionId};
 use latchkey_core::{account::Account, user::User};
 
 use super::page::{Layout, Nav, PageError};
@@ -80,12 +81,18 @@ fn set_cookie(state: &AppState, parts: &Parts, name: &str, value: &str, max_age:
 }
 
 /// The session id the browser sent, if any.
-pub fn session_id(state: &AppState, parts: &Parts) -> Option<String> {
-    cookie_value(&parts.headers, session_cookie_name(state, parts))
+pub fn session_id(state: &AppState, parts: &Parts) -> Option<SessionId> {
+    cookie_value(&parts.headers, session_cookie_name(state, parts)).map(SessionId::new)
 }
 
-pub fn session_cookie(state: &AppState, parts: &Parts, id: &str) -> Option<HeaderValue> {
-    set_cookie(state, parts, session_cookie_name(state, parts), id, None)
+pub fn session_cookie(state: &AppState, parts: &Parts, id: &SessionId) -> Option<HeaderValue> {
+    set_cookie(
+        state,
+        parts,
+        session_cookie_name(state, parts),
+        id.expose_secret(),
+        None,
+    )
 }
 
 pub fn clear_session_cookie(state: &AppState, parts: &Parts) -> Option<HeaderValue> {
@@ -94,19 +101,25 @@ pub fn clear_session_cookie(state: &AppState, parts: &Parts) -> Option<HeaderVal
 
 /// The sign-in form's CSRF token, in a cookie of its own (there is no
 /// session yet): the form must send back the same value.
-pub fn login_csrf(state: &AppState, parts: &Parts) -> (String, Option<HeaderValue>) {
+pub fn login_csrf(state: &AppState, parts: &Parts) -> (CsrfToken, Option<HeaderValue>) {
     match cookie_value(&parts.headers, login_cookie_name(state, parts)).filter(|v| v.len() == 43) {
-        Some(v) => (v, None),
+        Some(v) => (CsrfToken::new(v), None),
         None => {
-            let v = random_secret();
-            let header = set_cookie(state, parts, login_cookie_name(state, parts), &v, Some(60 * 60));
+            let v = new_csrf_token();
+            let header = set_cookie(
+                state,
+                parts,
+                login_cookie_name(state, parts),
+                v.expose_secret(),
+                Some(60 * 60),
+            );
             (v, header)
         }
     }
 }
 
-pub fn login_cookie(state: &AppState, parts: &Parts) -> Option<String> {
-    cookie_value(&parts.headers, login_cookie_name(state, parts))
+pub fn login_cookie(state: &AppState, parts: &Parts) -> Option<CsrfToken> {
+    cookie_value(&parts.headers, login_cookie_name(state, parts)).map(CsrfToken::new)
 }
 
 /// The request's live session, if its cookie names one.
@@ -119,7 +132,7 @@ pub async fn current(state: &AppState, parts: &Parts) -> Result<Option<Session>,
 
 /// A page request by a signed-in admin. Anonymous visitors are redirected
 /// to `/login`; other signed-in users get the 403 page.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct AdminPage {
     pub session: Session,
     pub access: AdminAccess,
@@ -135,7 +148,7 @@ impl AdminPage {
     }
 
     pub fn csrf(&self) -> &str {
-        self.session.csrf_token()
+        self.session.csrf_token().expose_secret()
     }
 
     pub fn layout(&self, nav: Nav) -> Layout {
@@ -156,7 +169,7 @@ impl FromRequestParts<AppState> for AdminPage {
         };
         let Some(access) = session.access.admin() else {
             return Err(PageError::Forbidden {
-                csrf: Some(session.csrf_token().to_owned()),
+                csrf: Some(session.csrf_token().expose_secret().to_owned()),
             }
             .into_response());
         };
@@ -187,6 +200,15 @@ impl Fields {
         self.get(name).unwrap_or("")
     }
 
+    /// Moves the first value of `name` out of the form, or "" (a password
+    /// goes straight into a `SecretString`, leaving no copy here).
+    pub fn take(&mut self, name: &str) -> String {
+        match self.0.iter().position(|(k, _)| k == name) {
+            Some(i) => self.0.remove(i).1,
+            None => String::new(),
+        }
+    }
+
     /// A checkbox: checked when sent with any value.
     pub fn checked(&self, name: &str) -> bool {
         self.get(name).is_some()
@@ -211,7 +233,7 @@ pub async fn read_form(req: Request<Body>) -> Result<Fields, PageError> {
 }
 
 /// A form posted by a signed-in admin, carrying the session's CSRF token.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct AdminForm {
     pub admin: AdminPage,
     pub fields: Fields,
@@ -235,7 +257,7 @@ impl FromRequest<AppState> for AdminForm {
 
 /// Whether the sign-in form carried the CSRF token of its cookie.
 pub fn login_csrf_matches(state: &AppState, parts: &Parts, given: &str) -> bool {
-    secrets_match(given, &login_cookie(state, parts).unwrap_or_default())
+    login_cookie(state, parts).is_some_and(|token| token.matches(given))
 }
 
 #[cfg(test)]
