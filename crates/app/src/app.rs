@@ -19,7 +19,7 @@ use latchkey_core::{
     audit_query::AuditQuery,
     id::{AuditEventId, TokenId, UserId},
     time::{Clock, SystemClock, Timestamp},
-    token::{ApiToken, NewToken, PlainToken, TokenHash, TokenPatch, TokenPrefix},
+    token::{ApiToken, NewToken, PlainToken, TokenCreator, TokenHash, TokenPatch, TokenPrefix},
     user::{Email, NewUser, Role, User, UserPatch},
     verifier::{Denial, Identity, IdentityRef, Verifier},
     DomainError,
@@ -384,6 +384,31 @@ impl App {
             .token(access.account_id(), id)
             .await?
             .map(|t| self.with_usage(t)))
+    }
+
+    /// The account's tokens with who created each, newest first, in one
+    /// statement (the Admin Center's token list).
+    pub async fn tokens_with_creators(&self, access: &AdminAccess) -> Result<Vec<(ApiToken, TokenCreator)>> {
+        Ok(self
+            .store
+            .tokens_with_creators(access.account_id())
+            .await?
+            .into_iter()
+            .map(|(t, c)| (self.with_usage(t), c))
+            .collect())
+    }
+
+    /// One token with who created it.
+    pub async fn token_with_creator(
+        &self,
+        access: &AdminAccess,
+        id: TokenId,
+    ) -> Result<Option<(ApiToken, TokenCreator)>> {
+        Ok(self
+            .store
+            .token_with_creator(access.account_id(), id)
+            .await?
+            .map(|(t, c)| (self.with_usage(t), c)))
     }
 
     /// The account's tokens, newest first, with usage this process has

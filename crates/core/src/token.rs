@@ -426,6 +426,17 @@ mod tests {
     }
 }
 
+/// Who created a token, as an admin sees it beside the token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenCreator {
+    /// Made on the command line (or imported) by whoever runs latchkey.
+    Operator,
+    /// A user of the account, by name; `deleted` once that user is deleted.
+    User { name: String, deleted: bool },
+    /// The creating user's record is gone (it cannot be shown).
+    Unknown,
+}
+
 /// An API token as stored, without its secret.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiToken {

@@ -10,7 +10,7 @@ use latchkey_core::{
     audit_query::{AuditFilter, Seek},
     id::{AccountId, AuditEventId, TokenId, UserId},
     time::Timestamp,
-    token::{ApiToken, NewToken},
+    token::{ApiToken, NewToken, TokenCreator},
     user::{NewUser, User},
     verifier::{Snapshot, TokenAuth},
 };
@@ -62,6 +62,10 @@ pub trait Backend: Send + Sync + 'static {
     async fn token_auth(&self, id: TokenId) -> Result<Option<TokenAuth>>;
     /// An account's tokens, newest first.
     async fn tokens(&self, account_id: AccountId) -> Result<Vec<ApiToken>>;
+    /// An account's tokens with their creators, newest first (one statement).
+    async fn tokens_with_creators(&self, account_id: AccountId) -> Result<Vec<(ApiToken, TokenCreator)>>;
+    /// One token of an account with its creator.
+    async fn token_with_creator(&self, account_id: AccountId, id: TokenId) -> Result<Option<(ApiToken, TokenCreator)>>;
     /// An account's audit events in id order, with their stored hashes.
     async fn audit_chain(&self, account_id: AccountId) -> Result<Vec<(AuditEvent, [u8; 32])>>;
     /// Writes `last_used` for a batch of tokens, never moving it backwards.

@@ -18,7 +18,7 @@ use latchkey_core::{
     audit_query::{AuditFilter, Seek},
     id::{AccountId, AuditEventId, TokenId, UserId},
     time::Timestamp,
-    token::{ApiToken, NewToken},
+    token::{ApiToken, NewToken, TokenCreator},
     user::{NewUser, User},
     verifier::{AccountEntry, Snapshot, TokenAuth},
 };
@@ -81,6 +81,7 @@ where
     for<'r> AccountRow: FromRow<'r, DB::Row>,
     for<'r> UserRow: FromRow<'r, DB::Row>,
     for<'r> TokenRow: FromRow<'r, DB::Row>,
+    for<'r> TokenWithCreatorRow: FromRow<'r, DB::Row>,
     for<'r> TokenAuthRow: FromRow<'r, DB::Row>,
     for<'r> AuditRow: FromRow<'r, DB::Row>,
     for<'r> ChangeRow: FromRow<'r, DB::Row>,
@@ -374,6 +375,32 @@ where
             .fetch_all(pool)
             .await?;
         Ok(rows.into_iter().map(ApiToken::from).collect())
+    }
+
+    /// An account's tokens with their creators, newest first, in one statement.
+    pub(crate) async fn tokens_with_creators(
+        pool: &Pool<DB>,
+        account_id: AccountId,
+    ) -> Result<Vec<(ApiToken, TokenCreator)>> {
+        let rows: Vec<TokenWithCreatorRow> = sqlx::query_as(sql::ACCOUNT_TOKENS_WITH_CREATORS)
+            .bind(account_id.get())
+            .fetch_all(pool)
+            .await?;
+        Ok(rows.into_iter().map(Into::into).collect())
+    }
+
+    /// One token of an account with its creator.
+    pub(crate) async fn token_with_creator(
+        pool: &Pool<DB>,
+        account_id: AccountId,
+        id: TokenId,
+    ) -> Result<Option<(ApiToken, TokenCreator)>> {
+        let row: Option<TokenWithCreatorRow> = sqlx::query_as(sql::ACCOUNT_TOKEN_WITH_CREATOR)
+            .bind(account_id.get())
+            .bind(id.get())
+            .fetch_optional(pool)
+            .await?;
+        Ok(row.map(Into::into))
     }
 
     pub(crate) async fn token_auth(pool: &Pool<DB>, id: TokenId) -> Result<Option<TokenAuth>> {

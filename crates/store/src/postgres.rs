@@ -41,7 +41,7 @@ use latchkey_core::{
     audit_query::{AuditFilter, Seek},
     id::{AccountId, AuditEventId, TokenId, UserId},
     time::Timestamp,
-    token::{ApiToken, NewToken},
+    token::{ApiToken, NewToken, TokenCreator},
     user::{NewUser, User},
     verifier::{Snapshot, TokenAuth},
 };
@@ -238,6 +238,12 @@ impl Backend for PgBackend {
     }
     async fn tokens(&self, account_id: AccountId) -> Result<Vec<ApiToken>> {
         Shared::tokens(&self.pool, account_id).await
+    }
+    async fn tokens_with_creators(&self, account_id: AccountId) -> Result<Vec<(ApiToken, TokenCreator)>> {
+        Shared::tokens_with_creators(&self.pool, account_id).await
+    }
+    async fn token_with_creator(&self, account_id: AccountId, id: TokenId) -> Result<Option<(ApiToken, TokenCreator)>> {
+        Shared::token_with_creator(&self.pool, account_id, id).await
     }
     async fn audit_chain(&self, account_id: AccountId) -> Result<Vec<(AuditEvent, [u8; 32])>> {
         Shared::audit_chain(&self.pool, account_id).await

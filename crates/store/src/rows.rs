@@ -6,7 +6,7 @@ use latchkey_core::{
     audit::{Action, ActorType, AuditEvent, SourceType},
     id::{AccountId, AuditEventId, TokenId, UserId},
     time::Timestamp,
-    token::{ApiToken, TokenHash},
+    token::{ApiToken, TokenCreator, TokenHash},
     user::{Email, Role, User},
     verifier::TokenAuth,
 };
@@ -33,6 +33,33 @@ macro_rules! user_columns {
 macro_rules! token_columns {
     () => {
         "id, account_id, description, active, visible_token, user_id, assigned_user_id, created_at, updated_at, last_used"
+    };
+}
+/// The token columns of `token_columns!`, each prefixed (`"t."`) for a join.
+macro_rules! token_columns_of {
+    ($t:literal) => {
+        concat!(
+            $t,
+            "id, ",
+            $t,
+            "account_id, ",
+            $t,
+            "description, ",
+            $t,
+            "active, ",
+            $t,
+            "visible_token, ",
+            $t,
+            "user_id, ",
+            $t,
+            "assigned_user_id, ",
+            $t,
+            "created_at, ",
+            $t,
+            "updated_at, ",
+            $t,
+            "last_used"
+        )
     };
 }
 macro_rules! audit_columns {
@@ -137,6 +164,29 @@ impl From<TokenRow> for ApiToken {
             updated_at: Timestamp::from_unix(r.updated_at),
             last_used: r.last_used.map(Timestamp::from_unix),
         }
+    }
+}
+
+/// A token row joined with its creator's name and whether they are deleted.
+#[derive(sqlx::FromRow)]
+pub struct TokenWithCreatorRow {
+    #[sqlx(flatten)]
+    token: TokenRow,
+    creator_name: Option<String>,
+    creator_deleted: Option<bool>,
+}
+
+impl From<TokenWithCreatorRow> for (ApiToken, TokenCreator) {
+    fn from(r: TokenWithCreatorRow) -> Self {
+        let creator = match (r.token.user_id, r.creator_name) {
+            (None, _) => TokenCreator::Operator,
+            (Some(_), Some(name)) => TokenCreator::User {
+                name,
+                deleted: r.creator_deleted.unwrap_or(false),
+            },
+            (Some(_), None) => TokenCreator::Unknown,
+        };
+        (ApiToken::from(r.token), creator)
     }
 }
 

@@ -75,6 +75,23 @@ pub const ACCOUNT_TOKENS: &str = concat!(
     token_columns!(),
     " FROM api_tokens WHERE account_id = $1 ORDER BY id DESC"
 );
+/// An account's tokens with their creators' names, newest first, in one
+/// statement (the token list shows both).
+pub const ACCOUNT_TOKENS_WITH_CREATORS: &str = concat!(
+    "SELECT ",
+    token_columns_of!("t."),
+    ", u.name AS creator_name, (u.deleted_at IS NOT NULL) AS creator_deleted",
+    " FROM api_tokens t LEFT JOIN users u ON u.id = t.user_id",
+    " WHERE t.account_id = $1 ORDER BY t.id DESC"
+);
+/// One token of an account with its creator's name.
+pub const ACCOUNT_TOKEN_WITH_CREATOR: &str = concat!(
+    "SELECT ",
+    token_columns_of!("t."),
+    ", u.name AS creator_name, (u.deleted_at IS NOT NULL) AS creator_deleted",
+    " FROM api_tokens t LEFT JOIN users u ON u.id = t.user_id",
+    " WHERE t.account_id = $1 AND t.id = $2"
+);
 pub const COUNT_TOKENS: &str = "SELECT COUNT(*) FROM api_tokens WHERE account_id = $1";
 pub const TOKEN_HASH_TAKEN: &str = "SELECT COUNT(*) FROM api_tokens WHERE token_hash = $1";
 pub const INSERT_TOKEN: &str = concat!(

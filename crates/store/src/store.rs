@@ -12,7 +12,7 @@ use latchkey_core::{
     audit::{Action, Actor, AuditEvent, Source, GENESIS},
     id::{AccountId, AuditEventId, TokenId, UserId},
     time::Timestamp,
-    token::{self, ApiToken, NewToken, TokenPatch},
+    token::{self, ApiToken, NewToken, TokenCreator, TokenPatch},
     user::{NewUser, User, UserPatch},
     DomainError, ErrorCode, Invalid,
 };
@@ -494,6 +494,20 @@ impl Store {
     /// An account's tokens, newest first.
     pub async fn tokens(&self, account_id: AccountId) -> Result<Vec<ApiToken>> {
         self.backend.tokens(account_id).await
+    }
+
+    /// An account's tokens with their creators, newest first (one statement).
+    pub async fn tokens_with_creators(&self, account_id: AccountId) -> Result<Vec<(ApiToken, TokenCreator)>> {
+        self.backend.tokens_with_creators(account_id).await
+    }
+
+    /// One token of an account with its creator.
+    pub async fn token_with_creator(
+        &self,
+        account_id: AccountId,
+        id: TokenId,
+    ) -> Result<Option<(ApiToken, TokenCreator)>> {
+        self.backend.token_with_creator(account_id, id).await
     }
 
     /// An account's audit events in id order, with their stored hashes.

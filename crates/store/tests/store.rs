@@ -16,7 +16,7 @@ use latchkey_core::{
     audit::Actor,
     id::AccountId,
     time::Timestamp,
-    token::{NewToken, PlainToken, TokenHash, TokenPatch, TokenPrefix},
+    token::{NewToken, PlainToken, TokenCreator, TokenHash, TokenPatch, TokenPrefix},
     user::{Email, NewUser, Role},
     verifier::{Denial, Verifier},
     DomainError,
@@ -202,4 +202,37 @@ async fn a_malformed_last_audit_hash_fails_the_next_audited_write_and_writes_not
     assert!(store.tokens(id).await.unwrap().is_empty());
     assert_eq!(store.audit_chain(id).await.unwrap().len(), events);
     assert_eq!(store.latest_change().await.unwrap(), position);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_with_creators_name_each_creator_in_one_read() {
+    let db = test_database_url().await;
+    let store = db.open().await.unwrap();
+    let (account_id, email) = account(&store).await;
+    let (owner, _) = store.user_credentials(account_id, &email).await.unwrap().unwrap();
+    let owner = owner.id;
+    let (by_operator, _) = new_token();
+    let (mut by_owner, _) = new_token();
+    by_owner.user_id = Some(owner);
+    store
+        .create_token(account_id, by_operator, &Actor::operator(), NOW)
+        .await
+        .unwrap();
+    store
+        .create_token(account_id, by_owner, &Actor::operator(), NOW)
+        .await
+        .unwrap();
+
+    let listed = store.tokens_with_creators(account_id).await.unwrap();
+    let creators: Vec<TokenCreator> = listed.into_iter().map(|(_, c)| c).collect();
+    assert_eq!(
+        creators,
+        vec![
+            TokenCreator::User {
+                name: "Owner".into(),
+                deleted: false
+            },
+            TokenCreator::Operator,
+        ]
+    );
 }

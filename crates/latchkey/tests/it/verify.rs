@@ -308,8 +308,8 @@ async fn healthz_and_readyz_answer_without_credentials() {
 /// caller's span). This layer counts those events per request id, the id
 /// the server's `request` span carries and the response echoes.
 #[derive(Default)]
-struct StatementCounter {
-    by_request: Mutex<HashMap<String, usize>>,
+pub(crate) struct StatementCounter {
+    pub(crate) by_request: Mutex<HashMap<String, usize>>,
 }
 
 struct RequestId(String);
@@ -353,7 +353,7 @@ impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for CountLayer {
 }
 
 /// Installs the counting subscriber once for the whole test binary.
-fn statement_counter() -> &'static StatementCounter {
+pub(crate) fn statement_counter() -> &'static StatementCounter {
     static COUNTER: OnceLock<&'static StatementCounter> = OnceLock::new();
     COUNTER.get_or_init(|| {
         let counter: &'static StatementCounter = Box::leak(Box::default());
@@ -368,7 +368,7 @@ fn statement_counter() -> &'static StatementCounter {
     })
 }
 
-fn request_id(r: &Reply) -> String {
+pub(crate) fn request_id(r: &Reply) -> String {
     r.header("x-request-id").expect("x-request-id").to_owned()
 }
 

@@ -770,3 +770,40 @@ async fn an_unknown_page_action_is_not_found_and_changes_nothing() {
     let admin = app.app.user(&access, account.admin.id).await.unwrap().unwrap();
     assert!(!admin.suspended);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_token_list_reads_tokens_and_their_creators_in_one_statement() {
+    let counter = crate::verify::statement_counter();
+    let (app, account, browser) = signed_in_admin().await;
+    let operator_token = app.token(&account).await;
+
+    // Each round adds tokens made by new admins, then counts the statements
+    // that rendering the list ran: the same for 1 creator as for 9.
+    let mut statements = Vec::new();
+    for creators in [1, 8] {
+        for _ in 0..creators {
+            let user = app
+                .user(&account, Role::Admin, crate::support::UserState::Verified)
+                .await;
+            let auth = crate::support::basic(&user.email, &operator_token.plain);
+            let body = serde_json::json!({"api_token": {"description": format!("by {}", user.name)}});
+            let r = app.post("/api/v2/api_tokens", &auth, &body).await;
+            assert_eq!(r.status, 201, "{}", r.text());
+        }
+        let page = browser.get("/admin/apis/api-tokens").await;
+        assert_eq!(page.status, 200);
+        assert!(page.text().contains("admin user"), "creators are named on the list");
+        // sqlx logs a statement when it finishes, on its worker thread.
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        let id = crate::verify::request_id(&page);
+        statements.push(counter.by_request.lock().unwrap().get(&id).copied().unwrap_or(0));
+    }
+    assert!(
+        statements[0] > 0,
+        "the page's statements were not counted: {statements:?}"
+    );
+    assert_eq!(
+        statements[0], statements[1],
+        "statements grew with the number of creators"
+    );
+}

@@ -3,18 +3,16 @@
 //! details, edit, and deactivate/reactivate/delete behind a confirmation.
 //! Every change goes through the service layer with the admin's access.
 
-use std::collections::HashMap;
-
 use askama::Template;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
-use latchkey_app::{AdminAccess, AppError};
+use latchkey_app::AppError;
 use latchkey_core::{
     account::{Account, AccountPatch},
-    id::{TokenId, UserId},
-    token::{check_room, parse_description, ApiToken, TokenPatch},
+    id::TokenId,
+    token::{check_room, parse_description, ApiToken, TokenCreator, TokenPatch},
     DomainError,
 };
 use serde::Deserialize;
@@ -49,39 +47,25 @@ impl TokenView {
     }
 }
 
-/// The names of the users who created `tokens`; a deleted creator is shown
-/// as such, and a token made on the command line by the operator.
-async fn creators(
-    state: &AppState,
-    access: &AdminAccess,
-    tokens: &[ApiToken],
-) -> Result<HashMap<UserId, String>, AppError> {
-    let mut names = HashMap::new();
-    for id in tokens.iter().filter_map(|t| t.user_id) {
-        if names.contains_key(&id) {
-            continue;
-        }
-        let name = match state.app.user_including_deleted(access, id).await? {
-            Some(u) if u.deleted => format!("{} (deleted user)", u.name),
-            Some(u) => u.name,
-            None => "Deleted user".to_owned(),
-        };
-        names.insert(id, name);
+/// How the list names a token's creator: a deleted creator is shown as
+/// such, and a token made on the command line as the operator's.
+fn creator_name(creator: &TokenCreator) -> String {
+    match creator {
+        TokenCreator::Operator => "Operator".to_owned(),
+        TokenCreator::User { name, deleted: false } => name.clone(),
+        TokenCreator::User { name, deleted: true } => format!("{name} (deleted user)"),
+        TokenCreator::Unknown => "Deleted user".to_owned(),
     }
-    Ok(names)
 }
 
-fn view(t: &ApiToken, creators: &HashMap<UserId, String>) -> TokenView {
+fn view(t: &ApiToken, creator: &TokenCreator) -> TokenView {
     TokenView {
         id: t.id,
         description: t.description.clone().unwrap_or_default(),
         visible_token: t.visible_token.clone(),
         active: t.active,
         created: show_time(t.created_at),
-        created_by: t
-            .user_id
-            .and_then(|id| creators.get(&id).cloned())
-            .unwrap_or_else(|| "Operator".to_owned()),
+        created_by: creator_name(creator),
         last_used: t.last_used.map(show_time).unwrap_or_else(|| "Never".to_owned()),
         updated: show_time(t.updated_at),
     }
@@ -126,8 +110,7 @@ struct ListTemplate<'a> {
 }
 
 pub async fn list(State(state): State<AppState>, admin: AdminPage, RawQuery(query): RawQuery) -> PageResult {
-    let tokens = state.app.tokens(&admin.access).await?;
-    let creators = creators(&state, &admin.access, &tokens).await?;
+    let tokens = state.app.tokens_with_creators(&admin.access).await?;
     let account = admin.account();
     let t = ListTemplate {
         l: admin.layout(Nav::Tokens),
@@ -135,7 +118,7 @@ pub async fn list(State(state): State<AppState>, admin: AdminPage, RawQuery(quer
         limit: account.token_limit,
         blocked: add_blocked(account, tokens.len()),
         access_off: !account.api_token_access,
-        tokens: tokens.iter().map(|t| view(t, &creators)).collect(),
+        tokens: tokens.iter().map(|(t, c)| view(t, c)).collect(),
         notice: notice(query.as_deref()),
         confirms: token_confirms(),
     };
@@ -219,13 +202,16 @@ pub async fn show(
     admin: AdminPage,
     id: Result<Path<TokenId>, PathRejection>,
 ) -> PageResult {
-    let token = token(&state, &admin, record_id(id)?).await?;
-    let creators = creators(&state, &admin.access, std::slice::from_ref(&token)).await?;
+    let (token, creator) = state
+        .app
+        .token_with_creator(&admin.access, record_id(id)?)
+        .await?
+        .ok_or(PageError::NotFound)?;
     Ok(render(
         StatusCode::OK,
         &ShowTemplate {
             l: admin.layout(Nav::Tokens),
-            t: view(&token, &creators),
+            t: view(&token, &creator),
             confirms: token_confirms(),
         },
     ))
@@ -382,7 +368,7 @@ pub async fn confirm(
     let (id, action) = action_path(path)?;
     let c = token_confirmation(action);
     let token = token(&state, &admin, id).await?;
-    let subject = view(&token, &HashMap::new()).subject();
+    let subject = view(&token, &TokenCreator::Operator).subject();
     Ok(render(
         StatusCode::OK,
         &ConfirmTemplate {
