@@ -4,9 +4,13 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use clap::builder::PossibleValuesParser;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use ipnet::IpNet;
+use latchkey_core::account::Plan;
 use latchkey_core::token::TokenPrefix;
+use latchkey_core::user::Role;
+use strum::VariantNames;
 
 /// latchkey: API tokens for a multi-tenant SaaS.
 #[derive(Debug, Parser)]
@@ -132,8 +136,16 @@ pub enum OnOff {
     Off,
 }
 
-/// The plans docs/api.md lists for an account; a value outside them is a bad argument (exit 2).
-const PLANS: [&str; 5] = ["team", "growth", "professional", "enterprise", "enterprise_plus"];
+/// The plans an account can have (their wire spellings, from `Plan`); a
+/// value outside them is a bad argument (exit 2).
+fn plans() -> PossibleValuesParser {
+    PossibleValuesParser::new(Plan::VARIANTS)
+}
+
+/// The roles a user can have (their wire spellings, from `Role`).
+fn roles() -> PossibleValuesParser {
+    PossibleValuesParser::new(Role::VARIANTS)
+}
 
 #[derive(Debug, Subcommand)]
 pub enum AccountCmd {
@@ -149,7 +161,7 @@ pub struct AccountCreate {
     pub subdomain: String,
     #[arg(long, env = "LATCHKEY_NAME")]
     pub name: String,
-    #[arg(long, env = "LATCHKEY_PLAN", value_parser = PLANS)]
+    #[arg(long, env = "LATCHKEY_PLAN", value_parser = plans())]
     pub plan: String,
     /// Turn API token access on from the start.
     #[arg(long, env = "LATCHKEY_API_TOKEN_ACCESS")]
@@ -170,7 +182,7 @@ pub struct AccountUpdate {
     pub subdomain: String,
     #[arg(long, env = "LATCHKEY_NAME")]
     pub name: Option<String>,
-    #[arg(long, env = "LATCHKEY_PLAN", value_parser = PLANS)]
+    #[arg(long, env = "LATCHKEY_PLAN", value_parser = plans())]
     pub plan: Option<String>,
     #[arg(long, env = "LATCHKEY_API_TOKEN_ACCESS", value_enum)]
     pub api_token_access: Option<OnOff>,
@@ -191,7 +203,7 @@ pub struct UserCreate {
     pub email: String,
     #[arg(long, env = "LATCHKEY_NAME")]
     pub name: String,
-    #[arg(long, env = "LATCHKEY_ROLE", value_parser = ["admin", "agent", "end_user"])]
+    #[arg(long, env = "LATCHKEY_ROLE", value_parser = roles())]
     pub role: String,
     /// Create the user unverified (it cannot use API tokens until verified).
     #[arg(long, env = "LATCHKEY_UNVERIFIED")]

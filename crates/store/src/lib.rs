@@ -52,8 +52,10 @@ pub enum StoreError {
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
-/// Which kind of entity a change-log entry touched.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Which kind of entity a change-log entry touched; its spelling in the
+/// `changes.entity` column is the snake-case name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::IntoStaticStr, strum::EnumString, strum::EnumIter)]
+#[strum(serialize_all = "snake_case")]
 pub enum Entity {
     Account,
     User,
@@ -62,20 +64,11 @@ pub enum Entity {
 
 impl Entity {
     pub fn as_str(self) -> &'static str {
-        match self {
-            Entity::Account => "account",
-            Entity::User => "user",
-            Entity::Token => "token",
-        }
+        self.into()
     }
 
     pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "account" => Some(Entity::Account),
-            "user" => Some(Entity::User),
-            "token" => Some(Entity::Token),
-            _ => None,
-        }
+        s.parse().ok()
     }
 }
 

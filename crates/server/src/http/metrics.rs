@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use latchkey_core::verifier::Denial;
+use strum::{IntoEnumIterator, VariantNames};
 
 /// How one authentication ended, as the `result` label shows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,18 +33,23 @@ pub enum Outcome {
     Denied(Denial),
 }
 
-const OUTCOMES: [Outcome; 10] = [
+/// The outcomes that are not a verifier's denial; each denial
+/// (`Denial::iter()`) is an outcome of its own after them.
+const OWN_OUTCOMES: [Outcome; 5] = [
     Outcome::Ok,
     Outcome::RateLimited,
     Outcome::Missing,
     Outcome::Malformed,
     Outcome::Bearer,
-    Outcome::Denied(Denial::UnknownToken),
-    Outcome::Denied(Denial::TokenInactive),
-    Outcome::Denied(Denial::AccessDisabled),
-    Outcome::Denied(Denial::UnknownUser),
-    Outcome::Denied(Denial::UserCannotAuthenticate),
 ];
+
+/// How many outcomes there are, one counter each.
+const OUTCOME_COUNT: usize = OWN_OUTCOMES.len() + Denial::VARIANTS.len();
+
+/// Every outcome, in counter order.
+fn outcomes() -> impl Iterator<Item = Outcome> {
+    OWN_OUTCOMES.into_iter().chain(Denial::iter().map(Outcome::Denied))
+}
 
 impl Outcome {
     fn index(self) -> usize {
@@ -53,11 +59,7 @@ impl Outcome {
             Outcome::Missing => 2,
             Outcome::Malformed => 3,
             Outcome::Bearer => 4,
-            Outcome::Denied(Denial::UnknownToken) => 5,
-            Outcome::Denied(Denial::TokenInactive) => 6,
-            Outcome::Denied(Denial::AccessDisabled) => 7,
-            Outcome::Denied(Denial::UnknownUser) => 8,
-            Outcome::Denied(Denial::UserCannotAuthenticate) => 9,
+            Outcome::Denied(d) => OWN_OUTCOMES.len() + d as usize,
         }
     }
 
@@ -82,7 +84,7 @@ const BUCKETS_NS: [u64; 11] = [
 /// Verification counts and latencies of one server.
 #[derive(Debug, Default)]
 pub struct Metrics {
-    results: [AtomicU64; OUTCOMES.len()],
+    results: [AtomicU64; OUTCOME_COUNT],
     /// Per bucket, not cumulative; the last slot is `+Inf`.
     buckets: [AtomicU64; BUCKETS_NS.len() + 1],
     sum_ns: AtomicU64,
@@ -123,7 +125,7 @@ impl Metrics {
             "# HELP latchkey_verifications_total Authentications of API requests, by result."
         )?;
         writeln!(out, "# TYPE latchkey_verifications_total counter")?;
-        for o in OUTCOMES {
+        for o in outcomes() {
             writeln!(
                 out,
                 "latchkey_verifications_total{{result=\"{}\"}} {}",
@@ -172,11 +174,11 @@ mod tests {
     #[test]
     fn every_outcome_has_its_own_counter() {
         let m = Metrics::new();
-        for (i, o) in OUTCOMES.iter().enumerate() {
+        for (i, o) in outcomes().enumerate() {
             assert_eq!(o.index(), i);
-            m.record(*o, Duration::from_nanos(10));
+            m.record(o, Duration::from_nanos(10));
         }
-        assert!(OUTCOMES.iter().all(|o| m.count(*o) == 1));
+        assert!(outcomes().all(|o| m.count(o) == 1));
     }
 
     #[test]

@@ -5,6 +5,8 @@
 //! filters and paging are the REST API's own (`latchkey_core::audit_query`);
 //! accounts not on an Enterprise plan see why the log is unavailable.
 
+use std::sync::LazyLock;
+
 use askama::Template;
 use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
@@ -13,6 +15,7 @@ use latchkey_core::audit::{Action, ActorType, AuditEvent, SourceType};
 use latchkey_core::audit_query::{AuditQuery, AuditQueryBuilder, Spelling};
 use latchkey_core::id::AuditEventId;
 use latchkey_core::time::{rfc3339, Timestamp};
+use strum::IntoEnumIterator;
 
 use super::page::{render, Layout, Nav, PageResult};
 use super::session::AdminPage;
@@ -205,16 +208,35 @@ fn parse(raw: Option<&str>) -> (Filters, Result<Request, String>) {
     }
 }
 
-/// The source types and actions, as (value, label) for the selects.
-const SOURCE_TYPES: [(&str, &str); 4] = [
-    ("api_token", "API token"),
-    ("user", "User"),
-    ("account_setting", "Account settings"),
-    ("account", "Account"),
+/// A source type's label on the page.
+fn source_type_label(kind: SourceType) -> &'static str {
+    match kind {
+        SourceType::ApiToken => "API token",
+        SourceType::User => "User",
+        SourceType::AccountSetting => "Account settings",
+        SourceType::Account => "Account",
+    }
+}
+
+/// The order the source-type select lists them in (most asked for first).
+const SOURCE_TYPE_ORDER: [SourceType; 4] = [
+    SourceType::ApiToken,
+    SourceType::User,
+    SourceType::AccountSetting,
+    SourceType::Account,
 ];
 
+/// The source types and actions, as (value, label) for the selects, spelled
+/// by their enums.
+static SOURCE_TYPES: LazyLock<Vec<(&'static str, &'static str)>> = LazyLock::new(|| {
+    SOURCE_TYPE_ORDER
+        .iter()
+        .map(|k| (k.as_str(), source_type_label(*k)))
+        .collect()
+});
+
 fn actions() -> Vec<(&'static str, &'static str)> {
-    Action::ALL.iter().map(|a| (a.as_str(), a.label())).collect()
+    Action::iter().map(|a| (a.as_str(), a.label())).collect()
 }
 
 #[derive(Template)]
@@ -244,7 +266,7 @@ pub async fn page(State(state): State<AppState>, admin: AdminPage, RawQuery(raw)
         events: Vec::new(),
         f: Filters::default(),
         filtered: false,
-        source_types: &SOURCE_TYPES,
+        source_types: SOURCE_TYPES.as_slice(),
         actions: actions(),
         actors: Vec::new(),
         scoped: None,
@@ -298,12 +320,7 @@ pub async fn page(State(state): State<AppState>, admin: AdminPage, RawQuery(raw)
         t.scoped = Some(match events.first() {
             Some(e) => e.source_label.clone(),
             None => {
-                let label = SOURCE_TYPES
-                    .iter()
-                    .find(|(v, _)| *v == kind.as_str())
-                    .map(|(_, l)| *l)
-                    .unwrap_or(SourceType::ApiToken.as_str());
-                format!("{label} {id}")
+                format!("{} {id}", source_type_label(kind))
             }
         });
     }

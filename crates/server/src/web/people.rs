@@ -2,6 +2,8 @@
 //! verified), changing a role, suspending and deleting. Every change goes
 //! through the service layer with the admin's access.
 
+use std::sync::LazyLock;
+
 use askama::Template;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, RawQuery, State};
@@ -14,6 +16,7 @@ use latchkey_core::{
     DomainError,
 };
 use serde::Deserialize;
+use strum::IntoEnumIterator;
 
 use super::page::{domain_messages, render, show_time, Confirm, Layout, Nav, PageError, PageResult};
 use super::session::{AdminForm, AdminPage};
@@ -46,8 +49,10 @@ fn role_label(role: Role) -> &'static str {
     }
 }
 
-/// The roles, as (value, label) for a select.
-pub const ROLES: [(&str, &str); 3] = [("admin", "Admin"), ("agent", "Agent"), ("end_user", "End user")];
+/// The roles, as (value, label) for a select: every `Role`, in its order,
+/// by its wire spelling.
+pub static ROLES: LazyLock<Vec<(&'static str, &'static str)>> =
+    LazyLock::new(|| Role::iter().map(|r| (r.as_str(), role_label(r))).collect());
 
 fn notice(query: Option<&str>) -> Option<&'static str> {
     let done = form_urlencoded::parse(query.unwrap_or("").as_bytes())
@@ -109,7 +114,7 @@ pub async fn list(State(state): State<AppState>, admin: AdminPage, RawQuery(quer
         &ListTemplate {
             l: admin.layout(Nav::People),
             people,
-            roles: &ROLES,
+            roles: ROLES.as_slice(),
             next,
             notice: notice(query.as_deref()),
             confirms: people_confirms(),
@@ -138,7 +143,7 @@ pub async fn new(admin: AdminPage) -> PageResult {
             email: "",
             role: "end_user",
             verified: true,
-            roles: &ROLES,
+            roles: ROLES.as_slice(),
             errors: Vec::new(),
         },
     ))
@@ -157,7 +162,7 @@ pub async fn create(State(state): State<AppState>, form: AdminForm) -> PageResul
                 email,
                 role,
                 verified,
-                roles: &ROLES,
+                roles: ROLES.as_slice(),
                 errors,
             },
         )
