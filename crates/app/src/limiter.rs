@@ -4,6 +4,12 @@
 //! per account and email. Checking costs one lock-free map read; only
 //! failures write. Memory stays bounded: expired windows are swept, and a
 //! map that grows past [`MAX_KEYS`] is swept on the next failure.
+//!
+//! Written here rather than taken from `governor`: governor meters every
+//! call (GCRA, each check consumes a cell), while these limits count only
+//! failures and must be checked without being charged on success; and the
+//! tests drive them from latchkey's own injected `Clock`, which governor's
+//! clock types do not take.
 
 use std::hash::Hash;
 use std::sync::atomic::{AtomicI64, AtomicU32, Ordering};
