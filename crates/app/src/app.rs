@@ -102,6 +102,12 @@ impl App {
         self.follower.clone().run(poll, max_staleness, shutdown)
     }
 
+    /// Reloads the verifier from the database in full, as the follower does
+    /// when it has missed changes (ARCHITECTURE.md); requests go on meanwhile.
+    pub async fn resync(&self) -> Result<()> {
+        Ok(self.follower.resync().await?)
+    }
+
     /// Out of touch with the database for longer than `max`: what memory
     /// holds may miss a revocation.
     pub fn is_stale(&self, max: Duration) -> bool {
