@@ -80,14 +80,17 @@ impl From<Invalid> for DomainError {
 }
 
 /// Checks a free-text field: trimmed, at most `max` characters, no control
-/// characters. Returns `None` for an empty value.
+/// characters and no invisible ones (docs/api.md, "Errors"). Returns `None`
+/// for an empty value.
 pub(crate) fn clean_text(field: &str, raw: &str, max: usize) -> Result<Option<String>, Invalid> {
     let trimmed = raw.trim();
-    if trimmed.chars().any(char::is_control) {
+    // Line and paragraph separators count as white space to `trim`, so the
+    // untrimmed value is checked for the invisible characters.
+    if trimmed.chars().any(char::is_control) || raw.chars().any(is_invisible) {
         return Err(Invalid::new(
             field,
             ErrorCode::InvalidValue,
-            format!("{field} must not contain control characters"),
+            format!("{field} must not contain control or invisible characters"),
         ));
     }
     if trimmed.chars().count() > max {
@@ -100,6 +103,19 @@ pub(crate) fn clean_text(field: &str, raw: &str, max: usize) -> Result<Option<St
     Ok((!trimmed.is_empty()).then(|| trimmed.to_owned()))
 }
 
+/// A character that changes how text around it displays without showing
+/// itself: the Unicode format characters (general category Cf: bidirectional
+/// overrides such as U+202E, zero-width spaces and joiners, U+FEFF) and the
+/// line and paragraph separators (Zl, Zp). A name or description holding one
+/// could disguise itself in a list or the audit log.
+pub(crate) fn is_invisible(c: char) -> bool {
+    use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
+    matches!(
+        c.general_category(),
+        GeneralCategory::Format | GeneralCategory::LineSeparator | GeneralCategory::ParagraphSeparator
+    )
+}
+
 /// Like [`clean_text`] for a field that must not be empty.
 pub(crate) fn required_text(field: &str, raw: &str, max: usize) -> Result<String, Invalid> {
     clean_text(field, raw, max)?.ok_or_else(|| Invalid::new(field, ErrorCode::Blank, format!("{field} can't be blank")))
@@ -108,6 +124,41 @@ pub(crate) fn required_text(field: &str, raw: &str, max: usize) -> Result<String
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn control_format_and_separator_characters_are_refused() {
+        let refused = [
+            "a\u{202E}b",  // right-to-left override
+            "a\u{202D}b",  // left-to-right override
+            "a\u{2066}b",  // left-to-right isolate
+            "a\u{200B}b",  // zero-width space
+            "a\u{200D}b",  // zero-width joiner
+            "\u{FEFF}ab",  // byte order mark
+            "a\u{2028}b",  // line separator
+            "a\u{2029}b",  // paragraph separator
+            "\u{2028}ab",  // even where `trim` would drop it
+            "a\u{00AD}b",  // soft hyphen
+            "a\u{061C}b",  // Arabic letter mark
+            "a\u{E0041}b", // tag character
+            "a\u{0000}b",
+            "a\u{0007}b",
+            "a\u{009B}b", // C1 control
+        ];
+        for raw in refused {
+            let e = clean_text("name", raw, 255).expect_err(raw);
+            assert_eq!((e.field.as_str(), e.code), ("name", ErrorCode::InvalidValue), "{raw:?}");
+        }
+        for (raw, kept) in [
+            ("  Jane Doe ", Some("Jane Doe")),
+            ("Élodie Ünal", Some("Élodie Ünal")),
+            ("李小龍", Some("李小龍")),
+            ("مرحبا", Some("مرحبا")),
+            ("a\u{00A0}b", Some("a\u{00A0}b")), // no-break space shows as a space
+            ("   ", None),
+        ] {
+            assert_eq!(clean_text("name", raw, 255), Ok(kept.map(str::to_owned)), "{raw:?}");
+        }
+    }
 
     #[test]
     fn serde_and_strum_spell_every_error_code_alike() {

@@ -394,21 +394,37 @@ impl Verifier {
         self.lookup.pin().remove(&AccountQ(id));
     }
 
-    /// Adds or replaces a user; a deleted user is removed.
+    /// Adds or replaces a user; a deleted user is removed. The new entry
+    /// replaces the old one in a single step, so a verification running
+    /// meanwhile finds one or the other, never neither; only an email change
+    /// leaves an old key to drop, and it is dropped after the new one is in.
     pub fn upsert_user(&self, user: User) {
-        self.remove_user(user.id);
         if user.deleted {
+            self.remove_user(user.id);
             return;
         }
         let user = Arc::new(user);
-        self.lookup.pin().insert(user_key(&user), Entry::User(user.clone()));
-        self.users_by_id.pin().insert(user.id, user);
+        let key = user_key(&user);
+        let lookup = self.lookup.pin();
+        lookup.insert(key.clone(), Entry::User(user.clone()));
+        let by_id = self.users_by_id.pin();
+        if let Some(old) = by_id.insert(user.id, user.clone()) {
+            let old_key = user_key(old);
+            if old_key != key {
+                // Only the entry of this user: the address may since have
+                // gone to someone else.
+                let _ = lookup.remove_if(&old_key, |_, e| matches!(e, Entry::User(u) if u.id == user.id));
+            }
+        }
     }
 
     pub fn remove_user(&self, id: UserId) {
         let removed = self.users_by_id.pin().remove(&id).cloned();
         if let Some(old) = removed {
-            self.lookup.pin().remove(&user_key(&old));
+            let _ = self
+                .lookup
+                .pin()
+                .remove_if(&user_key(&old), |_, e| matches!(e, Entry::User(u) if u.id == id));
         }
     }
 
@@ -843,6 +859,72 @@ mod tests {
         v.requeue_usage(&drained);
         assert_eq!(v.drain_usage(), vec![(TOKEN, at(100))]);
         assert_eq!(v.drain_usage(), vec![]);
+    }
+
+    /// Verifications on other threads while a user is replaced over and
+    /// over (renamed, and moved between two emails), while the account is
+    /// replaced, and while the whole verifier is reloaded: a verification
+    /// always finds the user, as it was or as it is.
+    #[test]
+    fn updates_and_reloads_never_hide_a_valid_user() {
+        use std::sync::atomic::AtomicU64;
+        let (v, hash) = setup(true);
+        let jane = (*v.user(JANE).expect("user")).clone();
+        let stop = AtomicBool::new(false);
+        let refused = AtomicU64::new(0);
+        let checked = AtomicU64::new(0);
+        std::thread::scope(|s| {
+            for _ in 0..3 {
+                s.spawn(|| {
+                    while !stop.load(Ordering::Relaxed) {
+                        if v.verify("jane@example.com", &hash, at(1)).is_err() {
+                            refused.fetch_add(1, Ordering::Relaxed);
+                        }
+                        checked.fetch_add(1, Ordering::Relaxed);
+                    }
+                });
+            }
+            for i in 0..20_000 {
+                let mut u = jane.clone();
+                u.name = format!("Jane {i}");
+                v.upsert_user(u);
+                v.upsert_account(account(ACME, "acme", &format!("Acme {i}"), Plan::Enterprise, true));
+                if i % 100 == 0 {
+                    let mut s = Snapshot::new();
+                    s.add_account(account(ACME, "acme", "Acme", Plan::Enterprise, true));
+                    s.add_user(jane.clone());
+                    s.add_token(token(TOKEN, hash, true));
+                    v.replace_all(s);
+                }
+            }
+            stop.store(true, Ordering::Relaxed);
+        });
+        let refused = refused.load(Ordering::Relaxed);
+        assert_eq!(refused, 0, "{refused} of {} refused", checked.load(Ordering::Relaxed));
+    }
+
+    #[test]
+    fn an_email_change_moves_the_user_and_never_drops_another() {
+        let (v, hash) = setup(true);
+        let mut u = (*v.user(JANE).expect("user")).clone();
+        u.email = Email::parse("jane.doe@example.com").expect("valid");
+        v.upsert_user(u);
+        assert!(v.verify("jane.doe@example.com", &hash, at(1)).is_ok());
+        assert_eq!(
+            v.verify("jane@example.com", &hash, at(1)).err(),
+            Some(Denial::UnknownUser)
+        );
+        // Bob takes Jane's old address; removing Jane then leaves Bob.
+        let mut bob = (*v.user(JANE).expect("user")).clone();
+        bob.id = UserId::new(11);
+        bob.email = Email::parse("jane@example.com").expect("valid");
+        v.upsert_user(bob);
+        v.remove_user(JANE);
+        assert!(v.verify("jane@example.com", &hash, at(1)).is_ok());
+        assert_eq!(
+            v.verify("jane.doe@example.com", &hash, at(1)).err(),
+            Some(Denial::UnknownUser)
+        );
     }
 
     #[test]

@@ -43,6 +43,9 @@ pub trait Backend: Send + Sync + 'static {
     async fn account_by_subdomain(&self, subdomain: &str) -> Result<Option<Account>>;
     /// A user by id in any account, deleted or not.
     async fn user(&self, id: UserId) -> Result<Option<User>>;
+    /// A user of one account by id, deleted or not: the account is part of
+    /// the query, so another account's id costs what a missing one does.
+    async fn account_user(&self, account_id: AccountId, id: UserId) -> Result<Option<User>>;
     /// An undeleted user by email, with the password hash for sign-in.
     async fn user_credentials(
         &self,

@@ -144,6 +144,9 @@ impl Backend for SqliteBackend {
     async fn user(&self, id: UserId) -> Result<Option<User>> {
         Shared::user(&self.pool, id).await
     }
+    async fn account_user(&self, account_id: AccountId, id: UserId) -> Result<Option<User>> {
+        Shared::account_user(&self.pool, account_id, id).await
+    }
     async fn user_credentials(
         &self,
         account_id: AccountId,

@@ -474,6 +474,13 @@ impl Store {
         self.backend.user(id).await
     }
 
+    /// A user of one account by id, deleted or not. Another account's id
+    /// answers exactly as a missing one, by the same query (docs/api.md,
+    /// "Account isolation").
+    pub async fn account_user(&self, account_id: AccountId, id: UserId) -> Result<Option<User>> {
+        self.backend.account_user(account_id, id).await
+    }
+
     /// An undeleted user by email, with the password hash for sign-in.
     pub async fn user_credentials(
         &self,

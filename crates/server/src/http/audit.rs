@@ -172,8 +172,20 @@ const CSV_HEADER: [&str; 13] = [
     "created_at",
 ];
 
+/// A CSV cell a spreadsheet would not run as a formula: one starting with
+/// `=`, `+`, `-`, `@`, a tab or a carriage return gets a leading `'`, as
+/// OWASP advises against CSV injection (docs/api.md, "Audit log"). Only the
+/// CSV export is altered; the JSON Lines export stays faithful.
+fn neutralized(cell: &str) -> std::borrow::Cow<'_, str> {
+    match cell.as_bytes().first() {
+        Some(b'=' | b'+' | b'-' | b'@' | b'\t' | b'\r') => format!("'{cell}").into(),
+        _ => cell.into(),
+    }
+}
+
 /// One batch of events as CSV rows (quoted by the `csv` crate wherever a
-/// field holds a comma, a quote or a line break).
+/// field holds a comma, a quote or a line break; neutralised against
+/// formulas by [`neutralized`]).
 fn csv_rows(base: &BaseUrl, events: &[AuditEvent], header: bool) -> Result<Bytes, csv::Error> {
     let mut w = csv::WriterBuilder::new()
         .has_headers(false)
@@ -183,21 +195,25 @@ fn csv_rows(base: &BaseUrl, events: &[AuditEvent], header: bool) -> Result<Bytes
     }
     let opt = |v: Option<UserId>| v.map(|n| n.to_string()).unwrap_or_default();
     for e in events {
-        w.write_record([
-            e.id.to_string().as_str(),
-            &audit_log_url(base, e.id),
+        let (id, url, actor_id) = (e.id.to_string(), audit_log_url(base, e.id), opt(e.actor_id));
+        let (source_id, created_at) = (e.source_id.to_string(), rfc3339(e.created_at));
+        let cells = [
+            id.as_str(),
+            &url,
             e.action.as_str(),
             e.action.label(),
-            &opt(e.actor_id),
+            &actor_id,
             e.actor_type.as_str(),
             &e.actor_name,
-            &e.source_id.to_string(),
+            &source_id,
             e.source_type.as_str(),
             &e.source_label,
             &e.change_description,
             e.ip_address.as_deref().unwrap_or(""),
-            &rfc3339(e.created_at),
-        ])?;
+            &created_at,
+        ]
+        .map(neutralized);
+        w.write_record(cells.iter().map(|c| c.as_bytes()))?;
     }
     w.into_inner().map(Bytes::from).map_err(|e| e.into_error().into())
 }
@@ -288,6 +304,26 @@ mod tests {
             "id,url,action,action_label,actor_id,actor_type,actor_name,source_id,source_type,source_label,change_description,ip_address,created_at\n\
              5,http://x/api/v2/audit_logs/5.json,update,Updated,,operator,Operator,7,api_token,\"API token: a, \"\"b\"\"\",\"line one,\n\"\"two\"\"\",,2026-11-27T09:14:57Z\n"
         );
+    }
+
+    #[test]
+    fn csv_cells_that_a_spreadsheet_would_run_get_a_leading_quote() {
+        for (cell, out) in [
+            (
+                "=HYPERLINK(\"http://x.test\",\"y\")",
+                "'=HYPERLINK(\"http://x.test\",\"y\")",
+            ),
+            ("+1", "'+1"),
+            ("-1", "'-1"),
+            ("@SUM(A1)", "'@SUM(A1)"),
+            ("\tx", "'\tx"),
+            ("\rx", "'\rx"),
+            ("a=b", "a=b"),
+            ("", ""),
+            ("Jane", "Jane"),
+        ] {
+            assert_eq!(neutralized(cell), out, "{cell:?}");
+        }
     }
 
     #[test]

@@ -87,8 +87,14 @@ pub fn authenticate_with<R>(
         state.metrics.record(Outcome::RateLimited, started.elapsed());
         return Err(ApiError::TooManyRequests { retry_after });
     }
-    let header = parts.headers.get(header::AUTHORIZATION).map(|v| v.as_bytes());
-    let outcome: Result<R, (ApiError, Outcome)> = match credentials::parse(header) {
+    // More than one `Authorization` header is ambiguous: refused as
+    // malformed whatever each holds (docs/api.md, "When authentication fails").
+    let mut headers = parts.headers.get_all(header::AUTHORIZATION).iter();
+    let parsed = match (headers.next(), headers.next()) {
+        (first, None) => credentials::parse(first.map(|v| v.as_bytes())),
+        (_, Some(_)) => Credentials::BadBasic { token_hint: false },
+    };
+    let outcome: Result<R, (ApiError, Outcome)> = match parsed {
         Credentials::ApiToken { email, hash } => check(&state.app, &email, &hash, now, ip)
             .map_err(|d| (ApiError::NotAuthenticated { token_hint: false }, Outcome::Denied(d))),
         Credentials::BadBasic { token_hint } => Err((ApiError::NotAuthenticated { token_hint }, Outcome::Malformed)),

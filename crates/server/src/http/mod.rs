@@ -9,6 +9,7 @@ pub mod account;
 pub mod audit;
 pub mod auth;
 pub mod credentials;
+pub mod edge;
 pub mod error;
 pub mod input;
 pub mod metrics;
