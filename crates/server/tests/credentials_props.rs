@@ -36,10 +36,10 @@ fn header() -> impl Strategy<Value = Vec<u8>> {
     prop_oneof![
         any::<Vec<u8>>(),
         any::<String>().prop_map(String::into_bytes),
-        ("(?i)(basic|bearer|digest)?[ \t]{0,3}", any::<String>()).prop_map(|(s, rest)| format!("{s}{rest}").into_bytes()),
-        ("[bB][aA][sS][iI][cC]", "[ \t]{0,3}", any::<Vec<u8>>(), "[ \t]{0,3}").prop_map(|(s, sp, raw, tail)| {
-            format!("{s}{sp}{}{tail}", STANDARD.encode(raw)).into_bytes()
-        }),
+        ("(?i)(basic|bearer|digest)?[ \t]{0,3}", any::<String>())
+            .prop_map(|(s, rest)| format!("{s}{rest}").into_bytes()),
+        ("[bB][aA][sS][iI][cC]", "[ \t]{0,3}", any::<Vec<u8>>(), "[ \t]{0,3}")
+            .prop_map(|(s, sp, raw, tail)| { format!("{s}{sp}{}{tail}", STANDARD.encode(raw)).into_bytes() }),
         ("[^:]{0,20}", "(/token)?", "(:[a-z0-9_A-Z:]{0,50})?").prop_map(|(u, t, p)| basic(&format!("{u}{t}{p}"))),
         proptest::collection::vec(any::<u8>(), 4000..5000),
     ]

@@ -39,8 +39,17 @@ fn json() -> impl Strategy<Value = Value> {
 /// with `Q` (a letter no error message contains) so a leak can be seen.
 fn key() -> impl Strategy<Value = String> {
     prop_oneof![
-        prop::sample::select(vec!["api_token", "description", "active", "id", "token", "name", "email", "role"])
-            .prop_map(str::to_owned),
+        prop::sample::select(vec![
+            "api_token",
+            "description",
+            "active",
+            "id",
+            "token",
+            "name",
+            "email",
+            "role"
+        ])
+        .prop_map(str::to_owned),
         "[a-z_]{1,12}",
         any::<String>().prop_map(|s| format!("Q{s}Q")),
     ]
@@ -135,7 +144,10 @@ fn raw_body() -> impl Strategy<Value = Vec<u8>> {
 
 #[test]
 fn request_bodies_of_any_bytes_are_read_or_refused_as_documented() {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("latchkey.db").display());
     let app = rt.block_on(App::open(&url, TokenPrefix::default())).expect("open");
@@ -158,7 +170,13 @@ fn request_bodies_of_any_bytes_are_read_or_refused_as_documented() {
             }
             let req = req.body(Body::from(bytes.clone())).unwrap();
             let got = rt.block_on(JsonObject::from_request(req, &state));
-            let is_json = ct.is_some_and(|c| c.split(';').next().unwrap().trim().eq_ignore_ascii_case("application/json"));
+            let is_json = ct.is_some_and(|c| {
+                c.split(';')
+                    .next()
+                    .unwrap()
+                    .trim()
+                    .eq_ignore_ascii_case("application/json")
+            });
             let parsed = serde_json::from_slice::<Value>(&bytes);
             match got {
                 Ok(JsonObject(map)) => {
