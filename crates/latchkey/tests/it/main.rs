@@ -13,6 +13,7 @@ mod cli;
 mod concurrency;
 mod durability;
 mod harness;
+mod limits;
 mod nodes;
 mod secrets;
 mod support;
