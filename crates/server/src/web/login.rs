@@ -1,8 +1,9 @@
 //! `/login` and `/logout`: the forms, their CSRF checks and the session
 //! cookie. The sign-in itself (one message for an unknown account, an
 //! unknown email and a wrong password; the dummy Argon2id check; the limits
-//! per client address and per account and email) is the service layer's
-//! `App::sign_in`.
+//! per client address and per account and email, reserved before the
+//! password is checked; the bounded Argon2 checks, a 429 with `Retry-After`
+//! when none is free) is the service layer's `App::sign_in`.
 
 use askama::Template;
 use axum::body::Body;
