@@ -97,6 +97,23 @@ pub struct ServeArgs {
     /// memory before it answers 503, in seconds (fractions allowed).
     #[arg(long, env = "LATCHKEY_MAX_STALENESS", default_value = "5", value_parser = parse_seconds)]
     pub max_staleness: std::time::Duration,
+    /// How long a client may take to send a request's line and headers, in
+    /// seconds (fractions allowed): counted from the connection's opening
+    /// for its first request, from the first byte for later ones. A slower
+    /// client's connection is closed.
+    #[arg(long, env = "LATCHKEY_HEADER_READ_TIMEOUT", default_value = "10", value_parser = parse_seconds)]
+    pub header_read_timeout: std::time::Duration,
+    /// How long a connection may stay open with no request in flight (a
+    /// keep-alive waiting for the next request), or with no byte moving
+    /// either way, in seconds (fractions allowed).
+    #[arg(long, env = "LATCHKEY_IDLE_TIMEOUT", default_value = "60", value_parser = parse_seconds)]
+    pub idle_timeout: std::time::Duration,
+    /// How many client connections may be open at once; a connection over
+    /// it is closed as soon as it is accepted, and the open ones are served
+    /// on. Lowered at start to what the open-file limit leaves room for.
+    #[arg(long, env = "LATCHKEY_MAX_CONNECTIONS", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
     /// Subdomain of the account created on first run.
     #[arg(long, env = "LATCHKEY_BOOTSTRAP_SUBDOMAIN", default_value = "default")]
     pub bootstrap_subdomain: String,

@@ -141,6 +141,9 @@ async fn serve(url: &str, args: cli::ServeArgs) -> anyhow::Result<()> {
         poll_interval: std::time::Duration::from_millis(args.poll_interval_ms.max(1)),
         failed_auth_per_minute: args.failed_auth_per_minute,
         max_staleness: args.max_staleness,
+        header_read_timeout: args.header_read_timeout,
+        idle_timeout: args.idle_timeout,
+        max_connections: args.max_connections as usize,
     };
     let first = app
         .bootstrap(&args.bootstrap_subdomain, &args.bootstrap_admin_email)

@@ -24,6 +24,12 @@ pub struct ServerConfig {
     /// How long a process that has lost its database keeps verifying from
     /// memory before it answers 503 (README.md, "Running several nodes").
     pub max_staleness: Duration,
+    /// How long a request's head may take to arrive (README.md, "Configuration").
+    pub header_read_timeout: Duration,
+    /// How long a connection may stay open with no request in flight.
+    pub idle_timeout: Duration,
+    /// How many connections may be open at once.
+    pub max_connections: usize,
 }
 
 impl Default for ServerConfig {
@@ -37,6 +43,9 @@ impl Default for ServerConfig {
             poll_interval: Duration::from_millis(25),
             failed_auth_per_minute: 100,
             max_staleness: Duration::from_secs(5),
+            header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            max_connections: 10_000,
         }
     }
 }

@@ -9,6 +9,7 @@
 
 pub mod client;
 pub mod config;
+pub mod connections;
 pub mod http;
 pub mod router;
 pub mod run;

@@ -3,7 +3,6 @@
 //! response passes through (request ids, security headers, tracing), the
 //! `.json` suffix rewrite, and `serve`.
 
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -101,17 +100,21 @@ pub fn strip_json_suffix(mut req: Request) -> Request {
     req
 }
 
-/// Serves until `shutdown` resolves, then lets in-flight requests finish.
+/// Serves until `shutdown` resolves, then lets in-flight requests finish;
+/// every connection is held to the configured timeouts and cap
+/// ([`crate::connections`]).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    use axum::ServiceExt;
+    let limits = crate::connections::ConnectionLimits {
+        header_read_timeout: state.config.header_read_timeout,
+        idle_timeout: state.config.idle_timeout,
+        max_connections: state.config.max_connections,
+    };
     let app = tower::ServiceBuilder::new()
         .map_request(strip_json_suffix)
         .service(router(state));
-    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(shutdown)
-        .await
+    crate::connections::serve(listener, app, limits, shutdown).await
 }

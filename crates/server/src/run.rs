@@ -1,7 +1,7 @@
-//! Starting and stopping a whole server: bind, serve, background tasks, and
-//! a shutdown that drains requests and flushes `last_used`. The CLI's
-//! `serve` and the integration tests both use this; first-run bootstrap is
-//! the service layer's own (`App::bootstrap`).
+//! Starting and stopping a whole server: the open-file limit raised, bind,
+//! serve, background tasks, and a shutdown that drains requests and flushes
+//! `last_used`. The CLI's `serve` and the integration tests both use this;
+//! first-run bootstrap is the service layer's own (`App::bootstrap`).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -22,8 +22,37 @@ pub struct Running {
     tasks: Vec<JoinHandle<()>>,
 }
 
-/// Binds `config.listen` and starts serving and the background tasks.
-pub async fn start(app: Arc<App>, config: ServerConfig) -> std::io::Result<Running> {
+/// File descriptors kept free of connections: the database's, the log's,
+/// and those of the moment between an accept and its refusal.
+const RESERVED_FILES: u64 = 128;
+
+/// Raises this process's open-file soft limit to its hard limit (every
+/// connection takes a file descriptor); the soft limit then in force.
+pub fn raise_open_file_limit() -> Option<u64> {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => Some(limit),
+        Err(e) => {
+            tracing::warn!(error = %e, "could not raise the open-file limit");
+            rlimit::getrlimit(rlimit::Resource::NOFILE).ok().map(|(soft, _)| soft)
+        }
+    }
+}
+
+/// Binds `config.listen` and starts serving and the background tasks. The
+/// connection cap is lowered, with a warning, to what the open-file limit
+/// leaves room for.
+pub async fn start(app: Arc<App>, mut config: ServerConfig) -> std::io::Result<Running> {
+    if let Some(files) = raise_open_file_limit() {
+        let room = usize::try_from(files.saturating_sub(RESERVED_FILES).max(1)).unwrap_or(usize::MAX);
+        if config.max_connections > room {
+            tracing::warn!(
+                max_connections = config.max_connections,
+                open_file_limit = files,
+                "the open-file limit leaves room for {room} connections: capping them there"
+            );
+            config.max_connections = room;
+        }
+    }
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     let addr = listener.local_addr()?;
     let (stop, stop_rx) = watch::channel(false);

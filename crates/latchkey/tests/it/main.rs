@@ -15,6 +15,7 @@ mod crash;
 mod durability;
 mod harness;
 mod hostile;
+mod limits;
 mod nodes;
 mod races;
 mod secrets;

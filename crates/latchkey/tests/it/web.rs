@@ -314,6 +314,67 @@ async fn a_sign_in_form_without_its_csrf_cookie_is_refused() {
 }
 
 #[tokio::test]
+async fn a_sign_in_with_neither_the_login_cookie_nor_a_csrf_field_is_refused() {
+    let app = TestApp::spawn().await;
+    let account = app.account().await;
+    let email = user_with_password(&app, &account, Role::Admin).await;
+    let fresh = Browser::new(&app);
+    for csrf in [None, Some("")] {
+        let mut fields = vec![
+            ("subdomain", account.subdomain.as_str()),
+            ("email", email.as_str()),
+            ("password", PASSWORD),
+        ];
+        fields.extend(csrf.map(|c| ("csrf", c)));
+        let r = fresh.post("/login", &fields).await;
+        assert_eq!(r.status, 403, "csrf {csrf:?}");
+        assert!(r.text().contains("The sign-in form expired"));
+        assert_eq!(fresh.session_id(), None, "csrf {csrf:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_sign_in_with_another_forms_csrf_token_is_refused_and_its_own_signs_in() {
+    let app = TestApp::spawn().await;
+    let account = app.account().await;
+    let email = user_with_password(&app, &account, Role::Admin).await;
+    let browser = Browser::new(&app);
+    let own = browser.csrf("/login").await;
+    let others = Browser::new(&app).csrf("/login").await;
+    assert_ne!(own, others);
+    for wrong in [others.as_str(), "", &own[1..], "forged"] {
+        let r = browser
+            .post(
+                "/login",
+                &[
+                    ("csrf", wrong),
+                    ("subdomain", &account.subdomain),
+                    ("email", &email),
+                    ("password", PASSWORD),
+                ],
+            )
+            .await;
+        assert_eq!(r.status, 403, "csrf {wrong:?}");
+        assert_eq!(browser.session_id(), None, "csrf {wrong:?}");
+    }
+    // The browser's flow: the cookie from GET /login and the form's field.
+    let r = browser
+        .post(
+            "/login",
+            &[
+                ("csrf", &own),
+                ("subdomain", &account.subdomain),
+                ("email", &email),
+                ("password", PASSWORD),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 303, "{}", r.text());
+    assert_eq!(location(&r), "/admin");
+    assert!(browser.session_id().is_some());
+}
+
+#[tokio::test]
 async fn sessions_are_stored_as_a_hash_and_signing_out_ends_them() {
     let (app, _account, browser) = signed_in_admin().await;
     let id = browser.session_id().unwrap();

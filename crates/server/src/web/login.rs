@@ -1,8 +1,9 @@
 //! `/login` and `/logout`: the forms, their CSRF checks and the session
 //! cookie. The sign-in itself (one message for an unknown account, an
 //! unknown email and a wrong password; the dummy Argon2id check; the limits
-//! per client address and per account and email) is the service layer's
-//! `App::sign_in`.
+//! per client address and per account and email, reserved before the
+//! password is checked; the bounded Argon2 checks, a 429 with `Retry-After`
+//! when none is free) is the service layer's `App::sign_in`.
 
 use askama::Template;
 use axum::body::Body;
@@ -21,6 +22,7 @@ use crate::state::AppState;
 const WRONG: &str = "Invalid account, email or password.";
 const TOO_MANY: &str = "Too many failed sign-in attempts. Wait a minute and try again.";
 const EXPIRED: &str = "The sign-in form expired. Please try again.";
+const BUSY: &str = "Too many sign-ins at once. Try again in a moment.";
 
 #[derive(Template)]
 #[template(path = "login.html")]
@@ -88,6 +90,12 @@ pub async fn submit(State(state): State<AppState>, req: Request<Body>) -> PageRe
     };
     match state.app.sign_in(attempt).await? {
         SignIn::TooMany => again(StatusCode::TOO_MANY_REQUESTS, TOO_MANY).await,
+        SignIn::Busy => {
+            let mut res = again(StatusCode::TOO_MANY_REQUESTS, BUSY).await?;
+            res.headers_mut()
+                .insert(header::RETRY_AFTER, axum::http::HeaderValue::from_static("1"));
+            Ok(res)
+        }
         SignIn::Refused => {
             tracing::info!(%ip, "sign-in failed");
             again(StatusCode::UNAUTHORIZED, WRONG).await
