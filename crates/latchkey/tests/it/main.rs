@@ -20,3 +20,4 @@ mod tokens;
 mod users;
 mod verify;
 mod web;
+mod wire_format;
