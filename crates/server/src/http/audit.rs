@@ -114,8 +114,8 @@ pub struct AuditLogList {
 #[allow(dead_code)]
 pub struct AuditFilters {
     /// `api_token` (alias `apitoken`), `account_setting`, `account` or `user`.
-    #[param(rename = "filter[source_type]", example = "api_token")]
-    source_type: Option<String>,
+    #[param(rename = "filter[source_type]", inline, example = "api_token")]
+    source_type: Option<SourceTypeName>,
     /// Requires `filter[source_type]`.
     #[param(rename = "filter[source_id]", minimum = 1, example = 7)]
     source_id: Option<i64>,
@@ -125,14 +125,55 @@ pub struct AuditFilters {
     #[param(rename = "filter[ip_address]", example = "203.0.113.9")]
     ip_address: Option<String>,
     /// One of the actions.
-    #[param(rename = "filter[action]", example = "update")]
-    action: Option<String>,
+    #[param(rename = "filter[action]", inline, example = "update")]
+    action: Option<ActionName>,
     /// Given exactly twice: start, then end (inclusive, RFC 3339).
-    #[param(rename = "filter[created_at][]", example = json!(["2026-11-01T00:00:00Z", "2026-11-30T23:59:59Z"]))]
+    #[param(rename = "filter[created_at][]", min_items = 2, max_items = 2,
+        example = json!(["2026-11-01T00:00:00Z", "2026-11-30T23:59:59Z"]))]
     created_at: Option<Vec<String>>,
     /// `-created_at` (default, newest first) or `created_at`.
-    #[param(rename = "sort", example = "-created_at")]
-    sort: Option<String>,
+    #[param(rename = "sort", inline, example = "-created_at")]
+    sort: Option<SortName>,
+}
+
+/// The values of `filter[source_type]`.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SourceTypeName {
+    ApiToken,
+    Apitoken,
+    AccountSetting,
+    Account,
+    User,
+}
+
+/// The values of `filter[action]`.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ActionName {
+    Create,
+    Update,
+    Deactivate,
+    Reactivate,
+    Rotate,
+    Destroy,
+}
+
+/// The values of `sort`.
+#[derive(Debug, Serialize, ToSchema)]
+pub enum SortName {
+    #[serde(rename = "-created_at")]
+    NewestFirst,
+    #[serde(rename = "created_at")]
+    OldestFirst,
+}
+
+/// The values of `format`.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum FormatName {
+    Csv,
+    Jsonl,
 }
 
 /// The export's `format`, as the OpenAPI document describes it.
@@ -141,8 +182,8 @@ pub struct AuditFilters {
 #[allow(dead_code)]
 pub struct ExportFormat {
     /// `csv` or `jsonl`, exactly once.
-    #[param(example = "csv")]
-    format: String,
+    #[param(inline, example = "csv")]
+    format: FormatName,
 }
 
 /// One record, with the fields docs/api.md lists, in their order.
