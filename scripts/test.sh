@@ -5,7 +5,9 @@
 #  2. the integration tests again on PostgreSQL, when LATCHKEY_TEST_POSTGRES_URL
 #     is set (CI sets it; without it those runs are reported as not run);
 #  3. the Admin Center in headless Chromium (needs /usr/bin/chromium and node);
-#  4. the criterion benchmarks in a quick mode, so they keep compiling and running.
+#  4. the criterion benchmarks in a quick mode, so they keep compiling and running;
+#  5. Schemathesis against a live `latchkey serve` with the OpenAPI document:
+#     no 5xx, and every response matches the document.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -31,3 +33,55 @@ cargo build --workspace --bins
 
 echo "== benchmarks, quick mode (they must keep compiling and running)"
 cargo bench -p latchkey-core --bench verifier -- --quick --warm-up-time 1 --measurement-time 2
+
+echo "== API contract (Schemathesis against a live server and /api/v2/openapi.json)"
+# A virtual environment under target/ with a pinned Schemathesis; a real
+# `latchkey serve` (the debug binary built above) on a temporary SQLite file
+# and a free loopback port; its admin gets a token through the CLI, as in the
+# README's walk-through. Bounded: few examples per operation and a time limit.
+ST_VENV=target/schemathesis-venv
+# Hypothesis and its JSON Schema strategies are pinned too: a newer Hypothesis
+# has broken older Schemathesis releases before.
+ST_VERSION=4.32.5
+if ! "$ST_VENV/bin/schemathesis" --version 2>/dev/null | grep -q "version $ST_VERSION"; then
+  [ -x "$ST_VENV/bin/pip" ] || python3 -m venv "$ST_VENV"
+  "$ST_VENV/bin/pip" install -q --disable-pip-version-check \
+    "schemathesis==$ST_VERSION" "hypothesis==6.170.17" "hypothesis-jsonschema==0.23.1"
+fi
+LATCHKEY="$PWD/target/debug/latchkey"
+ST_DIR=$(mktemp -d)
+export LATCHKEY_DATABASE_URL="sqlite://$ST_DIR/latchkey.db"
+ST_PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+"$LATCHKEY" serve --listen "127.0.0.1:$ST_PORT" --failed-auth-per-minute 1000000 >"$ST_DIR/serve.log" 2>&1 &
+ST_SERVER=$!
+stop_st_server() { kill "$ST_SERVER" 2>/dev/null || true; wait "$ST_SERVER" 2>/dev/null || true; rm -rf "$ST_DIR"; }
+trap stop_st_server EXIT
+for _ in $(seq 1 100); do
+  curl -fsS "http://127.0.0.1:$ST_PORT/readyz" >/dev/null 2>&1 && break
+  sleep 0.1
+done
+"$LATCHKEY" account update --subdomain default --api-token-access on >/dev/null
+ST_TOKEN=$("$LATCHKEY" token create --account default --description schemathesis)
+sleep 0.2
+# Two passes: the operations that read and create first, then those that
+# edit and delete, which may lock the token out (deactivate it, suspend or
+# delete its user, turn token access off), after which every answer is a 401.
+# (Run from the temporary directory: Schemathesis keeps a cache in its
+# working directory.)
+ST_BIN="$PWD/$ST_VENV/bin/schemathesis"
+st_run() {
+  (cd "$ST_DIR" && timeout 150 "$ST_BIN" run "http://127.0.0.1:$ST_PORT/api/v2/openapi.json" \
+    --url "http://127.0.0.1:$ST_PORT" \
+    --auth "admin@localhost/token:$ST_TOKEN" \
+    --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance \
+    --max-examples 25 --seed 1 --generation-database none --no-color "$@")
+}
+st_status=0
+st_run --exclude-method PUT --exclude-method DELETE || st_status=$?
+[ "$st_status" -ne 0 ] || st_run --include-method PUT --include-method DELETE || st_status=$?
+if [ "$st_status" -ne 0 ]; then
+  echo "Schemathesis failed (exit $st_status); the server's log:" >&2
+  tail -n 50 "$ST_DIR/serve.log" >&2
+  exit "$st_status"
+fi
+unset LATCHKEY_DATABASE_URL

@@ -24,3 +24,4 @@ mod tokens;
 mod users;
 mod verify;
 mod web;
+mod wire_format;

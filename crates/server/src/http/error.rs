@@ -5,9 +5,11 @@
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use indexmap::IndexMap;
 use latchkey_app::AppError;
 use latchkey_core::{DomainError, Invalid};
-use serde_json::{json, Map, Value};
+use serde::Serialize;
+use utoipa::ToSchema;
 
 pub const NOT_AUTHENTICATED: &str = r#"{"error":"Couldn't authenticate you"}"#;
 pub const WWW_AUTHENTICATE: &str = r#"Basic realm="latchkey""#;
@@ -49,13 +51,69 @@ pub enum ApiError {
 
 pub type ApiResult<T> = Result<T, ApiError>;
 
+/// The body of every error but 401 `invalid_token` and 422 (docs/api.md,
+/// "Errors").
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"error": "RecordNotFound", "description": "Not found"}))]
+pub struct ErrorBody {
+    /// The error's code: branch on it and on the status.
+    pub error: &'static str,
+    /// A human-readable explanation; absent on the plain 401.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+}
+
+/// The 401 answer to a `Bearer` credential.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"error": "invalid_token", "error_description": "The access token provided is expired, revoked, malformed or invalid for other reasons."}))]
+pub struct BearerErrorBody {
+    /// Always `invalid_token`.
+    pub error: &'static str,
+    pub error_description: &'static str,
+    /// Present when the credential is a well-formed latchkey token.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hint: Option<&'static str>,
+}
+
+/// One failed check of a field.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"error": "Blank", "description": "name can't be blank"}))]
+pub struct FieldError {
+    /// `TokenLimitReached`, `TokenActive`, `ReadOnly`, `InvalidValue`,
+    /// `TooLong`, `Blank` or `Taken`.
+    pub error: &'static str,
+    pub description: String,
+}
+
+/// 422 `RecordInvalid`: `details` maps a field name (or `base`, the record
+/// as a whole) to its failed checks.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({
+    "error": "RecordInvalid", "description": "Record validation errors",
+    "details": {
+        "name": [{"error": "Blank", "description": "name can't be blank"}],
+        "role": [{"error": "InvalidValue", "description": "role must be one of admin, agent, end_user"}]
+    }
+}))]
+pub struct InvalidBody {
+    /// Always `RecordInvalid`.
+    pub error: &'static str,
+    /// Always `Record validation errors`.
+    pub description: &'static str,
+    #[schema(value_type = std::collections::HashMap<String, Vec<FieldError>>)]
+    pub details: IndexMap<String, Vec<FieldError>>,
+}
+
 /// A JSON response with the content type docs/api.md gives.
-pub fn json_response(status: StatusCode, body: &Value) -> Response {
-    raw_json(status, body.to_string())
+pub fn json_response<T: Serialize>(status: StatusCode, body: &T) -> Response {
+    match serde_json::to_string(body) {
+        Ok(text) => raw_json(status, text),
+        Err(e) => ApiError::Internal(e.to_string()).into_response(),
+    }
 }
 
 /// 201 Created with the record's absolute URL in `Location`.
-pub fn created(location: &str, body: &Value) -> Response {
+pub fn created<T: Serialize>(location: &str, body: &T) -> Response {
     let mut res = json_response(StatusCode::CREATED, body);
     if let Ok(loc) = HeaderValue::from_str(location) {
         res.headers_mut().insert(header::LOCATION, loc);
@@ -72,8 +130,17 @@ pub fn raw_json(status: StatusCode, body: String) -> Response {
     res
 }
 
-fn error_body(error: &str, description: &str) -> Value {
-    json!({ "error": error, "description": description })
+fn error_body(error: &'static str, description: &str) -> String {
+    to_json(&ErrorBody {
+        error,
+        description: Some(description.to_owned()),
+    })
+}
+
+fn to_json<T: Serialize>(body: &T) -> String {
+    // These bodies are strings, booleans and maps of strings: serialising
+    // them cannot fail.
+    serde_json::to_string(body).unwrap_or_default()
 }
 
 impl ApiError {
@@ -99,20 +166,16 @@ impl ApiError {
     }
 
     pub fn body(&self) -> String {
-        let v = match self {
-            ApiError::NotAuthenticated { token_hint: false } => return NOT_AUTHENTICATED.to_owned(),
+        match self {
+            ApiError::NotAuthenticated { token_hint: false } => NOT_AUTHENTICATED.to_owned(),
             ApiError::NotAuthenticated { token_hint: true } => {
-                json!({"error": "Couldn't authenticate you", "description": SLASH_TOKEN_HINT})
+                error_body("Couldn't authenticate you", SLASH_TOKEN_HINT)
             }
-            ApiError::InvalidBearer { api_token } => {
-                let mut m = Map::new();
-                m.insert("error".into(), "invalid_token".into());
-                m.insert("error_description".into(), BEARER_DESCRIPTION.into());
-                if *api_token {
-                    m.insert("hint".into(), BEARER_HINT.into());
-                }
-                Value::Object(m)
-            }
+            ApiError::InvalidBearer { api_token } => to_json(&BearerErrorBody {
+                error: "invalid_token",
+                error_description: BEARER_DESCRIPTION,
+                hint: api_token.then_some(BEARER_HINT),
+            }),
             ApiError::Forbidden => error_body("Forbidden", FORBIDDEN),
             ApiError::TokenAccessDisabled => error_body(
                 "TokenAccessDisabled",
@@ -124,16 +187,18 @@ impl ApiError {
             ApiError::MethodNotAllowed => error_body("MethodNotAllowed", "This method is not allowed on this path."),
             ApiError::PayloadTooLarge => error_body("PayloadTooLarge", "The request body is larger than 64 KiB."),
             ApiError::Invalid(list) => {
-                let mut details = Map::new();
+                let mut details: IndexMap<String, Vec<FieldError>> = IndexMap::new();
                 for i in list {
-                    let entry = details
-                        .entry(i.field.clone())
-                        .or_insert_with(|| Value::Array(Vec::new()));
-                    if let Value::Array(a) = entry {
-                        a.push(json!({"error": i.code.as_str(), "description": i.description}));
-                    }
+                    details.entry(i.field.clone()).or_default().push(FieldError {
+                        error: i.code.as_str(),
+                        description: i.description.clone(),
+                    });
                 }
-                json!({"error": "RecordInvalid", "description": "Record validation errors", "details": details})
+                to_json(&InvalidBody {
+                    error: "RecordInvalid",
+                    description: "Record validation errors",
+                    details,
+                })
             }
             ApiError::TooManyRequests { .. } => error_body(
                 "TooManyRequests",
@@ -144,8 +209,7 @@ impl ApiError {
                 "This server has lost contact with its database and cannot verify credentials. Try again shortly.",
             ),
             ApiError::Internal(_) => error_body("InternalError", "Something went wrong on our side."),
-        };
-        v.to_string()
+        }
     }
 }
 

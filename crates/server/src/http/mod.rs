@@ -13,6 +13,7 @@ pub mod edge;
 pub mod error;
 pub mod input;
 pub mod metrics;
+pub mod openapi;
 pub mod ops;
 pub mod paging;
 pub mod tokens;
@@ -29,6 +30,9 @@ use crate::state::AppState;
 /// the operator endpoints.
 pub fn routes() -> Router<AppState> {
     Router::new()
+        // `/api/v2/openapi.json`, unauthenticated: the suffix is dropped
+        // before routing like on every API path.
+        .route("/api/v2/openapi", get(openapi::serve))
         .route("/api/v2/users/me", get(users::me))
         .route("/api/v2/users", get(users::list).post(users::create))
         .route(

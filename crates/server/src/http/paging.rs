@@ -8,7 +8,8 @@ use std::fmt;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use latchkey_core::id::{AuditEventId, UserId};
-use serde_json::{json, Value};
+use serde::Serialize;
+use utoipa::{IntoParams, ToSchema};
 
 use super::error::ApiError;
 use super::input::BaseUrl;
@@ -28,6 +29,49 @@ impl CursorId for AuditEventId {
     fn from_row_id(id: i64) -> Self {
         AuditEventId::new(id)
     }
+}
+
+/// The page parameters as the OpenAPI document describes them; requests are
+/// read by [`PageQuery::parse`], which gives the exact 400s of docs/api.md.
+#[derive(Debug, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub struct PageParams {
+    /// Rows per page, 1–100 (default 100).
+    #[param(rename = "page[size]", minimum = 1, maximum = 100, example = 25)]
+    size: Option<i64>,
+    /// An opaque cursor (a page's `meta.after_cursor`): the rows after it.
+    #[param(rename = "page[after]", example = "aWQ6OTk")]
+    after: Option<String>,
+    /// An opaque cursor (a page's `meta.before_cursor`): the rows before it.
+    /// Not together with `page[after]`.
+    #[param(rename = "page[before]", example = "aWQ6MTAw")]
+    before: Option<String>,
+}
+
+/// Where a page lies (docs/api.md, "Paging").
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"has_more": true, "after_cursor": "aWQ6OTk", "before_cursor": "aWQ6MTAw"}))]
+pub struct Meta {
+    /// More rows lie beyond this page in the direction it was read.
+    pub has_more: bool,
+    /// The cursor of the page's last row; `null` for an empty page.
+    #[schema(required = true)]
+    pub after_cursor: Option<String>,
+    /// The cursor of the page's first row; `null` for an empty page.
+    #[schema(required = true)]
+    pub before_cursor: Option<String>,
+}
+
+/// Absolute URLs of the neighbouring pages, carrying the listing's filters
+/// and `page[size]`; `null` where there is none.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"next": "https://acme.example.com/api/v2/users.json?page[size]=100&page[after]=aWQ6OTk", "prev": null}))]
+pub struct Links {
+    #[schema(required = true)]
+    pub next: Option<String>,
+    #[schema(required = true)]
+    pub prev: Option<String>,
 }
 
 /// Page parameters shared by cursor-paged listings (docs/api.md), whose
@@ -107,7 +151,7 @@ impl<Id: CursorId> PageQuery<Id> {
         first: Option<Id>,
         last: Option<Id>,
         has_more: bool,
-    ) -> (Value, Value) {
+    ) -> (Meta, Links) {
         let first = first.map(encode_cursor);
         let last = last.map(encode_cursor);
         let mut prefix = String::new();
@@ -115,29 +159,30 @@ impl<Id: CursorId> PageQuery<Id> {
             let v: String = form_urlencoded::byte_serialize(v.as_bytes()).collect();
             prefix.push_str(&format!("{k}={v}&"));
         }
-        let link = |dir: &str, cursor: &Option<String>| -> Value {
-            match cursor {
-                Some(c) => {
-                    Value::String(base.join(&format!("{path}?{prefix}page[size]={}&page[{dir}]={c}", self.size)))
-                }
-                None => Value::Null,
-            }
+        let link = |dir: &str, cursor: &Option<String>| -> Option<String> {
+            cursor
+                .as_ref()
+                .map(|c| base.join(&format!("{path}?{prefix}page[size]={}&page[{dir}]={c}", self.size)))
         };
         let empty = first.is_none();
         let backwards = self.before.is_some();
         let next = if (!backwards && has_more) || (backwards && !empty) {
             link("after", &last)
         } else {
-            Value::Null
+            None
         };
         let prev = if (backwards && has_more) || (self.after.is_some() && !empty) {
             link("before", &first)
         } else {
-            Value::Null
+            None
         };
         (
-            json!({"has_more": has_more, "after_cursor": last, "before_cursor": first}),
-            json!({"next": next, "prev": prev}),
+            Meta {
+                has_more,
+                after_cursor: last,
+                before_cursor: first,
+            },
+            Links { next, prev },
         )
     }
 }
@@ -190,14 +235,14 @@ mod tests {
             Some(UserId::new(8)),
             true,
         );
-        assert_eq!(meta["has_more"], true);
+        assert!(meta.has_more);
         assert_eq!(
-            links["next"],
-            format!(
+            links.next,
+            Some(format!(
                 "http://x/a.json?filter[ip_address]=%3A%3A1&page[size]=2&page[after]={}",
                 encode_cursor(UserId::new(8))
-            )
+            ))
         );
-        assert_eq!(links["prev"], Value::Null);
+        assert_eq!(links.prev, None);
     }
 }

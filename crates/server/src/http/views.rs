@@ -1,18 +1,22 @@
 //! How records look in JSON (docs/api.md, "Endpoints"): absolute `url`s, RFC 3339 times.
+//! Each record and each response body is a type here, and the OpenAPI
+//! document (`/api/v2/openapi.json`) is generated from the same types.
 
 use latchkey_core::{
     account::Account,
-    id::{TokenId, UserId},
+    id::{AccountId, TokenId, UserId},
     time::{rfc3339, Timestamp},
     token::ApiToken,
-    user::User,
+    user::{Email, User},
 };
-use serde_json::{json, Value};
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use super::input::BaseUrl;
+use super::paging::{Links, Meta};
 
-fn time(t: Timestamp) -> Value {
-    Value::String(rfc3339(t))
+fn time(t: Timestamp) -> String {
+    rfc3339(t)
 }
 
 pub fn token_url(base: &BaseUrl, id: TokenId) -> String {
@@ -23,59 +27,257 @@ pub fn user_url(base: &BaseUrl, id: UserId) -> String {
     base.join(&format!("/api/v2/users/{id}.json"))
 }
 
-pub fn token(base: &BaseUrl, t: &ApiToken) -> Value {
-    json!({
-        "id": t.id,
-        "url": token_url(base, t.id),
-        "description": t.description,
-        "active": t.active,
-        "visible_token": t.visible_token,
-        "user_id": t.user_id,
-        "assigned_user_id": t.assigned_user_id,
-        "created_at": time(t.created_at),
-        "updated_at": time(t.updated_at),
-        "last_used": t.last_used.map(time),
-    })
+/// An API token record (docs/api.md, "API tokens").
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({
+    "id": 7, "url": "https://acme.example.com/api/v2/api_tokens/7.json",
+    "description": "Jira sync", "active": true, "visible_token": "lk_4fQ9…b3Z0",
+    "user_id": 3, "assigned_user_id": null,
+    "created_at": "2026-11-27T09:14:57Z", "updated_at": "2026-11-27T09:14:57Z",
+    "last_used": null
+}))]
+pub struct TokenView {
+    #[schema(value_type = i64, minimum = 1)]
+    pub id: TokenId,
+    /// Absolute; ends in `.json`.
+    pub url: String,
+    /// Trimmed, at most 255 characters; `null` when empty.
+    #[schema(required = true)]
+    pub description: Option<String>,
+    pub active: bool,
+    /// The prefix, the first 4 characters of the random part, `…` and the
+    /// last 4 characters of the token.
+    pub visible_token: String,
+    /// The admin who created it; `null` for tokens created by the CLI.
+    #[schema(required = true, value_type = Option<i64>)]
+    pub user_id: Option<UserId>,
+    /// Always `null` in this version.
+    #[schema(required = true, value_type = Option<i64>)]
+    pub assigned_user_id: Option<UserId>,
+    #[schema(format = DateTime)]
+    pub created_at: String,
+    #[schema(format = DateTime)]
+    pub updated_at: String,
+    /// `null` until first used.
+    #[schema(required = true, format = DateTime)]
+    pub last_used: Option<String>,
 }
 
-pub fn user(base: &BaseUrl, u: &User) -> Value {
-    json!({
-        "id": u.id,
-        "url": user_url(base, u.id),
-        "name": u.name,
-        "email": u.email,
-        "role": u.role.as_str(),
-        "verified": u.verified,
-        "suspended": u.suspended,
-        "created_at": time(u.created_at),
-        "updated_at": time(u.updated_at),
-    })
+/// A token record as its creation answers it: the record and, this once,
+/// the full token.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({
+    "id": 7, "url": "https://acme.example.com/api/v2/api_tokens/7.json",
+    "description": "Jira sync", "active": true, "visible_token": "lk_4fQ9…b3Z0",
+    "user_id": 3, "assigned_user_id": null,
+    "created_at": "2026-11-27T09:14:57Z", "updated_at": "2026-11-27T09:14:57Z",
+    "last_used": null, "token": "lk_4fQ9c2VhbW9ua2V5c2VjcmV0dG9rZW4xMjM0a0Ab3Z0"
+}))]
+pub struct CreatedTokenView {
+    #[serde(flatten)]
+    pub record: TokenView,
+    /// The full token, shown only in this response.
+    pub token: String,
 }
 
-pub fn account(a: &Account) -> Value {
-    json!({
-        "id": a.id,
-        "subdomain": a.subdomain,
-        "name": a.name,
-        "plan": a.plan.as_str(),
-        "token_limit": a.token_limit,
-        "created_at": time(a.created_at),
-    })
+/// A user record (docs/api.md, "Users").
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({
+    "id": 3, "url": "https://acme.example.com/api/v2/users/3.json",
+    "name": "Jo Doe", "email": "jdoe@example.com", "role": "admin",
+    "verified": true, "suspended": false,
+    "created_at": "2026-11-27T09:14:57Z", "updated_at": "2026-11-27T09:14:57Z"
+}))]
+pub struct UserView {
+    #[schema(value_type = i64, minimum = 1)]
+    pub id: UserId,
+    /// Absolute; ends in `.json`.
+    pub url: String,
+    pub name: String,
+    #[schema(value_type = String)]
+    pub email: Email,
+    #[schema(value_type = RoleName)]
+    pub role: &'static str,
+    pub verified: bool,
+    pub suspended: bool,
+    #[schema(format = DateTime)]
+    pub created_at: String,
+    #[schema(format = DateTime)]
+    pub updated_at: String,
+}
+
+/// A user's role.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RoleName {
+    Admin,
+    Agent,
+    EndUser,
+}
+
+/// The account record (docs/api.md, "Account and settings").
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({
+    "id": 1, "subdomain": "acme", "name": "Acme", "plan": "enterprise",
+    "token_limit": 256, "created_at": "2026-11-27T09:14:57Z"
+}))]
+pub struct AccountView {
+    #[schema(value_type = i64, minimum = 1)]
+    pub id: AccountId,
+    #[schema(value_type = String, pattern = "^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")]
+    pub subdomain: latchkey_core::account::Subdomain,
+    pub name: String,
+    #[schema(value_type = PlanName)]
+    pub plan: &'static str,
+    /// 256, or 2048 once an import has left the account holding more.
+    pub token_limit: i64,
+    #[schema(format = DateTime)]
+    pub created_at: String,
+}
+
+/// An account's plan.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PlanName {
+    Team,
+    Growth,
+    Professional,
+    Enterprise,
+    EnterprisePlus,
+}
+
+/// The account's settings.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SettingsView {
+    pub api: ApiSettings,
+    pub token_policy: TokenPolicy,
+}
+
+/// Settings of the REST API.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ApiSettings {
+    /// Off for new accounts; while off every token of the account fails.
+    pub api_token_access: bool,
+}
+
+/// The token policy: always "no policy" in this version (README.md,
+/// "Choices latchkey makes").
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TokenPolicy {
+    #[schema(required = true, value_type = Option<i64>)]
+    pub max_lifetime_days: Option<()>,
+    pub require_expiry: bool,
+    pub require_assigned_user: bool,
+    #[schema(required = true, value_type = Option<i64>)]
+    pub deactivate_unused_after_days: Option<()>,
+    #[schema(required = true, value_type = Option<i64>)]
+    pub delete_deactivated_after_days: Option<()>,
+}
+
+/// `{"user": User}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UserResponse {
+    pub user: UserView,
+}
+
+/// `{"users": [User], "meta", "links"}`: one page of the account's users.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UserList {
+    pub users: Vec<UserView>,
+    pub meta: Meta,
+    pub links: Links,
+}
+
+/// `{"api_token": Token}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TokenResponse {
+    pub api_token: TokenView,
+}
+
+/// `{"api_token": Token + "token"}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CreatedTokenResponse {
+    pub api_token: CreatedTokenView,
+}
+
+/// Every token of the account, newest first, with how many it holds and
+/// may hold.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TokenList {
+    pub api_tokens: Vec<TokenView>,
+    #[schema(example = 2)]
+    pub count: usize,
+    #[schema(example = 256)]
+    pub limit: i64,
+}
+
+/// `{"account": Account}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AccountResponse {
+    pub account: AccountView,
+}
+
+/// `{"settings": Settings}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SettingsResponse {
+    pub settings: SettingsView,
+}
+
+pub fn token(base: &BaseUrl, t: &ApiToken) -> TokenView {
+    TokenView {
+        id: t.id,
+        url: token_url(base, t.id),
+        description: t.description.clone(),
+        active: t.active,
+        visible_token: t.visible_token.clone(),
+        user_id: t.user_id,
+        assigned_user_id: t.assigned_user_id,
+        created_at: time(t.created_at),
+        updated_at: time(t.updated_at),
+        last_used: t.last_used.map(time),
+    }
+}
+
+pub fn user(base: &BaseUrl, u: &User) -> UserView {
+    UserView {
+        id: u.id,
+        url: user_url(base, u.id),
+        name: u.name.clone(),
+        email: u.email.clone(),
+        role: u.role.as_str(),
+        verified: u.verified,
+        suspended: u.suspended,
+        created_at: time(u.created_at),
+        updated_at: time(u.updated_at),
+    }
+}
+
+pub fn account(a: &Account) -> AccountView {
+    AccountView {
+        id: a.id,
+        subdomain: a.subdomain.clone(),
+        name: a.name.clone(),
+        plan: a.plan.as_str(),
+        token_limit: a.token_limit,
+        created_at: time(a.created_at),
+    }
 }
 
 /// `{"settings": …}`. The token policy (README.md, "Choices latchkey makes") is not enforced yet, so it
 /// reads as "no policy".
-pub fn settings(a: &Account) -> Value {
-    json!({
-        "settings": {
-            "api": { "api_token_access": a.api_token_access },
-            "token_policy": {
-                "max_lifetime_days": null,
-                "require_expiry": false,
-                "require_assigned_user": false,
-                "deactivate_unused_after_days": null,
-                "delete_deactivated_after_days": null,
-            }
-        }
-    })
+pub fn settings(a: &Account) -> SettingsResponse {
+    SettingsResponse {
+        settings: SettingsView {
+            api: ApiSettings {
+                api_token_access: a.api_token_access,
+            },
+            token_policy: TokenPolicy {
+                max_lifetime_days: None,
+                require_expiry: false,
+                require_assigned_user: false,
+                deactivate_unused_after_days: None,
+                delete_deactivated_after_days: None,
+            },
+        },
+    }
 }
