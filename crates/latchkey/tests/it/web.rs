@@ -851,16 +851,20 @@ async fn the_token_list_reads_tokens_and_their_creators_in_one_statement() {
             let r = app.post("/api/v2/api_tokens", &auth, &body).await;
             assert_eq!(r.status, 201, "{}", r.text());
         }
-        // The first view may also refresh the session's last-seen time (a
-        // write the list itself does not make); count the second.
-        browser.get("/admin/apis/api-tokens").await;
-        let page = browser.get("/admin/apis/api-tokens").await;
-        assert_eq!(page.status, 200);
-        assert!(page.text().contains("admin user"), "creators are named on the list");
-        // sqlx logs a statement when it finishes, on its worker thread.
-        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-        let id = crate::verify::request_id(&page);
-        statements.push(counter.by_request.lock().unwrap().get(&id).copied().unwrap_or(0));
+        // A view may also refresh the session's last-seen time, or open a
+        // new pooled connection (whose setup statements run in its span):
+        // neither is the list's own work, so take the fewest of three views.
+        let mut fewest = usize::MAX;
+        for _ in 0..3 {
+            let page = browser.get("/admin/apis/api-tokens").await;
+            assert_eq!(page.status, 200);
+            assert!(page.text().contains("admin user"), "creators are named on the list");
+            // sqlx logs a statement when it finishes, on its worker thread.
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            let id = crate::verify::request_id(&page);
+            fewest = fewest.min(counter.by_request.lock().unwrap().get(&id).copied().unwrap_or(0));
+        }
+        statements.push(fewest);
     }
     assert!(
         statements[0] > 0,
