@@ -136,10 +136,7 @@ impl Connection {
         S::Future: Send + 'static,
     {
         let activity = Arc::new(Activity::new());
-        let io = TokioIo::new(Watched {
-            inner: stream,
-            activity: activity.clone(),
-        });
+        let io = TokioIo::new(Watched::new(stream, activity.clone()));
         let peer = self.peer;
         let requests = activity.clone();
         let hyper_service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
@@ -256,10 +253,84 @@ impl Drop for InFlight {
     }
 }
 
-/// A TCP stream that notes in [`Activity`] every byte it moves.
+/// A TCP stream that notes in [`Activity`] every byte it moves, and makes
+/// one rewrite on the way out: the HTTP parser's own answer to a request it
+/// cannot parse (a NUL in a header, a head over hyper's limits) is a bare
+/// 400, 414 or 431 head, written before any request reaches the router;
+/// it leaves with the JSON error body every other 4xx has (docs/api.md,
+/// "Errors"). Nothing the router answers matches: every 4xx it sends has a
+/// content type.
 struct Watched {
     inner: TcpStream,
     activity: Arc<Activity>,
+    /// A rewritten answer not yet fully written, and how much of it was.
+    pending: Vec<u8>,
+    sent: usize,
+}
+
+impl Watched {
+    fn new(inner: TcpStream, activity: Arc<Activity>) -> Self {
+        Watched {
+            inner,
+            activity,
+            pending: Vec::new(),
+            sent: 0,
+        }
+    }
+
+    /// Writes out what is left of a rewritten answer.
+    fn poll_pending(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while self.sent < self.pending.len() {
+            let n = std::task::ready!(Pin::new(&mut self.inner).poll_write(cx, &self.pending[self.sent..]))?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            self.sent += n;
+        }
+        self.pending.clear();
+        self.sent = 0;
+        Poll::Ready(Ok(()))
+    }
+
+    /// Takes `buf` (reported as written) when it is the parser's bare error
+    /// head, queuing its rewrite instead.
+    fn take_parser_error(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Option<Poll<io::Result<usize>>> {
+        let rewritten = with_json_body(buf)?;
+        self.pending = rewritten;
+        self.sent = 0;
+        self.activity.wrote();
+        if let Poll::Ready(Err(e)) = self.poll_pending(cx) {
+            return Some(Poll::Ready(Err(e)));
+        }
+        Some(Poll::Ready(Ok(buf.len())))
+    }
+}
+
+/// The parser's bare error head (`HTTP/1.1 4xx`, `content-length: 0`, no
+/// content type, nothing after the head) with the JSON error body of its
+/// status; `None` for anything else.
+fn with_json_body(buf: &[u8]) -> Option<Vec<u8>> {
+    if !buf.starts_with(b"HTTP/1.1 4") || !buf.ends_with(b"\r\n\r\n") {
+        return None;
+    }
+    let head = std::str::from_utf8(buf).ok()?;
+    let lower = head.to_ascii_lowercase();
+    if lower.contains("\r\ncontent-type:") || !lower.contains("\r\ncontent-length: 0\r\n") {
+        return None;
+    }
+    let status: u16 = head.get(9..12)?.parse().ok()?;
+    let body = crate::http::edge::parser_error_body(status);
+    let mut out = String::with_capacity(head.len() + body.len() + 64);
+    for line in head.trim_end_matches("\r\n").split("\r\n") {
+        if !line.to_ascii_lowercase().starts_with("content-length:") {
+            out.push_str(line);
+            out.push_str("\r\n");
+        }
+    }
+    out.push_str("content-type: application/json; charset=utf-8\r\n");
+    out.push_str(&format!("content-length: {}\r\n\r\n", body.len()));
+    out.push_str(&body);
+    Some(out.into_bytes())
 }
 
 impl AsyncRead for Watched {
@@ -274,22 +345,35 @@ impl AsyncRead for Watched {
 }
 
 impl AsyncWrite for Watched {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        let polled = Pin::new(&mut self.inner).poll_write(cx, buf);
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        std::task::ready!(this.poll_pending(cx))?;
+        if let Some(taken) = this.take_parser_error(cx, buf) {
+            return taken;
+        }
+        let polled = Pin::new(&mut this.inner).poll_write(cx, buf);
         if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
-            self.activity.wrote();
+            this.activity.wrote();
         }
         polled
     }
 
     fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        let polled = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        let this = self.get_mut();
+        std::task::ready!(this.poll_pending(cx))?;
+        let mut filled = bufs.iter().filter(|b| !b.is_empty());
+        if let (Some(only), None) = (filled.next(), filled.next()) {
+            if let Some(taken) = this.take_parser_error(cx, only) {
+                return taken;
+            }
+        }
+        let polled = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
         if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
-            self.activity.wrote();
+            this.activity.wrote();
         }
         polled
     }
@@ -298,18 +382,44 @@ impl AsyncWrite for Watched {
         self.inner.is_write_vectored()
     }
 
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        std::task::ready!(this.poll_pending(cx))?;
+        Pin::new(&mut this.inner).poll_flush(cx)
     }
 
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        std::task::ready!(this.poll_pending(cx))?;
+        Pin::new(&mut this.inner).poll_shutdown(cx)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_the_parsers_bare_error_head_gets_a_json_body() {
+        let bare = b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\ndate: Mon, 30 Nov 2026 07:00:00 GMT\r\n\r\n";
+        let out = String::from_utf8(with_json_body(bare).expect("rewritten")).expect("utf-8");
+        let (head, body) = out.split_once("\r\n\r\n").expect("a head");
+        assert!(head.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{head}");
+        assert!(head.contains("content-type: application/json; charset=utf-8"), "{head}");
+        assert!(head.contains(&format!("content-length: {}", body.len())), "{head}");
+        assert!(!head.contains("content-length: 0"), "{head}");
+        assert_eq!(
+            body,
+            r#"{"error":"BadRequest","description":"The request is malformed."}"#
+        );
+
+        // What the router sends is never touched: it has a content type, a
+        // body, or is not a 4xx.
+        let json = b"HTTP/1.1 404 Not Found\r\ncontent-type: application/json\r\ncontent-length: 0\r\n\r\n";
+        assert!(with_json_body(json).is_none());
+        assert!(with_json_body(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n").is_none());
+        assert!(with_json_body(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 2\r\n\r\n{}").is_none());
+    }
 
     const LIMITS: ConnectionLimits = ConnectionLimits {
         header_read_timeout: Duration::from_secs(10),

@@ -28,20 +28,31 @@ struct ErrorBody {
 
 /// The JSON error answer for a 4xx `status` made outside a handler.
 pub fn error_for(status: StatusCode) -> Response {
+    match status {
+        StatusCode::BAD_REQUEST => ApiError::bad_request(MALFORMED).into_response(),
+        StatusCode::NOT_FOUND => ApiError::NotFound.into_response(),
+        StatusCode::METHOD_NOT_ALLOWED => ApiError::MethodNotAllowed.into_response(),
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge.into_response(),
+        _ => raw_json(status, parser_error_body(status.as_u16())),
+    }
+}
+
+const MALFORMED: &str = "The request is malformed.";
+
+/// The JSON error body for a status the HTTP layer answers itself: 414,
+/// 431, and 400 (and any other status) for a request that is malformed.
+/// Also what the connection writes in place of the parser's bare answer to
+/// a request it cannot parse (`connections.rs`).
+pub fn parser_error_body(status: u16) -> String {
     let (error, description) = match status {
-        StatusCode::BAD_REQUEST => return ApiError::bad_request("The request is malformed.").into_response(),
-        StatusCode::NOT_FOUND => return ApiError::NotFound.into_response(),
-        StatusCode::METHOD_NOT_ALLOWED => return ApiError::MethodNotAllowed.into_response(),
-        StatusCode::PAYLOAD_TOO_LARGE => return ApiError::PayloadTooLarge.into_response(),
-        StatusCode::URI_TOO_LONG => ("UriTooLong", "The request path and query are longer than 32 KiB."),
-        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => (
+        414 => ("UriTooLong", "The request path and query are longer than 32 KiB."),
+        431 => (
             "RequestHeaderFieldsTooLarge",
             "The request headers are larger than 64 KiB.",
         ),
-        _ => ("BadRequest", "The request is malformed."),
+        _ => ("BadRequest", MALFORMED),
     };
-    let body = serde_json::to_string(&ErrorBody { error, description }).unwrap_or_default();
-    raw_json(status, body)
+    serde_json::to_string(&ErrorBody { error, description }).unwrap_or_default()
 }
 
 /// Middleware: refuses an oversized request head with a JSON 414 or 431
