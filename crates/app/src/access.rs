@@ -42,7 +42,7 @@ impl UserAccess {
             account_id: user.account_id,
             user_id: user.id,
             role: user.role,
-            actor: Actor::user(user.id, &user.name, Some(ip.to_string())),
+            actor: Actor::user(user.id, &user.name, Some(ip)),
         }
     }
 

@@ -114,11 +114,13 @@ pub struct Actor {
     pub actor_type: ActorType,
     pub id: Option<UserId>,
     pub name: String,
-    pub ip_address: Option<String>,
+    /// Where the actor acted from; formatted only when an event is written,
+    /// not on every authenticated request.
+    pub ip_address: Option<std::net::IpAddr>,
 }
 
 impl Actor {
-    pub fn user(id: UserId, name: &str, ip_address: Option<String>) -> Self {
+    pub fn user(id: UserId, name: &str, ip_address: Option<std::net::IpAddr>) -> Self {
         Actor {
             actor_type: ActorType::User,
             id: Some(id),
@@ -247,7 +249,7 @@ impl AuditEvent {
             source_id: source.id,
             source_label: source.label,
             change_description,
-            ip_address: actor.ip_address.clone(),
+            ip_address: actor.ip_address.map(|ip| ip.to_string()),
             created_at: now,
         }
     }
@@ -305,7 +307,7 @@ mod tests {
     fn event(desc: &str) -> AuditEvent {
         AuditEvent::new(
             AccountId::new(1),
-            &Actor::user(UserId::new(3), "Jane", Some("127.0.0.1".into())),
+            &Actor::user(UserId::new(3), "Jane", Some(std::net::IpAddr::from([127, 0, 0, 1]))),
             Action::Update,
             Source {
                 source_type: SourceType::ApiToken,
