@@ -175,6 +175,16 @@ async fn user_with_password(app: &TestApp, account: &TestAccount, role: Role) ->
     email
 }
 
+/// The refused requests changed nothing: the token is still active and the
+/// account's admin still an unsuspended admin.
+async fn assert_untouched(app: &TestApp, account: &TestAccount, token_id: TokenId) {
+    let access = app.operator(&account.subdomain).await;
+    let token = app.app.token(&access, token_id).await.unwrap();
+    assert_eq!(token.map(|t| t.active), Some(true));
+    let admin = app.app.user(&access, account.admin.id).await.unwrap().unwrap();
+    assert_eq!((admin.role, admin.suspended), (Role::Admin, false));
+}
+
 /// A server, an account, and a browser signed in as an admin of it.
 async fn signed_in_admin() -> (TestApp, TestAccount, Browser) {
     let app = TestApp::spawn().await;
@@ -241,21 +251,7 @@ async fn agents_and_end_users_get_the_403_page_on_every_admin_page() {
             assert_eq!(r.status, 403, "{role:?} POST {path}");
         }
     }
-    assert_eq!(
-        app.app
-            .token(&app.operator(&account.subdomain).await, token.id)
-            .await
-            .unwrap()
-            .map(|t| t.active),
-        Some(true)
-    );
-    let admin = app
-        .app
-        .user(&app.operator(&account.subdomain).await, account.admin.id)
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!((admin.role, admin.suspended), (Role::Admin, false));
+    assert_untouched(&app, &account, token.id).await;
 }
 
 #[tokio::test]
@@ -784,21 +780,7 @@ async fn another_accounts_tokens_and_people_are_not_found() {
         let r = browser.post(&path, &[("csrf", &csrf)]).await;
         assert_eq!(r.status, 404, "POST {path}");
     }
-    assert_eq!(
-        app.app
-            .token(&app.operator(&other.subdomain).await, token.id)
-            .await
-            .unwrap()
-            .map(|t| t.active),
-        Some(true)
-    );
-    let admin = app
-        .app
-        .user(&app.operator(&other.subdomain).await, other.admin.id)
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(!admin.suspended);
+    assert_untouched(&app, &other, token.id).await;
 }
 
 #[tokio::test]
