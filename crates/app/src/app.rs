@@ -18,6 +18,7 @@ use latchkey_core::{
     audit::{Actor, AuditEvent},
     audit_query::AuditQuery,
     id::{AuditEventId, TokenId, UserId},
+    scope::ScopeCatalog,
     time::{Clock, SystemClock, Timestamp},
     token::{ApiToken, NewToken, PlainToken, TokenCreator, TokenHash, TokenPatch, TokenPrefix},
     user::{Email, NewUser, Role, User, UserPatch},
@@ -40,6 +41,9 @@ pub struct App {
     follower: Arc<Follower>,
     pub(crate) clock: Arc<dyn Clock>,
     token_prefix: TokenPrefix,
+    /// The scopes this deployment offers (latchkey's own resources and the
+    /// configuration file's).
+    scopes: Arc<ScopeCatalog>,
     pub(crate) sign_in_limits: SignInLimits,
     /// A real Argon2id hash of a random password, checked for unknown
     /// emails so that a sign-in takes as long as for a wrong password.
@@ -72,9 +76,22 @@ impl App {
             follower,
             clock,
             token_prefix,
+            scopes: Arc::new(ScopeCatalog::builtin()),
             sign_in_limits: SignInLimits::default(),
             dummy_hash: OnceCell::new(),
         })
+    }
+
+    /// Offers the resources of `catalog` (the configuration file's
+    /// `[[resources]]` beside latchkey's own) instead of latchkey's own only.
+    pub fn with_scope_catalog(mut self, catalog: ScopeCatalog) -> Self {
+        self.scopes = Arc::new(catalog);
+        self
+    }
+
+    /// The scopes this deployment offers, and which resource claims a path.
+    pub fn scope_catalog(&self) -> &ScopeCatalog {
+        &self.scopes
     }
 
     pub fn now(&self) -> Timestamp {
