@@ -18,11 +18,11 @@ use latchkey_core::{
     audit::{Actor, AuditEvent},
     audit_query::AuditQuery,
     id::{AuditEventId, TokenId, UserId},
-    scope::ScopeCatalog,
+    scope::{ScopeCatalog, Target},
     time::{Clock, SystemClock, Timestamp},
-    token::{ApiToken, NewToken, PlainToken, TokenCreator, TokenHash, TokenPatch, TokenPrefix},
+    token::{ApiToken, NewToken, PlainToken, Restrictions, TokenCreator, TokenHash, TokenPatch, TokenPrefix},
     user::{Email, NewUser, Role, User, UserPatch},
-    verifier::{Denial, Identity, IdentityRef, Verifier},
+    verifier::{Identity, IdentityRef, Refusal, Verifier},
     DomainError,
 };
 use latchkey_store::{Follower, Page, Store};
@@ -161,27 +161,33 @@ impl App {
 
     /// The verification hot path: lends the identity behind `email` and the
     /// token `hash` to `f`. Touches no database and makes no capability.
+    /// Given the original request's `target`, the token's scopes are
+    /// checked too (403 naming the missing scope).
     pub fn verify_with<R>(
         &self,
         email: &str,
         hash: &TokenHash,
         now: Timestamp,
+        target: Option<Target<'_>>,
         f: impl FnOnce(IdentityRef<'_>) -> R,
-    ) -> std::result::Result<R, Denial> {
-        self.verifier.verify_with(email, hash, now, f)
+    ) -> std::result::Result<R, Refusal> {
+        self.verifier.verify_with(email, hash, now, target, f)
     }
 
-    /// Authenticates an API token for a request from `ip`: the identity and
-    /// the [`UserAccess`] its handlers act with.
+    /// Authenticates an API token for a request from `ip` to `target` (a
+    /// request of latchkey's own API, whose scopes are checked too): the
+    /// identity and the [`UserAccess`] its handlers act with.
     pub fn authenticate(
         &self,
         email: &str,
         hash: &TokenHash,
         now: Timestamp,
         ip: IpAddr,
-    ) -> std::result::Result<(Identity, UserAccess), Denial> {
-        self.verifier
-            .verify_with(email, hash, now, |id| (id.to_identity(), UserAccess::new(id.user, ip)))
+        target: Target<'_>,
+    ) -> std::result::Result<(Identity, UserAccess), Refusal> {
+        self.verifier.verify_with(email, hash, now, Some(target), |id| {
+            (id.to_identity(), UserAccess::new(id.user, ip))
+        })
     }
 
     /// The operator's right to change the account at `subdomain` (the CLI).
@@ -335,6 +341,16 @@ impl App {
         Ok(self.user_including_deleted(access, id).await?.filter(|u| !u.deleted))
     }
 
+    /// A user of the account by email (case-insensitive), not deleted.
+    pub async fn user_by_email(&self, access: &impl Access, email: &str) -> Result<Option<User>> {
+        let normalized = latchkey_core::user::normalize_email(email);
+        Ok(self
+            .store
+            .user_credentials(access.account_id(), &normalized)
+            .await?
+            .map(|(user, _)| user))
+    }
+
     /// A user of the account, deleted or not (to name who made a token).
     pub async fn user_including_deleted(&self, access: &impl Access, id: UserId) -> Result<Option<User>> {
         // The account is filtered in the query, not here: another account's
@@ -352,10 +368,14 @@ impl App {
 
     /// Generates a token and stores its hash; the plain token is returned
     /// for the one response that shows it.
+    /// `restrictions` are checked here: an expiry in the future, an assigned
+    /// user of the account (scopes are parsed against [`Self::scope_catalog`]
+    /// before they get here).
     pub async fn create_token(
         &self,
         access: &AdminAccess,
         description: Option<String>,
+        restrictions: Restrictions,
     ) -> Result<(ApiToken, PlainToken)> {
         let plain = PlainToken::generate(&self.token_prefix);
         let new = NewToken {
@@ -364,6 +384,7 @@ impl App {
             description,
             active: true,
             user_id: access.actor().id,
+            restrictions,
         };
         let token = self
             .store

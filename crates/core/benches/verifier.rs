@@ -4,7 +4,10 @@
 //! SHA-256, and the lookups of token, account and user. A valid token is
 //! measured twice: through `verify_with` reading what `/verify`'s headers
 //! need (the path `/verify` takes), and through `verify`, which returns an
-//! owned `Identity` (the REST API's path).
+//! owned `Identity` (the REST API's path). A restricted token (scopes, an
+//! assigned user and an expiry) is measured on the `/verify` path with the
+//! original request given, its path classified against a catalog with a
+//! deployment resource as part of each verification.
 //!
 //! `LATCHKEY_BENCH_TOKENS` (default `1000,1000000`) sets the verifier sizes;
 //! tokens are spread over one account per 100 tokens. After criterion's own
@@ -19,8 +22,9 @@ use std::time::Instant;
 use criterion::Criterion;
 use latchkey_core::account::{Plan, Subdomain};
 use latchkey_core::id::{AccountId, TokenId, UserId};
+use latchkey_core::scope::{ResourceDef, ScopeCatalog};
 use latchkey_core::time::Timestamp;
-use latchkey_core::token::{has_valid_checksum, PlainToken, TokenHash, TokenPrefix};
+use latchkey_core::token::{has_valid_checksum, PlainToken, Restrictions, TokenHash, TokenPrefix};
 use latchkey_core::user::{Email, Role, User};
 use latchkey_core::verifier::{AccountEntry, Snapshot, TokenAuth, Verifier};
 
@@ -50,6 +54,8 @@ struct Loaded {
     unknown: String,
     bad_checksum: String,
     deactivated: String,
+    restricted: String,
+    catalog: ScopeCatalog,
 }
 
 /// A verifier holding `n` tokens over `n / 100` accounts (one user each),
@@ -59,6 +65,13 @@ fn load(n: usize) -> Loaded {
     let valid = PlainToken::generate(&prefix);
     let deactivated = PlainToken::generate(&prefix);
     let unknown = PlainToken::generate(&prefix);
+    let restricted = PlainToken::generate(&prefix);
+    let catalog = ScopeCatalog::with_resources(vec![ResourceDef {
+        name: "tickets".into(),
+        description: "Tickets".into(),
+        paths: vec!["/api/v2/tickets".into(), "/api/v2/tickets/**".into()],
+    }])
+    .expect("a valid resource");
     let mut bad_checksum = valid.expose().to_owned().into_bytes();
     let last = bad_checksum.len() - 1;
     bad_checksum[last] = if bad_checksum[last] == b'a' { b'b' } else { b'a' };
@@ -76,31 +89,44 @@ fn load(n: usize) -> Loaded {
         });
         s.add_user(user(a, a));
     }
-    let mut add = |id: usize, hash: TokenHash, active: bool| {
+    let mut add = |id: usize, hash: TokenHash, active: bool, restrictions: Restrictions| {
         s.add_token(TokenAuth {
             id: TokenId::new(id as i64),
             account_id: AccountId::new((id % accounts) as i64 + 1),
             hash,
             active,
+            restrictions,
         })
     };
     // Account 1 gets ids 0, accounts, 2 * accounts, ...
-    add(0, valid.hash(), true);
-    add(accounts, deactivated.hash(), false);
-    for id in (1..n).filter(|&i| i != accounts) {
-        add(id, TokenHash::of(&format!("bulk-{id}")), true);
+    add(0, valid.hash(), true, Restrictions::default());
+    add(accounts, deactivated.hash(), false, Restrictions::default());
+    let every_restriction = Restrictions {
+        scopes: Some(catalog.parse_scopes(&["tickets:read", "users:read"]).expect("valid")),
+        assigned_user_id: Some(UserId::new(1)),
+        expires_at: Some(NOW.plus_secs(3_600)),
+    };
+    let restricted_id = 2 * accounts;
+    add(restricted_id, restricted.hash(), true, every_restriction);
+    for id in (1..n).filter(|&i| i != accounts && i != restricted_id) {
+        add(id, TokenHash::of(&format!("bulk-{id}")), true, Restrictions::default());
     }
     let verifier = Verifier::new();
     verifier.replace_all(s);
-    assert_eq!(verifier.token_count(), n);
+    assert_eq!(verifier.token_count(), n.max(restricted_id + 1));
     Loaded {
         verifier,
         valid: valid.expose().to_owned(),
         unknown: unknown.expose().to_owned(),
         bad_checksum,
         deactivated: deactivated.expose().to_owned(),
+        restricted: restricted.expose().to_owned(),
+        catalog,
     }
 }
+
+/// The original request a gateway asks about, for the restricted token.
+const ORIGINAL: (&str, &str) = ("GET", "/api/v2/tickets/12345.json?page=2");
 
 /// Everything verification does with `{email}/token:{token}`, returning
 /// an owned identity.
@@ -114,11 +140,27 @@ fn verify_borrowed(v: &Verifier, email: &str, token: &str) -> Option<(AccountId,
     if !has_valid_checksum(token) {
         return None;
     }
-    v.verify_with(email, &TokenHash::of(token), NOW, |i| {
+    v.verify_with(email, &TokenHash::of(token), NOW, None, |i| {
         black_box((i.account.subdomain.as_str(), i.user.email.as_str()));
         (i.account.id, i.user.id, i.token_id, i.user.role.as_str())
     })
     .ok()
+}
+
+/// The `/verify` path with the original request given: the path is
+/// classified, then every check runs, and the scopes are read for the
+/// `X-Latchkey-Scopes` header.
+fn verify_request(l: &Loaded, email: &str, token: &str, (method, uri): (&str, &str)) -> Option<TokenId> {
+    if !has_valid_checksum(token) {
+        return None;
+    }
+    let target = l.catalog.target(method, uri);
+    l.verifier
+        .verify_with(email, &TokenHash::of(token), NOW, Some(target), |i| {
+            black_box((i.account.subdomain.as_str(), i.user.email.as_str(), i.scopes));
+            i.token_id
+        })
+        .ok()
 }
 
 type Case<'a> = (&'static str, Box<dyn Fn() + 'a>);
@@ -161,6 +203,9 @@ fn bench(c: &mut Criterion, n: usize, table: &mut Vec<(usize, &'static str, f64,
         Some((AccountId::new(1), UserId::new(1), TokenId::new(0), Role::Agent.as_str()))
     );
     assert_eq!(verify_borrowed(&l.verifier, EMAIL, &l.deactivated), None);
+    assert!(verify_request(&l, EMAIL, &l.restricted, ORIGINAL).is_some());
+    assert!(verify_request(&l, EMAIL, &l.restricted, ("POST", ORIGINAL.1)).is_none());
+    assert!(verify_request(&l, EMAIL, &l.valid, ORIGINAL).is_some());
     let v = &l.verifier;
     let cases: Vec<Case<'_>> = vec![
         (
@@ -173,6 +218,28 @@ fn bench(c: &mut Criterion, n: usize, table: &mut Vec<(usize, &'static str, f64,
             "valid token (/verify path)",
             Box::new(|| {
                 black_box(verify_borrowed(v, black_box(EMAIL), black_box(&l.valid)));
+            }),
+        ),
+        (
+            "valid token, original request",
+            Box::new(|| {
+                black_box(verify_request(
+                    &l,
+                    black_box(EMAIL),
+                    black_box(&l.valid),
+                    black_box(ORIGINAL),
+                ));
+            }),
+        ),
+        (
+            "restricted+bound+expiring",
+            Box::new(|| {
+                black_box(verify_request(
+                    &l,
+                    black_box(EMAIL),
+                    black_box(&l.restricted),
+                    black_box(ORIGINAL),
+                ));
             }),
         ),
         (

@@ -242,9 +242,7 @@ impl Pattern {
                 "**" => Segment::Any,
                 "." | ".." => return Err(format!("path pattern {text:?} has a . or .. segment")),
                 s if s.contains('*') => {
-                    return Err(format!(
-                        "path pattern {text:?}: * and ** stand for whole segments only"
-                    ))
+                    return Err(format!("path pattern {text:?}: * and ** stand for whole segments only"))
                 }
                 s if s.contains(['%', '?', '#', '\\']) || s.chars().any(char::is_control) => {
                     return Err(format!(
@@ -382,7 +380,11 @@ fn builtin() -> Vec<ResourceDef> {
     };
     vec![
         def("api_tokens", "API tokens", "/api/v2/api_tokens"),
-        def("users", "Users, including the caller's own record (/users/me)", "/api/v2/users"),
+        def(
+            "users",
+            "Users, including the caller's own record (/users/me)",
+            "/api/v2/users",
+        ),
         def("account", "The account and its settings", "/api/v2/account"),
         def("auditlogs", "The audit log", "/api/v2/audit_logs"),
     ]
@@ -412,7 +414,8 @@ impl ScopeCatalog {
                 return Err(format!("resource {:?} is declared twice", def.name));
             }
             let description = def.description.trim();
-            if description.is_empty() || description.chars().count() > 255 || description.chars().any(char::is_control) {
+            if description.is_empty() || description.chars().count() > 255 || description.chars().any(char::is_control)
+            {
                 return Err(format!(
                     "resource {:?} needs a description of 1 to 255 characters on one line",
                     def.name
@@ -422,7 +425,8 @@ impl ScopeCatalog {
                 return Err(format!("resource {:?} claims no path", def.name));
             }
             for path in &def.paths {
-                patterns.push(Pattern::parse(path, resources.len()).map_err(|e| format!("resource {:?}: {e}", def.name))?);
+                patterns
+                    .push(Pattern::parse(path, resources.len()).map_err(|e| format!("resource {:?}: {e}", def.name))?);
             }
             resources.push(Resource {
                 name: def.name.into(),
@@ -689,9 +693,22 @@ mod tests {
         let s = scopes(&c, &["tickets:read", "users:write", "tickets:read", "read"]);
         assert_eq!(s.to_stored(), "tickets:read users:write read");
         assert_eq!(s.short_form(), "tickets: read, users: write, read");
-        for bad in ["", "tickets:delete", "organizations", "Tickets", "read:tickets", "tickets:", ":read", "a b"] {
+        for bad in [
+            "",
+            "tickets:delete",
+            "organizations",
+            "Tickets",
+            "read:tickets",
+            "tickets:",
+            ":read",
+            "a b",
+        ] {
             let err = c.parse_scopes(&[bad]).expect_err(bad);
-            assert_eq!((err.field.as_str(), err.code), ("scopes", ErrorCode::InvalidValue), "{bad}");
+            assert_eq!(
+                (err.field.as_str(), err.code),
+                ("scopes", ErrorCode::InvalidValue),
+                "{bad}"
+            );
         }
         assert!(c.parse_scopes::<&str>(&[]).is_err());
         let many: Vec<String> = (0..=Scopes::MAX).map(|_| "read".to_owned()).collect();
@@ -714,7 +731,10 @@ mod tests {
     fn the_catalog_lists_every_scope_with_a_description() {
         let c = catalog();
         let names: Vec<String> = c.scopes().into_iter().map(|s| s.name).collect();
-        assert_eq!(&names[..5], ["read", "write", "api_tokens", "api_tokens:read", "api_tokens:write"]);
+        assert_eq!(
+            &names[..5],
+            ["read", "write", "api_tokens", "api_tokens:read", "api_tokens:write"]
+        );
         assert!(names.contains(&"tickets:write".to_owned()));
         assert_eq!(names.len(), 2 + 3 * 7);
         assert!(c.scopes().iter().all(|s| !s.description.is_empty()));

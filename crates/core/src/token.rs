@@ -12,10 +12,12 @@ use std::fmt;
 use rand::{distributions::Alphanumeric, rngs::OsRng, Rng};
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
+use strum::{Display, IntoStaticStr};
 
 use crate::change::text_change;
 use crate::error::{clean_text, ErrorCode, Invalid};
 use crate::id::{AccountId, TokenId, UserId};
+use crate::scope::{self, Scopes};
 use crate::time::Timestamp;
 
 const RANDOM_LEN: usize = 32;
@@ -447,15 +449,41 @@ pub struct ApiToken {
     pub visible_token: String,
     /// The creator; kept when that user is deleted.
     pub user_id: Option<UserId>,
-    /// Null: any verified user of the account may use it; assigning a token
-    /// to one user is not offered yet.
+    /// Null: any verified user of the account may use it; else only this
+    /// user's email authenticates with it, and only while that user may
+    /// authenticate.
     pub assigned_user_id: Option<UserId>,
+    /// Null: the user's full access (Zendesk's tokens); else what the token
+    /// may do (README.md, "Restricted tokens").
+    pub scopes: Option<Scopes>,
+    /// From this instant on the token fails to authenticate.
+    pub expires_at: Option<Timestamp>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
     pub last_used: Option<Timestamp>,
 }
 
+/// A token's status as the list shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, IntoStaticStr, Display)]
+#[strum(serialize_all = "snake_case")]
+pub enum TokenStatus {
+    Active,
+    Deactivated,
+    Expired,
+}
+
 impl ApiToken {
+    /// Deactivated wins over expired: reactivating an expired token changes nothing.
+    pub fn status(&self, now: Timestamp) -> TokenStatus {
+        if !self.active {
+            TokenStatus::Deactivated
+        } else if self.expires_at.is_some_and(|at| at <= now) {
+            TokenStatus::Expired
+        } else {
+            TokenStatus::Active
+        }
+    }
+
     /// `API token: Jira sync`, or `API token: lk_4fQ9…b3Z` without a description.
     pub fn source_label(&self) -> String {
         format!(
@@ -473,14 +501,47 @@ pub struct NewToken {
     pub description: Option<String>,
     pub active: bool,
     pub user_id: Option<UserId>,
+    pub restrictions: Restrictions,
+}
+
+/// What a token is restricted to, beyond Zendesk's tokens: each `None` is
+/// no restriction.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Restrictions {
+    pub scopes: Option<Scopes>,
+    pub assigned_user_id: Option<UserId>,
+    pub expires_at: Option<Timestamp>,
+}
+
+impl Restrictions {
+    /// Refuses an expiry that is not in the future (422 `InvalidValue` on
+    /// `expires_at`).
+    pub fn check_new(&self, now: Timestamp) -> Result<(), Invalid> {
+        match self.expires_at {
+            Some(at) if at <= now => Err(expiry_not_in_future()),
+            _ => Ok(()),
+        }
+    }
+}
+
+fn expiry_not_in_future() -> Invalid {
+    Invalid::new(
+        "expires_at",
+        ErrorCode::InvalidValue,
+        "The expiry must be in the future.",
+    )
 }
 
 /// An edit of a token; `None` leaves a field alone. `description:
-/// Some(None)` clears it.
+/// Some(None)` clears it; so does `Some(None)` for the restrictions (but an
+/// expiry cannot be cleared: that would move it later).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TokenPatch {
     pub description: Option<Option<String>>,
     pub active: Option<bool>,
+    pub scopes: Option<Option<Scopes>>,
+    pub assigned_user_id: Option<Option<UserId>>,
+    pub expires_at: Option<Option<Timestamp>>,
 }
 
 /// What a [`TokenPatch`] does to a token, as the audit log records it.
@@ -499,7 +560,16 @@ impl TokenChanges {
 }
 
 impl TokenPatch {
-    pub fn apply(&self, current: &ApiToken) -> (ApiToken, TokenChanges) {
+    /// The token after this edit and what changed, or the rule the edit
+    /// breaks: an expiry may only move earlier and stay in the future (422
+    /// `InvalidValue` on `expires_at`). `who` names an assigned user for the
+    /// audit log (`jane@example.com`).
+    pub fn apply(
+        &self,
+        current: &ApiToken,
+        now: Timestamp,
+        who: &dyn Fn(UserId) -> String,
+    ) -> Result<(ApiToken, TokenChanges), Invalid> {
         let mut next = current.clone();
         let mut changes = TokenChanges::default();
         if let Some(desc) = &self.description {
@@ -512,13 +582,62 @@ impl TokenPatch {
                 next.description = desc.clone();
             }
         }
+        if let Some(scopes) = &self.scopes {
+            if *scopes != current.scopes {
+                changes.update.push(format!(
+                    "scopes changed from {} to {}",
+                    scope::describe(current.scopes.as_ref()),
+                    scope::describe(scopes.as_ref())
+                ));
+                next.scopes = scopes.clone();
+            }
+        }
+        if let Some(assigned) = self.assigned_user_id {
+            if assigned != current.assigned_user_id {
+                let show = |u: Option<UserId>| u.map_or_else(|| "anyone".to_owned(), who);
+                changes.update.push(format!(
+                    "assigned user changed from {} to {}",
+                    show(current.assigned_user_id),
+                    show(assigned)
+                ));
+                next.assigned_user_id = assigned;
+            }
+        }
+        if let Some(expires_at) = self.expires_at {
+            if expires_at != current.expires_at {
+                let Some(at) = expires_at else {
+                    return Err(Invalid::new(
+                        "expires_at",
+                        ErrorCode::InvalidValue,
+                        "An expiry can only be moved earlier, never removed.",
+                    ));
+                };
+                if current.expires_at.is_some_and(|cur| at > cur) {
+                    return Err(Invalid::new(
+                        "expires_at",
+                        ErrorCode::InvalidValue,
+                        "An expiry can only be moved earlier, never later.",
+                    ));
+                }
+                if at <= now {
+                    return Err(expiry_not_in_future());
+                }
+                let show = |t: Option<Timestamp>| t.map_or_else(|| "never".to_owned(), Timestamp::rfc3339);
+                changes.update.push(format!(
+                    "expires_at changed from {} to {}",
+                    show(current.expires_at),
+                    show(expires_at)
+                ));
+                next.expires_at = expires_at;
+            }
+        }
         if let Some(active) = self.active {
             if active != current.active {
                 changes.status = Some(active);
                 next.active = active;
             }
         }
-        (next, changes)
+        Ok((next, changes))
     }
 }
 
@@ -535,6 +654,8 @@ mod patch_tests {
             visible_token: "lk_abcd\u{2026}wxyz".into(),
             user_id: Some(UserId::new(1)),
             assigned_user_id: None,
+            scopes: None,
+            expires_at: None,
             created_at: Timestamp::EPOCH,
             updated_at: Timestamp::EPOCH,
             last_used: None,
@@ -546,8 +667,11 @@ mod patch_tests {
         let p = TokenPatch {
             description: Some(Some("A".into())),
             active: Some(true),
+            scopes: Some(None),
+            assigned_user_id: Some(None),
+            expires_at: None,
         };
-        assert!(p.apply(&token()).1.is_empty());
+        assert!(apply(&p, &token()).expect("valid").1.is_empty());
     }
 
     #[test]
@@ -555,12 +679,91 @@ mod patch_tests {
         let p = TokenPatch {
             description: Some(None),
             active: Some(false),
+            ..TokenPatch::default()
         };
-        let (next, changes) = p.apply(&token());
+        let (next, changes) = apply(&p, &token()).expect("valid");
         assert_eq!(next.description, None);
         assert!(!next.active);
         assert_eq!(changes.update, vec![r#"description changed from "A" to not set"#]);
         assert_eq!(changes.status, Some(false));
+    }
+
+    const NOW: Timestamp = Timestamp::from_unix(1_000);
+
+    fn apply(p: &TokenPatch, t: &ApiToken) -> Result<(ApiToken, TokenChanges), Invalid> {
+        p.apply(t, NOW, &|id| format!("user{}@example.com", id.get()))
+    }
+
+    #[test]
+    fn restriction_changes_are_worded_for_the_audit_log() {
+        let catalog = crate::scope::ScopeCatalog::builtin();
+        let p = TokenPatch {
+            scopes: Some(Some(catalog.parse_scopes(&["users:read", "account"]).expect("valid"))),
+            assigned_user_id: Some(Some(UserId::new(4))),
+            expires_at: Some(Some(Timestamp::from_unix(1_764_547_200))),
+            ..TokenPatch::default()
+        };
+        let (next, changes) = apply(&p, &token()).expect("valid");
+        assert_eq!(
+            changes.update,
+            vec![
+                r#"scopes changed from full access to "users:read account""#,
+                "assigned user changed from anyone to user4@example.com",
+                "expires_at changed from never to 2025-12-01T00:00:00Z",
+            ]
+        );
+        assert_eq!(next.assigned_user_id, Some(UserId::new(4)));
+        let back = TokenPatch {
+            scopes: Some(None),
+            assigned_user_id: Some(None),
+            ..TokenPatch::default()
+        };
+        let (_, changes) = apply(&back, &next).expect("valid");
+        assert_eq!(
+            changes.update,
+            vec![
+                r#"scopes changed from "users:read account" to full access"#,
+                "assigned user changed from user4@example.com to anyone",
+            ]
+        );
+    }
+
+    #[test]
+    fn an_expiry_moves_only_earlier_and_stays_in_the_future() {
+        let mut t = token();
+        t.expires_at = Some(Timestamp::from_unix(5_000));
+        let set = |at: Option<i64>| TokenPatch {
+            expires_at: Some(at.map(Timestamp::from_unix)),
+            ..TokenPatch::default()
+        };
+        assert!(apply(&set(Some(4_000)), &t).is_ok());
+        assert!(apply(&set(Some(5_000)), &t).expect("same").1.is_empty());
+        for bad in [Some(5_001), None, Some(1_000), Some(10)] {
+            let err = apply(&set(bad), &t).expect_err("refused");
+            assert_eq!(
+                (err.field.as_str(), err.code),
+                ("expires_at", ErrorCode::InvalidValue),
+                "{bad:?}"
+            );
+        }
+        // Never expiring: any future instant is earlier.
+        assert!(apply(&set(Some(1_001)), &token()).is_ok());
+        assert!(Restrictions {
+            expires_at: Some(NOW),
+            ..Restrictions::default()
+        }
+        .check_new(NOW)
+        .is_err());
+    }
+
+    #[test]
+    fn deactivated_wins_over_expired_in_the_status() {
+        let mut t = token();
+        t.expires_at = Some(NOW);
+        assert_eq!(t.status(NOW.minus_secs(1)), TokenStatus::Active);
+        assert_eq!(t.status(NOW), TokenStatus::Expired);
+        t.active = false;
+        assert_eq!(t.status(NOW), TokenStatus::Deactivated);
     }
 
     #[test]

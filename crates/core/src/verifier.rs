@@ -25,8 +25,9 @@ use strum::{Display, EnumIter, IntoStaticStr, VariantNames};
 
 use crate::account::{Account, Plan, Subdomain};
 use crate::id::{AccountId, TokenId, UserId};
+use crate::scope::{Scopes, Target};
 use crate::time::Timestamp;
-use crate::token::TokenHash;
+use crate::token::{Restrictions, TokenHash};
 use crate::user::{normalize_email, User};
 
 /// What the verifier keeps of an account.
@@ -51,13 +52,14 @@ impl From<&Account> for AccountEntry {
     }
 }
 
-/// What the verifier keeps of a token: what authentication checks.
+/// What the verifier is given of a token: what authentication checks.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenAuth {
     pub id: TokenId,
     pub account_id: AccountId,
     pub hash: TokenHash,
     pub active: bool,
+    pub restrictions: Restrictions,
 }
 
 #[derive(Debug, Default)]
@@ -66,10 +68,30 @@ struct Usage {
     queued: AtomicBool,
 }
 
+/// What the verifier keeps of a token. Most tokens have no restriction, so
+/// the restrictions sit behind one pointer that is null for them.
 #[derive(Debug)]
 struct TokenEntry {
-    auth: TokenAuth,
+    id: TokenId,
+    account_id: AccountId,
+    hash: TokenHash,
+    active: bool,
+    restrictions: Option<Box<Restrictions>>,
     usage: Arc<Usage>,
+}
+
+impl TokenEntry {
+    fn new(auth: TokenAuth, usage: Arc<Usage>) -> Self {
+        let restricted = auth.restrictions != Restrictions::default();
+        TokenEntry {
+            id: auth.id,
+            account_id: auth.account_id,
+            hash: auth.hash,
+            active: auth.active,
+            restrictions: restricted.then(|| Box::new(auth.restrictions)),
+            usage,
+        }
+    }
 }
 
 /// A key of the lookup map. Hashing is written out (a tag byte, then the
@@ -179,6 +201,8 @@ pub struct IdentityRef<'a> {
     pub account: &'a AccountEntry,
     pub user: &'a User,
     pub token_id: TokenId,
+    /// `None`: the token is unrestricted (the user's full access).
+    pub scopes: Option<&'a Scopes>,
     /// The entries themselves, for [`IdentityRef::to_identity`].
     shared: (&'a Arc<AccountEntry>, &'a Arc<User>),
 }
@@ -203,14 +227,33 @@ impl IdentityRef<'_> {
 pub enum Denial {
     UnknownToken,
     TokenInactive,
+    TokenExpired,
     AccessDisabled,
     UnknownUser,
     UserCannotAuthenticate,
+    /// The token is assigned to another user.
+    NotAssignedUser,
 }
 
 impl Denial {
     pub fn as_str(self) -> &'static str {
         self.into()
+    }
+}
+
+/// Why a request was refused: not authenticated (the identical 401,
+/// whatever the reason), or authenticated with a token that lacks the
+/// scope the request needs (403 naming it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    Unauthenticated(Denial),
+    /// The scope the request needs, as `Target::required_scope` spells it.
+    MissingScope(String),
+}
+
+impl From<Denial> for Refusal {
+    fn from(d: Denial) -> Self {
+        Refusal::Unauthenticated(d)
     }
 }
 
@@ -265,33 +308,55 @@ impl Verifier {
     /// Checks `{email}/token:{token}` credentials, given the token's hash
     /// (the Basic form docs/api.md describes; README.md's walk-through uses
     /// it). On success, records the use for `last_used`.
+    /// Authentication alone, no request to check scopes against.
     pub fn verify(&self, email: &str, hash: &TokenHash, now: Timestamp) -> Result<Identity, Denial> {
-        self.verify_with(email, hash, now, |id| id.to_identity())
+        self.verify_with(email, hash, now, None, |id| id.to_identity())
+            .map_err(|r| match r {
+                Refusal::Unauthenticated(d) => d,
+                // No target, no scope check.
+                Refusal::MissingScope(_) => Denial::UnknownToken,
+            })
     }
 
-    /// [`Self::verify`] without an owned [`Identity`]: on success, calls `f`
-    /// with the identity borrowed from the verifier and returns what `f`
-    /// returns. `f` runs inside the map's read guard, so it should be short
-    /// (build a response's headers, read a role); it clones no `Arc`.
+    /// Checks the credentials and, given the request's `target`, the
+    /// token's scopes; on success calls `f` with the identity borrowed from
+    /// the verifier and returns what `f` returns. `f` runs inside the map's
+    /// read guard, so it should be short (build a response's headers, read
+    /// a role); it clones no `Arc`.
+    ///
+    /// Every check runs here, from memory: the token exists and is active,
+    /// has not expired (to the second), its account has token access on, the
+    /// email names a user who may authenticate and, for an assigned token,
+    /// is that user; then the scopes cover the target.
     pub fn verify_with<R>(
         &self,
         email: &str,
         hash: &TokenHash,
         now: Timestamp,
+        target: Option<Target<'_>>,
         f: impl FnOnce(IdentityRef<'_>) -> R,
-    ) -> Result<R, Denial> {
+    ) -> Result<R, Refusal> {
         let lookup = self.lookup.pin();
         let Some(Entry::Token(token)) = lookup.get(&TokenQ(hash)) else {
-            return Err(Denial::UnknownToken);
+            return Err(Denial::UnknownToken.into());
         };
-        if !token.auth.active {
-            return Err(Denial::TokenInactive);
+        if !token.active {
+            return Err(Denial::TokenInactive.into());
         }
-        let Some(Entry::Account(account)) = lookup.get(&AccountQ(token.auth.account_id)) else {
-            return Err(Denial::UnknownToken);
+        let restrictions = token.restrictions.as_deref();
+        if let Some(Restrictions {
+            expires_at: Some(at), ..
+        }) = restrictions
+        {
+            if *at <= now {
+                return Err(Denial::TokenExpired.into());
+            }
+        }
+        let Some(Entry::Account(account)) = lookup.get(&AccountQ(token.account_id)) else {
+            return Err(Denial::UnknownToken.into());
         };
         if !account.api_token_access {
-            return Err(Denial::AccessDisabled);
+            return Err(Denial::AccessDisabled.into());
         }
         let user = with_normalized(email, |email| match lookup.get(&UserQ(account.id, email)) {
             Some(Entry::User(user)) => Some(user),
@@ -299,13 +364,29 @@ impl Verifier {
         })
         .ok_or(Denial::UnknownUser)?;
         if !user.can_authenticate() {
-            return Err(Denial::UserCannotAuthenticate);
+            return Err(Denial::UserCannotAuthenticate.into());
+        }
+        if let Some(Restrictions {
+            assigned_user_id: Some(assigned),
+            ..
+        }) = restrictions
+        {
+            if *assigned != user.id {
+                return Err(Denial::NotAssignedUser.into());
+            }
         }
         self.record_use(token, now);
+        let scopes = restrictions.and_then(|r| r.scopes.as_ref());
+        if let Some(target) = target {
+            if !target.allowed(scopes) {
+                return Err(Refusal::MissingScope(target.required_scope()));
+            }
+        }
         Ok(f(IdentityRef {
             account,
             user,
-            token_id: token.auth.id,
+            token_id: token.id,
+            scopes,
             shared: (account, user),
         }))
     }
@@ -318,7 +399,7 @@ impl Verifier {
         }
         if !usage.queued.load(Ordering::Relaxed) && !usage.queued.swap(true, Ordering::AcqRel) {
             if let Ok(mut queue) = self.usage_queue.lock() {
-                queue.push(token.auth.id);
+                queue.push(token.id);
             }
         }
     }
@@ -449,22 +530,22 @@ impl Verifier {
     ) {
         let usage = match by_id.get(&auth.id) {
             Some(old) => {
-                if old.auth.hash != auth.hash {
-                    lookup.remove(&TokenQ(&old.auth.hash));
+                if old.hash != auth.hash {
+                    lookup.remove(&TokenQ(&old.hash));
                 }
                 old.usage.clone()
             }
             None => Arc::default(),
         };
-        let entry = Arc::new(TokenEntry { auth, usage });
-        lookup.insert(Key::Token(entry.auth.hash), Entry::Token(entry.clone()));
-        by_id.insert(entry.auth.id, entry);
+        let entry = Arc::new(TokenEntry::new(auth, usage));
+        lookup.insert(Key::Token(entry.hash), Entry::Token(entry.clone()));
+        by_id.insert(entry.id, entry);
     }
 
     pub fn remove_token(&self, id: TokenId) {
         let removed = self.tokens_by_id.pin().remove(&id).cloned();
         if let Some(old) = removed {
-            self.lookup.pin().remove(&TokenQ(&old.auth.hash));
+            self.lookup.pin().remove(&TokenQ(&old.hash));
         }
     }
 
@@ -609,6 +690,7 @@ mod tests {
             account_id: ACME,
             hash,
             active,
+            restrictions: Restrictions::default(),
         }
     }
 
@@ -621,9 +703,11 @@ mod tests {
             [
                 "unknown_token",
                 "token_inactive",
+                "token_expired",
                 "access_disabled",
                 "unknown_user",
-                "user_cannot_authenticate"
+                "user_cannot_authenticate",
+                "not_assigned_user"
             ]
         );
         assert!(Denial::iter().all(|d| d.to_string() == d.as_str()));
@@ -812,7 +896,10 @@ mod tests {
             for email in ["jane@example.com", "JANE@Example.COM", "bob@example.com", ""] {
                 for h in [&hash, &unknown] {
                     let owned = v.verify(email, h, at(1)).map(|i| seen(&i.account, &i.user, i.token_id));
-                    let borrowed = v.verify_with(email, h, at(1), seen_ref);
+                    let borrowed = v.verify_with(email, h, at(1), None, seen_ref).map_err(|r| match r {
+                        Refusal::Unauthenticated(d) => d,
+                        Refusal::MissingScope(_) => unreachable!("no target"),
+                    });
                     assert_eq!(owned, borrowed, "{email}");
                     denials.insert(borrowed.err().map(Denial::as_str));
                 }
@@ -820,7 +907,7 @@ mod tests {
         }
         // Every outcome was compared, the success and each denial.
         assert_eq!(denials.len(), 6, "{denials:?}");
-        let ok = valid.verify_with("jane@example.com", &hash, at(1), seen_ref);
+        let ok = valid.verify_with("jane@example.com", &hash, at(1), None, seen_ref);
         assert_eq!(
             ok,
             Ok((
@@ -838,12 +925,12 @@ mod tests {
     fn the_borrowing_path_records_use_and_an_owned_identity_shares_the_entries() {
         let (v, hash) = setup(true);
         assert_eq!(
-            v.verify_with("jane@example.com", &hash, at(300), |i| i.token_id),
+            v.verify_with("jane@example.com", &hash, at(300), None, |i| i.token_id),
             Ok(TOKEN)
         );
         assert_eq!(v.drain_usage(), vec![(TOKEN, at(300))]);
         let id = v
-            .verify_with("jane@example.com", &hash, at(301), |i| i.to_identity())
+            .verify_with("jane@example.com", &hash, at(301), None, |i| i.to_identity())
             .expect("ok");
         assert!(Arc::ptr_eq(&id.account, &v.account(ACME).expect("account")));
         assert!(Arc::ptr_eq(&id.user, &v.user(JANE).expect("user")));
@@ -925,6 +1012,110 @@ mod tests {
             v.verify("jane.doe@example.com", &hash, at(1)).err(),
             Some(Denial::UnknownUser)
         );
+    }
+
+    fn restricted(hash: TokenHash, restrictions: Restrictions) -> TokenAuth {
+        TokenAuth {
+            restrictions,
+            ..token(TOKEN, hash, true)
+        }
+    }
+
+    #[test]
+    fn an_expiring_token_works_until_the_second_it_expires() {
+        let (v, hash) = setup(true);
+        v.upsert_token(restricted(
+            hash,
+            Restrictions {
+                expires_at: Some(at(1_000)),
+                ..Restrictions::default()
+            },
+        ));
+        assert!(v.verify("jane@example.com", &hash, at(999)).is_ok());
+        assert_eq!(
+            v.verify("jane@example.com", &hash, at(1_000)).err(),
+            Some(Denial::TokenExpired)
+        );
+        assert_eq!(
+            v.verify("jane@example.com", &hash, at(5_000)).err(),
+            Some(Denial::TokenExpired)
+        );
+    }
+
+    #[test]
+    fn an_assigned_token_authenticates_only_its_user_while_that_user_may() {
+        let (v, hash) = setup(true);
+        let mut bob = (*v.user(JANE).expect("user")).clone();
+        bob.id = UserId::new(11);
+        bob.email = Email::parse("bob@example.com").expect("valid");
+        v.upsert_user(bob);
+        v.upsert_token(restricted(
+            hash,
+            Restrictions {
+                assigned_user_id: Some(JANE),
+                ..Restrictions::default()
+            },
+        ));
+        assert!(v.verify("jane@example.com", &hash, at(1)).is_ok());
+        assert_eq!(
+            v.verify("bob@example.com", &hash, at(1)).err(),
+            Some(Denial::NotAssignedUser)
+        );
+        let mut jane = (*v.user(JANE).expect("user")).clone();
+        jane.verified = false;
+        v.upsert_user(jane.clone());
+        assert_eq!(
+            v.verify("jane@example.com", &hash, at(1)).err(),
+            Some(Denial::UserCannotAuthenticate)
+        );
+        jane.verified = true;
+        v.upsert_user(jane);
+        assert!(v.verify("jane@example.com", &hash, at(1)).is_ok());
+    }
+
+    #[test]
+    fn scopes_are_checked_after_authentication_and_only_with_a_target() {
+        let (v, hash) = setup(true);
+        let catalog = crate::scope::ScopeCatalog::builtin();
+        let scopes = catalog.parse_scopes(&["users:read"]).expect("valid");
+        v.upsert_token(restricted(
+            hash,
+            Restrictions {
+                scopes: Some(scopes),
+                ..Restrictions::default()
+            },
+        ));
+        let check = |method: &str, path: &str| {
+            v.verify_with(
+                "jane@example.com",
+                &hash,
+                at(1),
+                Some(catalog.target(method, path)),
+                |i| i.scopes.map(|s| s.to_stored()),
+            )
+        };
+        assert_eq!(check("GET", "/api/v2/users/me"), Ok(Some("users:read".to_owned())));
+        assert_eq!(
+            check("PUT", "/api/v2/users/3"),
+            Err(Refusal::MissingScope("users:write".into()))
+        );
+        assert_eq!(
+            check("GET", "/api/v2/api_tokens"),
+            Err(Refusal::MissingScope("api_tokens:read".into()))
+        );
+        // A bad credential is a 401 before any scope is looked at.
+        assert_eq!(
+            v.verify_with(
+                "bob@example.com",
+                &hash,
+                at(1),
+                Some(catalog.target("PUT", "/x")),
+                |_| ()
+            ),
+            Err(Refusal::Unauthenticated(Denial::UnknownUser))
+        );
+        // Without a target, authentication alone.
+        assert!(v.verify("jane@example.com", &hash, at(1)).is_ok());
     }
 
     #[test]

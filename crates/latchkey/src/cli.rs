@@ -8,6 +8,7 @@ use clap::builder::PossibleValuesParser;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use ipnet::IpNet;
 use latchkey_core::account::Plan;
+use latchkey_core::time::Timestamp;
 use latchkey_core::token::TokenPrefix;
 use latchkey_core::user::Role;
 use strum::VariantNames;
@@ -143,6 +144,11 @@ fn parse_seconds(s: &str) -> Result<std::time::Duration, String> {
     Ok(std::time::Duration::from_secs_f64(secs))
 }
 
+/// An RFC 3339 time, such as `2027-03-01T00:00:00Z`.
+fn parse_time(s: &str) -> Result<Timestamp, String> {
+    Timestamp::parse_rfc3339(s).ok_or_else(|| format!("{s:?} is not an RFC 3339 time such as 2027-03-01T00:00:00Z"))
+}
+
 pub fn parse_prefix(s: &str) -> anyhow::Result<TokenPrefix> {
     TokenPrefix::parse(s).map_err(anyhow::Error::msg)
 }
@@ -241,6 +247,17 @@ pub enum TokenCmd {
         /// Prefix of the new token.
         #[arg(long, env = "LATCHKEY_TOKEN_PREFIX", default_value = "lk")]
         token_prefix: String,
+        /// Restrict the token to these scopes, comma-separated
+        /// (`tickets:read,users:read`); without it the token has its user's
+        /// full access. `GET /api/v2/scopes` lists the offered ones.
+        #[arg(long, env = "LATCHKEY_SCOPES", value_delimiter = ',')]
+        scopes: Option<Vec<String>>,
+        /// Only this user (by email) may authenticate with the token.
+        #[arg(long, env = "LATCHKEY_ASSIGNED_USER")]
+        assigned_user: Option<String>,
+        /// When the token stops working, RFC 3339 (`2027-03-01T00:00:00Z`).
+        #[arg(long, env = "LATCHKEY_EXPIRES_AT", value_parser = parse_time)]
+        expires_at: Option<Timestamp>,
     },
     /// List an account's tokens, newest first.
     List {

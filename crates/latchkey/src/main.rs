@@ -19,7 +19,7 @@ use latchkey_core::{
     account::{parse_account_name, AccountPatch, NewAccount, Plan, Subdomain},
     audit::first_broken,
     time::rfc3339,
-    token::{has_valid_checksum, parse_description, visible_token, NewToken, TokenHash},
+    token::{has_valid_checksum, parse_description, visible_token, NewToken, Restrictions, TokenHash, TokenStatus},
     user::{parse_user_name, Email, NewUser, Role},
     DomainError,
 };
@@ -279,6 +279,9 @@ async fn token(url: &str, cmd: TokenCmd) -> anyhow::Result<()> {
             account,
             description,
             token_prefix,
+            scopes,
+            assigned_user,
+            expires_at,
         } => {
             let prefix = cli::parse_prefix(&token_prefix)?;
             let app = open(url, prefix).await?;
@@ -287,13 +290,32 @@ async fn token(url: &str, cmd: TokenCmd) -> anyhow::Result<()> {
                 Some(d) => domain(parse_description(&d))?,
                 None => None,
             };
-            let (_, plain) = app.create_token(&access, description).await?;
+            let scopes = match scopes {
+                Some(names) => Some(domain(app.scope_catalog().parse_scopes(&names))?),
+                None => None,
+            };
+            let assigned_user_id = match assigned_user {
+                Some(email) => Some(
+                    app.user_by_email(&access, &email)
+                        .await?
+                        .ok_or_else(|| anyhow::anyhow!("no user {email} in {account}"))?
+                        .id,
+                ),
+                None => None,
+            };
+            let restrictions = Restrictions {
+                scopes,
+                assigned_user_id,
+                expires_at,
+            };
+            let (_, plain) = app.create_token(&access, description, restrictions).await?;
             println!("{}", plain.expose());
         }
         TokenCmd::List { account, json } => {
             let app = open(url, Default::default()).await?;
             let (access, acct) = operator(&app, &account).await?;
             let tokens = app.tokens(&access).await?;
+            let now = app.now();
             if json {
                 let list: Vec<_> = tokens
                     .iter()
@@ -304,6 +326,10 @@ async fn token(url: &str, cmd: TokenCmd) -> anyhow::Result<()> {
                             "active": t.active,
                             "visible_token": t.visible_token,
                             "user_id": t.user_id,
+                            "assigned_user_id": t.assigned_user_id,
+                            "scopes": t.scopes.as_ref().map(|s| s.names().collect::<Vec<_>>()),
+                            "expires_at": t.expires_at.map(rfc3339),
+                            "status": t.status(now).to_string(),
                             "created_at": rfc3339(t.created_at),
                             "updated_at": rfc3339(t.updated_at),
                             "last_used": t.last_used.map(rfc3339),
@@ -313,17 +339,32 @@ async fn token(url: &str, cmd: TokenCmd) -> anyhow::Result<()> {
                 println!("{}", serde_json::to_string_pretty(&list)?);
             } else {
                 println!(
-                    "{:>6}  {:<11}  {:<18}  {:<20}  DESCRIPTION",
-                    "ID", "STATUS", "TOKEN", "CREATED"
+                    "{:>6}  {:<11}  {:<18}  {:<20}  {:<20}  {:<24}  {:<20}  DESCRIPTION",
+                    "ID", "STATUS", "TOKEN", "CREATED", "EXPIRES", "SCOPES", "ASSIGNED"
                 );
                 for t in &tokens {
-                    let status = if t.active { "Active" } else { "Deactivated" };
+                    let status = match t.status(now) {
+                        TokenStatus::Active => "Active",
+                        TokenStatus::Deactivated => "Deactivated",
+                        TokenStatus::Expired => "Expired",
+                    };
+                    let scopes = t.scopes.as_ref().map_or("full access".to_owned(), |s| s.to_stored());
+                    let assigned = match t.assigned_user_id {
+                        Some(id) => app
+                            .user_including_deleted(&access, id)
+                            .await?
+                            .map_or_else(|| format!("user {id}"), |u| u.email.as_str().to_owned()),
+                        None => "anyone".to_owned(),
+                    };
                     println!(
-                        "{:>6}  {:<11}  {:<18}  {:<20}  {}",
+                        "{:>6}  {:<11}  {:<18}  {:<20}  {:<20}  {:<24}  {:<20}  {}",
                         t.id,
                         status,
                         t.visible_token,
                         rfc3339(t.created_at),
+                        t.expires_at.map_or("never".to_owned(), rfc3339),
+                        scopes,
+                        assigned,
                         t.description.as_deref().unwrap_or("")
                     );
                 }
@@ -399,6 +440,7 @@ fn parse_import(text: &str) -> anyhow::Result<Vec<NewToken>> {
             description,
             active: line.active.unwrap_or(true),
             user_id: None,
+            restrictions: Restrictions::default(),
         });
     }
     anyhow::ensure!(!out.is_empty(), "the file holds no tokens");

@@ -17,6 +17,7 @@ use latchkey_core::{
     audit::AuditEvent,
     audit_query::{AuditFilter, Seek},
     id::{AccountId, AuditEventId, TokenId, UserId},
+    scope::Scopes,
     time::Timestamp,
     token::{ApiToken, NewToken, TokenCreator},
     user::{NewUser, User},
@@ -432,6 +433,7 @@ where
         new: &NewToken,
         now: Timestamp,
     ) -> Result<ApiToken> {
+        let scopes = new.restrictions.scopes.as_ref().map(Scopes::to_stored);
         let row: TokenRow = sqlx::query_as(sql::INSERT_TOKEN)
             .bind(account_id.get())
             .bind(&new.hash.0[..])
@@ -439,6 +441,9 @@ where
             .bind(new.description.as_deref())
             .bind(new.active)
             .bind(new.user_id.map(UserId::get))
+            .bind(new.restrictions.assigned_user_id.map(UserId::get))
+            .bind(scopes.as_deref())
+            .bind(new.restrictions.expires_at.map(Timestamp::unix))
             .bind(now.unix())
             .fetch_one(tx)
             .await?;
@@ -446,10 +451,13 @@ where
     }
 
     pub(crate) async fn save_token<'e>(tx: impl Executor<'e, Database = DB>, t: &ApiToken) -> Result<()> {
+        let scopes = t.scopes.as_ref().map(Scopes::to_stored);
         sqlx::query(sql::SAVE_TOKEN)
             .bind(t.description.as_deref())
             .bind(t.active)
             .bind(t.assigned_user_id.map(UserId::get))
+            .bind(scopes.as_deref())
+            .bind(t.expires_at.map(Timestamp::unix))
             .bind(t.updated_at.unix())
             .bind(t.id.get())
             .execute(tx)

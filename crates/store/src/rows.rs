@@ -5,8 +5,9 @@ use latchkey_core::{
     account::{Account, Plan, Subdomain},
     audit::{Action, ActorType, AuditEvent, SourceType},
     id::{AccountId, AuditEventId, TokenId, UserId},
+    scope::Scopes,
     time::Timestamp,
-    token::{ApiToken, TokenCreator, TokenHash},
+    token::{ApiToken, Restrictions, TokenCreator, TokenHash},
     user::{Email, Role, User},
     verifier::TokenAuth,
 };
@@ -32,7 +33,7 @@ macro_rules! user_columns {
 }
 macro_rules! token_columns {
     () => {
-        "id, account_id, description, active, visible_token, user_id, assigned_user_id, created_at, updated_at, last_used"
+        "id, account_id, description, active, visible_token, user_id, assigned_user_id, scopes, expires_at, created_at, updated_at, last_used"
     };
 }
 /// The token columns of `token_columns!`, each prefixed (`"t."`) for a join.
@@ -53,6 +54,10 @@ macro_rules! token_columns_of {
             "user_id, ",
             $t,
             "assigned_user_id, ",
+            $t,
+            "scopes, ",
+            $t,
+            "expires_at, ",
             $t,
             "created_at, ",
             $t,
@@ -145,6 +150,8 @@ pub struct TokenRow {
     visible_token: String,
     user_id: Option<i64>,
     assigned_user_id: Option<i64>,
+    scopes: Option<String>,
+    expires_at: Option<i64>,
     created_at: i64,
     updated_at: i64,
     last_used: Option<i64>,
@@ -160,6 +167,8 @@ impl From<TokenRow> for ApiToken {
             visible_token: r.visible_token,
             user_id: r.user_id.map(UserId::new),
             assigned_user_id: r.assigned_user_id.map(UserId::new),
+            scopes: r.scopes.as_deref().and_then(Scopes::from_stored),
+            expires_at: r.expires_at.map(Timestamp::from_unix),
             created_at: Timestamp::from_unix(r.created_at),
             updated_at: Timestamp::from_unix(r.updated_at),
             last_used: r.last_used.map(Timestamp::from_unix),
@@ -196,6 +205,9 @@ pub struct TokenAuthRow {
     account_id: i64,
     token_hash: Vec<u8>,
     active: bool,
+    assigned_user_id: Option<i64>,
+    scopes: Option<String>,
+    expires_at: Option<i64>,
 }
 
 impl TryFrom<TokenAuthRow> for TokenAuth {
@@ -208,6 +220,11 @@ impl TryFrom<TokenAuthRow> for TokenAuth {
             hash: TokenHash::from_slice(&r.token_hash)
                 .ok_or_else(|| corrupt("token hash of token", &r.id.to_string()))?,
             active: r.active,
+            restrictions: Restrictions {
+                scopes: r.scopes.as_deref().and_then(Scopes::from_stored),
+                assigned_user_id: r.assigned_user_id.map(UserId::new),
+                expires_at: r.expires_at.map(Timestamp::from_unix),
+            },
         })
     }
 }

@@ -15,7 +15,8 @@ pub const APPEND_CHANGE: &str = "INSERT INTO changes (entity, entity_id, created
 // Snapshot of what the verifier holds.
 pub const ALL_ACCOUNTS: &str = concat!("SELECT ", account_columns!(), " FROM accounts ORDER BY id");
 pub const LIVE_USERS: &str = concat!("SELECT ", user_columns!(), " FROM users WHERE deleted_at IS NULL");
-pub const ALL_TOKEN_AUTH: &str = "SELECT id, account_id, token_hash, active FROM api_tokens";
+pub const ALL_TOKEN_AUTH: &str =
+    "SELECT id, account_id, token_hash, active, assigned_user_id, scopes, expires_at FROM api_tokens";
 
 // Accounts.
 pub const ACCOUNT_COUNT: &str = "SELECT COUNT(*) FROM accounts";
@@ -69,7 +70,8 @@ pub const ACCOUNT_TOKEN: &str = concat!(
     token_columns!(),
     " FROM api_tokens WHERE account_id = $1 AND id = $2"
 );
-pub const TOKEN_AUTH_BY_ID: &str = "SELECT id, account_id, token_hash, active FROM api_tokens WHERE id = $1";
+pub const TOKEN_AUTH_BY_ID: &str =
+    "SELECT id, account_id, token_hash, active, assigned_user_id, scopes, expires_at FROM api_tokens WHERE id = $1";
 pub const ACCOUNT_TOKENS: &str = concat!(
     "SELECT ",
     token_columns!(),
@@ -95,12 +97,13 @@ pub const ACCOUNT_TOKEN_WITH_CREATOR: &str = concat!(
 pub const COUNT_TOKENS: &str = "SELECT COUNT(*) FROM api_tokens WHERE account_id = $1";
 pub const TOKEN_HASH_TAKEN: &str = "SELECT COUNT(*) FROM api_tokens WHERE token_hash = $1";
 pub const INSERT_TOKEN: &str = concat!(
-    "INSERT INTO api_tokens (account_id, token_hash, visible_token, description, active, user_id, created_at, updated_at) ",
-    "VALUES ($1, $2, $3, $4, $5, $6, $7, $7) RETURNING ",
+    "INSERT INTO api_tokens (account_id, token_hash, visible_token, description, active, user_id, ",
+    "assigned_user_id, scopes, expires_at, created_at, updated_at) ",
+    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10) RETURNING ",
     token_columns!()
 );
-pub const SAVE_TOKEN: &str =
-    "UPDATE api_tokens SET description = $1, active = $2, assigned_user_id = $3, updated_at = $4 WHERE id = $5";
+pub const SAVE_TOKEN: &str = "UPDATE api_tokens SET description = $1, active = $2, assigned_user_id = $3, \
+     scopes = $4, expires_at = $5, updated_at = $6 WHERE id = $7";
 pub const DELETE_TOKEN: &str = "DELETE FROM api_tokens WHERE id = $1";
 /// Never moves `last_used` backwards.
 pub const RECORD_TOKEN_USE: &str =

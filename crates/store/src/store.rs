@@ -117,6 +117,20 @@ impl<'a> Work<'a> {
         self.tx.token(account_id, id).await?.ok_or_else(not_found)
     }
 
+    /// The user a token is to be assigned to: a user of the same account,
+    /// not deleted (422 `InvalidValue` on `assigned_user_id` otherwise).
+    async fn assignee(&mut self, account_id: AccountId, id: UserId) -> Result<User> {
+        self.live_user(account_id, id).await.map_err(|e| match e {
+            StoreError::Domain(DomainError::NotFound) => DomainError::invalid(
+                "assigned_user_id",
+                ErrorCode::InvalidValue,
+                "No such user in this account.",
+            )
+            .into(),
+            e => e,
+        })
+    }
+
     /// Appends an audit event to its account's hash chain.
     async fn event(
         &mut self,
@@ -311,6 +325,10 @@ impl Store {
         if !account.api_token_access {
             return Err(DomainError::TokenAccessDisabled.into());
         }
+        new.restrictions.check_new(now).map_err(DomainError::from)?;
+        if let Some(assigned) = new.restrictions.assigned_user_id {
+            w.assignee(account_id, assigned).await?;
+        }
         let count = w.tx.count_tokens(account_id).await?;
         token::check_room(count, 1, account.token_limit).map_err(DomainError::from)?;
         let t =
@@ -336,7 +354,28 @@ impl Store {
         let mut w = self.work(actor, now).await?;
         w.lock(account_id).await?;
         let current = w.token(account_id, id).await?;
-        let (mut next, changes) = patch.apply(&current);
+        // The users an assignment change names, for the audit log's wording.
+        let mut names = Vec::new();
+        if let Some(assigned) = patch.assigned_user_id {
+            if assigned != current.assigned_user_id {
+                if let Some(new) = assigned {
+                    let user = w.assignee(account_id, new).await?;
+                    names.push((user.id, user.email.as_str().to_owned()));
+                }
+                if let Some(old) = current.assigned_user_id {
+                    if let Some(user) = w.tx.user(account_id, old).await? {
+                        names.push((user.id, user.email.as_str().to_owned()));
+                    }
+                }
+            }
+        }
+        let who = |id: UserId| {
+            names
+                .iter()
+                .find(|(u, _)| *u == id)
+                .map_or_else(|| format!("user {}", id.get()), |(_, email)| email.clone())
+        };
+        let (mut next, changes) = patch.apply(&current, now, &who).map_err(DomainError::from)?;
         if changes.is_empty() {
             return Ok(current);
         }

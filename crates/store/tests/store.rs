@@ -59,6 +59,7 @@ fn new_token() -> (NewToken, PlainToken) {
         description: None,
         active: true,
         user_id: None,
+        restrictions: Default::default(),
     };
     (new, plain)
 }

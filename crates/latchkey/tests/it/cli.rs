@@ -4,7 +4,11 @@
 
 use latchkey_app::{App, AppError};
 use latchkey_core::token::{has_valid_checksum, PlainToken, TokenHash, TokenPrefix};
-use latchkey_core::{account::Account, token::ApiToken, verifier::Denial};
+use latchkey_core::{
+    account::Account,
+    token::ApiToken,
+    verifier::{Denial, Refusal},
+};
 use latchkey_store::Store;
 use serde_json::Value;
 
@@ -27,7 +31,11 @@ impl Opened {
     /// Whether `token` authenticates `email` in a freshly loaded verifier.
     fn verify(&self, email: &str, token: &str) -> Result<(), Denial> {
         self.app
-            .verify_with(email, &TokenHash::of(token), self.app.now(), |_| ())
+            .verify_with(email, &TokenHash::of(token), self.app.now(), None, |_| ())
+            .map_err(|r| match r {
+                Refusal::Unauthenticated(d) => d,
+                Refusal::MissingScope(s) => panic!("no target, yet a scope refusal: {s}"),
+            })
     }
 }
 

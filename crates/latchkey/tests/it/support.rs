@@ -17,7 +17,7 @@ use latchkey_core::{
     audit::AuditEvent,
     id::{AccountId, TokenId, UserId},
     time::{Clock, Timestamp},
-    token::TokenPrefix,
+    token::{Restrictions, TokenPrefix},
     user::{Email, NewUser, Role, UserPatch},
 };
 use latchkey_server::{run, ServerConfig};
@@ -269,7 +269,11 @@ impl TestApp {
     pub async fn token_described(&self, account: &TestAccount, description: Option<&str>) -> TestToken {
         let (token, plain) = self
             .app
-            .create_token(&self.operator(&account.subdomain).await, description.map(str::to_owned))
+            .create_token(
+                &self.operator(&account.subdomain).await,
+                description.map(str::to_owned),
+                Restrictions::default(),
+            )
             .await
             .expect("create token (is token access on?)");
         TestToken {

@@ -2,7 +2,7 @@
 //! shows, the lifecycle, the limit, status codes, URLs and content type.
 
 use latchkey_core::id::TokenId;
-use latchkey_core::token::{has_valid_checksum, NewToken, PlainToken, TokenPrefix};
+use latchkey_core::token::{has_valid_checksum, NewToken, PlainToken, Restrictions, TokenPrefix};
 use serde_json::{json, Value};
 
 use crate::support::*;
@@ -310,6 +310,7 @@ pub async fn fill_tokens(t: &TestApp, acct: &TestAccount, n: usize) {
                 description: None,
                 active: true,
                 user_id: None,
+                restrictions: Restrictions::default(),
             }
         })
         .collect();
@@ -507,7 +508,7 @@ async fn generating_with_token_access_off_is_refused_everywhere() {
     let acct = t.account_with(latchkey_core::account::Plan::Enterprise, false).await;
     let err = t
         .app
-        .create_token(&t.operator(&acct.subdomain).await, None)
+        .create_token(&t.operator(&acct.subdomain).await, None, Restrictions::default())
         .await
         .expect_err("token access is off");
     assert!(

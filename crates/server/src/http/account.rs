@@ -61,7 +61,8 @@ impl FromJsonObject for UpdateSettingsRequest {
 
 /// The caller's account.
 #[utoipa::path(get, path = "/api/v2/account", operation_id = "getAccount", tag = "Account",
-    responses((status = 200, description = "The account", body = AccountResponse), super::openapi::Auth))]
+    responses((status = 200, description = "The account", body = AccountResponse), super::openapi::Auth,
+        super::openapi::MissingScope))]
 pub async fn show(State(state): State<AppState>, user: ApiUser) -> ApiResult<Response> {
     let account = state.app.account(&user.access).await?;
     Ok(json_response(

@@ -16,7 +16,7 @@ use latchkey_app::{AdminAccess, App, UserAccess};
 use latchkey_core::time::Timestamp;
 use latchkey_core::token::TokenHash;
 use latchkey_core::user::Role;
-use latchkey_core::verifier::{Denial, Identity};
+use latchkey_core::verifier::{Identity, Refusal};
 
 use super::credentials::{self, Credentials};
 use super::error::ApiError;
@@ -57,9 +57,16 @@ pub struct Admin {
 
 /// Checks a request's credentials against the in-memory verifier, and
 /// counts the outcome and its latency for `/metrics`.
+/// The request's own method and path are what the token's scopes must
+/// cover (README.md, "Restricted tokens"): `/api/v2/users/me` needs
+/// `users:read`, `PUT /api/v2/api_tokens/7` needs `api_tokens:write`.
 pub fn authenticate(state: &AppState, parts: &Parts) -> Result<ApiUser, ApiError> {
+    let target = state
+        .app
+        .scope_catalog()
+        .target(parts.method.as_str(), parts.uri.path());
     authenticate_with(state, parts, |app, email, hash, now, ip| {
-        app.authenticate(email, hash, now, ip)
+        app.authenticate(email, hash, now, ip, target)
             .map(|(identity, access)| ApiUser { identity, ip, access })
     })
 }
@@ -73,7 +80,7 @@ pub fn authenticate(state: &AppState, parts: &Parts) -> Result<ApiUser, ApiError
 pub fn authenticate_with<R>(
     state: &AppState,
     parts: &Parts,
-    check: impl FnOnce(&App, &str, &TokenHash, Timestamp, IpAddr) -> Result<R, Denial>,
+    check: impl FnOnce(&App, &str, &TokenHash, Timestamp, IpAddr) -> Result<R, Refusal>,
 ) -> Result<R, ApiError> {
     let started = Instant::now();
     // Out of touch with the database for too long: what memory holds may
@@ -95,8 +102,17 @@ pub fn authenticate_with<R>(
         (_, Some(_)) => Credentials::BadBasic { token_hint: false },
     };
     let outcome: Result<R, (ApiError, Outcome)> = match parsed {
-        Credentials::ApiToken { email, hash } => check(&state.app, &email, &hash, now, ip)
-            .map_err(|d| (ApiError::NotAuthenticated { token_hint: false }, Outcome::Denied(d))),
+        Credentials::ApiToken { email, hash } => match check(&state.app, &email, &hash, now, ip) {
+            Ok(made) => Ok(made),
+            Err(Refusal::Unauthenticated(d)) => {
+                Err((ApiError::NotAuthenticated { token_hint: false }, Outcome::Denied(d)))
+            }
+            // Authenticated: not a failed attempt, so not counted against the address.
+            Err(Refusal::MissingScope(scope)) => {
+                state.metrics.record(Outcome::MissingScope, started.elapsed());
+                return Err(ApiError::MissingScope(scope));
+            }
+        },
         Credentials::BadBasic { token_hint } => Err((ApiError::NotAuthenticated { token_hint }, Outcome::Malformed)),
         Credentials::Bearer { api_token } => Err((ApiError::InvalidBearer { api_token }, Outcome::Bearer)),
         Credentials::Missing => Err((ApiError::NotAuthenticated { token_hint: false }, Outcome::Missing)),

@@ -11,6 +11,8 @@ use latchkey_core::{DomainError, Invalid};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+/// The scope a refused request needed, on its 403.
+pub const REQUIRED_SCOPE: axum::http::HeaderName = axum::http::HeaderName::from_static("x-latchkey-required-scope");
 pub const NOT_AUTHENTICATED: &str = r#"{"error":"Couldn't authenticate you"}"#;
 pub const WWW_AUTHENTICATE: &str = r#"Basic realm="latchkey""#;
 const FORBIDDEN: &str =
@@ -33,6 +35,9 @@ pub enum ApiError {
         api_token: bool,
     },
     Forbidden,
+    /// 403: the token lacks this scope (`tickets:write`); the answer names
+    /// it in `X-Latchkey-Required-Scope` and in the description.
+    MissingScope(String),
     TokenAccessDisabled,
     AuditLogUnavailable,
     BadRequest(String),
@@ -151,9 +156,10 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::NotAuthenticated { .. } | ApiError::InvalidBearer { .. } => StatusCode::UNAUTHORIZED,
-            ApiError::Forbidden | ApiError::TokenAccessDisabled | ApiError::AuditLogUnavailable => {
-                StatusCode::FORBIDDEN
-            }
+            ApiError::Forbidden
+            | ApiError::MissingScope(_)
+            | ApiError::TokenAccessDisabled
+            | ApiError::AuditLogUnavailable => StatusCode::FORBIDDEN,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -177,6 +183,9 @@ impl ApiError {
                 hint: api_token.then_some(BEARER_HINT),
             }),
             ApiError::Forbidden => error_body("Forbidden", FORBIDDEN),
+            ApiError::MissingScope(scope) => {
+                error_body("Forbidden", &format!("This API token lacks the scope {scope}."))
+            }
             ApiError::TokenAccessDisabled => error_body(
                 "TokenAccessDisabled",
                 "API token access is turned off for this account.",
@@ -229,6 +238,12 @@ impl IntoResponse for ApiError {
             }
             ApiError::Stale => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(1u64));
+            }
+            ApiError::MissingScope(scope) => {
+                // Scope names are `[a-z0-9_:]`: always a valid header value.
+                if let Ok(v) = HeaderValue::from_str(scope) {
+                    headers.insert(REQUIRED_SCOPE, v);
+                }
             }
             _ => {}
         }

@@ -7,6 +7,7 @@ use axum::extract::rejection::PathRejection;
 use axum::extract::{FromRequest, FromRequestParts, Path, Request};
 use axum::http::{header, request::Parts};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
+use latchkey_core::time::Timestamp;
 use latchkey_core::{ErrorCode, Invalid};
 use serde_json::{Map, Value};
 
@@ -172,6 +173,47 @@ pub fn opt_bool(map: &Map<String, Value>, key: &str) -> Result<Option<bool>, Inv
         None => Ok(None),
         Some(Value::Bool(b)) => Ok(Some(*b)),
         Some(_) => Err(wrong_type(key, "true or false")),
+    }
+}
+
+/// `None`: absent; `Some(None)`: null; `Some(Some(list))`: an array of strings.
+pub fn opt_string_list(map: &Map<String, Value>, key: &str) -> Result<Option<Option<Vec<String>>>, Invalid> {
+    match map.get(key) {
+        None => Ok(None),
+        Some(Value::Null) => Ok(Some(None)),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|v| v.as_str().map(str::to_owned))
+            .collect::<Option<Vec<_>>>()
+            .map(|list| Some(Some(list)))
+            .ok_or_else(|| wrong_type(key, "an array of strings or null")),
+        Some(_) => Err(wrong_type(key, "an array of strings or null")),
+    }
+}
+
+/// `None`: absent; `Some(None)`: null; `Some(Some(id))`: a positive integer.
+pub fn opt_id(map: &Map<String, Value>, key: &str) -> Result<Option<Option<i64>>, Invalid> {
+    match map.get(key) {
+        None => Ok(None),
+        Some(Value::Null) => Ok(Some(None)),
+        Some(v) => match v.as_i64() {
+            Some(id) if id > 0 => Ok(Some(Some(id))),
+            _ => Err(wrong_type(key, "a user id or null")),
+        },
+    }
+}
+
+/// `None`: absent; `Some(None)`: null; `Some(Some(t))`: an RFC 3339 time.
+pub fn opt_time(map: &Map<String, Value>, key: &str) -> Result<Option<Option<Timestamp>>, Invalid> {
+    match opt_string(map, key) {
+        Ok(Some(Some(s))) => Timestamp::parse_rfc3339(&s)
+            .map(|t| Some(Some(t)))
+            .ok_or_else(|| wrong_type(key, "an RFC 3339 time such as 2026-12-31T23:59:59Z, or null")),
+        Ok(other) => Ok(other.map(|_| None)),
+        Err(_) => Err(wrong_type(
+            key,
+            "an RFC 3339 time such as 2026-12-31T23:59:59Z, or null",
+        )),
     }
 }
 

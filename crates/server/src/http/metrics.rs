@@ -31,16 +31,19 @@ pub enum Outcome {
     Bearer,
     /// Well-formed credentials refused by the verifier.
     Denied(Denial),
+    /// Authenticated, with a token that lacks the request's scope (403).
+    MissingScope,
 }
 
 /// The outcomes that are not a verifier's denial; each denial
 /// (`Denial::iter()`) is an outcome of its own after them.
-const OWN_OUTCOMES: [Outcome; 5] = [
+const OWN_OUTCOMES: [Outcome; 6] = [
     Outcome::Ok,
     Outcome::RateLimited,
     Outcome::Missing,
     Outcome::Malformed,
     Outcome::Bearer,
+    Outcome::MissingScope,
 ];
 
 /// How many outcomes there are, one counter each.
@@ -59,6 +62,7 @@ impl Outcome {
             Outcome::Missing => 2,
             Outcome::Malformed => 3,
             Outcome::Bearer => 4,
+            Outcome::MissingScope => 5,
             Outcome::Denied(d) => OWN_OUTCOMES.len() + d as usize,
         }
     }
@@ -70,6 +74,7 @@ impl Outcome {
             Outcome::Missing => "missing",
             Outcome::Malformed => "malformed",
             Outcome::Bearer => "bearer",
+            Outcome::MissingScope => "missing_scope",
             Outcome::Denied(d) => d.as_str(),
         }
     }

@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod ops;
 pub mod paging;
+pub mod scopes;
 pub mod tokens;
 pub mod users;
 pub mod verify;
@@ -44,6 +45,7 @@ pub fn routes() -> Router<AppState> {
             "/api/v2/api_tokens/{id}",
             get(tokens::show).put(tokens::update).delete(tokens::delete),
         )
+        .route("/api/v2/scopes", get(scopes::list))
         .route("/api/v2/account", get(account::show))
         .route(
             "/api/v2/account/settings",
@@ -51,6 +53,7 @@ pub fn routes() -> Router<AppState> {
         )
         .merge(audit::routes())
         .route("/verify", any(verify::verify))
+        .route("/verify/{*path}", any(verify::verify))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))

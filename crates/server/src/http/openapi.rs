@@ -10,7 +10,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{IntoParams, IntoResponses, Modify, OpenApi, ToSchema};
 
 use super::error::{raw_json, BearerErrorBody, ErrorBody, FieldError, InvalidBody};
-use super::{account, audit, tokens, users, views};
+use super::{account, audit, scopes, tokens, users, views};
 
 /// What the document says once for every path: the `.json` suffix, bodies,
 /// errors (docs/api.md, "Conventions").
@@ -24,7 +24,9 @@ The contract in prose is docs/api.md in the repository; this document is its mac
 before routing and the query string is kept. The paths below are written without it.
 
 **Authentication.** HTTP Basic with the user name `{email}/token` and an API token as the password. \
-Every failed check gets the same 401. Too many failed attempts from one address: 429 with `Retry-After`. \
+Every failed check gets the same 401. A restricted token whose scopes do not cover the request (`users:read` for \
+`GET /api/v2/users/me`, `api_tokens:write` for `PUT /api/v2/api_tokens/7`, …) gets 403 naming the missing scope \
+in `X-Latchkey-Required-Scope`. Too many failed attempts from one address: 429 with `Retry-After`. \
 A node that has lost its database for longer than `--max-staleness`: 503 with `Retry-After: 1`.
 
 **Bodies.** Request bodies are JSON objects (`Content-Type: application/json`, at most 64 KiB; an \
@@ -42,7 +44,7 @@ positive integer, or names another account's record, is 404.";
     paths(
         users::me, users::list, users::create, users::show, users::update, users::delete,
         tokens::list, tokens::create, tokens::show, tokens::update, tokens::delete,
-        account::show, account::settings, account::update_settings,
+        account::show, account::settings, account::update_settings, scopes::list,
         audit::list, audit::show, audit::export,
     ),
     components(schemas(ErrorBody, BearerErrorBody, AuthErrorBody, InvalidBody, FieldError, views::RoleName, views::PlanName)),
@@ -52,6 +54,7 @@ positive integer, or names another account's record, is 404.";
         (name = "Users", description = "Who am I, the account's users and their management"),
         (name = "API tokens", description = "The account's API tokens"),
         (name = "Account", description = "The account and its settings"),
+        (name = "Scopes", description = "What a restricted token may be limited to"),
         (name = "Audit log", description = "Every change, for admins of accounts on Enterprise plans"),
     )
 )]
@@ -132,11 +135,23 @@ pub enum Auth {
     Unavailable(ErrorBody),
 }
 
+/// 403 for a restricted token without the scope the operation needs.
+#[derive(IntoResponses)]
+#[allow(dead_code)]
+pub enum MissingScope {
+    /// The token lacks the scope this operation needs; the header names it.
+    #[response(status = 403,
+        headers(("X-Latchkey-Required-Scope" = String, description = "The missing scope, such as `users:read`")),
+        example = json!({"error": "Forbidden", "description": "This API token lacks the scope users:read."}))]
+    Forbidden(ErrorBody),
+}
+
 /// 403 for a role the operation does not allow.
 #[derive(IntoResponses)]
 #[allow(dead_code)]
 pub enum Forbidden {
-    /// The user's role does not allow this operation.
+    /// The user's role does not allow this operation, or the token lacks
+    /// the scope it needs (then `X-Latchkey-Required-Scope` names it).
     #[response(status = 403,
         example = json!({"error": "Forbidden", "description": "You do not have access to this page. Please contact the account owner of this help desk for further help."}))]
     Forbidden(ErrorBody),
@@ -146,8 +161,9 @@ pub enum Forbidden {
 #[derive(IntoResponses)]
 #[allow(dead_code)]
 pub enum ForbiddenOrDisabled {
-    /// The user's role does not allow this operation (`Forbidden`), or API
-    /// token access is off for the account (`TokenAccessDisabled`).
+    /// The user's role does not allow this operation or the token lacks its
+    /// scope (`Forbidden`), or API token access is off for the account
+    /// (`TokenAccessDisabled`).
     #[response(status = 403,
         example = json!({"error": "TokenAccessDisabled", "description": "API token access is turned off for this account."}))]
     Forbidden(ErrorBody),
@@ -157,7 +173,8 @@ pub enum ForbiddenOrDisabled {
 #[derive(IntoResponses)]
 #[allow(dead_code)]
 pub enum ForbiddenOrPlan {
-    /// Not an admin, or the account's plan is below Enterprise.
+    /// Not an admin, the token lacks the `auditlogs` scope, or the account's
+    /// plan is below Enterprise.
     #[response(status = 403,
         example = json!({"error": "Forbidden", "description": "The audit log is available on Enterprise plans."}))]
     Forbidden(ErrorBody),

@@ -1,18 +1,25 @@
 //! `/api/v2/api_tokens`: list, create, show, edit (describe, deactivate,
-//! reactivate) and delete an account's tokens. Admins only.
+//! reactivate, restrict) and delete an account's tokens. Admins only.
+//! Restrictions (scopes, an assigned user, an expiry) are README.md's
+//! "Restricted tokens".
 
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use latchkey_core::id::TokenId;
-use latchkey_core::token::{parse_description, TokenPatch};
+use latchkey_core::id::{TokenId, UserId};
+use latchkey_core::scope::Scopes;
+use latchkey_core::time::Timestamp;
+use latchkey_core::token::{parse_description, Restrictions, TokenPatch};
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
 use super::auth::Admin;
 use super::error::{created, json_response, ApiError, ApiResult};
-use super::input::{opt_bool, opt_string, record, record_id, BaseUrl, Errors, FromJsonObject, JsonBody, JsonObject};
+use super::input::{
+    opt_bool, opt_id, opt_string, opt_string_list, opt_time, record, record_id, BaseUrl, Errors, FromJsonObject,
+    JsonBody, JsonObject,
+};
 use super::views::{self, CreatedTokenResponse, CreatedTokenView, TokenList, TokenResponse};
 use crate::state::AppState;
 
@@ -23,7 +30,7 @@ const READ_ONLY: &[&str] = &[
     "token",
     "visible_token",
     "user_id",
-    "assigned_user_id",
+    "status",
     "created_at",
     "updated_at",
     "last_used",
@@ -42,25 +49,54 @@ pub struct CreateTokenRequest {
 /// A new token. Every other field of the token record is read-only (422
 /// `ReadOnly`), `active` included: a new token is always active.
 #[derive(Debug, ToSchema)]
+#[schema(example = json!({"description": "Jira sync", "scopes": ["tickets:read", "users:read"],
+    "assigned_user_id": 12, "expires_at": "2027-03-01T00:00:00Z"}))]
 pub struct CreateToken {
     /// Trimmed, at most 255 characters, no control characters; empty means
     /// none.
     #[schema(max_length = 255)]
     pub description: Option<String>,
+    /// `null` or absent: the user's full access. Otherwise a non-empty list
+    /// of the scopes `GET /api/v2/scopes` lists (`read`, `write`,
+    /// `tickets`, `tickets:read`, …); an unknown one is 422 `InvalidValue`.
+    #[schema(required = false, max_items = 100)]
+    pub scopes: Option<Vec<String>>,
+    /// Only this user's email authenticates with the token (a user of the
+    /// account); `null`: any verified user.
+    #[schema(required = false, value_type = Option<i64>, minimum = 1)]
+    pub assigned_user_id: Option<UserId>,
+    /// RFC 3339, in the future; from this instant the token fails.
+    #[schema(required = false, value_type = Option<String>, format = DateTime)]
+    pub expires_at: Option<Timestamp>,
 }
+
+/// The restriction fields every token body may carry.
+const RESTRICTIONS: [&str; 3] = ["scopes", "assigned_user_id", "expires_at"];
 
 impl FromJsonObject for CreateTokenRequest {
     fn from_object(body: Map<String, Value>) -> Result<Self, ApiError> {
         let mut read_only = READ_ONLY.to_vec();
         read_only.push("active");
-        let rec = record(body, "api_token", &["description"], &read_only)?;
-        let description = opt_string(&rec, "description")?.flatten();
+        let mut settable = vec!["description"];
+        settable.extend(RESTRICTIONS);
+        let rec = record(body, "api_token", &settable, &read_only)?;
+        let mut errors = Errors::default();
+        let description = errors.check(opt_string(&rec, "description")).flatten().flatten();
         let description = match description {
-            Some(d) => parse_description(&d)?,
+            Some(d) => errors.check(parse_description(&d)).flatten(),
             None => None,
         };
+        let scopes = errors.check(opt_string_list(&rec, "scopes")).flatten().flatten();
+        let assigned_user_id = errors.check(opt_id(&rec, "assigned_user_id")).flatten().flatten();
+        let expires_at = errors.check(opt_time(&rec, "expires_at")).flatten().flatten();
+        errors.finish()?;
         Ok(CreateTokenRequest {
-            api_token: Some(CreateToken { description }),
+            api_token: Some(CreateToken {
+                description,
+                scopes,
+                assigned_user_id: assigned_user_id.map(UserId::new),
+                expires_at,
+            }),
         })
     }
 }
@@ -73,7 +109,7 @@ pub struct UpdateTokenRequest {
 }
 
 /// The fields a token's update may set; the other fields of the record are
-/// read-only (422 `ReadOnly`).
+/// read-only (422 `ReadOnly`). A field left out stays as it is.
 #[derive(Debug, ToSchema)]
 pub struct UpdateToken {
     /// A string (`""` clears it) or `null`.
@@ -82,11 +118,24 @@ pub struct UpdateToken {
     /// `false` deactivates, `true` reactivates.
     #[schema(value_type = bool, required = false)]
     pub active: Option<bool>,
+    /// A non-empty list of offered scopes, or `null` for full access.
+    /// Narrowing takes effect as a deactivation does.
+    #[schema(value_type = Option<Vec<String>>, required = false, max_items = 100)]
+    pub scopes: Option<Option<Vec<String>>>,
+    /// A user of the account, or `null` for any verified user.
+    #[schema(value_type = Option<i64>, required = false, minimum = 1)]
+    pub assigned_user_id: Option<Option<UserId>>,
+    /// May only move earlier, and stay in the future; `null` (never
+    /// expiring) is refused once an expiry is set (422 `InvalidValue`).
+    #[schema(value_type = Option<String>, required = false, format = DateTime)]
+    pub expires_at: Option<Option<Timestamp>>,
 }
 
 impl FromJsonObject for UpdateTokenRequest {
     fn from_object(body: Map<String, Value>) -> Result<Self, ApiError> {
-        let rec = record(body, "api_token", &["description", "active"], READ_ONLY)?;
+        let mut settable = vec!["description", "active"];
+        settable.extend(RESTRICTIONS);
+        let rec = record(body, "api_token", &settable, READ_ONLY)?;
         let mut errors = Errors::default();
         let description = errors.check(opt_string(&rec, "description")).flatten();
         let active = errors.check(opt_bool(&rec, "active")).flatten();
@@ -95,11 +144,30 @@ impl FromJsonObject for UpdateTokenRequest {
             Some(None) => Some(None),
             None => None,
         };
+        let scopes = errors.check(opt_string_list(&rec, "scopes")).flatten();
+        let assigned_user_id = errors
+            .check(opt_id(&rec, "assigned_user_id"))
+            .flatten()
+            .map(|id| id.map(UserId::new));
+        let expires_at = errors.check(opt_time(&rec, "expires_at")).flatten();
         errors.finish()?;
         Ok(UpdateTokenRequest {
-            api_token: UpdateToken { description, active },
+            api_token: UpdateToken {
+                description,
+                active,
+                scopes,
+                assigned_user_id,
+                expires_at,
+            },
         })
     }
+}
+
+/// The scopes of a body, checked against what this deployment offers.
+fn scopes(state: &AppState, names: Option<Vec<String>>) -> Result<Option<Scopes>, ApiError> {
+    Ok(names
+        .map(|names| state.app.scope_catalog().parse_scopes(&names))
+        .transpose()?)
 }
 
 /// Every token of the account, newest first (not paged: an account holds
@@ -110,7 +178,7 @@ impl FromJsonObject for UpdateTokenRequest {
 pub async fn list(State(state): State<AppState>, admin: Admin, base: BaseUrl) -> ApiResult<Response> {
     let tokens = state.app.tokens(&admin.access).await?;
     let account = state.app.account(&admin.access).await?;
-    let api_tokens = tokens.iter().map(|t| views::token(&base, t)).collect();
+    let api_tokens = tokens.iter().map(|t| views::token(&base, t, state.app.now())).collect();
     Ok(json_response(
         StatusCode::OK,
         &TokenList {
@@ -135,11 +203,26 @@ pub async fn create(
     base: BaseUrl,
     JsonBody(input): JsonBody<CreateTokenRequest>,
 ) -> ApiResult<Response> {
-    let description = input.api_token.and_then(|t| t.description);
-    let (token, plain) = state.app.create_token(&admin.access, description).await?;
+    let CreateToken {
+        description,
+        scopes: names,
+        assigned_user_id,
+        expires_at,
+    } = input.api_token.unwrap_or(CreateToken {
+        description: None,
+        scopes: None,
+        assigned_user_id: None,
+        expires_at: None,
+    });
+    let restrictions = Restrictions {
+        scopes: scopes(&state, names)?,
+        assigned_user_id,
+        expires_at,
+    };
+    let (token, plain) = state.app.create_token(&admin.access, description, restrictions).await?;
     let body = CreatedTokenResponse {
         api_token: CreatedTokenView {
-            record: views::token(&base, &token),
+            record: views::token(&base, &token, state.app.now()),
             token: plain.expose().to_owned(),
         },
     };
@@ -164,7 +247,7 @@ pub async fn show(
     Ok(json_response(
         StatusCode::OK,
         &TokenResponse {
-            api_token: views::token(&base, &token),
+            api_token: views::token(&base, &token, state.app.now()),
         },
     ))
 }
@@ -184,14 +267,27 @@ pub async fn update(
     // The id is looked at before the body (docs/api.md, "Endpoints").
     let id = record_id(id)?;
     let UpdateTokenRequest {
-        api_token: UpdateToken { description, active },
+        api_token:
+            UpdateToken {
+                description,
+                active,
+                scopes: names,
+                assigned_user_id,
+                expires_at,
+            },
     } = UpdateTokenRequest::from_object(body)?;
-    let patch = TokenPatch { description, active };
+    let patch = TokenPatch {
+        description,
+        active,
+        scopes: names.map(|n| scopes(&state, n)).transpose()?,
+        assigned_user_id,
+        expires_at,
+    };
     let token = state.app.update_token(&admin.access, id, &patch).await?;
     Ok(json_response(
         StatusCode::OK,
         &TokenResponse {
-            api_token: views::token(&base, &token),
+            api_token: views::token(&base, &token, state.app.now()),
         },
     ))
 }

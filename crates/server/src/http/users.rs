@@ -131,7 +131,8 @@ impl FromJsonObject for UpdateUserRequest {
 
 /// Who the request's token authenticates.
 #[utoipa::path(get, path = "/api/v2/users/me", operation_id = "getCurrentUser", tag = "Users",
-    responses((status = 200, description = "The authenticated user", body = UserResponse), super::openapi::Auth))]
+    responses((status = 200, description = "The authenticated user", body = UserResponse), super::openapi::Auth,
+        super::openapi::MissingScope))]
 pub async fn me(user: ApiUser, base: BaseUrl) -> Response {
     json_response(
         StatusCode::OK,

@@ -1,14 +1,26 @@
-//! `/verify`: the gateway's per-request question "may this request
-//! through?" (docs/api.md, "Gateway verification"), for nginx `auth_request` and Traefik `forwardAuth`.
+//! `/verify` and `/verify/{path}`: the gateway's per-request question "may
+//! this request through?" (README.md, "Gateway verification"; docs/api.md,
+//! "Gateway verification"), for nginx `auth_request`, Traefik
+//! `forwardAuth` and Envoy `ext_authz`.
 //!
-//! Any method is accepted. The answer comes from the in-memory verifier
-//! through the same authentication as the REST API's
-//! [`ApiUser`](super::auth::ApiUser) extractor ([`authenticate_with`]), so
-//! failures are exactly those of docs/api.md, "When authentication fails" (401 with `WWW-Authenticate`, 429 with
-//! `Retry-After` before any lookup) and no database statement runs. The
-//! headers are built from the identity as the verifier lends it, so a
-//! request clones no `Arc`. Success is 200 with no body and the identity in
-//! headers:
+//! Any method is accepted. The original request, whose method and path the
+//! token's scopes must cover, is read from the first of:
+//! `X-Original-Method` + `X-Original-URI` (nginx), `X-Forwarded-Method` +
+//! `X-Forwarded-Uri` (Traefik), or the path after `/verify` with this
+//! request's own method (Envoy's `path_prefix: /verify`). A pair whose
+//! method header is missing takes this request's method. Without any,
+//! only authentication is checked, and the upstream enforces scopes from
+//! `X-Latchkey-Scopes`. The gateway must set these headers itself,
+//! overwriting what a client sent: they decide which scope is needed.
+//!
+//! The answer comes from the in-memory verifier through the same
+//! authentication as the REST API's [`ApiUser`](super::auth::ApiUser)
+//! extractor ([`authenticate_with`]), so failures are exactly those of
+//! docs/api.md (401 with `WWW-Authenticate`, 403 with
+//! `X-Latchkey-Required-Scope`, 429 with `Retry-After` before any lookup)
+//! and no database statement runs. The headers are built from the identity
+//! as the verifier lends it, so a request clones no `Arc`. Success is 200
+//! with no body and the identity in headers:
 //!
 //! | header | value |
 //! |---|---|
@@ -18,7 +30,7 @@
 //! | `X-Latchkey-User-Email` | the user's email, as stored |
 //! | `X-Latchkey-Role` | `admin`, `agent` or `end_user` |
 //! | `X-Latchkey-Token-Id` | the token's id |
-//! | `X-Latchkey-Scopes` | empty: the token is unrestricted and carries the user's full role (scopes null; docs/api.md, "Gateway verification"); a restricted token will list its scope names here, separated by spaces |
+//! | `X-Latchkey-Scopes` | `*` for an unrestricted token (the user's full role); else its scopes, separated by spaces |
 
 use axum::extract::FromRequestParts;
 use axum::http::{request::Parts, HeaderMap, HeaderName, HeaderValue, StatusCode};
@@ -45,10 +57,37 @@ impl FromRequestParts<AppState> for IdentityHeaders {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let target = original_request(parts).map(|(method, uri)| state.app.scope_catalog().target(method, uri));
         authenticate_with(state, parts, |app, email, hash, now, _ip| {
-            app.verify_with(email, hash, now, |id| IdentityHeaders(identity_headers(id)))
+            app.verify_with(email, hash, now, target, |id| IdentityHeaders(identity_headers(id)))
         })
     }
+}
+
+const ORIGINAL_METHOD: HeaderName = HeaderName::from_static("x-original-method");
+const ORIGINAL_URI: HeaderName = HeaderName::from_static("x-original-uri");
+const FORWARDED_METHOD: HeaderName = HeaderName::from_static("x-forwarded-method");
+const FORWARDED_URI: HeaderName = HeaderName::from_static("x-forwarded-uri");
+
+/// The method and URI of the request the gateway asks about, if it says.
+/// A header that is not text reads as an empty URI, which no resource
+/// claims (the most restrictive answer: only `read` / `write` cover it).
+fn original_request(parts: &Parts) -> Option<(&str, &str)> {
+    fn text(v: &HeaderValue) -> &str {
+        v.to_str().unwrap_or("")
+    }
+    let own = parts.method.as_str();
+    for (method, uri) in [(ORIGINAL_METHOD, ORIGINAL_URI), (FORWARDED_METHOD, FORWARDED_URI)] {
+        if let Some(u) = parts.headers.get(&uri) {
+            return Some((parts.headers.get(&method).map_or(own, text), text(u)));
+        }
+    }
+    // Envoy: `/verify/api/v2/tickets?x=1` asks about `/api/v2/tickets?x=1`.
+    let path_and_query = parts.uri.path_and_query().map_or("", |p| p.as_str());
+    path_and_query
+        .strip_prefix("/verify")
+        .filter(|rest| rest.starts_with('/'))
+        .map(|rest| (own, rest))
 }
 
 fn identity_headers(id: IdentityRef<'_>) -> HeaderMap {
@@ -58,7 +97,12 @@ fn identity_headers(id: IdentityRef<'_>) -> HeaderMap {
     headers.insert(USER_ID, HeaderValue::from(id.user.id.get()));
     headers.insert(TOKEN_ID, HeaderValue::from(id.token_id.get()));
     headers.insert(ROLE, HeaderValue::from_static(id.user.role.as_str()));
-    headers.insert(SCOPES, HeaderValue::from_static(""));
+    // Scope names are `[a-z0-9_:]`, so the joined list is a valid value.
+    let scopes = match id.scopes {
+        None => HeaderValue::from_static("*"),
+        Some(s) => HeaderValue::from_str(&s.to_stored()).unwrap_or(HeaderValue::from_static("")),
+    };
+    headers.insert(SCOPES, scopes);
     // Subdomains are `[a-z0-9-]` and stored emails are validated (UTF-8
     // bytes are allowed header bytes), so both are valid header values; one
     // that somehow is not is left out rather than failing a good request.
@@ -71,8 +115,8 @@ fn identity_headers(id: IdentityRef<'_>) -> HeaderMap {
     headers
 }
 
-/// `GET /verify` (any method): 200 with the identity headers, else the
-/// extractor's 401/429/503.
+/// `/verify` and `/verify/{path}` (any method): 200 with the identity
+/// headers, else the extractor's 401/403/429/503.
 pub async fn verify(IdentityHeaders(headers): IdentityHeaders) -> Response {
     (StatusCode::OK, headers).into_response()
 }

@@ -32,7 +32,8 @@ pub fn user_url(base: &BaseUrl, id: UserId) -> String {
 #[schema(example = json!({
     "id": 7, "url": "https://acme.example.com/api/v2/api_tokens/7.json",
     "description": "Jira sync", "active": true, "visible_token": "lk_4fQ9…b3Z0",
-    "user_id": 3, "assigned_user_id": null,
+    "user_id": 3, "assigned_user_id": null, "scopes": ["tickets:read"],
+    "expires_at": null, "status": "active",
     "created_at": "2026-11-27T09:14:57Z", "updated_at": "2026-11-27T09:14:57Z",
     "last_used": null
 }))]
@@ -51,9 +52,19 @@ pub struct TokenView {
     /// The admin who created it; `null` for tokens created by the CLI.
     #[schema(required = true, value_type = Option<i64>)]
     pub user_id: Option<UserId>,
-    /// Always `null` in this version.
+    /// Only this user's email authenticates with the token; `null`: any
+    /// verified user of the account.
     #[schema(required = true, value_type = Option<i64>)]
     pub assigned_user_id: Option<UserId>,
+    /// The scopes the token is restricted to; `null`: the user's full access.
+    #[schema(required = true)]
+    pub scopes: Option<Vec<String>>,
+    /// From this instant the token fails to authenticate; `null`: never.
+    #[schema(required = true, format = DateTime)]
+    pub expires_at: Option<String>,
+    /// `active`, `deactivated`, or `expired` (active, past `expires_at`).
+    #[schema(value_type = TokenStatusName)]
+    pub status: &'static str,
     #[schema(format = DateTime)]
     pub created_at: String,
     #[schema(format = DateTime)]
@@ -69,7 +80,8 @@ pub struct TokenView {
 #[schema(example = json!({
     "id": 7, "url": "https://acme.example.com/api/v2/api_tokens/7.json",
     "description": "Jira sync", "active": true, "visible_token": "lk_4fQ9…b3Z0",
-    "user_id": 3, "assigned_user_id": null,
+    "user_id": 3, "assigned_user_id": null, "scopes": ["tickets:read"],
+    "expires_at": null, "status": "active",
     "created_at": "2026-11-27T09:14:57Z", "updated_at": "2026-11-27T09:14:57Z",
     "last_used": null, "token": "lk_4fQ9c2VhbW9ua2V5c2VjcmV0dG9rZW4xMjM0a0Ab3Z0"
 }))]
@@ -104,6 +116,15 @@ pub struct UserView {
     pub created_at: String,
     #[schema(format = DateTime)]
     pub updated_at: String,
+}
+
+/// A token's status.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenStatusName {
+    Active,
+    Deactivated,
+    Expired,
 }
 
 /// A user's role.
@@ -223,7 +244,7 @@ pub struct SettingsResponse {
     pub settings: SettingsView,
 }
 
-pub fn token(base: &BaseUrl, t: &ApiToken) -> TokenView {
+pub fn token(base: &BaseUrl, t: &ApiToken, now: Timestamp) -> TokenView {
     TokenView {
         id: t.id,
         url: token_url(base, t.id),
@@ -232,6 +253,9 @@ pub fn token(base: &BaseUrl, t: &ApiToken) -> TokenView {
         visible_token: t.visible_token.clone(),
         user_id: t.user_id,
         assigned_user_id: t.assigned_user_id,
+        scopes: t.scopes.as_ref().map(|s| s.names().collect()),
+        expires_at: t.expires_at.map(time),
+        status: t.status(now).into(),
         created_at: time(t.created_at),
         updated_at: time(t.updated_at),
         last_used: t.last_used.map(time),

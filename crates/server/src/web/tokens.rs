@@ -12,7 +12,7 @@ use latchkey_app::AppError;
 use latchkey_core::{
     account::{Account, AccountPatch},
     id::TokenId,
-    token::{check_room, parse_description, ApiToken, TokenCreator, TokenPatch},
+    token::{check_room, parse_description, ApiToken, Restrictions, TokenCreator, TokenPatch},
     DomainError,
 };
 use serde::Deserialize;
@@ -169,7 +169,11 @@ pub async fn create(State(state): State<AppState>, form: AdminForm) -> PageResul
         Ok(d) => d,
         Err(i) => return new_page(&state, &admin, raw, vec![i.description]).await,
     };
-    let (token, plain) = match state.app.create_token(&admin.access, description).await {
+    let (token, plain) = match state
+        .app
+        .create_token(&admin.access, description, Restrictions::default())
+        .await
+    {
         Ok(created) => created,
         Err(AppError::Domain(d)) => return new_page(&state, &admin, raw, domain_messages(&d)).await,
         Err(e) => return Err(e.into()),
@@ -271,7 +275,7 @@ pub async fn update(
     };
     let patch = TokenPatch {
         description: Some(description),
-        active: None,
+        ..TokenPatch::default()
     };
     match state.app.update_token(&admin.access, token.id, &patch).await {
         Ok(_) => Ok(Redirect::to(&format!("{LIST}?done=updated")).into_response()),
@@ -390,8 +394,8 @@ pub async fn act(
     let admin = form.admin;
     let token = token(&state, &admin, id).await?;
     let active = |active| TokenPatch {
-        description: None,
         active: Some(active),
+        ..TokenPatch::default()
     };
     let done = match action {
         Action::Deactivate => {
