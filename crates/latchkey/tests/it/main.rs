@@ -18,6 +18,7 @@ mod hostile;
 mod limits;
 mod nodes;
 mod races;
+mod restricted;
 mod secrets;
 mod support;
 mod tokens;

@@ -16,6 +16,7 @@ use latchkey_core::{
     account::{AccountPatch, NewAccount, Plan, Subdomain},
     audit::AuditEvent,
     id::{AccountId, TokenId, UserId},
+    scope::{ResourceDef, ScopeCatalog},
     time::{Clock, Timestamp},
     token::{Restrictions, TokenPrefix},
     user::{Email, NewUser, Role, UserPatch},
@@ -98,6 +99,17 @@ pub fn test_config() -> ServerConfig {
     }
 }
 
+/// The resources every test server offers beside latchkey's own: a
+/// deployment's `tickets`, as README.md's configuration example declares.
+pub fn test_catalog() -> ScopeCatalog {
+    ScopeCatalog::with_resources(vec![ResourceDef {
+        name: "tickets".into(),
+        description: "Tickets and their comments".into(),
+        paths: vec!["/api/v2/tickets".into(), "/api/v2/tickets/**".into()],
+    }])
+    .expect("a valid catalog")
+}
+
 pub fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
@@ -136,7 +148,8 @@ impl TestApp {
             Some(c) => App::open_with_clock(&db.url, config.token_prefix.clone(), c).await,
             None => App::open(&db.url, config.token_prefix.clone()).await,
         }
-        .expect("open the test database");
+        .expect("open the test database")
+        .with_scope_catalog(test_catalog());
         let app = Arc::new(app);
         let running = run::start(app.clone(), config.clone()).await.expect("start the server");
         TestApp {

@@ -65,8 +65,8 @@ async fn verify_answers_200_with_the_identity_headers_and_no_body() {
         ("x-latchkey-user-email", agent.email.clone()),
         ("x-latchkey-role", "agent".to_owned()),
         ("x-latchkey-token-id", token.id.to_string()),
-        // Unrestricted: the token carries the user's full role (docs/api.md, "Gateway verification").
-        ("x-latchkey-scopes", String::new()),
+        // Unrestricted: `*`, the user's full role (docs/api.md, "Gateway verification").
+        ("x-latchkey-scopes", "*".to_owned()),
     ];
     for (name, value) in expected {
         assert_eq!(r.header(name), Some(value.as_str()), "{name}");
