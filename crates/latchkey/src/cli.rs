@@ -1,5 +1,6 @@
 //! The command line, declared with clap: the doc comments are the `--help`.
-//! Every option can also come from a `LATCHKEY_<OPTION>` environment variable.
+//! Every option can also come from a `LATCHKEY_<OPTION>` environment variable,
+//! and from the configuration file `--config` names (`config.rs`).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -26,6 +27,12 @@ pub struct Cli {
         default_value = "sqlite://latchkey.db"
     )]
     pub database_url: String,
+
+    /// A TOML file of option values (keys spelled with underscores, such as
+    /// `public_url`) and the deployment's `[[resources]]`; the command line
+    /// and LATCHKEY_* variables win over it.
+    #[arg(long, global = true, env = "LATCHKEY_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
 
     #[command(subcommand)]
     pub command: Command,

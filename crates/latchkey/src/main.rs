@@ -7,12 +7,12 @@
 //! from the change log within 100 ms.
 
 mod cli;
+mod config;
 
 use std::io::BufRead;
 use std::process::ExitCode;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
-use clap::Parser;
 use latchkey_app::password::{ExposeSecret, SecretString};
 use latchkey_app::{password, AdminAccess, App, AppError};
 use latchkey_core::{
@@ -30,9 +30,16 @@ use cli::{AccountCmd, AuditCmd, Cli, Command, LogFormat, OnOff, TokenCmd, UserCm
 /// A failure the operator caused (exit 1 with a one-line message), as
 /// opposed to a bug or an unreachable database (also exit 1, with context).
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
-        Ok(cli) => cli,
-        Err(e) => return usage_error(e),
+    let cli = match config::load(std::env::args_os().collect()) {
+        Ok(loaded) => {
+            SCOPES.get_or_init(|| loaded.scopes);
+            loaded.cli
+        }
+        Err(config::LoadError::Usage(e)) => return usage_error(e),
+        Err(config::LoadError::Config(line)) => {
+            eprintln!("error: {line}");
+            return ExitCode::from(2);
+        }
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
@@ -125,8 +132,14 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The scopes this deployment offers (latchkey's own resources and the
+/// configuration file's), set once in `main`: every `App` a command opens
+/// offers them, so `serve` serves them and the CLI checks scopes against them.
+static SCOPES: OnceLock<latchkey_core::scope::ScopeCatalog> = OnceLock::new();
+
 async fn open(url: &str, prefix: latchkey_core::token::TokenPrefix) -> anyhow::Result<App> {
-    Ok(App::open(url, prefix).await?)
+    let scopes = SCOPES.get().cloned().unwrap_or_default();
+    Ok(App::open(url, prefix).await?.with_scope_catalog(scopes))
 }
 
 async fn serve(url: &str, args: cli::ServeArgs) -> anyhow::Result<()> {
