@@ -373,6 +373,17 @@ impl TestApp {
         self.get("/api/v2/users/me", auth).await.status
     }
 
+    /// Creates a token over the API as `auth` with `fields` (a partial
+    /// `api_token` record); the reply must be 201.
+    pub async fn api_create_token_with(&self, auth: &str, fields: Value) -> (TokenId, String) {
+        let r = self
+            .post("/api/v2/api_tokens", auth, &serde_json::json!({ "api_token": fields }))
+            .await;
+        assert_eq!(r.status, 201, "{}", r.text());
+        let rec = r.json()["api_token"].clone();
+        (json_id(&rec["id"]), rec["token"].as_str().expect("token").to_owned())
+    }
+
     /// Creates a token over the API as `auth`; the reply must be 201.
     pub async fn api_create_token(&self, auth: &str, description: Option<&str>) -> (TokenId, String) {
         let body = match description {

@@ -386,15 +386,33 @@ async fn verification_runs_no_database_statement() {
     assert_eq!(control.status, 200);
     let control_id = request_id(&control);
 
+    // A token with every restriction: scopes, an assigned user, an expiry;
+    // asked about with the original request, allowed and refused.
+    let (_, restricted) = t
+        .api_create_token_with(
+            &good,
+            serde_json::json!({"scopes": ["tickets:read"], "assigned_user_id": a.admin.id,
+                "expires_at": "2099-01-01T00:00:00Z"}),
+        )
+        .await;
+    let bound = basic(&a.admin.email, &restricted);
     let mut ids = Vec::new();
-    for i in 0..200 {
-        let auth = match i % 4 {
-            0 | 1 => good.clone(),
-            2 => basic(&a.admin.email, &unknown_token()),
-            _ => basic("nobody@example.com", &token.plain),
+    for i in 0..240 {
+        let (auth, original, want) = match i % 6 {
+            0 | 1 => (good.clone(), None, 200),
+            2 => (basic(&a.admin.email, &unknown_token()), None, 401),
+            3 => (basic("nobody@example.com", &token.plain), None, 401),
+            4 => (bound.clone(), Some("GET"), 200),
+            _ => (bound.clone(), Some("POST"), 403),
         };
-        let r = verify(&t, Method::GET, Some(&auth)).await;
-        assert_eq!(r.status, if i % 4 < 2 { 200 } else { 401 });
+        let mut req = t.client.get(t.url("/verify")).header("authorization", &auth);
+        if let Some(method) = original {
+            req = req
+                .header("x-original-method", method)
+                .header("x-original-uri", "/api/v2/tickets/7.json?page=2");
+        }
+        let r = Reply::from(req.send().await.expect("verify")).await;
+        assert_eq!(r.status, want, "case {}", i % 6);
         ids.push(request_id(&r));
     }
     let me = t.get("/api/v2/users/me", &good).await;
