@@ -132,7 +132,7 @@ async fn verify_reads_the_original_request_the_nginx_traefik_and_envoy_ways() {
         let r = ask(&t, Method::GET, "/verify", &auth, &headers).await;
         assert_eq!(r.status, 200, "{headers:?}");
         assert_eq!(r.header("x-latchkey-scopes"), Some("tickets:read users:read"));
-        assert_eq!(r.header("x-latchkey-token-id").is_some(), true);
+        assert!(r.header("x-latchkey-token-id").is_some());
     }
     for headers in [nginx("POST", "/api/v2/tickets"), traefik("PUT", "/api/v2/tickets/7")] {
         let r = ask(&t, Method::GET, "/verify", &auth, &headers).await;
