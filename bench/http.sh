@@ -127,6 +127,9 @@ export LATCHKEY_DATABASE_URL="sqlite://$SMALL"
 "$BIN" account create --subdomain bench --name Bench --plan enterprise \
     --api-token-access --admin-email admin@bench.test >/dev/null
 TOKEN=$("$BIN" token create --account bench --description "bench")
+# Every restriction at once: a scope, bound to the admin, expiring.
+RESTRICTED_TOKEN=$("$BIN" token create --account bench --description "restricted" \
+    --scopes users:read --assigned-user admin@bench.test --expires-at 2099-01-01T00:00:00Z)
 python3 - "$WORK/import.jsonl" 999 <<'EOF'
 import json, os, sys
 with open(sys.argv[1], "w") as f:
@@ -148,6 +151,7 @@ print(body + out)
 EOF
 )
 UNKNOWN=$(basic "admin@bench.test/token" "$UNKNOWN_TOKEN")
+RESTRICTED=$(basic "admin@bench.test/token" "$RESTRICTED_TOKEN")
 
 # The failure limit is lifted for these runs so that the unknown-token row
 # measures the lookup and its 401; the flood row below uses the default.
@@ -161,6 +165,13 @@ test "$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: $UNKNOWN" "$ba
 row "latchkey GET /healthz (no auth: the HTTP floor)" "$base/healthz"
 row "latchkey GET /verify, valid token" "$base/verify" "$VALID"
 row "latchkey GET /verify, unknown token (401)" "$base/verify" "$UNKNOWN"
+# The original request given Envoy's way (the path after /verify), so the
+# scope check runs: an unrestricted token, then one with every restriction.
+ORIGINAL=$base/verify/api/v2/users/1.json
+test "$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: $RESTRICTED" "$ORIGINAL")" = 200
+test "$(curl -s -o /dev/null -w '%{http_code}' -X POST -H "Authorization: $RESTRICTED" "$ORIGINAL")" = 403
+row "latchkey GET /verify/{path}, unrestricted token" "$ORIGINAL" "$VALID"
+row "latchkey GET /verify/{path}, scoped + bound + expiring token" "$ORIGINAL" "$RESTRICTED"
 row "latchkey GET /api/v2/users/me, valid token" "$base/api/v2/users/me" "$VALID"
 
 FLOOD_PORT=$((PORT + 2))
@@ -280,6 +291,9 @@ EOF
     "$BIN" account create --subdomain bench --name Bench --plan enterprise \
         --api-token-access --admin-email admin@bench.test >/dev/null
     LARGE_TOKEN=$("$BIN" token create --account bench --description "bench")
+# Every restriction at once: a scope, bound to the admin, expiring.
+RESTRICTED_TOKEN=$("$BIN" token create --account bench --description "restricted" \
+    --scopes users:read --assigned-user admin@bench.test --expires-at 2099-01-01T00:00:00Z)
     unset LATCHKEY_DATABASE_URL
     LARGE_VALID=$(basic "admin@bench.test/token" "$LARGE_TOKEN")
     LARGE_PORT=$((PORT + 3))
@@ -338,6 +352,9 @@ print(f"/verify (valid) throughput vs the no-auth route: {verify / floor:.1%}  (
 peer = rps("peer GET /protected")
 if peer:
     print(f"/verify (valid) vs the peer's protected view: {verify / peer:.1f}x  (target >= 50x)")
+original = rps("latchkey GET /verify/{path}, unrestricted")
+restricted = rps("latchkey GET /verify/{path}, scoped")
+print(f"/verify/{{path}} unrestricted vs the no-auth route: {original / floor:.1%}; scoped + bound + expiring: {restricted / floor:.1%}")
 large = rps("latchkey GET /verify, valid token, ")
 print("start-up (spawn to /readyz) with 1,000 tokens: ${SMALL_START} s; peak RSS ${SMALL_RSS} MB")
 if large:
