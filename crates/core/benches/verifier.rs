@@ -232,6 +232,12 @@ fn bench(c: &mut Criterion, n: usize, table: &mut Vec<(usize, &'static str, f64,
             }),
         ),
         (
+            "classifying the path alone",
+            Box::new(|| {
+                black_box(l.catalog.target(black_box(ORIGINAL.0), black_box(ORIGINAL.1)));
+            }),
+        ),
+        (
             "restricted+bound+expiring",
             Box::new(|| {
                 black_box(verify_request(

@@ -228,6 +228,10 @@ enum Segment {
 struct Pattern {
     segments: Vec<Segment>,
     resource: usize,
+    /// The fewest and most path segments it can match (`None`: no most),
+    /// so that most patterns are ruled out by a path's length alone.
+    min_len: usize,
+    max_len: Option<usize>,
 }
 
 impl Pattern {
@@ -252,7 +256,14 @@ impl Pattern {
                 s => Segment::Literal(s.strip_suffix(".json").filter(|s| !s.is_empty()).unwrap_or(s).into()),
             });
         }
-        Ok(Pattern { segments, resource })
+        let fixed = segments.iter().filter(|s| **s != Segment::Any).count();
+        let max_len = (!segments.contains(&Segment::Any)).then_some(fixed);
+        Ok(Pattern {
+            segments,
+            resource,
+            min_len: fixed,
+            max_len,
+        })
     }
 
     /// More literal segments first, then fewer `**`, then fewer `*`: the
@@ -266,17 +277,23 @@ impl Pattern {
         )
     }
 
-    fn matches(&self, path: &[Cow<'_, str>]) -> bool {
-        matches_from(&self.segments, path)
+    fn matches<S: AsRef<str>>(&self, path: &[S]) -> bool {
+        path.len() >= self.min_len
+            && self.max_len.is_none_or(|max| path.len() <= max)
+            && matches_from(&self.segments, path)
     }
 }
 
-fn matches_from(pattern: &[Segment], path: &[Cow<'_, str>]) -> bool {
+fn matches_from<S: AsRef<str>>(pattern: &[Segment], path: &[S]) -> bool {
     match pattern.split_first() {
         None => path.is_empty(),
+        // A trailing `**` takes whatever is left.
+        Some((Segment::Any, [])) => true,
         Some((Segment::Any, rest)) => (0..=path.len()).any(|skip| matches_from(rest, &path[skip..])),
         Some((Segment::One, rest)) => !path.is_empty() && matches_from(rest, &path[1..]),
-        Some((Segment::Literal(l), rest)) => path.first().is_some_and(|p| **p == **l) && matches_from(rest, &path[1..]),
+        Some((Segment::Literal(l), rest)) => {
+            path.first().is_some_and(|p| p.as_ref() == &**l) && matches_from(rest, &path[1..])
+        }
     }
 }
 
@@ -285,9 +302,14 @@ fn matches_from(pattern: &[Segment], path: &[Cow<'_, str>]) -> bool {
 const MAX_SEGMENTS: usize = 64;
 
 type Segments<'a> = SmallVec<[Cow<'a, str>; 12]>;
+/// Segments that are slices of the URI (plain paths, the hot case).
+type PlainSegments<'a> = SmallVec<[&'a str; 16]>;
 
-/// A request path as the upstream would resolve it, segment by segment, or
-/// `None` when it cannot be read with certainty (then no resource claims it).
+/// How a request path is read: as the upstream would resolve it, segment by
+/// segment, or `None` when it cannot be read with certainty (then no
+/// resource claims it). A plain path (printable ASCII, nothing to decode;
+/// the hot case) goes through [`normalize_plain`], whose segments are
+/// slices of the URI; any other through [`normalize_any`].
 ///
 /// The query string and fragment are dropped; an absolute-form URI
 /// (`https://host/path`) is reduced to its path; empty segments (`//`, a
@@ -296,7 +318,55 @@ type Segments<'a> = SmallVec<[Cow<'a, str>; 12]>;
 /// the path unreadable; `.` is dropped and `..` removes the segment before
 /// it (never above the root); a final `.json` is dropped, as Zendesk's API
 /// answers every path with or without it.
-fn normalize(uri: &str) -> Option<Segments<'_>> {
+fn is_plain(uri: &str) -> bool {
+    uri.starts_with('/')
+        && uri
+            .bytes()
+            .all(|b| (0x21..0x7f).contains(&b) && b != b'%' && b != b'\\')
+}
+
+/// A plain URI's path: printable ASCII without `%` or `\`, starting with `/`.
+fn normalize_plain(uri: &str) -> Option<PlainSegments<'_>> {
+    let end = uri.bytes().position(|b| b == b'?' || b == b'#').unwrap_or(uri.len());
+    let mut out: PlainSegments<'_> = SmallVec::new();
+    for seg in uri[..end].split('/') {
+        match seg {
+            "" | "." => {}
+            ".." => {
+                out.pop();
+            }
+            _ => {
+                if out.len() == MAX_SEGMENTS {
+                    return None;
+                }
+                out.push(seg);
+            }
+        }
+    }
+    if let Some(last) = out.last_mut() {
+        if let Some(stem) = last.strip_suffix(".json").filter(|s| !s.is_empty()) {
+            *last = stem;
+        }
+    }
+    Some(out)
+}
+
+fn strip_json(out: &mut Segments<'_>) {
+    if let Some(last) = out.last_mut() {
+        let stem_len = last.strip_suffix(".json").filter(|s| !s.is_empty()).map(str::len);
+        if let Some(len) = stem_len {
+            match last {
+                // The common case: a slice of the URI, shortened in place.
+                Cow::Borrowed(b) => *b = &b[..len],
+                Cow::Owned(o) => o.truncate(len),
+            }
+        }
+    }
+}
+
+/// The path of any URI that is not plain: absolute-form, percent-encoded,
+/// or holding bytes a plain path does not.
+fn normalize_any(uri: &str) -> Option<Segments<'_>> {
     let uri = match uri.find("://") {
         Some(i) if uri[..i].bytes().all(|b| b.is_ascii_alphabetic()) && i > 0 => {
             let rest = &uri[i + 3..];
@@ -334,11 +404,7 @@ fn normalize(uri: &str) -> Option<Segments<'_>> {
             }
         }
     }
-    if let Some(last) = out.last_mut() {
-        if let Some(stem) = last.strip_suffix(".json").filter(|s| !s.is_empty()) {
-            *last = Cow::Owned(stem.to_owned());
-        }
-    }
+    strip_json(&mut out);
     Some(out)
 }
 
@@ -441,11 +507,16 @@ impl ScopeCatalog {
     /// The resource that claims `uri` (a path, maybe with a query string),
     /// or `None` when no resource does or the path cannot be read.
     pub fn resource_of(&self, uri: &str) -> Option<&str> {
-        let path = normalize(uri)?;
-        self.patterns
-            .iter()
-            .find(|p| p.matches(&path))
-            .map(|p| &*self.resources[p.resource].name)
+        // Plain paths (printable ASCII, nothing to decode) are the hot
+        // case: one pass over the bytes decides, and segments are slices.
+        let pattern = if is_plain(uri) {
+            let path = normalize_plain(uri)?;
+            self.patterns.iter().find(|p| p.matches(&path))
+        } else {
+            let path = normalize_any(uri)?;
+            self.patterns.iter().find(|p| p.matches(&path))
+        };
+        pattern.map(|p| &*self.resources[p.resource].name)
     }
 
     /// What a request with `method` to `uri` is, for the scope check.
