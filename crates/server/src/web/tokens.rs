@@ -103,11 +103,17 @@ fn view(t: &ApiToken, creator: &TokenCreator, now: Timestamp, users: &HashMap<Us
         expires: t.expires_at.map(show_time),
         expires_date: t.expires_at.map(show_date),
         expires_rfc3339: t.expires_at.map(Timestamp::rfc3339),
-        created: show_time(t.created_at),
+        created: list_time(t.created_at),
         created_by: creator_name(creator),
-        last_used: t.last_used.map(show_time).unwrap_or_else(|| "Never".to_owned()),
+        last_used: t.last_used.map(list_time).unwrap_or_else(|| "Never".to_owned()),
         updated: show_time(t.updated_at),
     }
+}
+
+/// A time in a list column: `2026-11-27 09:14 UTC` that wraps, if the
+/// table needs the room, after the date only (a no-break space before UTC).
+fn list_time(ts: Timestamp) -> String {
+    show_time(ts).replace(" UTC", "\u{a0}UTC")
 }
 
 /// Why a token cannot be added now, if it cannot: the domain's own words.
