@@ -923,6 +923,9 @@ async fn a_restricted_bound_expiring_token_is_made_with_the_add_form() {
         r#"name="scope" value="write""#,
         r#"name="scope" value="users:read""#,
         r#"name="scope" value="api_tokens:write""#,
+        // A resource of the deployment's configuration, with its description.
+        r#"name="scope" value="tickets:write""#,
+        "Tickets and their comments",
         r#"<option value="" selected>Anyone in the account</option>"#,
         &format!(r#"<option value="{}">agent user ({})</option>"#, agent.id, agent.email),
         r#"<option value="never" selected>Never</option>"#,
@@ -1247,7 +1250,7 @@ async fn forged_scopes_and_choices_are_refused_on_the_form_without_a_500() {
     let long = "x".repeat(5000);
     for (fields, message) in [
         (
-            vec![("access", "restricted"), ("scope", "tickets:read")],
+            vec![("access", "restricted"), ("scope", "orders:read")],
             "is not a scope this deployment offers",
         ),
         (
