@@ -5,14 +5,14 @@
 //! The restriction fields of Add and Edit (access, assigned user, expiry)
 //! are [`super::token_form`]'s.
 
+use std::collections::HashMap;
+
 use askama::Template;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use latchkey_app::AppError;
-use std::collections::HashMap;
-
 use latchkey_core::{
     account::{Account, AccountPatch},
     id::{TokenId, UserId},
