@@ -1,6 +1,7 @@
 // latchkey Admin Center: a little progressive enhancement. Every page works
-// without it; with it, confirmations open in a native <dialog> and Copy
-// puts the new token on the clipboard.
+// without it; with it, confirmations open in a native <dialog>, Copy
+// puts the new token on the clipboard, and the token forms show the scope
+// checklist only for a restricted token and the date only for "On a date".
 "use strict";
 
 document.addEventListener("DOMContentLoaded", () => {
@@ -41,6 +42,32 @@ document.addEventListener("DOMContentLoaded", () => {
       }
     });
   });
+
+  // Token forms. Hidden fields are disabled too, so that they are not sent:
+  // without this script every field shows and the server sorts them out.
+  const scopes = document.getElementById("scopes");
+  const restricted = document.getElementById("access-restricted");
+  if (scopes && restricted) {
+    const sync = () => {
+      scopes.hidden = !restricted.checked;
+      scopes.querySelectorAll("input").forEach((box) => (box.disabled = !restricted.checked));
+    };
+    document.querySelectorAll('input[name="access"]').forEach((radio) => radio.addEventListener("change", sync));
+    sync();
+  }
+  const expires = document.getElementById("expires");
+  const dateBox = document.getElementById("expires-date");
+  if (expires && dateBox) {
+    const date = dateBox.querySelector("input");
+    const sync = () => {
+      const onDate = expires.value === "date";
+      dateBox.hidden = !onDate;
+      date.disabled = !onDate;
+      date.required = onDate;
+    };
+    expires.addEventListener("change", sync);
+    sync();
+  }
 
   // Close an open options menu when clicking elsewhere or pressing Escape.
   document.addEventListener("click", (event) => {

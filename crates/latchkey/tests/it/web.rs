@@ -857,3 +857,550 @@ async fn the_token_list_reads_tokens_and_their_creators_in_one_statement() {
         "statements grew with the number of creators"
     );
 }
+
+// -- restricted tokens on the Add and Edit forms ------------------------------
+
+/// The token a reveal page shows.
+fn revealed_token(page: &Reply) -> String {
+    let text = page.text();
+    let start = text
+        .find(r#"id="api-token" value=""#)
+        .unwrap_or_else(|| panic!("no revealed token in {text}"))
+        + r#"id="api-token" value=""#.len();
+    text[start..].split('"').next().unwrap().to_owned()
+}
+
+/// A token of the account, restricted as given, made by the operator.
+async fn restricted_token(
+    app: &TestApp,
+    account: &TestAccount,
+    description: &str,
+    restrictions: latchkey_core::token::Restrictions,
+) -> latchkey_core::token::ApiToken {
+    app.app
+        .create_token(
+            &app.operator(&account.subdomain).await,
+            Some(description.to_owned()),
+            restrictions,
+        )
+        .await
+        .unwrap()
+        .0
+}
+
+async fn stored_token(app: &TestApp, account: &TestAccount, id: TokenId) -> latchkey_core::token::ApiToken {
+    app.app
+        .token(&app.operator(&account.subdomain).await, id)
+        .await
+        .unwrap()
+        .unwrap()
+}
+
+fn scopes(names: &[&str]) -> latchkey_core::scope::Scopes {
+    latchkey_core::scope::ScopeCatalog::builtin()
+        .parse_scopes(names)
+        .unwrap()
+}
+
+/// `YYYY-MM-DD` of a time.
+fn day_of(ts: latchkey_core::time::Timestamp) -> String {
+    ts.rfc3339()[..10].to_owned()
+}
+
+#[tokio::test]
+async fn a_restricted_bound_expiring_token_is_made_with_the_add_form() {
+    let (app, account, browser) = signed_in_admin().await;
+    let agent = app
+        .user(&account, Role::Agent, crate::support::UserState::Verified)
+        .await;
+    let page = browser.get("/admin/apis/api-tokens/new").await;
+    let form = page.text();
+    // The form offers the deployment's scopes by resource, the account's
+    // users, and the expiry choices; a new token starts unrestricted.
+    for needle in [
+        r#"id="access-full" name="access" value="full" aria-describedby="access-full-hint" checked"#,
+        r#"name="scope" value="read""#,
+        r#"name="scope" value="write""#,
+        r#"name="scope" value="users:read""#,
+        r#"name="scope" value="api_tokens:write""#,
+        // A resource of the deployment's configuration, with its description.
+        r#"name="scope" value="tickets:write""#,
+        "Tickets and their comments",
+        r#"<option value="" selected>Anyone in the account</option>"#,
+        &format!(r#"<option value="{}">agent user ({})</option>"#, agent.id, agent.email),
+        r#"<option value="never" selected>Never</option>"#,
+        r#"<option value="7">7 days</option>"#,
+        r#"type="date" id="expires_on" name="expires_on""#,
+        "23:59:59 UTC",
+    ] {
+        assert!(form.contains(needle), "{needle} in {form}");
+    }
+    let csrf = csrf_of(&page);
+    let day = day_of(app.app.now().plus_secs(10 * 86_400));
+    let agent_id = agent.id.to_string();
+    let r = browser
+        .post(
+            "/admin/apis/api-tokens",
+            &[
+                ("csrf", &csrf),
+                ("description", "Reporting bot"),
+                ("access", "restricted"),
+                ("scope", "users:read"),
+                ("scope", "api_tokens:write"),
+                ("assigned_user_id", &agent_id),
+                ("expires", "date"),
+                ("expires_on", &day),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let plain = revealed_token(&r);
+
+    // The REST record holds what the form chose.
+    let auth = app.admin_auth(&account).await;
+    let list = app.get("/api/v2/api_tokens", &auth).await.json();
+    let record = list["api_tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["description"] == "Reporting bot")
+        .unwrap()
+        .clone();
+    assert_eq!(record["scopes"], serde_json::json!(["users:read", "api_tokens:write"]));
+    assert_eq!(record["assigned_user_id"], serde_json::json!(agent.id));
+    assert_eq!(record["expires_at"], serde_json::json!(format!("{day}T23:59:59Z")));
+    assert_eq!(record["status"], "active");
+
+    // It works for its user only, within its scopes.
+    assert_eq!(app.me_status(&crate::support::basic(&agent.email, &plain)).await, 200);
+    assert_eq!(
+        app.me_status(&crate::support::basic(&account.admin.email, &plain))
+            .await,
+        401
+    );
+
+    // The list and the details page show the restrictions, shortly.
+    let list = browser.get("/admin/apis/api-tokens").await.text();
+    assert!(list.contains("users: read, api_tokens: write"), "{list}");
+    assert!(list.contains(&format!("Only {}", agent.email)), "{list}");
+    assert!(
+        list.contains(&format!(r#"Expires <time datetime="{day}T23:59:59Z""#)),
+        "{list}"
+    );
+    assert!(list.contains(">Full access</span>"), "the admin's own token: {list}");
+    let id = record["id"].as_i64().unwrap();
+    let details = browser.get(&format!("/admin/apis/api-tokens/{id}")).await.text();
+    assert!(details.contains("users: read, api_tokens: write"));
+    assert!(details.contains(&format!("agent user ({})", agent.email)));
+    assert!(details.contains(&format!("{day} 23:59 UTC")));
+
+    // "7 days" is seven days from now.
+    let before = app.app.now();
+    let r = browser
+        .post(
+            "/admin/apis/api-tokens",
+            &[
+                ("csrf", &csrf),
+                ("description", "A week"),
+                ("access", "full"),
+                ("assigned_user_id", ""),
+                ("expires", "7"),
+                ("expires_on", ""),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let week = app
+        .app
+        .tokens(&app.operator(&account.subdomain).await)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|t| t.description.as_deref() == Some("A week"))
+        .unwrap();
+    let at = week.expires_at.unwrap();
+    assert!(at >= before.plus_secs(7 * 86_400) && at <= app.app.now().plus_secs(7 * 86_400));
+    assert_eq!((week.scopes, week.assigned_user_id), (None, None));
+}
+
+#[tokio::test]
+async fn a_refused_add_form_keeps_what_was_entered() {
+    let (app, account, browser) = signed_in_admin().await;
+    let agent = app
+        .user(&account, Role::Agent, crate::support::UserState::Verified)
+        .await;
+    let csrf = browser.csrf("/admin/apis/api-tokens/new").await;
+    let agent_id = agent.id.to_string();
+    let yesterday = day_of(app.app.now().minus_secs(86_400));
+    let r = browser
+        .post(
+            "/admin/apis/api-tokens",
+            &[
+                ("csrf", &csrf),
+                ("description", "Kept"),
+                ("access", "restricted"),
+                ("scope", "users:write"),
+                ("assigned_user_id", &agent_id),
+                ("expires", "date"),
+                ("expires_on", &yesterday),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 422, "{}", r.text());
+    let text = r.text();
+    assert!(text.contains("The expiry must be in the future."), "{text}");
+    for needle in [
+        r#"value="Kept""#.to_owned(),
+        r#"id="access-restricted" name="access" value="restricted" aria-describedby="access-restricted-hint" checked"#
+            .to_owned(),
+        r#"value="users:write" checked"#.to_owned(),
+        format!(r#"<option value="{agent_id}" selected>"#),
+        r#"<option value="date" selected>On a date</option>"#.to_owned(),
+        format!(r#"value="{yesterday}""#),
+    ] {
+        assert!(text.contains(&needle), "{needle} in {text}");
+    }
+    assert!(app
+        .app
+        .tokens(&app.operator(&account.subdomain).await)
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+#[tokio::test]
+async fn an_edit_narrows_the_scopes_and_an_unchanged_checklist_leaves_them_as_stored() {
+    let (app, account, browser) = signed_in_admin().await;
+    let t = restricted_token(
+        &app,
+        &account,
+        "Broad",
+        latchkey_core::token::Restrictions {
+            scopes: Some(scopes(&["users", "account:read"])),
+            ..Default::default()
+        },
+    )
+    .await;
+    let path = format!("/admin/apis/api-tokens/{}/edit", t.id);
+    let page = browser.get(&path).await;
+    let form = page.text();
+    // `users` ticks both of its boxes.
+    for needle in [
+        r#"value="users:read" checked"#,
+        r#"value="users:write" checked"#,
+        r#"value="account:read" checked"#,
+        r#"id="access-restricted" name="access" value="restricted" aria-describedby="access-restricted-hint" checked"#,
+        r#"<option value="keep" selected>Keep as it is</option>"#,
+        "Currently: <strong>Never</strong>",
+    ] {
+        assert!(form.contains(needle), "{needle} in {form}");
+    }
+    assert!(!form.contains(r#"value="account:write" checked"#));
+    let csrf = csrf_of(&page);
+    let unchanged = [
+        ("csrf", csrf.as_str()),
+        ("description", "Broad, renamed"),
+        ("access", "restricted"),
+        ("scope", "account:read"),
+        ("scope", "users:read"),
+        ("scope", "users:write"),
+        ("assigned_user_id", ""),
+        ("expires", "keep"),
+        ("expires_on", ""),
+    ];
+    let r = browser.post(&path, &unchanged).await;
+    assert_eq!(r.status, 303, "{}", r.text());
+    let stored = stored_token(&app, &account, t.id).await;
+    assert_eq!(stored.description.as_deref(), Some("Broad, renamed"));
+    assert_eq!(stored.scopes.unwrap().to_stored(), "users account:read");
+
+    let r = browser
+        .post(
+            &path,
+            &[
+                ("csrf", &csrf),
+                ("description", "Narrow"),
+                ("access", "restricted"),
+                ("scope", "users:read"),
+                ("assigned_user_id", ""),
+                ("expires", "keep"),
+                ("expires_on", ""),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 303, "{}", r.text());
+    assert_eq!(location(&r), "/admin/apis/api-tokens?done=updated");
+    let stored = stored_token(&app, &account, t.id).await;
+    assert_eq!(stored.scopes.unwrap().to_stored(), "users:read");
+    assert_eq!((stored.assigned_user_id, stored.expires_at), (None, None));
+    let event = app.audit(account.id).await.pop().unwrap();
+    assert_eq!(event.actor_name, "Web admin");
+    assert!(
+        event
+            .change_description
+            .contains(r#"scopes changed from "users account:read" to "users:read""#),
+        "{}",
+        event.change_description
+    );
+
+    // Full access again: the boxes are left unticked.
+    let r = browser
+        .post(&path, &[("csrf", &csrf), ("description", "Narrow"), ("access", "full")])
+        .await;
+    assert_eq!(r.status, 303, "{}", r.text());
+    assert_eq!(stored_token(&app, &account, t.id).await.scopes, None);
+}
+
+#[tokio::test]
+async fn an_edit_cannot_move_the_expiry_later_and_changes_nothing() {
+    let (app, account, browser) = signed_in_admin().await;
+    let expires = app.app.now().plus_secs(7 * 86_400);
+    let t = restricted_token(
+        &app,
+        &account,
+        "A week",
+        latchkey_core::token::Restrictions {
+            expires_at: Some(expires),
+            ..Default::default()
+        },
+    )
+    .await;
+    let path = format!("/admin/apis/api-tokens/{}/edit", t.id);
+    let page = browser.get(&path).await;
+    let form = page.text();
+    // Only the choices that keep the rule are offered.
+    assert!(form.contains(&format!(
+        "Currently: <strong>{}</strong>",
+        latchkey_server::web::page::show_time(expires)
+    )));
+    assert!(form.contains(r#"<option value="keep" selected>"#));
+    for later in [
+        r#"<option value="30">"#,
+        r#"<option value="90">"#,
+        r#"<option value="never">"#,
+    ] {
+        assert!(!form.contains(later), "{later} offered");
+    }
+    assert!(form.contains(&format!(r#"max="{}""#, day_of(expires.minus_secs(86_400)))));
+    let csrf = csrf_of(&page);
+    let later_day = day_of(expires.plus_secs(2 * 86_400));
+    for (choice, on, message) in [
+        ("30", "", "An expiry can only be moved earlier, never later."),
+        (
+            "date",
+            later_day.as_str(),
+            "An expiry can only be moved earlier, never later.",
+        ),
+        ("never", "", "An expiry can only be moved earlier, never removed."),
+    ] {
+        let r = browser
+            .post(
+                &path,
+                &[
+                    ("csrf", &csrf),
+                    ("description", "Renamed meanwhile"),
+                    ("access", "full"),
+                    ("assigned_user_id", ""),
+                    ("expires", choice),
+                    ("expires_on", on),
+                ],
+            )
+            .await;
+        assert_eq!(r.status, 422, "{choice}: {}", r.text());
+        let text = r.text();
+        assert!(text.contains(message), "{choice}: {text}");
+        assert!(text.contains(r#"value="Renamed meanwhile""#), "{choice}");
+        let stored = stored_token(&app, &account, t.id).await;
+        assert_eq!(stored.expires_at, Some(expires), "{choice}");
+        assert_eq!(stored.description.as_deref(), Some("A week"), "{choice}");
+    }
+
+    // Earlier is fine.
+    let r = browser
+        .post(
+            &path,
+            &[
+                ("csrf", &csrf),
+                ("description", "A week"),
+                ("expires", "date"),
+                ("expires_on", &day_of(app.app.now().plus_secs(2 * 86_400))),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 303, "{}", r.text());
+    let stored = stored_token(&app, &account, t.id).await;
+    assert!(stored.expires_at.unwrap() < expires);
+}
+
+#[tokio::test]
+async fn forged_scopes_and_choices_are_refused_on_the_form_without_a_500() {
+    let (app, account, browser) = signed_in_admin().await;
+    let t = restricted_token(
+        &app,
+        &account,
+        "Target",
+        latchkey_core::token::Restrictions {
+            scopes: Some(scopes(&["users:read"])),
+            ..Default::default()
+        },
+    )
+    .await;
+    let csrf = browser.csrf("/admin/apis/api-tokens/new").await;
+    let edit = format!("/admin/apis/api-tokens/{}/edit", t.id);
+    let long = "x".repeat(5000);
+    for (fields, message) in [
+        (
+            vec![("access", "restricted"), ("scope", "orders:read")],
+            "is not a scope this deployment offers",
+        ),
+        (
+            vec![("access", "restricted"), ("scope", "users:admin")],
+            "is not a scope this deployment offers",
+        ),
+        (
+            vec![("access", "restricted"), ("scope", "")],
+            "is not a scope this deployment offers",
+        ),
+        (
+            vec![("access", "restricted"), ("scope", &long)],
+            "is not a scope this deployment offers",
+        ),
+        (
+            vec![("access", "restricted"), ("scope", "<b>x</b>")],
+            "is not a scope this deployment offers",
+        ),
+        (
+            vec![("access", "restricted")],
+            "A restricted token needs at least one scope",
+        ),
+        (
+            vec![("access", "full"), ("scope", "users:read")],
+            "You ticked scopes but chose Full access.",
+        ),
+        (vec![("access", "admin")], "Choose Full access or Restricted."),
+        (vec![("assigned_user_id", "me")], "Choose a user from the list"),
+        (vec![("expires", "3650")], "Choose when the token expires."),
+        (
+            vec![("expires", "date"), ("expires_on", "tomorrow")],
+            "Enter the expiry date as YYYY-MM-DD.",
+        ),
+        (vec![("expires", "date")], "Enter the date the token expires on."),
+    ] {
+        for path in ["/admin/apis/api-tokens", edit.as_str()] {
+            let mut body = vec![("csrf", csrf.as_str()), ("description", "Forged")];
+            body.extend(fields.iter().copied());
+            let r = browser.post(path, &body).await;
+            assert_eq!(r.status, 422, "{path} {fields:?}: {}", r.text());
+            let text = r.text();
+            assert!(text.contains(message), "{path} {fields:?}: {text}");
+            assert!(!text.contains("<b>x</b>"), "escaped");
+        }
+    }
+    let tokens = app.app.tokens(&app.operator(&account.subdomain).await).await.unwrap();
+    assert_eq!(tokens.len(), 1, "nothing was added");
+    assert_eq!(tokens[0].description.as_deref(), Some("Target"));
+    assert_eq!(tokens[0].scopes.as_ref().unwrap().to_stored(), "users:read");
+}
+
+#[tokio::test]
+async fn a_forged_assigned_user_of_another_account_is_refused() {
+    let (app, account, browser) = signed_in_admin().await;
+    let other = app.account().await;
+    let t = app.token(&account).await;
+    let csrf = browser.csrf("/admin/apis/api-tokens/new").await;
+    let theirs = other.admin.id.to_string();
+    let missing = "999999999".to_owned();
+    for id in [&theirs, &missing] {
+        for path in [
+            "/admin/apis/api-tokens".to_owned(),
+            format!("/admin/apis/api-tokens/{}/edit", t.id),
+        ] {
+            let r = browser
+                .post(
+                    &path,
+                    &[
+                        ("csrf", &csrf),
+                        ("description", "Bound elsewhere"),
+                        ("access", "full"),
+                        ("assigned_user_id", id),
+                        ("expires", "never"),
+                    ],
+                )
+                .await;
+            assert_eq!(r.status, 422, "{path} {id}: {}", r.text());
+            let text = r.text();
+            assert!(text.contains("No such user in this account."), "{path}: {text}");
+            // The other account's admin is not offered, nor named.
+            assert!(!text.contains(&other.admin.email), "{path}: {text}");
+        }
+    }
+    let tokens = app.app.tokens(&app.operator(&account.subdomain).await).await.unwrap();
+    assert_eq!(tokens.len(), 1);
+    assert_eq!(
+        (tokens[0].assigned_user_id, tokens[0].description.as_deref()),
+        (None, None)
+    );
+}
+
+#[tokio::test]
+async fn the_list_shows_an_expired_token_as_expired_and_a_deleted_assignee_as_such() {
+    let clock = crate::support::TestClock::at(latchkey_core::time::Timestamp::from_unix(1_795_000_000));
+    let app = TestApp::spawn_with_clock(clock.clone(), |_| {}).await;
+    let account = app.account().await;
+    let email = user_with_password(&app, &account, Role::Admin).await;
+    let leaver = app
+        .user(&account, Role::Agent, crate::support::UserState::Verified)
+        .await;
+    let t = restricted_token(
+        &app,
+        &account,
+        "Short-lived",
+        latchkey_core::token::Restrictions {
+            assigned_user_id: Some(leaver.id),
+            expires_at: Some(app.app.now().plus_secs(3600)),
+            ..Default::default()
+        },
+    )
+    .await;
+    app.app
+        .delete_user(&app.operator(&account.subdomain).await, leaver.id)
+        .await
+        .unwrap();
+    clock.advance(2 * 3600);
+    let browser = Browser::new(&app);
+    assert_eq!(browser.sign_in(&account.subdomain, &email, PASSWORD).await.status, 303);
+    let list = browser.get("/admin/apis/api-tokens").await.text();
+    assert!(list.contains(r#"<span class="badge expired">Expired</span>"#), "{list}");
+    assert!(list.contains("Expired <time"), "{list}");
+    assert!(
+        list.contains(&format!("Only {} (deleted user)", leaver.email)),
+        "{list}"
+    );
+    // An expired token's expiry can no longer change: Edit says so and
+    // sends no expiry; the rest of the form still works.
+    let path = format!("/admin/apis/api-tokens/{}/edit", t.id);
+    let form = browser.get(&path).await;
+    let text = form.text();
+    assert!(text.contains("Its expiry can no longer change."), "{text}");
+    assert!(!text.contains(r#"name="expires""#), "{text}");
+    assert!(text.contains(&format!(
+        r#"selected>agent user ({}) — deleted user</option>"#,
+        leaver.email
+    )));
+    let r = browser
+        .post(
+            &path,
+            &[
+                ("csrf", &csrf_of(&form)),
+                ("description", "Renamed"),
+                ("access", "full"),
+                ("assigned_user_id", &leaver.id.to_string()),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 303, "{}", r.text());
+    assert_eq!(
+        stored_token(&app, &account, t.id).await.description.as_deref(),
+        Some("Renamed")
+    );
+}

@@ -13,6 +13,7 @@ pub mod login;
 pub mod page;
 pub mod people;
 pub mod session;
+pub mod token_form;
 pub mod tokens;
 
 use axum::extract::rejection::PathRejection;

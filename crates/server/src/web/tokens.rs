@@ -2,6 +2,10 @@
 //! page (`/admin/apis/configuration`): list, add (with the one-time reveal),
 //! details, edit, and deactivate/reactivate/delete behind a confirmation.
 //! Every change goes through the service layer with the admin's access.
+//! The restriction fields of Add and Edit (access, assigned user, expiry)
+//! are [`super::token_form`]'s.
+
+use std::collections::HashMap;
 
 use askama::Template;
 use axum::extract::rejection::PathRejection;
@@ -11,14 +15,17 @@ use axum::response::{IntoResponse, Redirect, Response};
 use latchkey_app::AppError;
 use latchkey_core::{
     account::{Account, AccountPatch},
-    id::TokenId,
-    token::{check_room, parse_description, ApiToken, Restrictions, TokenCreator, TokenPatch},
+    id::{TokenId, UserId},
+    time::Timestamp,
+    token::{check_room, parse_description, ApiToken, Restrictions, TokenCreator, TokenPatch, TokenStatus},
+    user::User,
     DomainError,
 };
 use serde::Deserialize;
 
 use super::page::{domain_messages, render, show_time, Confirm, Layout, Nav, PageError, PageResult};
 use super::session::{AdminForm, AdminPage};
+use super::token_form::{self, assignee_name, assignees, show_date, Entered, Mode, RestrictionsView};
 use super::{action_path, record_id};
 use crate::state::AppState;
 
@@ -30,6 +37,20 @@ pub struct TokenView {
     pub description: String,
     pub visible_token: String,
     pub active: bool,
+    /// `Active`, `Deactivated` or `Expired`, and the badge's class.
+    pub status: &'static str,
+    pub status_class: &'static str,
+    /// "Full access", or the scopes' short form (`users: read, tickets`).
+    pub access: String,
+    pub restricted: bool,
+    /// The one user whose email the token works with (None: anyone): the
+    /// email, and the name with the email.
+    pub assigned: Option<String>,
+    pub assigned_full: Option<String>,
+    /// When the token expires (or expired): the full time, and its date.
+    pub expires: Option<String>,
+    pub expires_date: Option<String>,
+    pub expires_rfc3339: Option<String>,
     pub created: String,
     pub created_by: String,
     pub last_used: String,
@@ -58,17 +79,41 @@ fn creator_name(creator: &TokenCreator) -> String {
     }
 }
 
-fn view(t: &ApiToken, creator: &TokenCreator) -> TokenView {
+fn view(t: &ApiToken, creator: &TokenCreator, now: Timestamp, users: &HashMap<UserId, User>) -> TokenView {
+    let (status, status_class) = match t.status(now) {
+        TokenStatus::Active => ("Active", "on"),
+        TokenStatus::Deactivated => ("Deactivated", "off"),
+        TokenStatus::Expired => ("Expired", "expired"),
+    };
+    let assigned = t.assigned_user_id.map(|id| assignee_name(id, users));
     TokenView {
         id: t.id,
         description: t.description.clone().unwrap_or_default(),
         visible_token: t.visible_token.clone(),
         active: t.active,
-        created: show_time(t.created_at),
+        status,
+        status_class,
+        access: t
+            .scopes
+            .as_ref()
+            .map_or_else(|| "Full access".to_owned(), |s| s.short_form()),
+        restricted: t.scopes.is_some(),
+        assigned: assigned.as_ref().map(|(short, _)| short.clone()),
+        assigned_full: assigned.map(|(_, full)| full),
+        expires: t.expires_at.map(show_time),
+        expires_date: t.expires_at.map(show_date),
+        expires_rfc3339: t.expires_at.map(Timestamp::rfc3339),
+        created: list_time(t.created_at),
         created_by: creator_name(creator),
-        last_used: t.last_used.map(show_time).unwrap_or_else(|| "Never".to_owned()),
+        last_used: t.last_used.map(list_time).unwrap_or_else(|| "Never".to_owned()),
         updated: show_time(t.updated_at),
     }
+}
+
+/// A time in a list column: `2026-11-27 09:14 UTC` that wraps, if the
+/// table needs the room, after the date only (a no-break space before UTC).
+fn list_time(ts: Timestamp) -> String {
+    show_time(ts).replace(" UTC", "\u{a0}UTC")
 }
 
 /// Why a token cannot be added now, if it cannot: the domain's own words.
@@ -111,6 +156,8 @@ struct ListTemplate<'a> {
 
 pub async fn list(State(state): State<AppState>, admin: AdminPage, RawQuery(query): RawQuery) -> PageResult {
     let tokens = state.app.tokens_with_creators(&admin.access).await?;
+    let users = assignees(&state.app, &admin.access, tokens.iter().map(|(t, _)| t)).await?;
+    let now = state.app.now();
     let account = admin.account();
     let t = ListTemplate {
         l: admin.layout(Nav::Tokens),
@@ -118,7 +165,7 @@ pub async fn list(State(state): State<AppState>, admin: AdminPage, RawQuery(quer
         limit: account.token_limit,
         blocked: add_blocked(account, tokens.len()),
         access_off: !account.api_token_access,
-        tokens: tokens.iter().map(|(t, c)| view(t, c)).collect(),
+        tokens: tokens.iter().map(|(t, c)| view(t, c, now, &users)).collect(),
         notice: notice(query.as_deref()),
         confirms: token_confirms(),
     };
@@ -130,15 +177,24 @@ pub async fn list(State(state): State<AppState>, admin: AdminPage, RawQuery(quer
 struct NewTemplate<'a> {
     l: Layout,
     description: &'a str,
+    r: RestrictionsView,
     errors: Vec<String>,
     blocked: Option<String>,
 }
 
-async fn new_page(state: &AppState, admin: &AdminPage, description: &str, errors: Vec<String>) -> PageResult {
+async fn new_page(
+    state: &AppState,
+    admin: &AdminPage,
+    description: &str,
+    entered: &Entered,
+    errors: Vec<String>,
+) -> PageResult {
     let count = state.app.tokens(&admin.access).await?.len();
+    let r = RestrictionsView::build(&state.app, &admin.access, Mode::New, entered, state.app.now()).await?;
     let t = NewTemplate {
         l: admin.layout(Nav::Tokens),
         description,
+        r,
         blocked: add_blocked(admin.account(), count),
         errors,
     };
@@ -151,7 +207,7 @@ async fn new_page(state: &AppState, admin: &AdminPage, description: &str, errors
 }
 
 pub async fn new(State(state): State<AppState>, admin: AdminPage) -> PageResult {
-    new_page(&state, &admin, "", Vec::new()).await
+    new_page(&state, &admin, "", &Entered::new_token(), Vec::new()).await
 }
 
 #[derive(Template)]
@@ -165,17 +221,24 @@ struct RevealTemplate<'a> {
 pub async fn create(State(state): State<AppState>, form: AdminForm) -> PageResult {
     let AdminForm { admin, fields } = form;
     let raw = fields.text("description");
-    let description = match parse_description(raw) {
-        Ok(d) => d,
-        Err(i) => return new_page(&state, &admin, raw, vec![i.description]).await,
+    let entered = Entered::from_fields(&fields);
+    let mut errors = Vec::new();
+    let description = parse_description(raw).unwrap_or_else(|i| {
+        errors.push(i.description);
+        None
+    });
+    let parsed = token_form::parse(&fields, state.app.scope_catalog(), state.app.now(), &mut errors);
+    if !errors.is_empty() {
+        return new_page(&state, &admin, raw, &entered, errors).await;
+    }
+    let restrictions = Restrictions {
+        scopes: parsed.scopes.flatten(),
+        assigned_user_id: parsed.assigned_user_id.flatten(),
+        expires_at: parsed.expires_at.flatten(),
     };
-    let (token, plain) = match state
-        .app
-        .create_token(&admin.access, description, Restrictions::default())
-        .await
-    {
+    let (token, plain) = match state.app.create_token(&admin.access, description, restrictions).await {
         Ok(created) => created,
-        Err(AppError::Domain(d)) => return new_page(&state, &admin, raw, domain_messages(&d)).await,
+        Err(AppError::Domain(d)) => return new_page(&state, &admin, raw, &entered, domain_messages(&d)).await,
         Err(e) => return Err(e.into()),
     };
     let t = RevealTemplate {
@@ -211,11 +274,12 @@ pub async fn show(
         .token_with_creator(&admin.access, record_id(id)?)
         .await?
         .ok_or(PageError::NotFound)?;
+    let users = assignees(&state.app, &admin.access, [&token]).await?;
     Ok(render(
         StatusCode::OK,
         &ShowTemplate {
             l: admin.layout(Nav::Tokens),
-            t: view(&token, &creator),
+            t: view(&token, &creator, state.app.now(), &users),
             confirms: token_confirms(),
         },
     ))
@@ -228,7 +292,36 @@ struct EditTemplate<'a> {
     id: TokenId,
     visible_token: &'a str,
     description: &'a str,
+    r: RestrictionsView,
     errors: Vec<String>,
+}
+
+/// The Edit form of `token` showing `description` and `entered`.
+async fn edit_page(
+    state: &AppState,
+    admin: &AdminPage,
+    token: &ApiToken,
+    description: &str,
+    entered: &Entered,
+    errors: Vec<String>,
+) -> PageResult {
+    let r = RestrictionsView::build(&state.app, &admin.access, Mode::Edit(token), entered, state.app.now()).await?;
+    let status = if errors.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::UNPROCESSABLE_ENTITY
+    };
+    Ok(render(
+        status,
+        &EditTemplate {
+            l: admin.layout(Nav::Tokens),
+            id: token.id,
+            visible_token: &token.visible_token,
+            description,
+            r,
+            errors,
+        },
+    ))
 }
 
 pub async fn edit(
@@ -237,16 +330,16 @@ pub async fn edit(
     id: Result<Path<TokenId>, PathRejection>,
 ) -> PageResult {
     let token = token(&state, &admin, record_id(id)?).await?;
-    Ok(render(
-        StatusCode::OK,
-        &EditTemplate {
-            l: admin.layout(Nav::Tokens),
-            id: token.id,
-            visible_token: &token.visible_token,
-            description: token.description.as_deref().unwrap_or(""),
-            errors: Vec::new(),
-        },
-    ))
+    let description = token.description.as_deref().unwrap_or("");
+    edit_page(
+        &state,
+        &admin,
+        &token,
+        description,
+        &Entered::of_token(&token),
+        Vec::new(),
+    )
+    .await
 }
 
 pub async fn update(
@@ -257,30 +350,33 @@ pub async fn update(
     let AdminForm { admin, fields } = form;
     let token = token(&state, &admin, record_id(id)?).await?;
     let raw = fields.text("description");
-    let refused = |errors: Vec<String>| {
-        render(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            &EditTemplate {
-                l: admin.layout(Nav::Tokens),
-                id: token.id,
-                visible_token: &token.visible_token,
-                description: raw,
-                errors,
-            },
-        )
-    };
-    let description = match parse_description(raw) {
-        Ok(d) => d,
-        Err(i) => return Ok(refused(vec![i.description])),
-    };
+    let entered = Entered::from_fields(&fields);
+    let mut errors = Vec::new();
+    let description = parse_description(raw).unwrap_or_else(|i| {
+        errors.push(i.description);
+        None
+    });
+    let catalog = state.app.scope_catalog();
+    let parsed = token_form::parse(&fields, catalog, state.app.now(), &mut errors);
+    if !errors.is_empty() {
+        return edit_page(&state, &admin, &token, raw, &entered, errors).await;
+    }
+    // Boxes that grant what the token's scopes grant leave them as stored.
+    let scopes = parsed
+        .scopes
+        .filter(|next| token_form::scopes_change(token.scopes.as_ref(), next.as_ref(), catalog));
     let patch = TokenPatch {
         description: Some(description),
+        scopes,
+        assigned_user_id: parsed.assigned_user_id,
+        expires_at: parsed.expires_at,
         ..TokenPatch::default()
     };
     match state.app.update_token(&admin.access, token.id, &patch).await {
         Ok(_) => Ok(Redirect::to(&format!("{LIST}?done=updated")).into_response()),
         Err(AppError::Domain(DomainError::Invalid(list))) => {
-            Ok(refused(list.into_iter().map(|i| i.description).collect()))
+            let errors = list.into_iter().map(|i| i.description).collect();
+            edit_page(&state, &admin, &token, raw, &entered, errors).await
         }
         Err(e) => Err(e.into()),
     }
@@ -372,7 +468,7 @@ pub async fn confirm(
     let (id, action) = action_path(path)?;
     let c = token_confirmation(action);
     let token = token(&state, &admin, id).await?;
-    let subject = view(&token, &TokenCreator::Operator).subject();
+    let subject = view(&token, &TokenCreator::Operator, state.app.now(), &HashMap::new()).subject();
     Ok(render(
         StatusCode::OK,
         &ConfirmTemplate {
