@@ -18,6 +18,7 @@ use latchkey_core::{
     audit::{Actor, AuditEvent},
     audit_query::AuditQuery,
     id::{AuditEventId, TokenId, UserId},
+    policy::{SweepAction, TokenPolicy},
     scope::{ScopeCatalog, Target},
     time::{Clock, SystemClock, Timestamp},
     token::{ApiToken, NewToken, PlainToken, Restrictions, TokenCreator, TokenHash, TokenPatch, TokenPrefix},
@@ -48,6 +49,13 @@ pub struct App {
     /// A real Argon2id hash of a random password, checked for unknown
     /// emails so that a sign-in takes as long as for a wrong password.
     pub(crate) dummy_hash: OnceCell<Arc<password::PasswordHash>>,
+}
+
+/// What a proposed token policy would do now.
+#[derive(Debug, Default)]
+pub struct PolicyEffect {
+    pub would_deactivate: Vec<ApiToken>,
+    pub would_delete: Vec<ApiToken>,
 }
 
 /// The account, admin and one-time password made on first run.
@@ -385,6 +393,8 @@ impl App {
             active: true,
             user_id: access.actor().id,
             restrictions,
+            created_at: None,
+            last_used: None,
         };
         let token = self
             .store
@@ -469,7 +479,92 @@ impl App {
         if let Some(seen) = self.verifier.last_used(token.id) {
             token.last_used = Some(token.last_used.map_or(seen, |stored| stored.max(seen)));
         }
+        if token.previous_visible_token.is_some() {
+            if let Some(seen) = self.verifier.previous_last_used(token.id) {
+                token.previous_last_used = Some(token.previous_last_used.map_or(seen, |stored| stored.max(seen)));
+            }
+        }
         token
+    }
+
+    /// Rotates an active token: a new secret, returned this once, while the
+    /// current one keeps working for `grace_secs` (0 to 604,800) seconds.
+    pub async fn rotate_token(
+        &self,
+        access: &AdminAccess,
+        id: TokenId,
+        grace_secs: i64,
+    ) -> Result<(ApiToken, PlainToken)> {
+        let plain = PlainToken::generate(&self.token_prefix);
+        let token = self
+            .store
+            .rotate_token(
+                access.account_id(),
+                id,
+                plain.hash(),
+                &plain.visible(),
+                grace_secs,
+                access.actor(),
+                self.now(),
+            )
+            .await?;
+        self.refresh().await;
+        Ok((self.with_usage(token), plain))
+    }
+
+    // -- the token policy and its sweeper ----------------------------------------
+
+    /// What `policy` would deactivate and delete in the account now,
+    /// changing nothing (the preview an admin sees before saving).
+    pub async fn preview_policy(&self, access: &AdminAccess, policy: &TokenPolicy) -> Result<PolicyEffect> {
+        let now = self.now();
+        let mut effect = PolicyEffect::default();
+        for t in self.tokens(access).await? {
+            match policy.sweep(&t, t.last_used, now) {
+                Some(SweepAction::Deactivate { .. }) => effect.would_deactivate.push(t),
+                Some(SweepAction::Delete { .. }) => effect.would_delete.push(t),
+                None => {}
+            }
+        }
+        Ok(effect)
+    }
+
+    /// One sweep under each account's policy (or `account`'s alone) as of
+    /// `as_of` (default now), by actor `system`; with `dry_run`, what it
+    /// would do. Returns `None` when another process holds the sweep lease.
+    pub async fn sweep(
+        &self,
+        account: Option<&AdminAccess>,
+        as_of: Option<Timestamp>,
+        dry_run: bool,
+    ) -> Result<Option<Vec<(Account, ApiToken, SweepAction)>>> {
+        let Some(_lease) = self.store.sweep_lease().await? else {
+            return Ok(None);
+        };
+        let now = as_of.unwrap_or_else(|| self.now());
+        let ids = match account {
+            Some(a) => vec![a.account_id()],
+            None => self.store.sweeping_accounts().await?,
+        };
+        let seen = |id: TokenId| self.verifier.last_used(id);
+        let mut done = Vec::new();
+        for id in ids {
+            let swept = self
+                .store
+                .sweep_account(id, &seen, dry_run, &Actor::system(), now)
+                .await?;
+            if swept.is_empty() {
+                continue;
+            }
+            let Some(account) = self.store.account(id).await? else {
+                continue;
+            };
+            done.extend(swept.into_iter().map(|(t, a)| (account.clone(), t, a)));
+        }
+        if !dry_run && !done.is_empty() {
+            self.refresh().await;
+        }
+        Ok(Some(done))
     }
 
     /// Writes the `last_used` times gathered since the previous flush.

@@ -21,7 +21,7 @@ pub mod session;
 pub mod sign_in;
 
 pub use access::{Access, AdminAccess, UserAccess};
-pub use app::{App, Bootstrapped};
+pub use app::{App, Bootstrapped, PolicyEffect};
 pub use error::AppError;
 pub use latchkey_store::Page;
 pub use limiter::RateLimiter;

@@ -96,6 +96,7 @@ fn load(n: usize) -> Loaded {
             hash,
             active,
             restrictions,
+            previous: None,
         })
     };
     // Account 1 gets ids 0, accounts, 2 * accounts, ...

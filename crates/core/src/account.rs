@@ -10,6 +10,7 @@ use strum::{Display, EnumIter, EnumString, IntoStaticStr, VariantNames};
 use crate::change::{bool_change, text_change};
 use crate::error::{required_text, ErrorCode, Invalid};
 use crate::id::AccountId;
+use crate::policy::{TokenPolicy, TokenPolicyPatch};
 use crate::time::Timestamp;
 use crate::token::DEFAULT_TOKEN_LIMIT;
 
@@ -126,6 +127,7 @@ pub struct Account {
     pub plan: Plan,
     pub token_limit: i64,
     pub api_token_access: bool,
+    pub token_policy: TokenPolicy,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
 }
@@ -151,6 +153,7 @@ pub struct AccountPatch {
     pub name: Option<String>,
     pub plan: Option<Plan>,
     pub api_token_access: Option<bool>,
+    pub token_policy: Option<TokenPolicyPatch>,
 }
 
 /// What an [`AccountPatch`] changes, split the way the audit log records it:
@@ -190,6 +193,11 @@ impl AccountPatch {
                     .push(bool_change("api_token_access", current.api_token_access, on));
                 next.api_token_access = on;
             }
+        }
+        if let Some(policy) = &self.token_policy {
+            let (policy, clauses) = policy.apply(&current.token_policy);
+            next.token_policy = policy;
+            changes.settings.extend(clauses);
         }
         (next, changes)
     }
@@ -244,6 +252,7 @@ mod tests {
             plan: Plan::Team,
             token_limit: 256,
             api_token_access: false,
+            token_policy: TokenPolicy::default(),
             created_at: Timestamp::EPOCH,
             updated_at: Timestamp::EPOCH,
         };
@@ -251,6 +260,7 @@ mod tests {
             name: Some("Acme".into()),
             plan: Some(Plan::Team),
             api_token_access: Some(false),
+            token_policy: Some(TokenPolicyPatch::default()),
         };
         assert_eq!(same.apply(&acct).1, AccountChanges::default());
         let on = AccountPatch {

@@ -21,6 +21,10 @@ pub enum ErrorCode {
     Blank,
     Taken,
     ReadOnly,
+    /// Rotating a deactivated token.
+    TokenInactive,
+    /// A token breaks the account's token policy.
+    PolicyViolation,
 }
 
 impl ErrorCode {
@@ -164,6 +168,6 @@ mod tests {
     fn serde_and_strum_spell_every_error_code_alike() {
         crate::wire::assert_one_spelling::<ErrorCode>();
         assert_eq!(ErrorCode::TokenLimitReached.as_str(), "TokenLimitReached");
-        assert_eq!(ErrorCode::VARIANTS.len(), 7);
+        assert_eq!(ErrorCode::VARIANTS.len(), 9);
     }
 }

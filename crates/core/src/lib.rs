@@ -27,6 +27,7 @@ pub mod audit_query;
 pub mod change;
 pub mod error;
 pub mod id;
+pub mod policy;
 pub mod scope;
 pub mod secret;
 pub mod time;
@@ -43,13 +44,14 @@ pub use error::{DomainError, ErrorCode, Invalid};
 /// imports them. This test reads every `crate::` path in the sources.
 #[cfg(test)]
 mod module_graph {
-    const MODULES: [(&str, &str); 13] = [
+    const MODULES: [(&str, &str); 14] = [
         ("account", include_str!("account.rs")),
         ("audit", include_str!("audit.rs")),
         ("audit_query", include_str!("audit_query.rs")),
         ("change", include_str!("change.rs")),
         ("error", include_str!("error.rs")),
         ("id", include_str!("id.rs")),
+        ("policy", include_str!("policy.rs")),
         ("scope", include_str!("scope.rs")),
         ("secret", include_str!("secret.rs")),
         ("time", include_str!("time.rs")),

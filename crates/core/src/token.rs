@@ -242,6 +242,18 @@ pub fn check_deletable(active: bool) -> Result<(), Invalid> {
     Ok(())
 }
 
+/// Refuses to rotate a deactivated token (422 `TokenInactive`, docs/api.md).
+pub fn check_rotatable(active: bool) -> Result<(), Invalid> {
+    if !active {
+        return Err(Invalid::new(
+            "base",
+            ErrorCode::TokenInactive,
+            "Only an active token can be rotated; reactivate it first.",
+        ));
+    }
+    Ok(())
+}
+
 /// The token limit after an import leaves the account with `count` tokens.
 pub fn limit_after_import(current_limit: i64, count: i64) -> i64 {
     if count > DEFAULT_TOKEN_LIMIT {
@@ -461,6 +473,14 @@ pub struct ApiToken {
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
     pub last_used: Option<Timestamp>,
+    /// After a rotation: the previous secret's visible form, when it stops
+    /// (or stopped) authenticating, and its last use since the rotation.
+    pub previous_visible_token: Option<String>,
+    pub previous_expires_at: Option<Timestamp>,
+    pub previous_last_used: Option<Timestamp>,
+    /// When it was last deactivated (`None` while active); the policy's
+    /// `delete_deactivated_after_days` counts from here.
+    pub deactivated_at: Option<Timestamp>,
 }
 
 /// A token's status as the list shows it.
@@ -502,6 +522,10 @@ pub struct NewToken {
     pub active: bool,
     pub user_id: Option<UserId>,
     pub restrictions: Restrictions,
+    /// For an import: when it was created and last used elsewhere (the
+    /// policy judges that history); `None`: now, and never.
+    pub created_at: Option<Timestamp>,
+    pub last_used: Option<Timestamp>,
 }
 
 /// What a token is restricted to, beyond Zendesk's tokens: each `None` is
@@ -635,6 +659,7 @@ impl TokenPatch {
             if active != current.active {
                 changes.status = Some(active);
                 next.active = active;
+                next.deactivated_at = (!active).then_some(now);
             }
         }
         Ok((next, changes))
@@ -656,6 +681,10 @@ mod patch_tests {
             assigned_user_id: None,
             scopes: None,
             expires_at: None,
+            previous_visible_token: None,
+            previous_expires_at: None,
+            previous_last_used: None,
+            deactivated_at: None,
             created_at: Timestamp::EPOCH,
             updated_at: Timestamp::EPOCH,
             last_used: None,

@@ -60,37 +60,81 @@ pub struct TokenAuth {
     pub hash: TokenHash,
     pub active: bool,
     pub restrictions: Restrictions,
+    /// After a rotation, the previous secret while its grace period runs.
+    pub previous: Option<PreviousSecret>,
+}
+
+/// A rotated token's previous secret: it authenticates until `until`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PreviousSecret {
+    pub hash: TokenHash,
+    pub until: Timestamp,
 }
 
 #[derive(Debug, Default)]
 struct Usage {
     last_used: AtomicI64,
+    /// The previous secret's last use since the rotation (0: none).
+    previous_last_used: AtomicI64,
     queued: AtomicBool,
 }
 
-/// What the verifier keeps of a token. Most tokens have no restriction, so
-/// the restrictions sit behind one pointer that is null for them.
+/// What the verifier keeps of a token. Most tokens have no restriction and
+/// no previous secret, so those sit behind one pointer that is null for them.
 #[derive(Debug)]
 struct TokenEntry {
     id: TokenId,
     account_id: AccountId,
     hash: TokenHash,
     active: bool,
-    restrictions: Option<Box<Restrictions>>,
+    rare: Option<Box<Rare>>,
     usage: Arc<Usage>,
 }
 
+/// The parts of a token entry that most tokens do not have.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Rare {
+    restrictions: Restrictions,
+    /// On a current secret: the previous secret's hash, also in the lookup
+    /// map until the next change of this token.
+    previous_hash: Option<TokenHash>,
+    /// On a previous secret's entry: the end of its grace period.
+    grace_until: Option<Timestamp>,
+}
+
 impl TokenEntry {
-    fn new(auth: TokenAuth, usage: Arc<Usage>) -> Self {
-        let restricted = auth.restrictions != Restrictions::default();
-        TokenEntry {
+    /// The entry of the current secret, and of the previous one if any.
+    fn new(auth: TokenAuth, usage: Arc<Usage>) -> (Self, Option<Self>) {
+        let previous = auth.previous.map(|p| TokenEntry {
+            id: auth.id,
+            account_id: auth.account_id,
+            hash: p.hash,
+            active: auth.active,
+            rare: Some(Box::new(Rare {
+                restrictions: auth.restrictions.clone(),
+                previous_hash: None,
+                grace_until: Some(p.until),
+            })),
+            usage: usage.clone(),
+        });
+        let rare = Rare {
+            restrictions: auth.restrictions,
+            previous_hash: auth.previous.map(|p| p.hash),
+            grace_until: None,
+        };
+        let current = TokenEntry {
             id: auth.id,
             account_id: auth.account_id,
             hash: auth.hash,
             active: auth.active,
-            restrictions: restricted.then(|| Box::new(auth.restrictions)),
+            rare: (rare != Rare::default()).then(|| Box::new(rare)),
             usage,
-        }
+        };
+        (current, previous)
+    }
+
+    fn previous_hash(&self) -> Option<&TokenHash> {
+        self.rare.as_ref()?.previous_hash.as_ref()
     }
 }
 
@@ -185,6 +229,15 @@ enum Entry {
 /// imported token hash is chosen by an admin, so every byte is hashed).
 type Map<K, V> = papaya::HashMap<K, V, foldhash::fast::RandomState>;
 
+/// A token's uses since the last flush: its latest use, and the latest use
+/// of its previous secret if that was used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TokenUse {
+    pub id: TokenId,
+    pub last_used: Timestamp,
+    pub previous_last_used: Option<Timestamp>,
+}
+
 /// Who a verified request runs as.
 #[derive(Debug, Clone)]
 pub struct Identity {
@@ -233,6 +286,8 @@ pub enum Denial {
     UserCannotAuthenticate,
     /// The token is assigned to another user.
     NotAssignedUser,
+    /// A rotated token's previous secret, after its grace period.
+    RotatedOut,
 }
 
 impl Denial {
@@ -343,15 +398,16 @@ impl Verifier {
         if !token.active {
             return Err(Denial::TokenInactive.into());
         }
-        let restrictions = token.restrictions.as_deref();
-        if let Some(Restrictions {
-            expires_at: Some(at), ..
-        }) = restrictions
-        {
-            if *at <= now {
+        let rare = token.rare.as_deref();
+        if let Some(rare) = rare {
+            if rare.grace_until.is_some_and(|until| until <= now) {
+                return Err(Denial::RotatedOut.into());
+            }
+            if rare.restrictions.expires_at.is_some_and(|at| at <= now) {
                 return Err(Denial::TokenExpired.into());
             }
         }
+        let restrictions = rare.map(|r| &r.restrictions);
         let Some(Entry::Account(account)) = lookup.get(&AccountQ(token.account_id)) else {
             return Err(Denial::UnknownToken.into());
         };
@@ -397,6 +453,11 @@ impl Verifier {
         if usage.last_used.load(Ordering::Relaxed) < now {
             usage.last_used.fetch_max(now, Ordering::AcqRel);
         }
+        if token.rare.as_ref().is_some_and(|r| r.grace_until.is_some())
+            && usage.previous_last_used.load(Ordering::Relaxed) < now
+        {
+            usage.previous_last_used.fetch_max(now, Ordering::AcqRel);
+        }
         if !usage.queued.load(Ordering::Relaxed) && !usage.queued.swap(true, Ordering::AcqRel) {
             if let Ok(mut queue) = self.usage_queue.lock() {
                 queue.push(token.id);
@@ -406,7 +467,7 @@ impl Verifier {
 
     /// Takes the tokens used since the last call with their latest use, for
     /// one batched write.
-    pub fn drain_usage(&self) -> Vec<(TokenId, Timestamp)> {
+    pub fn drain_usage(&self) -> Vec<TokenUse> {
         let ids = match self.usage_queue.lock() {
             Ok(mut q) => std::mem::take(&mut *q),
             Err(_) => return Vec::new(),
@@ -416,18 +477,34 @@ impl Verifier {
             .filter_map(|id| {
                 let entry = by_id.get(&id)?;
                 entry.usage.queued.store(false, Ordering::Release);
-                Some((id, Timestamp::from_unix(entry.usage.last_used.load(Ordering::Acquire))))
+                let previous = entry.usage.previous_last_used.load(Ordering::Acquire);
+                Some(TokenUse {
+                    id,
+                    last_used: Timestamp::from_unix(entry.usage.last_used.load(Ordering::Acquire)),
+                    previous_last_used: (previous > 0).then_some(Timestamp::from_unix(previous)),
+                })
             })
             .collect()
     }
 
     /// Puts back uses that [`Verifier::drain_usage`] handed out but could not
     /// be written, so the next flush writes them.
-    pub fn requeue_usage(&self, uses: &[(TokenId, Timestamp)]) {
+    pub fn requeue_usage(&self, uses: &[TokenUse]) {
         let by_id = self.tokens_by_id.pin();
-        for (id, at) in uses {
+        for TokenUse {
+            id,
+            last_used: at,
+            previous_last_used,
+        } in uses
+        {
             if let Some(entry) = by_id.get(id) {
                 entry.usage.last_used.fetch_max(at.unix(), Ordering::AcqRel);
+                if let Some(previous) = previous_last_used {
+                    entry
+                        .usage
+                        .previous_last_used
+                        .fetch_max(previous.unix(), Ordering::AcqRel);
+                }
                 if !entry.usage.queued.swap(true, Ordering::AcqRel) {
                     if let Ok(mut queue) = self.usage_queue.lock() {
                         queue.push(*id);
@@ -435,6 +512,19 @@ impl Verifier {
                 }
             }
         }
+    }
+
+    /// The last use of a rotated token's previous secret this process has
+    /// seen since the rotation.
+    pub fn previous_last_used(&self, token_id: TokenId) -> Option<Timestamp> {
+        let t = self
+            .tokens_by_id
+            .pin()
+            .get(&token_id)?
+            .usage
+            .previous_last_used
+            .load(Ordering::Acquire);
+        (t > 0).then_some(Timestamp::from_unix(t))
     }
 
     /// The last use this process has seen of a token, which may be newer than
@@ -531,21 +621,40 @@ impl Verifier {
         let usage = match by_id.get(&auth.id) {
             Some(old) => {
                 if old.hash != auth.hash {
-                    lookup.remove(&TokenQ(&old.hash));
+                    // Rotated: the previous secret's uses start again.
+                    old.usage.previous_last_used.store(0, Ordering::Release);
                 }
                 old.usage.clone()
             }
             None => Arc::default(),
         };
-        let entry = Arc::new(TokenEntry::new(auth, usage));
-        lookup.insert(Key::Token(entry.hash), Entry::Token(entry.clone()));
-        by_id.insert(entry.id, entry);
+        let old = by_id.get(&auth.id).cloned();
+        let (current, previous) = TokenEntry::new(auth, usage);
+        let current = Arc::new(current);
+        // New keys first, then the old ones that are gone: a request finds
+        // one entry or the other, never neither.
+        lookup.insert(Key::Token(current.hash), Entry::Token(current.clone()));
+        if let Some(previous) = previous {
+            lookup.insert(Key::Token(previous.hash), Entry::Token(Arc::new(previous)));
+        }
+        by_id.insert(current.id, current.clone());
+        if let Some(old) = old {
+            for hash in [Some(&old.hash), old.previous_hash()].into_iter().flatten() {
+                if *hash != current.hash && Some(hash) != current.previous_hash() {
+                    lookup.remove(&TokenQ(hash));
+                }
+            }
+        }
     }
 
     pub fn remove_token(&self, id: TokenId) {
         let removed = self.tokens_by_id.pin().remove(&id).cloned();
         if let Some(old) = removed {
-            self.lookup.pin().remove(&TokenQ(&old.hash));
+            let lookup = self.lookup.pin();
+            lookup.remove(&TokenQ(&old.hash));
+            if let Some(previous) = old.previous_hash() {
+                lookup.remove(&TokenQ(previous));
+            }
         }
     }
 
@@ -691,6 +800,7 @@ mod tests {
             hash,
             active,
             restrictions: Restrictions::default(),
+            previous: None,
         }
     }
 
@@ -707,7 +817,8 @@ mod tests {
                 "access_disabled",
                 "unknown_user",
                 "user_cannot_authenticate",
-                "not_assigned_user"
+                "not_assigned_user",
+                "rotated_out"
             ]
         );
         assert!(Denial::iter().all(|d| d.to_string() == d.as_str()));
@@ -791,10 +902,10 @@ mod tests {
         }
         v.upsert_token(token(TOKEN, hash, true));
         assert_eq!(v.last_used(TOKEN), Some(at(105)));
-        assert_eq!(v.drain_usage(), vec![(TOKEN, at(105))]);
+        assert_eq!(v.drain_usage(), vec![used(TOKEN, at(105))]);
         assert_eq!(v.drain_usage(), vec![]);
         v.verify("jane@example.com", &hash, at(200)).expect("ok");
-        assert_eq!(v.drain_usage(), vec![(TOKEN, at(200))]);
+        assert_eq!(v.drain_usage(), vec![used(TOKEN, at(200))]);
     }
 
     #[test]
@@ -839,7 +950,7 @@ mod tests {
             Some(Denial::UnknownToken)
         );
         assert_eq!(v.last_used(TOKEN), Some(at(100)));
-        assert_eq!(v.drain_usage(), vec![(TOKEN, at(100))]);
+        assert_eq!(v.drain_usage(), vec![used(TOKEN, at(100))]);
     }
 
     #[test]
@@ -928,7 +1039,7 @@ mod tests {
             v.verify_with("jane@example.com", &hash, at(300), None, |i| i.token_id),
             Ok(TOKEN)
         );
-        assert_eq!(v.drain_usage(), vec![(TOKEN, at(300))]);
+        assert_eq!(v.drain_usage(), vec![used(TOKEN, at(300))]);
         let id = v
             .verify_with("jane@example.com", &hash, at(301), None, |i| i.to_identity())
             .expect("ok");
@@ -942,9 +1053,9 @@ mod tests {
         let (v, hash) = setup(true);
         v.verify("jane@example.com", &hash, at(100)).expect("ok");
         let drained = v.drain_usage();
-        assert_eq!(drained, vec![(TOKEN, at(100))]);
+        assert_eq!(drained, vec![used(TOKEN, at(100))]);
         v.requeue_usage(&drained);
-        assert_eq!(v.drain_usage(), vec![(TOKEN, at(100))]);
+        assert_eq!(v.drain_usage(), vec![used(TOKEN, at(100))]);
         assert_eq!(v.drain_usage(), vec![]);
     }
 
@@ -1011,6 +1122,70 @@ mod tests {
         assert_eq!(
             v.verify("jane.doe@example.com", &hash, at(1)).err(),
             Some(Denial::UnknownUser)
+        );
+    }
+
+    fn used(id: TokenId, last_used: Timestamp) -> TokenUse {
+        TokenUse {
+            id,
+            last_used,
+            previous_last_used: None,
+        }
+    }
+
+    #[test]
+    fn a_rotated_token_takes_both_secrets_until_the_grace_ends_and_a_second_rotation_ends_it() {
+        let (v, old) = setup(true);
+        let new = TokenHash::of("lk_new");
+        let rotated = |hash: TokenHash, previous: Option<(TokenHash, i64)>| TokenAuth {
+            previous: previous.map(|(hash, until)| PreviousSecret { hash, until: at(until) }),
+            ..token(TOKEN, hash, true)
+        };
+        v.upsert_token(rotated(new, Some((old, 1_000))));
+        assert!(v.verify("jane@example.com", &new, at(999)).is_ok());
+        assert!(v.verify("jane@example.com", &old, at(999)).is_ok());
+        assert_eq!(
+            v.verify("jane@example.com", &old, at(1_000)).err(),
+            Some(Denial::RotatedOut)
+        );
+        assert!(v.verify("jane@example.com", &new, at(1_000)).is_ok());
+        // The old secret's use is counted apart.
+        assert_eq!(
+            v.drain_usage(),
+            vec![TokenUse {
+                id: TOKEN,
+                last_used: at(1_000),
+                previous_last_used: Some(at(999)),
+            }]
+        );
+        assert_eq!(v.previous_last_used(TOKEN), Some(at(999)));
+        // A second rotation: the first secret is gone at once.
+        let third = TokenHash::of("lk_third");
+        v.upsert_token(rotated(third, Some((new, 5_000))));
+        assert_eq!(
+            v.verify("jane@example.com", &old, at(10)).err(),
+            Some(Denial::UnknownToken)
+        );
+        assert!(v.verify("jane@example.com", &new, at(10)).is_ok());
+        assert!(v.verify("jane@example.com", &third, at(10)).is_ok());
+        assert_eq!(v.previous_last_used(TOKEN), Some(at(10)));
+        // Deactivation stops both; removal drops both.
+        v.upsert_token(TokenAuth {
+            active: false,
+            ..rotated(third, Some((new, 5_000)))
+        });
+        assert_eq!(
+            v.verify("jane@example.com", &new, at(11)).err(),
+            Some(Denial::TokenInactive)
+        );
+        v.remove_token(TOKEN);
+        assert_eq!(
+            v.verify("jane@example.com", &new, at(11)).err(),
+            Some(Denial::UnknownToken)
+        );
+        assert_eq!(
+            v.verify("jane@example.com", &third, at(11)).err(),
+            Some(Denial::UnknownToken)
         );
     }
 

@@ -150,6 +150,7 @@ fn verifier(restrictions: Restrictions) -> Verifier {
         hash: hash(),
         active: true,
         restrictions,
+        previous: None,
     });
     v.replace_all(s);
     v

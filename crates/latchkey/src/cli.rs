@@ -56,6 +56,9 @@ pub enum Command {
     /// Check the audit log.
     #[command(subcommand)]
     Audit(AuditCmd),
+    /// Apply the accounts' token policies.
+    #[command(subcommand)]
+    Policy(PolicyCmd),
     /// Copy every record from one database to another, empty one (for
     /// example from SQLite to PostgreSQL), keeping ids, token hashes, the
     /// audit chain and settings.
@@ -122,6 +125,11 @@ pub struct ServeArgs {
     #[arg(long, env = "LATCHKEY_MAX_CONNECTIONS", default_value_t = 10_000,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub max_connections: u32,
+    /// How often the token policy's sweeper deactivates unused tokens and
+    /// deletes long-deactivated ones, in seconds.
+    #[arg(long, env = "LATCHKEY_SWEEP_INTERVAL_SECS", default_value_t = 60,
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub sweep_interval_secs: u64,
     /// Subdomain of the account created on first run.
     #[arg(long, env = "LATCHKEY_BOOTSTRAP_SUBDOMAIN", default_value = "default")]
     pub bootstrap_subdomain: String,
@@ -280,6 +288,25 @@ pub enum TokenCmd {
         account: String,
         #[arg(long)]
         file: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCmd {
+    /// Run one sweep now: deactivate tokens unused for longer than the
+    /// policy allows and delete tokens deactivated for longer; prints each
+    /// change (or, with --dry-run, what it would change).
+    Sweep {
+        /// Only this account (default: every account with such a policy).
+        #[arg(long, env = "LATCHKEY_ACCOUNT")]
+        account: Option<String>,
+        /// Judge as of this instant, RFC 3339 (default: now): shows what a
+        /// later date would bring, with --dry-run.
+        #[arg(long, value_parser = parse_time)]
+        as_of: Option<Timestamp>,
+        /// Change nothing; print what would change.
+        #[arg(long)]
+        dry_run: bool,
     },
 }
 

@@ -18,14 +18,15 @@ use latchkey_app::{password, AdminAccess, App, AppError};
 use latchkey_core::{
     account::{parse_account_name, AccountPatch, NewAccount, Plan, Subdomain},
     audit::first_broken,
-    time::rfc3339,
+    policy::SweepAction,
+    time::{rfc3339, Timestamp},
     token::{has_valid_checksum, parse_description, visible_token, NewToken, Restrictions, TokenHash, TokenStatus},
     user::{parse_user_name, Email, NewUser, Role},
     DomainError,
 };
 use latchkey_server::{run, ServerConfig};
 
-use cli::{AccountCmd, AuditCmd, Cli, Command, LogFormat, OnOff, TokenCmd, UserCmd};
+use cli::{AccountCmd, AuditCmd, Cli, Command, LogFormat, OnOff, PolicyCmd, TokenCmd, UserCmd};
 
 /// A failure the operator caused (exit 1 with a one-line message), as
 /// opposed to a bug or an unreachable database (also exit 1, with context).
@@ -121,6 +122,11 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::User(cmd) => user(&url, cmd).await?,
         Command::Token(cmd) => token(&url, cmd).await?,
         Command::Audit(AuditCmd::Verify { account }) => return audit_verify(&url, &account).await,
+        Command::Policy(PolicyCmd::Sweep {
+            account,
+            as_of,
+            dry_run,
+        }) => return policy_sweep(&url, account.as_deref(), as_of, dry_run).await,
         Command::CopyDb(args) => {
             let report = latchkey_app::database::copy_db(&args.from, &args.to).await?;
             for (table, rows) in &report.tables {
@@ -157,6 +163,7 @@ async fn serve(url: &str, args: cli::ServeArgs) -> anyhow::Result<()> {
         header_read_timeout: args.header_read_timeout,
         idle_timeout: args.idle_timeout,
         max_connections: args.max_connections as usize,
+        sweep_interval: std::time::Duration::from_secs(args.sweep_interval_secs),
     };
     let first = app
         .bootstrap(&args.bootstrap_subdomain, &args.bootstrap_admin_email)
@@ -251,6 +258,7 @@ async fn account(url: &str, cmd: AccountCmd) -> anyhow::Result<()> {
                 name: domain(a.name.as_deref().map(parse_account_name).transpose())?,
                 plan: domain(a.plan.as_deref().map(Plan::parse).transpose())?,
                 api_token_access: a.api_token_access.map(|v| v == OnOff::On),
+                token_policy: None,
             };
             let updated = app.update_account(&access, &patch).await?;
             println!(
@@ -389,7 +397,7 @@ async fn token(url: &str, cmd: TokenCmd) -> anyhow::Result<()> {
             let (access, acct) = operator(&app, &account).await?;
             let text =
                 std::fs::read_to_string(&file).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
-            let tokens = parse_import(&text)?;
+            let tokens = parse_import(&text, app.now())?;
             let n = tokens.len();
             app.import_tokens(&access, tokens).await?;
             println!("imported {n} tokens into {}", acct.subdomain);
@@ -400,8 +408,10 @@ async fn token(url: &str, cmd: TokenCmd) -> anyhow::Result<()> {
 
 /// Reads the import file: one JSON object per line, either
 /// `{"token": "lk_…"}` or `{"token_sha256": "<64 hex>", "visible_token": "…"}`,
-/// each with optional `"description"` and `"active"` (default true).
-fn parse_import(text: &str) -> anyhow::Result<Vec<NewToken>> {
+/// each with optional `"description"`, `"active"` (default true), and
+/// `"created_at"` / `"last_used"` (RFC 3339; the history the token policy
+/// judges, kept from the system the tokens come from).
+fn parse_import(text: &str, now: Timestamp) -> anyhow::Result<Vec<NewToken>> {
     #[derive(serde::Deserialize)]
     #[serde(deny_unknown_fields)]
     struct Line {
@@ -410,6 +420,8 @@ fn parse_import(text: &str) -> anyhow::Result<Vec<NewToken>> {
         visible_token: Option<String>,
         description: Option<String>,
         active: Option<bool>,
+        created_at: Option<String>,
+        last_used: Option<String>,
     }
     let mut out = Vec::new();
     for (i, raw) in text.lines().enumerate() {
@@ -419,7 +431,7 @@ fn parse_import(text: &str) -> anyhow::Result<Vec<NewToken>> {
         }
         // serde's message could quote the line, and the line may hold a secret.
         let line: Line = serde_json::from_str(raw).map_err(|e| {
-            anyhow::anyhow!("line {n}: not a valid import record (column {}; expected token or token_sha256, visible_token, description, active)", e.column())
+            anyhow::anyhow!("line {n}: not a valid import record (column {}; expected token or token_sha256, visible_token, description, active, created_at, last_used)", e.column())
         })?;
         let (hash, visible) = match (line.token, line.token_sha256) {
             (Some(t), None) => {
@@ -447,7 +459,24 @@ fn parse_import(text: &str) -> anyhow::Result<Vec<NewToken>> {
             Some(d) => parse_description(&d).map_err(|e| anyhow::anyhow!("line {n}: {}", e.description))?,
             None => None,
         };
+        let time = |field: &str, value: Option<String>| -> anyhow::Result<Option<Timestamp>> {
+            value
+                .map(|v| {
+                    Timestamp::parse_rfc3339(&v).ok_or_else(|| {
+                        anyhow::anyhow!("line {n}: {field} must be an RFC 3339 time such as 2026-01-31T09:00:00Z")
+                    })
+                })
+                .transpose()
+        };
+        let created_at = time("created_at", line.created_at)?;
+        let last_used = time("last_used", line.last_used)?;
+        anyhow::ensure!(
+            created_at.is_none_or(|c| c <= now) && last_used.is_none_or(|u| u <= now),
+            "line {n}: created_at and last_used must not be in the future"
+        );
         out.push(NewToken {
+            created_at,
+            last_used,
             hash,
             visible_token: visible,
             description,
@@ -458,6 +487,46 @@ fn parse_import(text: &str) -> anyhow::Result<Vec<NewToken>> {
     }
     anyhow::ensure!(!out.is_empty(), "the file holds no tokens");
     Ok(out)
+}
+
+/// `policy sweep`: one line per change, `{subdomain}  {id}  {visible token}
+/// deactivated|deleted  ({reason})`, then a count.
+async fn policy_sweep(
+    url: &str,
+    account: Option<&str>,
+    as_of: Option<latchkey_core::time::Timestamp>,
+    dry_run: bool,
+) -> anyhow::Result<ExitCode> {
+    let app = open(url, Default::default()).await?;
+    let access = match account {
+        Some(subdomain) => Some(operator(&app, subdomain).await?.0),
+        None => None,
+    };
+    let Some(done) = app.sweep(access.as_ref(), as_of, dry_run).await? else {
+        eprintln!("error: another process is sweeping right now; try again in a moment");
+        return Ok(ExitCode::FAILURE);
+    };
+    let (deactivate, delete) = if dry_run {
+        ("would deactivate", "would delete")
+    } else {
+        ("deactivated", "deleted")
+    };
+    for (account, token, action) in &done {
+        let verb = match action {
+            SweepAction::Deactivate { .. } => deactivate,
+            SweepAction::Delete { .. } => delete,
+        };
+        println!(
+            "{}  {:>6}  {}  {verb}  ({})",
+            account.subdomain,
+            token.id,
+            token.visible_token,
+            action.describe()
+        );
+    }
+    let what = if dry_run { "would change" } else { "changed" };
+    println!("sweep {what} {} tokens", done.len());
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn audit_verify(url: &str, subdomain: &str) -> anyhow::Result<ExitCode> {

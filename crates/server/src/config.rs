@@ -30,6 +30,8 @@ pub struct ServerConfig {
     pub idle_timeout: Duration,
     /// How many connections may be open at once.
     pub max_connections: usize,
+    /// How often the token policy's sweeper runs (README.md, "Token policy").
+    pub sweep_interval: Duration,
 }
 
 impl Default for ServerConfig {
@@ -46,6 +48,7 @@ impl Default for ServerConfig {
             header_read_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
             max_connections: 10_000,
+            sweep_interval: Duration::from_secs(60),
         }
     }
 }

@@ -1,5 +1,7 @@
 //! Background work of a running server: following the change log (other
-//! processes' changes), flushing `last_used` in batches, and pruning.
+//! processes' changes), flushing `last_used` in batches, sweeping tokens
+//! under each account's token policy (README.md, "Token policy"), and
+//! pruning.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -27,6 +29,7 @@ pub fn spawn(
     vec![
         tokio::spawn(app.follow(poll, max_staleness, stopped(stop.clone()))),
         tokio::spawn(flush_usage(app.clone(), flush, stop.clone())),
+        tokio::spawn(sweep(app.clone(), config.sweep_interval, stop.clone())),
         tokio::spawn(maintenance(app, limiter, stop)),
     ]
 }
@@ -58,6 +61,21 @@ async fn flush_usage(app: Arc<App>, period: Duration, mut stop: watch::Receiver<
         }
         if !go_on {
             return;
+        }
+    }
+}
+
+/// Every sweep interval: deactivates and deletes what each account's token
+/// policy says to. However many nodes run, one sweeps at a time (the
+/// store's lease), and each change is judged again under its account's
+/// lock, so it happens once, with one audit event by `system`.
+async fn sweep(app: Arc<App>, period: Duration, mut stop: watch::Receiver<bool>) {
+    let mut tick = interval(period);
+    while next_tick(&mut tick, &mut stop).await {
+        match app.sweep(None, None, false).await {
+            Ok(Some(done)) if !done.is_empty() => tracing::info!(changes = done.len(), "token policy sweep"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "the token policy sweep failed; the next one retries"),
         }
     }
 }

@@ -10,9 +10,9 @@ use latchkey_core::{
     audit_query::{AuditFilter, Seek},
     id::{AccountId, AuditEventId, TokenId, UserId},
     time::Timestamp,
-    token::{ApiToken, NewToken, TokenCreator},
+    token::{ApiToken, NewToken, TokenCreator, TokenHash},
     user::{NewUser, User},
-    verifier::{Snapshot, TokenAuth},
+    verifier::{Snapshot, TokenAuth, TokenUse},
 };
 
 use crate::{Change, Entity, Result};
@@ -38,6 +38,14 @@ pub trait Backend: Send + Sync + 'static {
     async fn prune_changes(&self, before: Timestamp) -> Result<u64>;
 
     async fn account_count(&self) -> Result<i64>;
+    /// The right to sweep now, held until the lease is dropped: on
+    /// PostgreSQL a session advisory lock on a connection of its own (so a
+    /// node that dies gives it up with its connection), `None` while another
+    /// process holds it; on SQLite always granted (the single writer and the
+    /// sweep's own re-check under the account lock keep changes once).
+    async fn sweep_lease(&self) -> Result<Option<SweepLease>>;
+    /// Accounts whose token policy deactivates or deletes tokens.
+    async fn sweeping_accounts(&self) -> Result<Vec<AccountId>>;
     async fn accounts(&self) -> Result<Vec<Account>>;
     async fn account(&self, id: AccountId) -> Result<Option<Account>>;
     async fn account_by_subdomain(&self, subdomain: &str) -> Result<Option<Account>>;
@@ -72,7 +80,7 @@ pub trait Backend: Send + Sync + 'static {
     /// An account's audit events in id order, with their stored hashes.
     async fn audit_chain(&self, account_id: AccountId) -> Result<Vec<(AuditEvent, [u8; 32])>>;
     /// Writes `last_used` for a batch of tokens, never moving it backwards.
-    async fn record_token_use(&self, uses: &[(TokenId, Timestamp)]) -> Result<()>;
+    async fn record_token_use(&self, uses: &[TokenUse]) -> Result<()>;
 
     /// Stores a new sign-in session.
     async fn insert_session(&self, session: &SessionRecord) -> Result<()>;
@@ -117,6 +125,16 @@ pub trait Tx: Send {
     async fn insert_token(&mut self, account_id: AccountId, new: &NewToken, now: Timestamp) -> Result<ApiToken>;
     async fn save_token(&mut self, token: &ApiToken) -> Result<()>;
     async fn delete_token(&mut self, id: TokenId) -> Result<()>;
+    async fn rotate_token(
+        &mut self,
+        id: TokenId,
+        hash: &TokenHash,
+        visible_token: &str,
+        until: Timestamp,
+        now: Timestamp,
+    ) -> Result<()>;
+    /// The account's tokens, newest first, in this transaction.
+    async fn tokens(&mut self, account_id: AccountId) -> Result<Vec<ApiToken>>;
 
     /// The hash of the account's newest audit event, if any.
     async fn last_audit_hash(&mut self, account_id: AccountId) -> Result<Option<[u8; 32]>>;
@@ -154,4 +172,11 @@ pub enum Wake {
 pub trait ChangeListener: Send {
     /// Waits for the next wake-up; an error means the subscription is gone.
     async fn next(&mut self) -> Result<Wake>;
+}
+
+/// See [`Backend::sweep_lease`]. Dropping it releases the lease: the
+/// PostgreSQL connection that holds the lock is closed with it.
+#[derive(Debug)]
+pub struct SweepLease {
+    pub(crate) _held: Option<sqlx::PgConnection>,
 }

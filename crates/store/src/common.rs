@@ -19,9 +19,9 @@ use latchkey_core::{
     id::{AccountId, AuditEventId, TokenId, UserId},
     scope::Scopes,
     time::Timestamp,
-    token::{ApiToken, NewToken, TokenCreator},
+    token::{ApiToken, NewToken, TokenCreator, TokenHash},
     user::{NewUser, User},
-    verifier::{AccountEntry, Snapshot, TokenAuth},
+    verifier::{AccountEntry, Snapshot, TokenAuth, TokenUse},
 };
 use sqlx::{Encode, Executor, FromRow, IntoArguments, Pool, Postgres, Sqlite, Transaction, Type};
 
@@ -163,6 +163,11 @@ where
         Ok(sqlx::query_scalar(sql::ACCOUNT_COUNT).fetch_one(pool).await?)
     }
 
+    pub(crate) async fn sweeping_accounts(pool: &Pool<DB>) -> Result<Vec<AccountId>> {
+        let ids: Vec<i64> = sqlx::query_scalar(sql::SWEEPING_ACCOUNTS).fetch_all(pool).await?;
+        Ok(ids.into_iter().map(AccountId::new).collect())
+    }
+
     pub(crate) async fn accounts(pool: &Pool<DB>) -> Result<Vec<Account>> {
         let rows: Vec<AccountRow> = sqlx::query_as(sql::ALL_ACCOUNTS).fetch_all(pool).await?;
         rows.into_iter().map(Account::try_from).collect()
@@ -211,6 +216,11 @@ where
             .bind(a.token_limit)
             .bind(a.api_token_access)
             .bind(a.updated_at.unix())
+            .bind(a.token_policy.max_lifetime_days)
+            .bind(a.token_policy.require_expiry)
+            .bind(a.token_policy.require_assigned_user)
+            .bind(a.token_policy.deactivate_unused_after_days)
+            .bind(a.token_policy.delete_deactivated_after_days)
             .bind(a.id.get())
             .execute(tx)
             .await?;
@@ -378,6 +388,18 @@ where
         Ok(rows.into_iter().map(ApiToken::from).collect())
     }
 
+    /// An account's tokens, newest first, inside a transaction.
+    pub(crate) async fn tokens_in<'e>(
+        tx: impl Executor<'e, Database = DB>,
+        account_id: AccountId,
+    ) -> Result<Vec<ApiToken>> {
+        let rows: Vec<TokenRow> = sqlx::query_as(sql::ACCOUNT_TOKENS)
+            .bind(account_id.get())
+            .fetch_all(tx)
+            .await?;
+        Ok(rows.into_iter().map(ApiToken::from).collect())
+    }
+
     /// An account's tokens with their creators, newest first, in one statement.
     pub(crate) async fn tokens_with_creators(
         pool: &Pool<DB>,
@@ -444,7 +466,10 @@ where
             .bind(new.restrictions.assigned_user_id.map(UserId::get))
             .bind(scopes.as_deref())
             .bind(new.restrictions.expires_at.map(Timestamp::unix))
+            .bind(new.created_at.unwrap_or(now).unix())
             .bind(now.unix())
+            .bind(new.last_used.map(Timestamp::unix))
+            .bind((!new.active).then_some(now.unix()))
             .fetch_one(tx)
             .await?;
         Ok(ApiToken::from(row))
@@ -459,7 +484,29 @@ where
             .bind(scopes.as_deref())
             .bind(t.expires_at.map(Timestamp::unix))
             .bind(t.updated_at.unix())
+            .bind(t.deactivated_at.map(Timestamp::unix))
             .bind(t.id.get())
+            .execute(tx)
+            .await?;
+        Ok(())
+    }
+
+    /// Makes `hash` the token's secret and its current one the previous,
+    /// authenticating until `until`.
+    pub(crate) async fn rotate_token<'e>(
+        tx: impl Executor<'e, Database = DB>,
+        id: TokenId,
+        hash: &TokenHash,
+        visible_token: &str,
+        until: Timestamp,
+        now: Timestamp,
+    ) -> Result<()> {
+        sqlx::query(sql::ROTATE_TOKEN)
+            .bind(until.unix())
+            .bind(&hash.0[..])
+            .bind(visible_token)
+            .bind(now.unix())
+            .bind(id.get())
             .execute(tx)
             .await?;
         Ok(())
@@ -472,13 +519,20 @@ where
 
     /// Writes `last_used` for each token in the order given (never moving
     /// it backwards) in `tx`, which the backend opened, and commits it.
-    pub(crate) async fn record_token_use(mut tx: Transaction<'_, DB>, uses: &[(TokenId, Timestamp)]) -> Result<()> {
-        for &(id, at) in uses {
+    pub(crate) async fn record_token_use(mut tx: Transaction<'_, DB>, uses: &[TokenUse]) -> Result<()> {
+        for u in uses {
             sqlx::query(sql::RECORD_TOKEN_USE)
-                .bind(at.unix())
-                .bind(id.get())
+                .bind(u.last_used.unix())
+                .bind(u.id.get())
                 .execute(&mut *tx)
                 .await?;
+            if let Some(at) = u.previous_last_used {
+                sqlx::query(sql::RECORD_PREVIOUS_USE)
+                    .bind(at.unix())
+                    .bind(u.id.get())
+                    .execute(&mut *tx)
+                    .await?;
+            }
         }
         tx.commit().await?;
         Ok(())

@@ -41,14 +41,14 @@ use latchkey_core::{
     audit_query::{AuditFilter, Seek},
     id::{AccountId, AuditEventId, TokenId, UserId},
     time::Timestamp,
-    token::{ApiToken, NewToken, TokenCreator},
+    token::{ApiToken, NewToken, TokenCreator, TokenHash},
     user::{NewUser, User},
-    verifier::{Snapshot, TokenAuth},
+    verifier::{Snapshot, TokenAuth, TokenUse},
 };
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
 use sqlx::{PgPool, Postgres, Transaction};
 
-use crate::backend::{Backend, ChangeListener, SessionRecord, Tx, Wake};
+use crate::backend::{Backend, ChangeListener, SessionRecord, SweepLease, Tx, Wake};
 use crate::common::Statements;
 use crate::rows::AccountRow;
 use crate::{Change, Entity, Result};
@@ -62,6 +62,8 @@ pub const CHANGE_CHANNEL: &str = "latchkey_changes";
 /// ("lkchange" in ASCII).
 pub const CHANGE_LOG_LOCK: i64 = 0x6c6b_6368_616e_6765;
 
+/// The advisory-lock key held, for the session, by the node that sweeps.
+const SWEEP_LOCK: i64 = 0x6c61_7463_6873_7770; // "latchswp"
 const APPEND_LOCK_AND_NOTIFY: &str = "SELECT pg_advisory_xact_lock($1), pg_notify($2, '')";
 const LOCK_ACCOUNT_BY_ID: &str = concat!("SELECT ", account_columns!(), " FROM accounts WHERE id = $1 FOR UPDATE");
 const LOCK_ACCOUNT_BY_SUBDOMAIN: &str = concat!(
@@ -161,14 +163,14 @@ impl Backend for PgBackend {
         Shared::load_snapshot(tx).await
     }
 
-    async fn record_token_use(&self, uses: &[(TokenId, Timestamp)]) -> Result<()> {
+    async fn record_token_use(&self, uses: &[TokenUse]) -> Result<()> {
         if uses.is_empty() {
             return Ok(());
         }
         // Every node flushes its own batch: rows are locked in id order so
         // that two nodes' flushes never deadlock on each other.
         let mut sorted = uses.to_vec();
-        sorted.sort_unstable();
+        sorted.sort_unstable_by_key(|u| u.id);
         Shared::record_token_use(self.pool.begin().await?, &sorted).await
     }
 
@@ -204,6 +206,17 @@ impl Backend for PgBackend {
 
     async fn account_count(&self) -> Result<i64> {
         Shared::account_count(&self.pool).await
+    }
+    async fn sweep_lease(&self) -> Result<Option<SweepLease>> {
+        let mut conn = self.pool.acquire().await?.detach();
+        let held: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+            .bind(SWEEP_LOCK)
+            .fetch_one(&mut conn)
+            .await?;
+        Ok(held.then_some(SweepLease { _held: Some(conn) }))
+    }
+    async fn sweeping_accounts(&self) -> Result<Vec<AccountId>> {
+        Shared::sweeping_accounts(&self.pool).await
     }
     async fn accounts(&self) -> Result<Vec<Account>> {
         Shared::accounts(&self.pool).await
@@ -338,6 +351,19 @@ impl Tx for PgTx {
     }
     async fn delete_token(&mut self, id: TokenId) -> Result<()> {
         Shared::delete_token(&mut *self.tx, id).await
+    }
+    async fn rotate_token(
+        &mut self,
+        id: TokenId,
+        hash: &TokenHash,
+        visible_token: &str,
+        until: Timestamp,
+        now: Timestamp,
+    ) -> Result<()> {
+        Shared::rotate_token(&mut *self.tx, id, hash, visible_token, until, now).await
+    }
+    async fn tokens(&mut self, account_id: AccountId) -> Result<Vec<ApiToken>> {
+        Shared::tokens_in(&mut *self.tx, account_id).await
     }
     async fn last_audit_hash(&mut self, account_id: AccountId) -> Result<Option<[u8; 32]>> {
         Shared::last_audit_hash(&mut *self.tx, account_id).await

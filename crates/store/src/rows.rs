@@ -5,11 +5,12 @@ use latchkey_core::{
     account::{Account, Plan, Subdomain},
     audit::{Action, ActorType, AuditEvent, SourceType},
     id::{AccountId, AuditEventId, TokenId, UserId},
+    policy::TokenPolicy,
     scope::Scopes,
     time::Timestamp,
     token::{ApiToken, Restrictions, TokenCreator, TokenHash},
     user::{Email, Role, User},
-    verifier::TokenAuth,
+    verifier::{PreviousSecret, TokenAuth},
 };
 
 use crate::{Change, Entity, StoreError};
@@ -23,7 +24,7 @@ use crate::{Change, Entity, StoreError};
 // text for the audit listing, whose statement is built at run time.
 macro_rules! account_columns {
     () => {
-        "id, subdomain, name, plan, token_limit, api_token_access, created_at, updated_at"
+        "id, subdomain, name, plan, token_limit, api_token_access, policy_max_lifetime_days, policy_require_expiry, policy_require_assigned_user, policy_deactivate_unused_after_days, policy_delete_deactivated_after_days, created_at, updated_at"
     };
 }
 macro_rules! user_columns {
@@ -33,7 +34,7 @@ macro_rules! user_columns {
 }
 macro_rules! token_columns {
     () => {
-        "id, account_id, description, active, visible_token, user_id, assigned_user_id, scopes, expires_at, created_at, updated_at, last_used"
+        "id, account_id, description, active, visible_token, user_id, assigned_user_id, scopes, expires_at, created_at, updated_at, last_used, previous_visible_token, previous_expires_at, previous_last_used, deactivated_at"
     };
 }
 /// The token columns of `token_columns!`, each prefixed (`"t."`) for a join.
@@ -63,7 +64,15 @@ macro_rules! token_columns_of {
             $t,
             "updated_at, ",
             $t,
-            "last_used"
+            "last_used, ",
+            $t,
+            "previous_visible_token, ",
+            $t,
+            "previous_expires_at, ",
+            $t,
+            "previous_last_used, ",
+            $t,
+            "deactivated_at"
         )
     };
 }
@@ -87,6 +96,11 @@ pub struct AccountRow {
     plan: String,
     token_limit: i64,
     api_token_access: bool,
+    policy_max_lifetime_days: Option<i64>,
+    policy_require_expiry: bool,
+    policy_require_assigned_user: bool,
+    policy_deactivate_unused_after_days: Option<i64>,
+    policy_delete_deactivated_after_days: Option<i64>,
     created_at: i64,
     updated_at: i64,
 }
@@ -102,6 +116,13 @@ impl TryFrom<AccountRow> for Account {
             name: r.name,
             token_limit: r.token_limit,
             api_token_access: r.api_token_access,
+            token_policy: TokenPolicy {
+                max_lifetime_days: r.policy_max_lifetime_days,
+                require_expiry: r.policy_require_expiry,
+                require_assigned_user: r.policy_require_assigned_user,
+                deactivate_unused_after_days: r.policy_deactivate_unused_after_days,
+                delete_deactivated_after_days: r.policy_delete_deactivated_after_days,
+            },
             created_at: Timestamp::from_unix(r.created_at),
             updated_at: Timestamp::from_unix(r.updated_at),
         })
@@ -155,6 +176,10 @@ pub struct TokenRow {
     created_at: i64,
     updated_at: i64,
     last_used: Option<i64>,
+    previous_visible_token: Option<String>,
+    previous_expires_at: Option<i64>,
+    previous_last_used: Option<i64>,
+    deactivated_at: Option<i64>,
 }
 
 impl From<TokenRow> for ApiToken {
@@ -172,6 +197,10 @@ impl From<TokenRow> for ApiToken {
             created_at: Timestamp::from_unix(r.created_at),
             updated_at: Timestamp::from_unix(r.updated_at),
             last_used: r.last_used.map(Timestamp::from_unix),
+            previous_visible_token: r.previous_visible_token,
+            previous_expires_at: r.previous_expires_at.map(Timestamp::from_unix),
+            previous_last_used: r.previous_last_used.map(Timestamp::from_unix),
+            deactivated_at: r.deactivated_at.map(Timestamp::from_unix),
         }
     }
 }
@@ -208,6 +237,8 @@ pub struct TokenAuthRow {
     assigned_user_id: Option<i64>,
     scopes: Option<String>,
     expires_at: Option<i64>,
+    previous_hash: Option<Vec<u8>>,
+    previous_expires_at: Option<i64>,
 }
 
 impl TryFrom<TokenAuthRow> for TokenAuth {
@@ -224,6 +255,14 @@ impl TryFrom<TokenAuthRow> for TokenAuth {
                 scopes: r.scopes.as_deref().and_then(Scopes::from_stored),
                 assigned_user_id: r.assigned_user_id.map(UserId::new),
                 expires_at: r.expires_at.map(Timestamp::from_unix),
+            },
+            previous: match (r.previous_hash, r.previous_expires_at) {
+                (Some(hash), Some(until)) => Some(PreviousSecret {
+                    hash: TokenHash::from_slice(&hash)
+                        .ok_or_else(|| corrupt("previous token hash of token", &r.id.to_string()))?,
+                    until: Timestamp::from_unix(until),
+                }),
+                _ => None,
             },
         })
     }

@@ -15,10 +15,12 @@ pub const APPEND_CHANGE: &str = "INSERT INTO changes (entity, entity_id, created
 // Snapshot of what the verifier holds.
 pub const ALL_ACCOUNTS: &str = concat!("SELECT ", account_columns!(), " FROM accounts ORDER BY id");
 pub const LIVE_USERS: &str = concat!("SELECT ", user_columns!(), " FROM users WHERE deleted_at IS NULL");
-pub const ALL_TOKEN_AUTH: &str =
-    "SELECT id, account_id, token_hash, active, assigned_user_id, scopes, expires_at FROM api_tokens";
+pub const ALL_TOKEN_AUTH: &str = "SELECT id, account_id, token_hash, active, assigned_user_id, scopes, expires_at, \
+     previous_hash, previous_expires_at FROM api_tokens";
 
 // Accounts.
+pub const SWEEPING_ACCOUNTS: &str = "SELECT id FROM accounts WHERE policy_deactivate_unused_after_days IS NOT NULL \
+     OR policy_delete_deactivated_after_days IS NOT NULL ORDER BY id";
 pub const ACCOUNT_COUNT: &str = "SELECT COUNT(*) FROM accounts";
 pub const ACCOUNT_BY_ID: &str = concat!("SELECT ", account_columns!(), " FROM accounts WHERE id = $1");
 pub const ACCOUNT_BY_SUBDOMAIN: &str = concat!("SELECT ", account_columns!(), " FROM accounts WHERE subdomain = $1");
@@ -27,8 +29,9 @@ pub const INSERT_ACCOUNT: &str = concat!(
     "VALUES ($1, $2, $3, $4, $5, $6, $6) RETURNING ",
     account_columns!()
 );
-pub const SAVE_ACCOUNT: &str =
-    "UPDATE accounts SET name = $1, plan = $2, token_limit = $3, api_token_access = $4, updated_at = $5 WHERE id = $6";
+pub const SAVE_ACCOUNT: &str = "UPDATE accounts SET name = $1, plan = $2, token_limit = $3, api_token_access = $4, \
+     updated_at = $5, policy_max_lifetime_days = $6, policy_require_expiry = $7, policy_require_assigned_user = $8, \
+     policy_deactivate_unused_after_days = $9, policy_delete_deactivated_after_days = $10 WHERE id = $11";
 
 // Users.
 pub const USER_BY_ID: &str = concat!("SELECT ", user_columns!(), " FROM users WHERE id = $1");
@@ -70,8 +73,8 @@ pub const ACCOUNT_TOKEN: &str = concat!(
     token_columns!(),
     " FROM api_tokens WHERE account_id = $1 AND id = $2"
 );
-pub const TOKEN_AUTH_BY_ID: &str =
-    "SELECT id, account_id, token_hash, active, assigned_user_id, scopes, expires_at FROM api_tokens WHERE id = $1";
+pub const TOKEN_AUTH_BY_ID: &str = "SELECT id, account_id, token_hash, active, assigned_user_id, scopes, expires_at, \
+     previous_hash, previous_expires_at FROM api_tokens WHERE id = $1";
 pub const ACCOUNT_TOKENS: &str = concat!(
     "SELECT ",
     token_columns!(),
@@ -98,14 +101,20 @@ pub const COUNT_TOKENS: &str = "SELECT COUNT(*) FROM api_tokens WHERE account_id
 pub const TOKEN_HASH_TAKEN: &str = "SELECT COUNT(*) FROM api_tokens WHERE token_hash = $1";
 pub const INSERT_TOKEN: &str = concat!(
     "INSERT INTO api_tokens (account_id, token_hash, visible_token, description, active, user_id, ",
-    "assigned_user_id, scopes, expires_at, created_at, updated_at) ",
-    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10) RETURNING ",
+    "assigned_user_id, scopes, expires_at, created_at, updated_at, last_used, deactivated_at) ",
+    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING ",
     token_columns!()
 );
 pub const SAVE_TOKEN: &str = "UPDATE api_tokens SET description = $1, active = $2, assigned_user_id = $3, \
-     scopes = $4, expires_at = $5, updated_at = $6 WHERE id = $7";
+     scopes = $4, expires_at = $5, updated_at = $6, deactivated_at = $7 WHERE id = $8";
+/// A rotation: the current secret becomes the previous one, until `$1`.
+pub const ROTATE_TOKEN: &str = "UPDATE api_tokens SET previous_hash = token_hash, \
+     previous_visible_token = visible_token, previous_expires_at = $1, previous_last_used = NULL, \
+     token_hash = $2, visible_token = $3, updated_at = $4 WHERE id = $5";
 pub const DELETE_TOKEN: &str = "DELETE FROM api_tokens WHERE id = $1";
 /// Never moves `last_used` backwards.
+pub const RECORD_PREVIOUS_USE: &str = "UPDATE api_tokens SET previous_last_used = $1 \
+     WHERE id = $2 AND (previous_last_used IS NULL OR previous_last_used < $1)";
 pub const RECORD_TOKEN_USE: &str =
     "UPDATE api_tokens SET last_used = $1 WHERE id = $2 AND (last_used IS NULL OR last_used < $1)";
 

@@ -19,15 +19,15 @@ use latchkey_core::{
     audit_query::{AuditFilter, Seek},
     id::{AccountId, AuditEventId, TokenId, UserId},
     time::Timestamp,
-    token::{ApiToken, NewToken, TokenCreator},
+    token::{ApiToken, NewToken, TokenCreator, TokenHash},
     user::{NewUser, User},
-    verifier::{Snapshot, TokenAuth},
+    verifier::{Snapshot, TokenAuth, TokenUse},
 };
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Sqlite, SqlitePool, Transaction};
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
-use crate::backend::{Backend, SessionRecord, Tx};
+use crate::backend::{Backend, SessionRecord, SweepLease, Tx};
 use crate::common::Statements;
 use crate::{Change, Entity, Result};
 
@@ -85,7 +85,7 @@ impl Backend for SqliteBackend {
         Shared::load_snapshot(self.pool.begin().await?).await
     }
 
-    async fn record_token_use(&self, uses: &[(TokenId, Timestamp)]) -> Result<()> {
+    async fn record_token_use(&self, uses: &[TokenUse]) -> Result<()> {
         if uses.is_empty() {
             return Ok(());
         }
@@ -131,6 +131,12 @@ impl Backend for SqliteBackend {
 
     async fn account_count(&self) -> Result<i64> {
         Shared::account_count(&self.pool).await
+    }
+    async fn sweep_lease(&self) -> Result<Option<SweepLease>> {
+        Ok(Some(SweepLease { _held: None }))
+    }
+    async fn sweeping_accounts(&self) -> Result<Vec<AccountId>> {
+        Shared::sweeping_accounts(&self.pool).await
     }
     async fn accounts(&self) -> Result<Vec<Account>> {
         Shared::accounts(&self.pool).await
@@ -244,6 +250,19 @@ impl Tx for SqliteTx {
     }
     async fn delete_token(&mut self, id: TokenId) -> Result<()> {
         Shared::delete_token(&mut *self.tx, id).await
+    }
+    async fn rotate_token(
+        &mut self,
+        id: TokenId,
+        hash: &TokenHash,
+        visible_token: &str,
+        until: Timestamp,
+        now: Timestamp,
+    ) -> Result<()> {
+        Shared::rotate_token(&mut *self.tx, id, hash, visible_token, until, now).await
+    }
+    async fn tokens(&mut self, account_id: AccountId) -> Result<Vec<ApiToken>> {
+        Shared::tokens_in(&mut *self.tx, account_id).await
     }
     async fn last_audit_hash(&mut self, account_id: AccountId) -> Result<Option<[u8; 32]>> {
         Shared::last_audit_hash(&mut *self.tx, account_id).await

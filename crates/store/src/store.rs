@@ -11,14 +11,15 @@ use latchkey_core::{
     account::{Account, AccountPatch, NewAccount},
     audit::{Action, Actor, AuditEvent, Source, GENESIS},
     id::{AccountId, AuditEventId, TokenId, UserId},
+    policy::SweepAction,
     time::Timestamp,
-    token::{self, ApiToken, NewToken, TokenCreator, TokenPatch},
+    token::{self, ApiToken, NewToken, Restrictions, TokenCreator, TokenHash, TokenPatch},
     user::{NewUser, User, UserPatch},
     DomainError, ErrorCode, Invalid,
 };
 
 use latchkey_core::audit_query::{AuditFilter, Seek};
-use latchkey_core::verifier::{Snapshot, TokenAuth};
+use latchkey_core::verifier::{Snapshot, TokenAuth, TokenUse};
 
 use crate::backend::{Backend, ChangeListener, SessionRecord, Tx};
 use crate::Change;
@@ -326,6 +327,10 @@ impl Store {
             return Err(DomainError::TokenAccessDisabled.into());
         }
         new.restrictions.check_new(now).map_err(DomainError::from)?;
+        account
+            .token_policy
+            .check(&new.restrictions, now)
+            .map_err(DomainError::from)?;
         if let Some(assigned) = new.restrictions.assigned_user_id {
             w.assignee(account_id, assigned).await?;
         }
@@ -352,7 +357,7 @@ impl Store {
         now: Timestamp,
     ) -> Result<ApiToken> {
         let mut w = self.work(actor, now).await?;
-        w.lock(account_id).await?;
+        let account = w.lock(account_id).await?;
         let current = w.token(account_id, id).await?;
         // The users an assignment change names, for the audit log's wording.
         let mut names = Vec::new();
@@ -379,6 +384,20 @@ impl Store {
         if changes.is_empty() {
             return Ok(current);
         }
+        // A restriction that changes must keep to the policy (editing only
+        // the description of a token made before the policy is allowed).
+        let restricting = patch.scopes.is_some() || patch.assigned_user_id.is_some() || patch.expires_at.is_some();
+        if restricting {
+            let restrictions = Restrictions {
+                scopes: next.scopes.clone(),
+                assigned_user_id: next.assigned_user_id,
+                expires_at: next.expires_at,
+            };
+            account
+                .token_policy
+                .check(&restrictions, next.created_at)
+                .map_err(DomainError::from)?;
+        }
         next.updated_at = now;
         w.tx.save_token(&next).await?;
         if !changes.update.is_empty() {
@@ -397,6 +416,105 @@ impl Store {
         w.changed(id).await?;
         w.commit().await?;
         Ok(next)
+    }
+
+    /// Rotates an active token: `hash` becomes its secret, and the current
+    /// secret keeps authenticating for `grace_secs` more seconds (ending any
+    /// earlier grace at once). Audited as `rotate`, `grace period {n} s`.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn rotate_token(
+        &self,
+        account_id: AccountId,
+        id: TokenId,
+        hash: TokenHash,
+        visible_token: &str,
+        grace_secs: i64,
+        actor: &Actor,
+        now: Timestamp,
+    ) -> Result<ApiToken> {
+        let mut w = self.work(actor, now).await?;
+        w.lock(account_id).await?;
+        let current = w.token(account_id, id).await?;
+        token::check_rotatable(current.active).map_err(DomainError::from)?;
+        w.tx.rotate_token(id, &hash, visible_token, now.plus_secs(grace_secs), now)
+            .await
+            .map_err(on_unique("token"))?;
+        let next = w.token(account_id, id).await?;
+        w.event(
+            account_id,
+            Action::Rotate,
+            Source::token(&next),
+            format!("grace period {grace_secs} s"),
+        )
+        .await?;
+        w.changed(id).await?;
+        w.commit().await?;
+        Ok(next)
+    }
+
+    /// One sweep of an account under its token policy (or `policy`, for a
+    /// dry run of a proposed one) as of `now`: each token the policy says
+    /// to deactivate or delete, in one transaction under the account lock,
+    /// each with one audit event by `actor`. The rules are judged again
+    /// inside the transaction, so two sweepers racing (two nodes, a node
+    /// and the CLI) change each token once; a sweep killed midway committed
+    /// nothing of its account. `seen` gives the latest use this process
+    /// knows of a token (newer than the stored one until the next flush).
+    pub async fn sweep_account(
+        &self,
+        account_id: AccountId,
+        seen: &(dyn Fn(TokenId) -> Option<Timestamp> + Sync),
+        dry_run: bool,
+        actor: &Actor,
+        now: Timestamp,
+    ) -> Result<Vec<(ApiToken, SweepAction)>> {
+        let mut w = self.work(actor, now).await?;
+        let account = w.lock(account_id).await?;
+        let policy = account.token_policy;
+        let mut done = Vec::new();
+        if !policy.sweeps() {
+            return Ok(done);
+        }
+        for t in w.tx.tokens(account_id).await? {
+            let Some(action) = policy.sweep(&t, seen(t.id), now) else {
+                continue;
+            };
+            if !dry_run {
+                match action {
+                    SweepAction::Deactivate { .. } => {
+                        let mut next = t.clone();
+                        next.active = false;
+                        next.deactivated_at = Some(now);
+                        next.updated_at = now;
+                        w.tx.save_token(&next).await?;
+                        w.event(account_id, Action::Deactivate, Source::token(&next), action.describe())
+                            .await?;
+                    }
+                    SweepAction::Delete { .. } => {
+                        w.tx.delete_token(t.id).await?;
+                        w.event(account_id, Action::Destroy, Source::token(&t), action.describe())
+                            .await?;
+                    }
+                }
+                w.changed(t.id).await?;
+            }
+            done.push((t, action));
+        }
+        if !dry_run && !done.is_empty() {
+            w.commit().await?;
+        }
+        Ok(done)
+    }
+
+    /// The right to sweep now (see [`Backend::sweep_lease`]); `None` while
+    /// another process sweeps.
+    pub async fn sweep_lease(&self) -> Result<Option<crate::backend::SweepLease>> {
+        self.backend.sweep_lease().await
+    }
+
+    /// The accounts whose token policy gives the sweeper something to do.
+    pub async fn sweeping_accounts(&self) -> Result<Vec<AccountId>> {
+        self.backend.sweeping_accounts().await
     }
 
     /// Deletes a deactivated token for good.
@@ -577,7 +695,7 @@ impl Store {
     }
 
     /// Writes `last_used` for a batch of tokens, never moving it backwards.
-    pub async fn record_token_use(&self, uses: &[(TokenId, Timestamp)]) -> Result<()> {
+    pub async fn record_token_use(&self, uses: &[TokenUse]) -> Result<()> {
         self.backend.record_token_use(uses).await
     }
 

@@ -60,6 +60,8 @@ fn new_token() -> (NewToken, PlainToken) {
         active: true,
         user_id: None,
         restrictions: Default::default(),
+        created_at: None,
+        last_used: None,
     };
     (new, plain)
 }

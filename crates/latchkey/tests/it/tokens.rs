@@ -311,6 +311,8 @@ pub async fn fill_tokens(t: &TestApp, acct: &TestAccount, n: usize) {
                 active: true,
                 user_id: None,
                 restrictions: Restrictions::default(),
+                created_at: None,
+                last_used: None,
             }
         })
         .collect();

@@ -22,7 +22,7 @@ pub mod users;
 pub mod verify;
 pub mod views;
 
-use axum::routing::{any, get};
+use axum::routing::{any, get, post};
 use axum::Router;
 
 use crate::state::AppState;
@@ -46,6 +46,8 @@ pub fn routes() -> Router<AppState> {
             get(tokens::show).put(tokens::update).delete(tokens::delete),
         )
         .route("/api/v2/scopes", get(scopes::list))
+        .route("/api/v2/api_tokens/{id}/rotate", post(tokens::rotate))
+        .route("/api/v2/account/token_policy/preview", post(account::preview_policy))
         .route("/api/v2/account", get(account::show))
         .route(
             "/api/v2/account/settings",

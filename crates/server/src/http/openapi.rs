@@ -43,8 +43,8 @@ positive integer, or names another account's record, is 404.";
     info(title = "latchkey API", description = DESCRIPTION, license(name = "Apache-2.0", identifier = "Apache-2.0")),
     paths(
         users::me, users::list, users::create, users::show, users::update, users::delete,
-        tokens::list, tokens::create, tokens::show, tokens::update, tokens::delete,
-        account::show, account::settings, account::update_settings, scopes::list,
+        tokens::list, tokens::create, tokens::show, tokens::update, tokens::delete, tokens::rotate,
+        account::show, account::settings, account::update_settings, account::preview_policy, scopes::list,
         audit::list, audit::show, audit::export,
     ),
     components(schemas(ErrorBody, BearerErrorBody, AuthErrorBody, InvalidBody, FieldError, views::RoleName, views::PlanName)),

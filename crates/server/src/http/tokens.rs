@@ -11,6 +11,7 @@ use latchkey_core::id::{TokenId, UserId};
 use latchkey_core::scope::Scopes;
 use latchkey_core::time::Timestamp;
 use latchkey_core::token::{parse_description, Restrictions, TokenPatch};
+use latchkey_core::{ErrorCode, Invalid};
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
@@ -305,4 +306,77 @@ pub async fn delete(
     let id = record_id(id)?;
     state.app.delete_token(&admin.access, id).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// The most a previous secret may live on after a rotation: 7 days.
+pub const MAX_GRACE_SECS: i64 = 604_800;
+
+/// The body of `POST /api/v2/api_tokens/{id}/rotate`; empty or `{}` is a
+/// rotation without grace.
+#[derive(Debug, ToSchema)]
+#[schema(example = json!({"grace_period_seconds": 86400}))]
+pub struct RotateTokenRequest {
+    /// 0 to 604800 (7 days); how long the current secret keeps working.
+    #[schema(required = false, minimum = 0, maximum = 604800)]
+    pub grace_period_seconds: Option<i64>,
+}
+
+impl FromJsonObject for RotateTokenRequest {
+    fn from_object(body: Map<String, Value>) -> Result<Self, ApiError> {
+        if body.keys().any(|k| k != "grace_period_seconds") {
+            return Err(ApiError::bad_request(
+                "Unknown field; the body is {\"grace_period_seconds\": n}.",
+            ));
+        }
+        let grace = match body.get("grace_period_seconds") {
+            None | Some(Value::Null) => None,
+            Some(v) => match v.as_i64() {
+                Some(n) if (0..=MAX_GRACE_SECS).contains(&n) => Some(n),
+                _ => {
+                    return Err(Invalid::new(
+                        "grace_period_seconds",
+                        ErrorCode::InvalidValue,
+                        "grace_period_seconds must be a whole number of seconds from 0 to 604800 (7 days)",
+                    )
+                    .into())
+                }
+            },
+        };
+        Ok(RotateTokenRequest {
+            grace_period_seconds: grace,
+        })
+    }
+}
+
+/// Replaces a token's secret; the response holds the new one, this once.
+/// The previous secret keeps working for the grace period, and a second
+/// rotation ends any earlier grace at once. Only an active token rotates
+/// (422 `TokenInactive`). Admins.
+#[utoipa::path(post, path = "/api/v2/api_tokens/{id}/rotate", operation_id = "rotateApiToken", tag = "API tokens",
+    params(super::openapi::IdParam),
+    request_body(content = RotateTokenRequest, description = "May be empty", content_type = "application/json"),
+    responses((status = 200, description = "The token with its new secret in `token`", body = CreatedTokenResponse),
+        super::openapi::Auth, super::openapi::Forbidden, super::openapi::NotFound, super::openapi::BadBody,
+        super::openapi::Invalid))]
+pub async fn rotate(
+    State(state): State<AppState>,
+    admin: Admin,
+    base: BaseUrl,
+    id: Result<Path<TokenId>, PathRejection>,
+    JsonObject(body): JsonObject,
+) -> ApiResult<Response> {
+    let id = record_id(id)?;
+    let input = RotateTokenRequest::from_object(body)?;
+    let grace = input.grace_period_seconds.unwrap_or(0);
+    let (token, plain) = state.app.rotate_token(&admin.access, id, grace).await?;
+    let body = CreatedTokenResponse {
+        api_token: CreatedTokenView {
+            record: views::token(&base, &token, state.app.now()),
+            token: plain.expose().to_owned(),
+        },
+    };
+    let mut res = json_response(StatusCode::OK, &body);
+    res.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(res)
 }

@@ -33,7 +33,8 @@ pub fn user_url(base: &BaseUrl, id: UserId) -> String {
     "id": 7, "url": "https://acme.example.com/api/v2/api_tokens/7.json",
     "description": "Jira sync", "active": true, "visible_token": "lk_4fQ9…b3Z0",
     "user_id": 3, "assigned_user_id": null, "scopes": ["tickets:read"],
-    "expires_at": null, "status": "active",
+    "expires_at": null, "status": "active", "previous_visible_token": null,
+    "previous_expires_at": null, "previous_last_used": null,
     "created_at": "2026-11-27T09:14:57Z", "updated_at": "2026-11-27T09:14:57Z",
     "last_used": null
 }))]
@@ -65,6 +66,15 @@ pub struct TokenView {
     /// `active`, `deactivated`, or `expired` (active, past `expires_at`).
     #[schema(value_type = TokenStatusName)]
     pub status: &'static str,
+    /// After a rotation: the previous secret's visible form; `null` if never rotated.
+    #[schema(required = true)]
+    pub previous_visible_token: Option<String>,
+    /// When the previous secret stops (or stopped) authenticating.
+    #[schema(required = true, format = DateTime)]
+    pub previous_expires_at: Option<String>,
+    /// The previous secret's last use since the rotation; `null`: unused since.
+    #[schema(required = true, format = DateTime)]
+    pub previous_last_used: Option<String>,
     #[schema(format = DateTime)]
     pub created_at: String,
     #[schema(format = DateTime)]
@@ -81,7 +91,8 @@ pub struct TokenView {
     "id": 7, "url": "https://acme.example.com/api/v2/api_tokens/7.json",
     "description": "Jira sync", "active": true, "visible_token": "lk_4fQ9…b3Z0",
     "user_id": 3, "assigned_user_id": null, "scopes": ["tickets:read"],
-    "expires_at": null, "status": "active",
+    "expires_at": null, "status": "active", "previous_visible_token": null,
+    "previous_expires_at": null, "previous_last_used": null,
     "created_at": "2026-11-27T09:14:57Z", "updated_at": "2026-11-27T09:14:57Z",
     "last_used": null, "token": "lk_4fQ9c2VhbW9ua2V5c2VjcmV0dG9rZW4xMjM0a0Ab3Z0"
 }))]
@@ -181,18 +192,30 @@ pub struct ApiSettings {
     pub api_token_access: bool,
 }
 
-/// The token policy: always "no policy" in this version (README.md,
-/// "Choices latchkey makes").
+/// The account's token policy (README.md, "Token policy"); `null` and
+/// `false` are "no rule", days are 1 to 3650.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct TokenPolicy {
-    #[schema(required = true, value_type = Option<i64>)]
-    pub max_lifetime_days: Option<()>,
+    /// A new or restricted token must expire within this many days of its creation.
+    #[schema(required = true, minimum = 1, maximum = 3650)]
+    pub max_lifetime_days: Option<i64>,
+    /// Every new or restricted token must have an expiry.
     pub require_expiry: bool,
+    /// Every new or restricted token must be assigned to a user.
     pub require_assigned_user: bool,
-    #[schema(required = true, value_type = Option<i64>)]
-    pub deactivate_unused_after_days: Option<()>,
-    #[schema(required = true, value_type = Option<i64>)]
-    pub delete_deactivated_after_days: Option<()>,
+    /// The sweeper deactivates tokens unused for longer than this.
+    #[schema(required = true, minimum = 1, maximum = 3650)]
+    pub deactivate_unused_after_days: Option<i64>,
+    /// The sweeper deletes tokens deactivated for longer than this.
+    #[schema(required = true, minimum = 1, maximum = 3650)]
+    pub delete_deactivated_after_days: Option<i64>,
+}
+
+/// What a proposed token policy would do now; nothing is changed.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PolicyPreview {
+    pub would_deactivate: Vec<TokenView>,
+    pub would_delete: Vec<TokenView>,
 }
 
 /// `{"user": User}`.
@@ -256,6 +279,9 @@ pub fn token(base: &BaseUrl, t: &ApiToken, now: Timestamp) -> TokenView {
         scopes: t.scopes.as_ref().map(|s| s.names().collect()),
         expires_at: t.expires_at.map(time),
         status: t.status(now).into(),
+        previous_visible_token: t.previous_visible_token.clone(),
+        previous_expires_at: t.previous_expires_at.map(time),
+        previous_last_used: t.previous_last_used.map(time),
         created_at: time(t.created_at),
         updated_at: time(t.updated_at),
         last_used: t.last_used.map(time),
@@ -287,20 +313,20 @@ pub fn account(a: &Account) -> AccountView {
     }
 }
 
-/// `{"settings": …}`. The token policy (README.md, "Choices latchkey makes") is not enforced yet, so it
-/// reads as "no policy".
+/// `{"settings": …}`.
 pub fn settings(a: &Account) -> SettingsResponse {
+    let p = &a.token_policy;
     SettingsResponse {
         settings: SettingsView {
             api: ApiSettings {
                 api_token_access: a.api_token_access,
             },
             token_policy: TokenPolicy {
-                max_lifetime_days: None,
-                require_expiry: false,
-                require_assigned_user: false,
-                deactivate_unused_after_days: None,
-                delete_deactivated_after_days: None,
+                max_lifetime_days: p.max_lifetime_days,
+                require_expiry: p.require_expiry,
+                require_assigned_user: p.require_assigned_user,
+                deactivate_unused_after_days: p.deactivate_unused_after_days,
+                delete_deactivated_after_days: p.delete_deactivated_after_days,
             },
         },
     }

@@ -602,6 +602,10 @@ mod tests {
             created_at: Timestamp::EPOCH,
             updated_at: Timestamp::EPOCH,
             last_used: None,
+            previous_visible_token: None,
+            previous_expires_at: None,
+            previous_last_used: None,
+            deactivated_at: None,
         }
     }
 
