@@ -318,12 +318,20 @@ async fn hostile_requests_get_clear_4xx_answers_and_change_nothing() {
             "ReadOnly",
         ),
         json_case(
-            "a read-only token policy",
+            "a token policy day count out of range",
             "PUT",
             "/api/v2/account/settings",
-            json!({"settings": {"token_policy": {}}}),
+            json!({"settings": {"token_policy": {"max_lifetime_days": 99999}}}),
             422,
-            "ReadOnly",
+            "InvalidValue",
+        ),
+        json_case(
+            "a rotation grace of more than 7 days",
+            "POST",
+            &format!("{tok}/rotate"),
+            json!({"grace_period_seconds": 604801}),
+            422,
+            "InvalidValue",
         ),
         json_case(
             "an unknown setting",

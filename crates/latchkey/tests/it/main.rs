@@ -16,6 +16,7 @@ mod crash;
 mod durability;
 mod harness;
 mod hostile;
+mod hygiene;
 mod limits;
 mod nodes;
 mod races;

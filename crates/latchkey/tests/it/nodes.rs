@@ -235,6 +235,61 @@ fn pg_socket(url: &str) -> SocketAddr {
 mod cluster {
     use super::*;
 
+    /// Two nodes sweeping every second over one database: the stale token
+    /// is deactivated once, with one audit event, whichever node swept.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn two_nodes_sweeping_every_second_deactivate_a_stale_token_once() {
+        use latchkey_core::audit::{Action, ActorType};
+        use latchkey_core::policy::TokenPolicyPatch;
+        use latchkey_core::time::Timestamp;
+        use latchkey_core::token::{NewToken, PlainToken, Restrictions, TokenPrefix};
+        let db = postgres_or_return!("two_nodes_sweeping_every_second_deactivate_a_stale_token_once");
+        let setup = TestApp::spawn_on(db, |_| {}).await;
+        let account = setup.account().await;
+        let access = setup.operator(&account.subdomain).await;
+        let now = setup.app.now().unix();
+        let plain = PlainToken::generate(&TokenPrefix::default());
+        let stale = NewToken {
+            hash: plain.hash(),
+            visible_token: plain.visible(),
+            description: Some("stale".into()),
+            active: true,
+            user_id: None,
+            restrictions: Restrictions::default(),
+            created_at: Some(Timestamp::from_unix(now - 100 * 86_400)),
+            last_used: Some(Timestamp::from_unix(now - 90 * 86_400)),
+        };
+        let id = setup.app.import_tokens(&access, vec![stale]).await.unwrap()[0].id;
+        let policy = latchkey_core::account::AccountPatch {
+            token_policy: Some(TokenPolicyPatch {
+                deactivate_unused_after_days: Some(Some(30)),
+                ..TokenPolicyPatch::default()
+            }),
+            ..Default::default()
+        };
+        setup.app.update_account(&access, &policy).await.unwrap();
+        let a = node(&setup.db.url, &["--sweep-interval-secs", "1"]).await;
+        let b = node(&setup.db.url, &["--sweep-interval-secs", "1"]).await;
+        let started = Instant::now();
+        while setup.app.token(&access, id).await.unwrap().unwrap().active {
+            assert!(started.elapsed() < Duration::from_secs(10), "no node swept");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // Both nodes sweep a few more times.
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        let events: Vec<_> = setup
+            .audit(account.id)
+            .await
+            .into_iter()
+            .filter(|e| e.source_id == id.get() && e.action == Action::Deactivate)
+            .collect();
+        assert_eq!(events.len(), 1, "{events:?}");
+        assert_eq!(events[0].actor_type, ActorType::System);
+        assert_eq!(events[0].change_description, "unused for 30 days");
+        assert!(setup.audit_chain_intact(account.id).await);
+        drop((a, b));
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn a_token_deactivated_on_one_node_fails_on_the_other_within_two_seconds_every_time() {
         let db =
