@@ -328,7 +328,7 @@ async fn hostile_requests_get_clear_4xx_answers_and_change_nothing() {
         json_case(
             "a rotation grace of more than 7 days",
             "POST",
-            &format!("{tok}/rotate"),
+            format!("{tok}/rotate"),
             json!({"grace_period_seconds": 604801}),
             422,
             "InvalidValue",
