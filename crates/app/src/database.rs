@@ -13,6 +13,6 @@ pub async fn migrate(url: &str) -> Result<()> {
 }
 
 /// Copies every row verbatim from one database into an empty one.
-pub async fn copy_db(from: &str, to: &str) -> Result<CopyReport> {
-    Ok(latchkey_store::copy::copy_db(from, to).await?)
+pub async fn copy_db(from: &str, to: &str, progress: latchkey_store::copy::Progress<'_>) -> Result<CopyReport> {
+    Ok(latchkey_store::copy::copy_db(from, to, progress).await?)
 }

@@ -8,6 +8,7 @@
 
 mod cli;
 mod config;
+mod progress;
 
 use std::io::BufRead;
 use std::process::ExitCode;
@@ -128,7 +129,13 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             dry_run,
         }) => return policy_sweep(&url, account.as_deref(), as_of, dry_run).await,
         Command::CopyDb(args) => {
-            let report = latchkey_app::database::copy_db(&args.from, &args.to).await?;
+            let bars = progress::TableBars::default();
+            let report = latchkey_app::database::copy_db(&args.from, &args.to, &|t: &str, n: u64, of: u64| {
+                bars.update(t, n, of)
+            })
+            .await;
+            bars.finish();
+            let report = report?;
             for (table, rows) in &report.tables {
                 println!("copied {rows} rows of {table}");
             }
@@ -397,9 +404,16 @@ async fn token(url: &str, cmd: TokenCmd) -> anyhow::Result<()> {
             let (access, acct) = operator(&app, &account).await?;
             let text =
                 std::fs::read_to_string(&file).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
-            let tokens = parse_import(&text, app.now())?;
+            let lines = text.lines().filter(|l| !l.trim().is_empty()).count() as u64;
+            let reading = progress::bar("reading", lines);
+            let tokens = parse_import(&text, app.now(), &|| reading.inc(1));
+            reading.finish_and_clear();
+            let tokens = tokens?;
             let n = tokens.len();
-            app.import_tokens(&access, tokens).await?;
+            let storing = progress::spinner(&format!("storing {n} tokens"));
+            let stored = app.import_tokens(&access, tokens).await;
+            storing.finish_and_clear();
+            stored?;
             println!("imported {n} tokens into {}", acct.subdomain);
         }
     }
@@ -411,7 +425,7 @@ async fn token(url: &str, cmd: TokenCmd) -> anyhow::Result<()> {
 /// each with optional `"description"`, `"active"` (default true), and
 /// `"created_at"` / `"last_used"` (RFC 3339; the history the token policy
 /// judges, kept from the system the tokens come from).
-fn parse_import(text: &str, now: Timestamp) -> anyhow::Result<Vec<NewToken>> {
+fn parse_import(text: &str, now: Timestamp, on_line: &dyn Fn()) -> anyhow::Result<Vec<NewToken>> {
     #[derive(serde::Deserialize)]
     #[serde(deny_unknown_fields)]
     struct Line {
@@ -429,6 +443,7 @@ fn parse_import(text: &str, now: Timestamp) -> anyhow::Result<Vec<NewToken>> {
         if raw.trim().is_empty() {
             continue;
         }
+        on_line();
         // serde's message could quote the line, and the line may hold a secret.
         let line: Line = serde_json::from_str(raw).map_err(|e| {
             anyhow::anyhow!("line {n}: not a valid import record (column {}; expected token or token_sha256, visible_token, description, active, created_at, last_used)", e.column())

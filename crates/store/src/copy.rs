@@ -228,9 +228,13 @@ impl Target {
     }
 }
 
+/// How far a copy is: the table, rows copied so far, rows it holds.
+pub type Progress<'a> = &'a (dyn Fn(&str, u64, u64) + Sync);
+
 /// Copies every record of `from` into `to`, which must hold no data. Both
-/// are migrated to this build's schema first.
-pub async fn copy_db(from: &str, to: &str) -> Result<CopyReport> {
+/// are migrated to this build's schema first. `progress` hears of each
+/// table's start, every 1,000 rows, and its end.
+pub async fn copy_db(from: &str, to: &str, progress: Progress<'_>) -> Result<CopyReport> {
     if from.starts_with("sqlite:") {
         // A mistyped path must not become a new, empty source.
         let options = SqliteConnectOptions::from_str(from)?.create_if_missing(false);
@@ -290,12 +294,20 @@ pub async fn copy_db(from: &str, to: &str) -> Result<CopyReport> {
         let placeholders: Vec<String> = (1..=names.len()).map(|i| format!("${i}")).collect();
         let insert = format!("INSERT INTO \"{table}\" ({list}) VALUES ({})", placeholders.join(", "));
         let mut copied = 0u64;
+        let total = source.count(table).await?.max(0) as u64;
+        progress(table, 0, total);
+        let tick = |copied: u64| {
+            if copied.is_multiple_of(1000) {
+                progress(table, copied, total);
+            }
+        };
         match &mut source_tx {
             Source::Sqlite(c) => {
                 let mut rows = sqlx::query(&select).fetch(&mut **c);
                 while let Some(row) = rows.try_next().await? {
                     tx.insert(&insert, sqlite_values(&row, &kinds)?).await?;
                     copied += 1;
+                    tick(copied);
                 }
             }
             Source::Pg(c) => {
@@ -303,9 +315,11 @@ pub async fn copy_db(from: &str, to: &str) -> Result<CopyReport> {
                 while let Some(row) = rows.try_next().await? {
                     tx.insert(&insert, pg_values(&row, &kinds)?).await?;
                     copied += 1;
+                    tick(copied);
                 }
             }
         }
+        progress(table, copied, total);
         if let Target::Pg(tx) = &mut tx {
             // Identity columns: the next generated id follows the copied ones.
             for (name, kind) in &columns {
