@@ -33,6 +33,7 @@ fn admin_post_paths(token_id: TokenId, user_id: UserId) -> Vec<String> {
         format!("/admin/apis/api-tokens/{token_id}/deactivate"),
         format!("/admin/apis/api-tokens/{token_id}/reactivate"),
         format!("/admin/apis/api-tokens/{token_id}/delete"),
+        format!("/admin/apis/api-tokens/{token_id}/rotate"),
         "/admin/apis/configuration".to_owned(),
         "/admin/people".to_owned(),
         format!("/admin/people/{user_id}/role"),
@@ -175,12 +176,12 @@ async fn user_with_password(app: &TestApp, account: &TestAccount, role: Role) ->
     email
 }
 
-/// The refused requests changed nothing: the token is still active and the
-/// account's admin still an unsuspended admin.
+/// The refused requests changed nothing: the token is still active and not
+/// rotated, and the account's admin still an unsuspended admin.
 async fn assert_untouched(app: &TestApp, account: &TestAccount, token_id: TokenId) {
     let access = app.operator(&account.subdomain).await;
     let token = app.app.token(&access, token_id).await.unwrap();
-    assert_eq!(token.map(|t| t.active), Some(true));
+    assert_eq!(token.map(|t| (t.active, t.previous_visible_token)), Some((true, None)));
     let admin = app.app.user(&access, account.admin.id).await.unwrap().unwrap();
     assert_eq!((admin.role, admin.suspended), (Role::Admin, false));
 }
@@ -1402,5 +1403,219 @@ async fn the_list_shows_an_expired_token_as_expired_and_a_deleted_assignee_as_su
     assert_eq!(
         stored_token(&app, &account, t.id).await.description.as_deref(),
         Some("Renamed")
+    );
+}
+
+// -- rotation --------------------------------------------------------------
+
+/// Rotates token `id` through its page with the grace period `grace`; the
+/// reveal page.
+async fn rotate_through_the_page(browser: &Browser, id: TokenId, grace: &str) -> Reply {
+    let path = format!("/admin/apis/api-tokens/{id}/rotate");
+    let page = browser.get(&path).await;
+    assert_eq!(page.status, 200, "{}", page.text());
+    browser
+        .post(&path, &[("csrf", &csrf_of(&page)), ("grace", grace)])
+        .await
+}
+
+#[tokio::test]
+async fn rotating_reveals_a_new_token_while_the_old_one_works_for_the_grace_period() {
+    let (app, account, browser) = signed_in_admin().await;
+    let old = app.token_described(&account, Some("Nightly export")).await;
+    let email = account.admin.email.clone();
+    let basic = |plain: &str| crate::support::basic(&email, plain);
+
+    // The options menu and the details page offer Rotate; its page offers
+    // the four grace periods, None chosen.
+    let path = format!("/admin/apis/api-tokens/{}/rotate", old.id);
+    let list = browser.get("/admin/apis/api-tokens").await.text();
+    assert!(list.contains(&format!(r#"<a href="{path}">Rotate</a>"#)), "{list}");
+    let details = browser.get(&format!("/admin/apis/api-tokens/{}", old.id)).await.text();
+    assert!(details.contains(&format!(r#"href="{path}">Rotate</a>"#)), "{details}");
+    assert!(!details.contains("Previous token"), "not rotated yet");
+    let page = browser.get(&path).await.text();
+    assert!(page.contains("Rotate API token?"), "{page}");
+    assert!(page.contains("Nightly export"), "{page}");
+    assert!(
+        page.contains(r#"name="grace" value="0" aria-describedby="grace-hint" checked"#),
+        "{page}"
+    );
+    for (value, label) in [("3600", "1 hour"), ("86400", "24 hours"), ("604800", "7 days")] {
+        assert!(page.contains(&format!(r#"name="grace" value="{value}""#)), "{value}");
+        assert!(
+            page.contains(&format!(r#"<label for="grace-{value}">{label}</label>"#)),
+            "{label}"
+        );
+    }
+    assert!(
+        page.contains(r#"<button type="submit" class="primary">Rotate</button>"#),
+        "{page}"
+    );
+
+    // A one-hour grace: the reveal page shows the new secret this once.
+    let before = app.app.now();
+    let r = rotate_through_the_page(&browser, old.id, "3600").await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("cache-control"), Some("no-store"));
+    let text = r.text();
+    assert!(text.contains("<h1>Rotate API token</h1>"), "{text}");
+    assert!(text.contains("It will not be shown again"), "{text}");
+    assert!(text.contains(r#"data-copy="api-token""#), "{text}");
+    let new = revealed_token(&r);
+    assert_ne!(new, old.plain);
+    let old_visible = latchkey_core::token::visible_token(&old.plain).unwrap();
+    let new_visible = latchkey_core::token::visible_token(&new).unwrap();
+    assert!(
+        text.contains(&format!("The previous secret {old_visible} keeps working until")),
+        "{text}"
+    );
+
+    // The details show the previous secret, not used since.
+    let stored = stored_token(&app, &account, old.id).await;
+    assert_eq!(stored.visible_token, new_visible);
+    assert_eq!(stored.previous_visible_token.as_deref(), Some(old_visible.as_str()));
+    let until = stored.previous_expires_at.unwrap();
+    assert!(until >= before.plus_secs(3600) && until <= app.app.now().plus_secs(3600));
+    let details_path = format!("/admin/apis/api-tokens/{}", old.id);
+    let details = browser.get(&details_path).await.text();
+    assert!(details.contains(&format!("<code>{new_visible}</code>")), "{details}");
+    assert!(
+        details.contains(&format!(r#"<dd id="previous-token"><code>{old_visible}</code>"#)),
+        "{details}"
+    );
+    assert!(details.contains("<dt>Previous token works until</dt>"), "{details}");
+    assert!(
+        details.contains(&format!(
+            r#"<dd id="previous-until">{}</dd>"#,
+            latchkey_server::web::page::show_time(until)
+        )),
+        "{details}"
+    );
+    assert!(
+        details.contains(r#"<dd id="previous-last-used">Not used since the rotation</dd>"#),
+        "{details}"
+    );
+
+    // Both secrets authenticate during the grace period; the old one's use
+    // shows on the details page.
+    assert_eq!(app.me_status(&basic(&new)).await, 200);
+    assert_eq!(app.me_status(&basic(&old.plain)).await, 200);
+    let details = browser.get(&details_path).await.text();
+    assert!(!details.contains("Not used since the rotation"), "{details}");
+    assert!(details.contains(r#"<dd id="previous-last-used">20"#), "{details}");
+
+    // The rotation is audited as the signed-in admin.
+    let event = app.audit(account.id).await.pop().unwrap();
+    assert_eq!(event.action, latchkey_core::audit::Action::Rotate);
+    assert_eq!(event.actor_name, "Web admin");
+    assert_eq!(event.change_description, "grace period 3600 s");
+
+    // Rotating again warns that the running grace ends; with None, both
+    // earlier secrets stop at once.
+    let page = browser.get(&path).await.text();
+    assert!(page.contains("Rotating again stops it at once."), "{page}");
+    let r = rotate_through_the_page(&browser, old.id, "0").await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let newest = revealed_token(&r);
+    assert!(r
+        .text()
+        .contains(&format!("The previous secret {new_visible} no longer works.")));
+    assert_eq!(app.me_status(&basic(&newest)).await, 200);
+    assert_eq!(app.me_status(&basic(&new)).await, 401);
+    assert_eq!(app.me_status(&basic(&old.plain)).await, 401);
+    let details = browser.get(&details_path).await.text();
+    assert!(details.contains("<dt>Previous token stopped working</dt>"), "{details}");
+    assert!(details.contains(&format!(r#"<dd id="previous-token"><code>{new_visible}</code>"#)));
+}
+
+#[tokio::test]
+async fn a_forged_grace_period_or_a_deactivated_token_is_refused_without_a_500() {
+    let (app, account, browser) = signed_in_admin().await;
+    let t = app.token(&account).await;
+    let path = format!("/admin/apis/api-tokens/{}/rotate", t.id);
+    let csrf = browser.csrf(&path).await;
+    let long = "9".repeat(400);
+    for grace in [
+        Some("5"),
+        Some("-1"),
+        Some("604801"),
+        Some("1e3"),
+        Some("3600.0"),
+        Some(""),
+        Some(long.as_str()),
+        Some("<b>x</b>"),
+        None,
+    ] {
+        let mut body = vec![("csrf", csrf.as_str())];
+        body.extend(grace.map(|g| ("grace", g)));
+        let r = browser.post(&path, &body).await;
+        assert_eq!(r.status, 422, "{grace:?}: {}", r.text());
+        let text = r.text();
+        assert!(
+            text.contains("Choose a grace period from the list."),
+            "{grace:?}: {text}"
+        );
+        assert!(!text.contains(" checked>"), "no choice is made for them: {text}");
+        assert!(!text.contains("<b>x</b>"));
+    }
+    assert_untouched(&app, &account, t.id).await;
+    assert_eq!(
+        app.me_status(&crate::support::basic(&account.admin.email, &t.plain))
+            .await,
+        200
+    );
+
+    // A deactivated token: no Rotate in its menu, its page says why, and a
+    // forged post is refused with the domain's words.
+    let access = app.operator(&account.subdomain).await;
+    let off = latchkey_core::token::TokenPatch {
+        active: Some(false),
+        ..Default::default()
+    };
+    app.app.update_token(&access, t.id, &off).await.unwrap();
+    let list = browser.get("/admin/apis/api-tokens").await.text();
+    assert!(!list.contains(&format!(r#"href="{path}""#)), "{list}");
+    let page = browser.get(&path).await;
+    assert_eq!(page.status, 200);
+    let text = page.text();
+    assert!(
+        text.contains("Only an active token can be rotated; reactivate it first."),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"<button type="submit" class="primary" disabled>Rotate</button>"#),
+        "{text}"
+    );
+    for grace in ["0", "3600"] {
+        let r = browser.post(&path, &[("csrf", &csrf), ("grace", grace)]).await;
+        assert_eq!(r.status, 422, "{}", r.text());
+        assert!(r
+            .text()
+            .contains("Only an active token can be rotated; reactivate it first."));
+        assert!(!r.text().contains(r#"id="api-token""#));
+    }
+    let stored = stored_token(&app, &account, t.id).await;
+    assert_eq!((stored.active, stored.previous_visible_token), (false, None));
+
+    // Another account's token is not found.
+    let other = app.account().await;
+    let theirs = app.token(&other).await;
+    let r = browser
+        .post(
+            &format!("/admin/apis/api-tokens/{}/rotate", theirs.id),
+            &[("csrf", &csrf), ("grace", "0")],
+        )
+        .await;
+    assert_eq!(r.status, 404);
+    let access = app.operator(&other.subdomain).await;
+    assert_eq!(
+        app.app
+            .token(&access, theirs.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .previous_visible_token,
+        None
     );
 }
