@@ -11,6 +11,7 @@
 //! grace period ([`tokens`]).
 
 pub mod audit;
+pub mod configuration;
 pub mod login;
 pub mod page;
 pub mod people;
@@ -60,7 +61,7 @@ pub fn routes() -> Router<AppState> {
         )
         .route(
             "/admin/apis/configuration",
-            get(tokens::configuration).post(tokens::save_configuration),
+            get(configuration::show).post(configuration::save),
         )
         .route("/admin/audit-log", get(audit::page))
         .route("/admin/people", get(people::list).post(people::create))

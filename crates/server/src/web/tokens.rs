@@ -1,11 +1,11 @@
-//! The API token pages (`/admin/apis/api-tokens`) and the configuration
-//! page (`/admin/apis/configuration`): list, add (with the
+//! The API token pages (`/admin/apis/api-tokens`): list, add (with the
 //! one-time reveal), details, edit, deactivate/reactivate/delete behind a
 //! confirmation, and rotate (a confirmation with the grace period, then the
 //! same one-time reveal of the new secret).
 //! Every change goes through the service layer with the admin's access.
 //! The restriction fields of Add and Edit (access, assigned user, expiry)
-//! are [`super::token_form`]'s.
+//! are [`super::token_form`]'s; the configuration page is
+//! [`super::configuration`]'s.
 
 use std::collections::HashMap;
 
@@ -16,7 +16,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use latchkey_app::AppError;
 use latchkey_core::{
-    account::{Account, AccountPatch},
+    account::Account,
     id::{TokenId, UserId},
     time::Timestamp,
     token::{
@@ -168,7 +168,6 @@ fn notice(query: Option<&str>) -> Option<&'static str> {
         "deactivated" => "API token deactivated.",
         "reactivated" => "API token reactivated.",
         "deleted" => "API token deleted.",
-        "saved" => "Settings saved.",
         _ => return None,
     })
 }
@@ -664,32 +663,4 @@ async fn rotate(state: &AppState, admin: &AdminPage, token: &ApiToken, grace: Op
         description: rotated.description.as_deref().unwrap_or(""),
         note,
     }))
-}
-
-#[derive(Template)]
-#[template(path = "configuration.html")]
-struct ConfigurationTemplate<'a> {
-    l: Layout,
-    api_token_access: bool,
-    notice: Option<&'a str>,
-}
-
-pub async fn configuration(admin: AdminPage, RawQuery(query): RawQuery) -> PageResult {
-    Ok(render(
-        StatusCode::OK,
-        &ConfigurationTemplate {
-            l: admin.layout(Nav::Configuration),
-            api_token_access: admin.account().api_token_access,
-            notice: notice(query.as_deref()),
-        },
-    ))
-}
-
-pub async fn save_configuration(State(state): State<AppState>, form: AdminForm) -> PageResult<Response> {
-    let patch = AccountPatch {
-        api_token_access: Some(form.fields.checked("api_token_access")),
-        ..Default::default()
-    };
-    state.app.update_account(&form.admin.access, &patch).await?;
-    Ok(Redirect::to("/admin/apis/configuration?done=saved").into_response())
 }
