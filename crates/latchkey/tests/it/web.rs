@@ -33,6 +33,7 @@ fn admin_post_paths(token_id: TokenId, user_id: UserId) -> Vec<String> {
         format!("/admin/apis/api-tokens/{token_id}/deactivate"),
         format!("/admin/apis/api-tokens/{token_id}/reactivate"),
         format!("/admin/apis/api-tokens/{token_id}/delete"),
+        format!("/admin/apis/api-tokens/{token_id}/rotate"),
         "/admin/apis/configuration".to_owned(),
         "/admin/people".to_owned(),
         format!("/admin/people/{user_id}/role"),
@@ -175,12 +176,12 @@ async fn user_with_password(app: &TestApp, account: &TestAccount, role: Role) ->
     email
 }
 
-/// The refused requests changed nothing: the token is still active and the
-/// account's admin still an unsuspended admin.
+/// The refused requests changed nothing: the token is still active and not
+/// rotated, and the account's admin still an unsuspended admin.
 async fn assert_untouched(app: &TestApp, account: &TestAccount, token_id: TokenId) {
     let access = app.operator(&account.subdomain).await;
     let token = app.app.token(&access, token_id).await.unwrap();
-    assert_eq!(token.map(|t| t.active), Some(true));
+    assert_eq!(token.map(|t| (t.active, t.previous_visible_token)), Some((true, None)));
     let admin = app.app.user(&access, account.admin.id).await.unwrap().unwrap();
     assert_eq!((admin.role, admin.suspended), (Role::Admin, false));
 }
@@ -1403,4 +1404,507 @@ async fn the_list_shows_an_expired_token_as_expired_and_a_deleted_assignee_as_su
         stored_token(&app, &account, t.id).await.description.as_deref(),
         Some("Renamed")
     );
+}
+
+// -- rotation --------------------------------------------------------------
+
+/// Rotates token `id` through its page with the grace period `grace`; the
+/// reveal page.
+async fn rotate_through_the_page(browser: &Browser, id: TokenId, grace: &str) -> Reply {
+    let path = format!("/admin/apis/api-tokens/{id}/rotate");
+    let page = browser.get(&path).await;
+    assert_eq!(page.status, 200, "{}", page.text());
+    browser
+        .post(&path, &[("csrf", &csrf_of(&page)), ("grace", grace)])
+        .await
+}
+
+#[tokio::test]
+async fn rotating_reveals_a_new_token_while_the_old_one_works_for_the_grace_period() {
+    let (app, account, browser) = signed_in_admin().await;
+    let old = app.token_described(&account, Some("Nightly export")).await;
+    let email = account.admin.email.clone();
+    let basic = |plain: &str| crate::support::basic(&email, plain);
+
+    // The options menu and the details page offer Rotate; its page offers
+    // the four grace periods, None chosen.
+    let path = format!("/admin/apis/api-tokens/{}/rotate", old.id);
+    let list = browser.get("/admin/apis/api-tokens").await.text();
+    assert!(list.contains(&format!(r#"<a href="{path}">Rotate</a>"#)), "{list}");
+    let details = browser.get(&format!("/admin/apis/api-tokens/{}", old.id)).await.text();
+    assert!(details.contains(&format!(r#"href="{path}">Rotate</a>"#)), "{details}");
+    assert!(!details.contains("Previous token"), "not rotated yet");
+    let page = browser.get(&path).await.text();
+    assert!(page.contains("Rotate API token?"), "{page}");
+    assert!(page.contains("Nightly export"), "{page}");
+    assert!(
+        page.contains(r#"name="grace" value="0" aria-describedby="grace-hint" checked"#),
+        "{page}"
+    );
+    for (value, label) in [("3600", "1 hour"), ("86400", "24 hours"), ("604800", "7 days")] {
+        assert!(page.contains(&format!(r#"name="grace" value="{value}""#)), "{value}");
+        assert!(
+            page.contains(&format!(r#"<label for="grace-{value}">{label}</label>"#)),
+            "{label}"
+        );
+    }
+    assert!(
+        page.contains(r#"<button type="submit" class="primary">Rotate</button>"#),
+        "{page}"
+    );
+
+    // A one-hour grace: the reveal page shows the new secret this once.
+    let before = app.app.now();
+    let r = rotate_through_the_page(&browser, old.id, "3600").await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("cache-control"), Some("no-store"));
+    let text = r.text();
+    assert!(text.contains("<h1>Rotate API token</h1>"), "{text}");
+    assert!(text.contains("It will not be shown again"), "{text}");
+    assert!(text.contains(r#"data-copy="api-token""#), "{text}");
+    let new = revealed_token(&r);
+    assert_ne!(new, old.plain);
+    let old_visible = latchkey_core::token::visible_token(&old.plain).unwrap();
+    let new_visible = latchkey_core::token::visible_token(&new).unwrap();
+    assert!(
+        text.contains(&format!("The previous secret {old_visible} keeps working until")),
+        "{text}"
+    );
+
+    // The details show the previous secret, not used since.
+    let stored = stored_token(&app, &account, old.id).await;
+    assert_eq!(stored.visible_token, new_visible);
+    assert_eq!(stored.previous_visible_token.as_deref(), Some(old_visible.as_str()));
+    let until = stored.previous_expires_at.unwrap();
+    assert!(until >= before.plus_secs(3600) && until <= app.app.now().plus_secs(3600));
+    let details_path = format!("/admin/apis/api-tokens/{}", old.id);
+    let details = browser.get(&details_path).await.text();
+    assert!(details.contains(&format!("<code>{new_visible}</code>")), "{details}");
+    assert!(
+        details.contains(&format!(r#"<dd id="previous-token"><code>{old_visible}</code>"#)),
+        "{details}"
+    );
+    assert!(details.contains("<dt>Previous token works until</dt>"), "{details}");
+    assert!(
+        details.contains(&format!(
+            r#"<dd id="previous-until">{}</dd>"#,
+            latchkey_server::web::page::show_time(until)
+        )),
+        "{details}"
+    );
+    assert!(
+        details.contains(r#"<dd id="previous-last-used">Not used since the rotation</dd>"#),
+        "{details}"
+    );
+
+    // Both secrets authenticate during the grace period; the old one's use
+    // shows on the details page.
+    assert_eq!(app.me_status(&basic(&new)).await, 200);
+    assert_eq!(app.me_status(&basic(&old.plain)).await, 200);
+    let details = browser.get(&details_path).await.text();
+    assert!(!details.contains("Not used since the rotation"), "{details}");
+    assert!(details.contains(r#"<dd id="previous-last-used">20"#), "{details}");
+
+    // The rotation is audited as the signed-in admin.
+    let event = app.audit(account.id).await.pop().unwrap();
+    assert_eq!(event.action, latchkey_core::audit::Action::Rotate);
+    assert_eq!(event.actor_name, "Web admin");
+    assert_eq!(event.change_description, "grace period 3600 s");
+
+    // Rotating again warns that the running grace ends; with None, both
+    // earlier secrets stop at once.
+    let page = browser.get(&path).await.text();
+    assert!(page.contains("Rotating again stops it at once."), "{page}");
+    let r = rotate_through_the_page(&browser, old.id, "0").await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let newest = revealed_token(&r);
+    assert!(r
+        .text()
+        .contains(&format!("The previous secret {new_visible} no longer works.")));
+    assert_eq!(app.me_status(&basic(&newest)).await, 200);
+    assert_eq!(app.me_status(&basic(&new)).await, 401);
+    assert_eq!(app.me_status(&basic(&old.plain)).await, 401);
+    let details = browser.get(&details_path).await.text();
+    assert!(details.contains("<dt>Previous token stopped working</dt>"), "{details}");
+    assert!(details.contains(&format!(r#"<dd id="previous-token"><code>{new_visible}</code>"#)));
+}
+
+#[tokio::test]
+async fn a_forged_grace_period_or_a_deactivated_token_is_refused_without_a_500() {
+    let (app, account, browser) = signed_in_admin().await;
+    let t = app.token(&account).await;
+    let path = format!("/admin/apis/api-tokens/{}/rotate", t.id);
+    let csrf = browser.csrf(&path).await;
+    let long = "9".repeat(400);
+    for grace in [
+        Some("5"),
+        Some("-1"),
+        Some("604801"),
+        Some("1e3"),
+        Some("3600.0"),
+        Some(""),
+        Some(long.as_str()),
+        Some("<b>x</b>"),
+        None,
+    ] {
+        let mut body = vec![("csrf", csrf.as_str())];
+        body.extend(grace.map(|g| ("grace", g)));
+        let r = browser.post(&path, &body).await;
+        assert_eq!(r.status, 422, "{grace:?}: {}", r.text());
+        let text = r.text();
+        assert!(
+            text.contains("Choose a grace period from the list."),
+            "{grace:?}: {text}"
+        );
+        assert!(!text.contains(" checked>"), "no choice is made for them: {text}");
+        assert!(!text.contains("<b>x</b>"));
+    }
+    assert_untouched(&app, &account, t.id).await;
+    assert_eq!(
+        app.me_status(&crate::support::basic(&account.admin.email, &t.plain))
+            .await,
+        200
+    );
+
+    // A deactivated token: no Rotate in its menu, its page says why, and a
+    // forged post is refused with the domain's words.
+    let access = app.operator(&account.subdomain).await;
+    let off = latchkey_core::token::TokenPatch {
+        active: Some(false),
+        ..Default::default()
+    };
+    app.app.update_token(&access, t.id, &off).await.unwrap();
+    let list = browser.get("/admin/apis/api-tokens").await.text();
+    assert!(!list.contains(&format!(r#"href="{path}""#)), "{list}");
+    let page = browser.get(&path).await;
+    assert_eq!(page.status, 200);
+    let text = page.text();
+    assert!(
+        text.contains("Only an active token can be rotated; reactivate it first."),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"<button type="submit" class="primary" disabled>Rotate</button>"#),
+        "{text}"
+    );
+    for grace in ["0", "3600"] {
+        let r = browser.post(&path, &[("csrf", &csrf), ("grace", grace)]).await;
+        assert_eq!(r.status, 422, "{}", r.text());
+        assert!(r
+            .text()
+            .contains("Only an active token can be rotated; reactivate it first."));
+        assert!(!r.text().contains(r#"id="api-token""#));
+    }
+    let stored = stored_token(&app, &account, t.id).await;
+    assert_eq!((stored.active, stored.previous_visible_token), (false, None));
+
+    // Another account's token is not found.
+    let other = app.account().await;
+    let theirs = app.token(&other).await;
+    let r = browser
+        .post(
+            &format!("/admin/apis/api-tokens/{}/rotate", theirs.id),
+            &[("csrf", &csrf), ("grace", "0")],
+        )
+        .await;
+    assert_eq!(r.status, 404);
+    let access = app.operator(&other.subdomain).await;
+    assert_eq!(
+        app.app
+            .token(&access, theirs.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .previous_visible_token,
+        None
+    );
+}
+
+// -- the token policy on the configuration page ------------------------------
+
+const CONFIGURATION: &str = "/admin/apis/configuration";
+
+/// The policy fields of the configuration form, with `action`.
+fn policy_form<'a>(csrf: &'a str, action: &'a str, days: [&'a str; 3], flags: [bool; 2]) -> Vec<(&'a str, &'a str)> {
+    let mut body = vec![
+        ("csrf", csrf),
+        ("api_token_access", "on"),
+        ("max_lifetime_days", days[0]),
+        ("deactivate_unused_after_days", days[1]),
+        ("delete_deactivated_after_days", days[2]),
+    ];
+    if flags[0] {
+        body.push(("require_expiry", "on"));
+    }
+    if flags[1] {
+        body.push(("require_assigned_user", "on"));
+    }
+    body.push(("action", action));
+    body
+}
+
+async fn settings(app: &TestApp, auth: &str) -> serde_json::Value {
+    let r = app.get("/api/v2/account/settings", auth).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    r.json()["settings"].clone()
+}
+
+#[tokio::test]
+async fn the_token_policy_is_saved_from_the_configuration_page() {
+    let (app, account, browser) = signed_in_admin().await;
+    // The API's token, made before the policy asks for an expiry.
+    let auth = app.admin_auth(&account).await;
+    let page = browser.get(CONFIGURATION).await;
+    let text = page.text();
+    for needle in [
+        r#"id="api_token_access" name="api_token_access" value="on" checked"#,
+        r#"name="max_lifetime_days" value="""#,
+        r#"name="deactivate_unused_after_days" value="""#,
+        r#"name="delete_deactivated_after_days" value="""#,
+        r#"<label for="require_expiry">Require an expiry</label>"#,
+        r#"<label for="require_assigned_user">Require an assigned user</label>"#,
+        r#"name="action" value="save""#,
+        r#"name="action" value="preview""#,
+    ] {
+        assert!(text.contains(needle), "{needle} in {text}");
+    }
+    assert!(!text.contains(r#"name="require_expiry" value="on" aria-describedby="require-expiry-hint" checked"#));
+    let csrf = csrf_of(&page);
+    let r = browser
+        .post(
+            CONFIGURATION,
+            &policy_form(&csrf, "save", ["90", " 30 ", "60"], [true, false]),
+        )
+        .await;
+    assert_eq!(r.status, 303, "{}", r.text());
+    assert_eq!(location(&r), "/admin/apis/configuration?done=saved");
+    assert_eq!(
+        settings(&app, &auth).await["token_policy"],
+        serde_json::json!({
+            "max_lifetime_days": 90,
+            "require_expiry": true,
+            "require_assigned_user": false,
+            "deactivate_unused_after_days": 30,
+            "delete_deactivated_after_days": 60,
+        })
+    );
+    let event = app.audit(account.id).await.pop().unwrap();
+    assert_eq!(event.actor_name, "Web admin");
+    assert!(
+        event
+            .change_description
+            .contains("token_policy.max_lifetime_days changed from not set to 90"),
+        "{}",
+        event.change_description
+    );
+
+    // The page shows what was saved.
+    let text = browser.get("/admin/apis/configuration?done=saved").await.text();
+    for needle in [
+        "Settings saved.",
+        r#"name="max_lifetime_days" value="90""#,
+        r#"name="deactivate_unused_after_days" value="30""#,
+        r#"name="delete_deactivated_after_days" value="60""#,
+        r#"name="require_expiry" value="on" aria-describedby="require-expiry-hint" checked"#,
+    ] {
+        assert!(text.contains(needle), "{needle} in {text}");
+    }
+
+    // The checkbox alone (a form without the policy's fields) still turns
+    // token access off and leaves the policy as it is.
+    let r = browser.post(CONFIGURATION, &[("csrf", &csrf)]).await;
+    assert_eq!(r.status, 303, "{}", r.text());
+    let stored = app.app.account(&app.operator(&account.subdomain).await).await.unwrap();
+    assert!(!stored.api_token_access);
+    assert_eq!(stored.token_policy.max_lifetime_days, Some(90));
+
+    // Empty fields and unticked boxes clear the rules.
+    let r = browser
+        .post(CONFIGURATION, &policy_form(&csrf, "save", ["", "", ""], [false, true]))
+        .await;
+    assert_eq!(r.status, 303, "{}", r.text());
+    assert_eq!(
+        settings(&app, &auth).await,
+        serde_json::json!({
+            "api": {"api_token_access": true},
+            "token_policy": {
+                "max_lifetime_days": null,
+                "require_expiry": false,
+                "require_assigned_user": true,
+                "deactivate_unused_after_days": null,
+                "delete_deactivated_after_days": null,
+            },
+        })
+    );
+}
+
+#[tokio::test]
+async fn an_invalid_day_count_is_refused_with_the_entered_values_and_nothing_is_saved() {
+    let (app, account, browser) = signed_in_admin().await;
+    let auth = app.admin_auth(&account).await;
+    let before = settings(&app, &auth).await;
+    let events = app.audit(account.id).await.len();
+    let csrf = browser.csrf(CONFIGURATION).await;
+    for action in ["save", "preview"] {
+        for bad in ["0", "3651", "-5", "1.5", "abc", "99999999999999999999", "<b>x</b>"] {
+            for (i, label) in [
+                "Maximum lifetime",
+                "Deactivate tokens unused for",
+                "Delete tokens deactivated for",
+            ]
+            .into_iter()
+            .enumerate()
+            {
+                let mut days = ["7", "30", "60"];
+                days[i] = bad;
+                let r = browser
+                    .post(CONFIGURATION, &policy_form(&csrf, action, days, [true, true]))
+                    .await;
+                assert_eq!(r.status, 422, "{action} {label} {bad}: {}", r.text());
+                let text = r.text();
+                assert!(
+                    text.contains(&format!(
+                        "{label}: enter a whole number of days from 1 to 3650, or leave it empty."
+                    )),
+                    "{label} {bad}: {text}"
+                );
+                assert_eq!(text.matches("enter a whole number of days").count(), 1, "{text}");
+                assert!(!text.contains("<b>x</b>"), "escaped");
+                assert!(!text.contains(r#"id="policy-preview""#), "no preview: {text}");
+                // What was entered is shown again.
+                let names = [
+                    "max_lifetime_days",
+                    "deactivate_unused_after_days",
+                    "delete_deactivated_after_days",
+                ];
+                if bad != "<b>x</b>" {
+                    assert!(
+                        text.contains(&format!(r#"name="{}" value="{bad}""#, names[i])),
+                        "{bad}: {text}"
+                    );
+                }
+                assert!(text.contains(
+                    r#"name="require_assigned_user" value="on" aria-describedby="require-assigned-hint" checked"#
+                ));
+            }
+        }
+    }
+    // A forged action is a bad request.
+    let r = browser
+        .post(
+            CONFIGURATION,
+            &policy_form(&csrf, "delete", ["7", "", ""], [false, false]),
+        )
+        .await;
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert_eq!(settings(&app, &auth).await, before);
+    assert_eq!(app.audit(account.id).await.len(), events, "nothing was recorded");
+}
+
+#[tokio::test]
+async fn preview_lists_the_stale_and_long_deactivated_tokens_and_saves_nothing() {
+    let t0 = latchkey_core::time::Timestamp::from_unix(1_795_000_000);
+    let clock = crate::support::TestClock::at(t0);
+    let app = TestApp::spawn_with_clock(clock.clone(), |_| {}).await;
+    let account = app.account().await;
+    let email = user_with_password(&app, &account, Role::Admin).await;
+    let access = app.operator(&account.subdomain).await;
+    // Made 100 days ago and never used since.
+    let stale = app.token_described(&account, Some("Forgotten script")).await;
+    // Deactivated 100 days ago.
+    let retired = app.token_described(&account, Some("Retired bot")).await;
+    let off = latchkey_core::token::TokenPatch {
+        active: Some(false),
+        ..Default::default()
+    };
+    app.app.update_token(&access, retired.id, &off).await.unwrap();
+    clock.advance(100 * 86_400);
+    // Imported with a use 40 days ago: unused for 30 days too.
+    let imported = latchkey_core::token::NewToken {
+        hash: TokenHash::of("imported secret"),
+        visible_token: "lk_old…abcd".to_owned(),
+        description: Some("Imported long ago".to_owned()),
+        active: true,
+        user_id: None,
+        restrictions: Default::default(),
+        created_at: Some(t0.minus_secs(400 * 86_400)),
+        last_used: Some(app.app.now().minus_secs(40 * 86_400)),
+    };
+    app.app.import_tokens(&access, vec![imported]).await.unwrap();
+    // In use: listed nowhere.
+    let auth = app.admin_auth(&account).await;
+    assert_eq!(app.get("/api/v2/users/me", &auth).await.status, 200);
+    let before = settings(&app, &auth).await;
+
+    let browser = Browser::new(&app);
+    assert_eq!(browser.sign_in(&account.subdomain, &email, PASSWORD).await.status, 303);
+    let csrf = browser.csrf(CONFIGURATION).await;
+    let r = browser
+        .post(
+            CONFIGURATION,
+            &policy_form(&csrf, "preview", ["", "30", "60"], [false, false]),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let text = r.text();
+    assert!(text.contains(r#"id="policy-preview""#), "{text}");
+    assert!(text.contains("Nothing has been saved."), "{text}");
+    assert!(!text.contains("Settings saved."));
+    // The form keeps what was entered.
+    assert!(
+        text.contains(r#"name="deactivate_unused_after_days" value="30""#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"name="delete_deactivated_after_days" value="60""#),
+        "{text}"
+    );
+    let section = |id: &str| -> String {
+        let start = text
+            .find(&format!(r#"id="{id}-title""#))
+            .unwrap_or_else(|| panic!("{id} in {text}"));
+        let rest = &text[start..];
+        let end = rest[1..].find("<h3").map_or(rest.len(), |e| e + 1);
+        rest[..end].to_owned()
+    };
+    let deactivate = section("would-deactivate");
+    let delete = section("would-delete");
+    assert!(deactivate.contains(r#"<span class="muted">(2)</span>"#), "{deactivate}");
+    assert!(deactivate.contains("Forgotten script"), "{deactivate}");
+    assert!(deactivate.contains(&latchkey_core::token::visible_token(&stale.plain).unwrap()));
+    assert!(deactivate.contains("Imported long ago") && deactivate.contains("<code>lk_old…abcd</code>"));
+    assert!(
+        deactivate.contains(&latchkey_server::web::page::show_time(
+            app.app.now().minus_secs(40 * 86_400)
+        )),
+        "its last use: {deactivate}"
+    );
+    assert!(!deactivate.contains("Retired bot"), "{deactivate}");
+    assert!(delete.contains(r#"<span class="muted">(1)</span>"#), "{delete}");
+    assert!(delete.contains("Retired bot"), "{delete}");
+    assert!(
+        delete.contains(&latchkey_server::web::page::show_time(t0)),
+        "deactivated at: {delete}"
+    );
+
+    // Nothing was saved or changed.
+    assert_eq!(settings(&app, &auth).await, before);
+    assert_eq!(
+        before["token_policy"]["deactivate_unused_after_days"],
+        serde_json::Value::Null
+    );
+    let tokens = app.app.tokens(&access).await.unwrap();
+    assert_eq!(tokens.len(), 4);
+    assert_eq!(tokens.iter().filter(|t| t.active).count(), 3);
+
+    // A policy without sweep rules would change nothing.
+    let r = browser
+        .post(
+            CONFIGURATION,
+            &policy_form(&csrf, "preview", ["", "", ""], [false, false]),
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    let text = r.text();
+    assert!(text.contains(r#"id="would-deactivate-none""#) && text.contains(r#"id="would-delete-none""#));
 }

@@ -7,8 +7,11 @@
 //! [`session::AdminForm`] only runs for a signed-in admin whose form carried
 //! the session's CSRF token. Page actions (`deactivate`, `suspend`, ...) are
 //! parsed into enums by the path extractor, so an unknown one is a 404.
+//! Token rotation is one of those actions; its confirmation asks for the
+//! grace period ([`tokens`]).
 
 pub mod audit;
+pub mod configuration;
 pub mod login;
 pub mod page;
 pub mod people;
@@ -58,7 +61,7 @@ pub fn routes() -> Router<AppState> {
         )
         .route(
             "/admin/apis/configuration",
-            get(tokens::configuration).post(tokens::save_configuration),
+            get(configuration::show).post(configuration::save),
         )
         .route("/admin/audit-log", get(audit::page))
         .route("/admin/people", get(people::list).post(people::create))
@@ -81,6 +84,7 @@ pub const ADMIN_GET_PATHS: &[&str] = &[
     "/admin/apis/api-tokens/1/deactivate",
     "/admin/apis/api-tokens/1/reactivate",
     "/admin/apis/api-tokens/1/delete",
+    "/admin/apis/api-tokens/1/rotate",
     "/admin/apis/configuration",
     "/admin/people",
     "/admin/people/new",

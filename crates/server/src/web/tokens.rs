@@ -1,9 +1,11 @@
-//! The API token pages (`/admin/apis/api-tokens`) and the configuration
-//! page (`/admin/apis/configuration`): list, add (with the one-time reveal),
-//! details, edit, and deactivate/reactivate/delete behind a confirmation.
+//! The API token pages (`/admin/apis/api-tokens`): list, add (with the
+//! one-time reveal), details, edit, deactivate/reactivate/delete behind a
+//! confirmation, and rotate (a confirmation with the grace period, then the
+//! same one-time reveal of the new secret).
 //! Every change goes through the service layer with the admin's access.
 //! The restriction fields of Add and Edit (access, assigned user, expiry)
-//! are [`super::token_form`]'s.
+//! are [`super::token_form`]'s; the configuration page is
+//! [`super::configuration`]'s.
 
 use std::collections::HashMap;
 
@@ -14,10 +16,12 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use latchkey_app::AppError;
 use latchkey_core::{
-    account::{Account, AccountPatch},
+    account::Account,
     id::{TokenId, UserId},
     time::Timestamp,
-    token::{check_room, parse_description, ApiToken, Restrictions, TokenCreator, TokenPatch, TokenStatus},
+    token::{
+        check_room, check_rotatable, parse_description, ApiToken, Restrictions, TokenCreator, TokenPatch, TokenStatus,
+    },
     user::User,
     DomainError,
 };
@@ -55,6 +59,21 @@ pub struct TokenView {
     pub created_by: String,
     pub last_used: String,
     pub updated: String,
+    /// Whether Rotate is offered: active and not expired.
+    pub rotatable: bool,
+    /// After a rotation, the previous secret.
+    pub previous: Option<PreviousView>,
+}
+
+/// A rotated token's previous secret, as the details page shows it.
+pub struct PreviousView {
+    pub visible_token: String,
+    /// Whether it still authenticates (its grace period is running).
+    pub works: bool,
+    /// When it stops, or stopped, authenticating.
+    pub until: String,
+    /// Its last use since the rotation.
+    pub last_used: String,
 }
 
 impl TokenView {
@@ -107,6 +126,19 @@ fn view(t: &ApiToken, creator: &TokenCreator, now: Timestamp, users: &HashMap<Us
         created_by: creator_name(creator),
         last_used: t.last_used.map(list_time).unwrap_or_else(|| "Never".to_owned()),
         updated: show_time(t.updated_at),
+        rotatable: t.status(now) == TokenStatus::Active,
+        previous: t.previous_visible_token.as_ref().map(|visible| {
+            let until = t.previous_expires_at.unwrap_or(t.updated_at);
+            PreviousView {
+                visible_token: visible.clone(),
+                works: until > now,
+                until: show_time(until),
+                last_used: t
+                    .previous_last_used
+                    .map(show_time)
+                    .unwrap_or_else(|| "Not used since the rotation".to_owned()),
+            }
+        }),
     }
 }
 
@@ -136,7 +168,6 @@ fn notice(query: Option<&str>) -> Option<&'static str> {
         "deactivated" => "API token deactivated.",
         "reactivated" => "API token reactivated.",
         "deleted" => "API token deleted.",
-        "saved" => "Settings saved.",
         _ => return None,
     })
 }
@@ -210,12 +241,24 @@ pub async fn new(State(state): State<AppState>, admin: AdminPage) -> PageResult 
     new_page(&state, &admin, "", &Entered::new_token(), Vec::new()).await
 }
 
+/// The one-time reveal of a token's secret, after Add and after Rotate.
 #[derive(Template)]
 #[template(path = "token_reveal.html")]
 struct RevealTemplate<'a> {
     l: Layout,
+    heading: &'a str,
     token: &'a str,
     description: &'a str,
+    /// After a rotation: what became of the previous secret.
+    note: Option<String>,
+}
+
+/// The reveal page, never cached.
+fn reveal(t: &RevealTemplate) -> Response {
+    let mut res = render(StatusCode::OK, t);
+    res.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    res
 }
 
 pub async fn create(State(state): State<AppState>, form: AdminForm) -> PageResult {
@@ -241,15 +284,13 @@ pub async fn create(State(state): State<AppState>, form: AdminForm) -> PageResul
         Err(AppError::Domain(d)) => return new_page(&state, &admin, raw, &entered, domain_messages(&d)).await,
         Err(e) => return Err(e.into()),
     };
-    let t = RevealTemplate {
+    Ok(reveal(&RevealTemplate {
         l: admin.layout(Nav::Tokens),
+        heading: "Add API token",
         token: plain.expose(),
         description: token.description.as_deref().unwrap_or(""),
-    };
-    let mut res = render(StatusCode::OK, &t);
-    res.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    Ok(res)
+        note: None,
+    }))
 }
 
 async fn token(state: &AppState, admin: &AdminPage, id: TokenId) -> Result<ApiToken, PageError> {
@@ -391,6 +432,8 @@ pub enum Action {
     Deactivate,
     Reactivate,
     Delete,
+    /// A new secret; its confirmation asks for the grace period.
+    Rotate,
 }
 
 impl Action {
@@ -400,6 +443,7 @@ impl Action {
             Action::Deactivate => "deactivate",
             Action::Reactivate => "reactivate",
             Action::Delete => "delete",
+            Action::Rotate => "rotate",
         }
     }
 
@@ -408,6 +452,7 @@ impl Action {
             Action::Deactivate => "Deactivate",
             Action::Reactivate => "Reactivate",
             Action::Delete => "Delete",
+            Action::Rotate => "Rotate",
         }
     }
 }
@@ -436,12 +481,17 @@ pub fn token_confirmation(a: Action) -> Confirm {
             "Delete API token?",
             "Deleting a token is permanent. It cannot be reactivated.",
         ),
+        Action::Rotate => (
+            "Rotate API token?",
+            "The token gets a new secret, shown to you once. Apps that use the current secret must switch to \
+             the new one before the grace period ends.",
+        ),
     };
     Confirm {
         title,
         message,
         button: a.word(),
-        danger: a != Action::Reactivate,
+        danger: !matches!(a, Action::Reactivate | Action::Rotate),
     }
 }
 
@@ -468,6 +518,9 @@ pub async fn confirm(
     let (id, action) = action_path(path)?;
     let c = token_confirmation(action);
     let token = token(&state, &admin, id).await?;
+    if action == Action::Rotate {
+        return rotate_page(&state, &admin, &token, GRACE[0].0, Vec::new());
+    }
     let subject = view(&token, &TokenCreator::Operator, state.app.now(), &HashMap::new()).subject();
     Ok(render(
         StatusCode::OK,
@@ -487,7 +540,7 @@ pub async fn act(
     form: AdminForm,
 ) -> PageResult {
     let (id, action) = action_path(path)?;
-    let admin = form.admin;
+    let AdminForm { admin, fields } = form;
     let token = token(&state, &admin, id).await?;
     let active = |active| TokenPatch {
         active: Some(active),
@@ -506,34 +559,108 @@ pub async fn act(
             state.app.delete_token(&admin.access, token.id).await?;
             "deleted"
         }
+        Action::Rotate => return rotate(&state, &admin, &token, fields.get("grace")).await,
     };
     Ok(Redirect::to(&format!("{LIST}?done={done}")).into_response())
 }
 
-#[derive(Template)]
-#[template(path = "configuration.html")]
-struct ConfigurationTemplate<'a> {
-    l: Layout,
-    api_token_access: bool,
-    notice: Option<&'a str>,
+/// The grace periods Rotate offers: seconds, and the label.
+const GRACE: [(i64, &str); 4] = [
+    (0, "None: the current secret stops working at once"),
+    (3_600, "1 hour"),
+    (86_400, "24 hours"),
+    (604_800, "7 days"),
+];
+
+/// One grace period choice of the Rotate page.
+pub struct GraceChoice {
+    pub value: i64,
+    pub label: &'static str,
+    pub selected: bool,
 }
 
-pub async fn configuration(admin: AdminPage, RawQuery(query): RawQuery) -> PageResult {
+/// The Rotate confirmation: the grace period to choose.
+#[derive(Template)]
+#[template(path = "token_rotate.html")]
+struct RotateTemplate<'a> {
+    l: Layout,
+    c: Confirm,
+    subject: &'a str,
+    action_url: String,
+    graces: Vec<GraceChoice>,
+    /// A previous secret whose grace is still running, and until when.
+    pending: Option<(String, String)>,
+    /// Why this token cannot be rotated, if it cannot.
+    blocked: Option<String>,
+    errors: Vec<String>,
+}
+
+/// The Rotate page of `token`, with the grace period `grace` chosen (a
+/// value not offered chooses none).
+fn rotate_page(state: &AppState, admin: &AdminPage, token: &ApiToken, grace: i64, errors: Vec<String>) -> PageResult {
+    let now = state.app.now();
+    let subject = view(token, &TokenCreator::Operator, now, &HashMap::new()).subject();
+    let pending = match (&token.previous_visible_token, token.previous_expires_at) {
+        (Some(visible), Some(until)) if until > now => Some((visible.clone(), show_time(until))),
+        _ => None,
+    };
+    let status = if errors.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::UNPROCESSABLE_ENTITY
+    };
     Ok(render(
-        StatusCode::OK,
-        &ConfigurationTemplate {
-            l: admin.layout(Nav::Configuration),
-            api_token_access: admin.account().api_token_access,
-            notice: notice(query.as_deref()),
+        status,
+        &RotateTemplate {
+            l: admin.layout(Nav::Tokens),
+            c: token_confirmation(Action::Rotate),
+            subject: &subject,
+            action_url: format!("{LIST}/{}/{}", token.id, Action::Rotate.as_str()),
+            graces: GRACE
+                .iter()
+                .map(|&(value, label)| GraceChoice {
+                    value,
+                    label,
+                    selected: value == grace,
+                })
+                .collect(),
+            pending,
+            blocked: check_rotatable(token.active).err().map(|i| i.description),
+            errors,
         },
     ))
 }
 
-pub async fn save_configuration(State(state): State<AppState>, form: AdminForm) -> PageResult<Response> {
-    let patch = AccountPatch {
-        api_token_access: Some(form.fields.checked("api_token_access")),
-        ..Default::default()
+/// Rotates `token` with the grace period of the field `grace` (one of the
+/// offered values), then reveals the new secret this once.
+async fn rotate(state: &AppState, admin: &AdminPage, token: &ApiToken, grace: Option<&str>) -> PageResult {
+    let Some(grace) = grace
+        .and_then(|g| g.parse::<i64>().ok())
+        .filter(|g| GRACE.iter().any(|(value, _)| value == g))
+    else {
+        let message = "Choose a grace period from the list.".to_owned();
+        return rotate_page(state, admin, token, -1, vec![message]);
     };
-    state.app.update_account(&form.admin.access, &patch).await?;
-    Ok(Redirect::to("/admin/apis/configuration?done=saved").into_response())
+    let (rotated, plain) = match state.app.rotate_token(&admin.access, token.id, grace).await {
+        Ok(done) => done,
+        Err(AppError::Domain(DomainError::NotFound)) => return Err(PageError::NotFound),
+        Err(AppError::Domain(d)) => return rotate_page(state, admin, token, grace, domain_messages(&d)),
+        Err(e) => return Err(e.into()),
+    };
+    let note = rotated.previous_visible_token.as_ref().map(|visible| {
+        match rotated.previous_expires_at.filter(|&until| until > state.app.now()) {
+            Some(until) => format!(
+                "The previous secret {visible} keeps working until {}.",
+                show_time(until)
+            ),
+            None => format!("The previous secret {visible} no longer works."),
+        }
+    });
+    Ok(reveal(&RevealTemplate {
+        l: admin.layout(Nav::Tokens),
+        heading: "Rotate API token",
+        token: plain.expose(),
+        description: rotated.description.as_deref().unwrap_or(""),
+        note,
+    }))
 }
