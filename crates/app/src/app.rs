@@ -176,10 +176,11 @@ impl App {
         email: &str,
         hash: &TokenHash,
         now: Timestamp,
+        client: IpAddr,
         target: Option<Target<'_>>,
         f: impl FnOnce(IdentityRef<'_>) -> R,
     ) -> std::result::Result<R, Refusal> {
-        self.verifier.verify_with(email, hash, now, target, f)
+        self.verifier.verify_with(email, hash, now, client, target, f)
     }
 
     /// Authenticates an API token for a request from `ip` to `target` (a
@@ -193,7 +194,7 @@ impl App {
         ip: IpAddr,
         target: Target<'_>,
     ) -> std::result::Result<(Identity, UserAccess), Refusal> {
-        self.verifier.verify_with(email, hash, now, Some(target), |id| {
+        self.verifier.verify_with(email, hash, now, ip, Some(target), |id| {
             (id.to_identity(), UserAccess::new(id.user, ip))
         })
     }

@@ -1,7 +1,8 @@
-//! [`RateLimiter`]: attempts counted per key in one-minute windows of the
-//! injected clock's time. One type serves every limit: failed API
-//! authentications per client address, and sign-ins per address and per
-//! account and email. A window is one atomic word (its minute and its
+//! [`RateLimiter`]: attempts counted per key in fixed windows (a minute
+//! unless given another length) of the injected clock's time. One type
+//! serves every limit: failed API authentications per client address,
+//! sign-ins per address and per account and email, and leak reports per
+//! address per hour. A window is one atomic word (its minute and its
 //! count), so "is there room?" and "count this one" are a single
 //! compare-and-swap: [`RateLimiter::try_reserve`] takes a slot before the
 //! expensive check, and concurrent attempts cannot all pass a check that
@@ -29,9 +30,10 @@ pub const MAX_KEYS: usize = 10_000;
 #[derive(Debug, Default)]
 struct Window(AtomicU64);
 
-/// The window's minute, as stored (minutes since the epoch, modulo 2^32).
-fn minute_of(now: Timestamp) -> u32 {
-    now.unix().div_euclid(60) as u32
+/// The window `now` falls in, as stored (windows of `secs` since the
+/// epoch, modulo 2^32).
+fn window_of(now: Timestamp, secs: i64) -> u32 {
+    now.unix().div_euclid(secs) as u32
 }
 
 fn pack(minute: u32, count: u32) -> u64 {
@@ -42,9 +44,9 @@ fn unpack(word: u64) -> (u32, u32) {
     ((word >> 32) as u32, word as u32)
 }
 
-/// Seconds until the minute of `now` ends.
-fn until_next_minute(now: Timestamp) -> u64 {
-    (60 - now.unix().rem_euclid(60)) as u64
+/// Seconds until the window of `now` ends.
+fn until_next_window(now: Timestamp, secs: i64) -> u64 {
+    (secs - now.unix().rem_euclid(secs)) as u64
 }
 
 impl Window {
@@ -90,30 +92,46 @@ pub struct Reservation {
     minute: u32,
 }
 
-/// Counts attempts per key, allowing `per_minute` of them in each minute.
+/// Counts attempts per key, allowing `per_minute` of them in each window
+/// (a minute, unless made with [`RateLimiter::per_window`]).
 #[derive(Debug)]
 pub struct RateLimiter<K: Hash + Eq> {
     per_minute: u32,
+    window_secs: i64,
     windows: papaya::HashMap<K, Arc<Window>>,
 }
 
 impl<K: Hash + Eq + Clone + Send + Sync> RateLimiter<K> {
     pub fn new(per_minute: u32) -> Self {
+        Self::per_window(per_minute, 60)
+    }
+
+    /// `limit` attempts per window of `window_secs` seconds (at least 1).
+    pub fn per_window(limit: u32, window_secs: i64) -> Self {
         RateLimiter {
-            per_minute,
+            per_minute: limit,
+            window_secs: window_secs.max(1),
             windows: papaya::HashMap::new(),
         }
+    }
+
+    fn minute_of(&self, now: Timestamp) -> u32 {
+        window_of(now, self.window_secs)
+    }
+
+    fn until_next_minute(&self, now: Timestamp) -> u64 {
+        until_next_window(now, self.window_secs)
     }
 
     /// `Some(seconds to wait)` when `key` has used up this minute's failures.
     pub fn blocked(&self, key: &K, now: Timestamp) -> Option<u64> {
         let windows = self.windows.pin();
         let w = windows.get(key)?;
-        (w.count_in(minute_of(now)) >= self.per_minute).then(|| until_next_minute(now))
+        (w.count_in(self.minute_of(now)) >= self.per_minute).then(|| self.until_next_minute(now))
     }
 
     pub fn record_failure(&self, key: K, now: Timestamp) {
-        self.window(key, now).add(minute_of(now), None);
+        self.window(key, now).add(self.minute_of(now), None);
     }
 
     /// Counts an attempt for `key` before it is checked, in the same atomic
@@ -122,7 +140,7 @@ impl<K: Hash + Eq + Clone + Send + Sync> RateLimiter<K> {
     /// [released](RateLimiter::release), so of any number of concurrent
     /// attempts at most `per_minute` get through.
     pub fn try_reserve(&self, key: &K, now: Timestamp) -> Result<Reservation, u64> {
-        let minute = minute_of(now);
+        let minute = self.minute_of(now);
         let counted = {
             let windows = self.windows.pin();
             match windows.get(key) {
@@ -136,7 +154,7 @@ impl<K: Hash + Eq + Clone + Send + Sync> RateLimiter<K> {
         if counted {
             Ok(Reservation { minute })
         } else {
-            Err(until_next_minute(now))
+            Err(self.until_next_minute(now))
         }
     }
 
@@ -158,7 +176,7 @@ impl<K: Hash + Eq + Clone + Send + Sync> RateLimiter<K> {
 
     /// Forgets keys whose window has passed.
     pub fn sweep(&self, now: Timestamp) {
-        let minute = minute_of(now);
+        let minute = self.minute_of(now);
         self.windows
             .pin()
             .retain(|_, w| unpack(w.0.load(Ordering::Relaxed)).0 >= minute);

@@ -21,6 +21,7 @@ use std::time::Instant;
 
 use criterion::Criterion;
 use latchkey_core::account::{Plan, Subdomain};
+use latchkey_core::allowlist::IpAllowlist;
 use latchkey_core::id::{AccountId, TokenId, UserId};
 use latchkey_core::scope::{ResourceDef, ScopeCatalog};
 use latchkey_core::time::Timestamp;
@@ -32,6 +33,8 @@ const TOKENS_PER_ACCOUNT: usize = 100;
 const EMAIL: &str = "user1@example.com";
 
 const NOW: Timestamp = Timestamp::from_unix(1_000);
+/// The client address every case verifies from (inside the allowlist).
+const CLIENT: std::net::IpAddr = std::net::IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 10));
 
 fn user(id: i64, account_id: i64) -> User {
     User {
@@ -106,6 +109,7 @@ fn load(n: usize) -> Loaded {
         scopes: Some(catalog.parse_scopes(&["tickets:read", "users:read"]).expect("valid")),
         assigned_user_id: Some(UserId::new(1)),
         expires_at: Some(NOW.plus_secs(3_600)),
+        allowed_ips: Some(IpAllowlist::parse(&["10.0.0.0/8", "192.0.2.0/24", "2001:db8::/32"]).expect("valid")),
     };
     let restricted_id = 2 * accounts;
     add(restricted_id, restricted.hash(), true, every_restriction);
@@ -141,7 +145,7 @@ fn verify_borrowed(v: &Verifier, email: &str, token: &str) -> Option<(AccountId,
     if !has_valid_checksum(token) {
         return None;
     }
-    v.verify_with(email, &TokenHash::of(token), NOW, None, |i| {
+    v.verify_with(email, &TokenHash::of(token), NOW, CLIENT, None, |i| {
         black_box((i.account.subdomain.as_str(), i.user.email.as_str()));
         (i.account.id, i.user.id, i.token_id, i.user.role.as_str())
     })
@@ -157,7 +161,7 @@ fn verify_request(l: &Loaded, email: &str, token: &str, (method, uri): (&str, &s
     }
     let target = l.catalog.target(method, uri);
     l.verifier
-        .verify_with(email, &TokenHash::of(token), NOW, Some(target), |i| {
+        .verify_with(email, &TokenHash::of(token), NOW, CLIENT, Some(target), |i| {
             black_box((i.account.subdomain.as_str(), i.user.email.as_str(), i.scopes));
             i.token_id
         })
@@ -239,7 +243,7 @@ fn bench(c: &mut Criterion, n: usize, table: &mut Vec<(usize, &'static str, f64,
             }),
         ),
         (
-            "restricted+bound+expiring",
+            "scoped+bound+expiring+IPs",
             Box::new(|| {
                 black_box(verify_request(
                     &l,

@@ -198,6 +198,7 @@ mod tests {
             assigned_user_id: None,
             scopes: None,
             expires_at: None,
+            allowed_ips: None,
             created_at: T0,
             updated_at: T0,
             last_used: None,

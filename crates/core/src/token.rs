@@ -14,6 +14,7 @@ use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 use strum::{Display, IntoStaticStr};
 
+use crate::allowlist::IpAllowlist;
 use crate::change::text_change;
 use crate::error::{clean_text, ErrorCode, Invalid};
 use crate::id::{AccountId, TokenId, UserId};
@@ -470,6 +471,8 @@ pub struct ApiToken {
     pub scopes: Option<Scopes>,
     /// From this instant on the token fails to authenticate.
     pub expires_at: Option<Timestamp>,
+    /// Null: any address; else only these networks (README.md, "IP allowlists").
+    pub allowed_ips: Option<IpAllowlist>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
     pub last_used: Option<Timestamp>,
@@ -535,6 +538,8 @@ pub struct Restrictions {
     pub scopes: Option<Scopes>,
     pub assigned_user_id: Option<UserId>,
     pub expires_at: Option<Timestamp>,
+    /// Only requests from these networks authenticate.
+    pub allowed_ips: Option<IpAllowlist>,
 }
 
 impl Restrictions {
@@ -566,6 +571,7 @@ pub struct TokenPatch {
     pub scopes: Option<Option<Scopes>>,
     pub assigned_user_id: Option<Option<UserId>>,
     pub expires_at: Option<Option<Timestamp>>,
+    pub allowed_ips: Option<Option<IpAllowlist>>,
 }
 
 /// What a [`TokenPatch`] does to a token, as the audit log records it.
@@ -655,6 +661,19 @@ impl TokenPatch {
                 next.expires_at = expires_at;
             }
         }
+        if let Some(allowed) = &self.allowed_ips {
+            if *allowed != current.allowed_ips {
+                let show = |a: Option<&IpAllowlist>| {
+                    a.map_or_else(|| "any address".to_owned(), |a| format!("\"{}\"", a.to_stored()))
+                };
+                changes.update.push(format!(
+                    "allowed_ips changed from {} to {}",
+                    show(current.allowed_ips.as_ref()),
+                    show(allowed.as_ref())
+                ));
+                next.allowed_ips = allowed.clone();
+            }
+        }
         if let Some(active) = self.active {
             if active != current.active {
                 changes.status = Some(active);
@@ -681,6 +700,7 @@ mod patch_tests {
             assigned_user_id: None,
             scopes: None,
             expires_at: None,
+            allowed_ips: None,
             previous_visible_token: None,
             previous_expires_at: None,
             previous_last_used: None,
@@ -699,6 +719,7 @@ mod patch_tests {
             scopes: Some(None),
             assigned_user_id: Some(None),
             expires_at: None,
+            allowed_ips: Some(None),
         };
         assert!(apply(&p, &token()).expect("valid").1.is_empty());
     }

@@ -17,6 +17,7 @@
 
 use std::collections::HashSet;
 use std::hash::{Hash, Hasher};
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -229,6 +230,11 @@ enum Entry {
 /// imported token hash is chosen by an admin, so every byte is hashed).
 type Map<K, V> = papaya::HashMap<K, V, foldhash::fast::RandomState>;
 
+/// The client address [`Verifier::verify`] checks with, for callers that
+/// authenticate without a request: the unspecified IPv6 address `::`, which
+/// only an allowlist holding `::/0` lets through.
+pub const ANY_ADDRESS: IpAddr = IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED);
+
 /// A token's uses since the last flush: its latest use, and the latest use
 /// of its previous secret if that was used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -288,6 +294,8 @@ pub enum Denial {
     NotAssignedUser,
     /// A rotated token's previous secret, after its grace period.
     RotatedOut,
+    /// The client's address is outside the token's allowlist.
+    IpNotAllowed,
 }
 
 impl Denial {
@@ -365,7 +373,7 @@ impl Verifier {
     /// it). On success, records the use for `last_used`.
     /// Authentication alone, no request to check scopes against.
     pub fn verify(&self, email: &str, hash: &TokenHash, now: Timestamp) -> Result<Identity, Denial> {
-        self.verify_with(email, hash, now, None, |id| id.to_identity())
+        self.verify_with(email, hash, now, ANY_ADDRESS, None, |id| id.to_identity())
             .map_err(|r| match r {
                 Refusal::Unauthenticated(d) => d,
                 // No target, no scope check.
@@ -388,6 +396,7 @@ impl Verifier {
         email: &str,
         hash: &TokenHash,
         now: Timestamp,
+        client: IpAddr,
         target: Option<Target<'_>>,
         f: impl FnOnce(IdentityRef<'_>) -> R,
     ) -> Result<R, Refusal> {
@@ -405,6 +414,14 @@ impl Verifier {
             }
             if rare.restrictions.expires_at.is_some_and(|at| at <= now) {
                 return Err(Denial::TokenExpired.into());
+            }
+            if rare
+                .restrictions
+                .allowed_ips
+                .as_ref()
+                .is_some_and(|a| !a.allows(client))
+            {
+                return Err(Denial::IpNotAllowed.into());
             }
         }
         let restrictions = rare.map(|r| &r.restrictions);
@@ -818,7 +835,8 @@ mod tests {
                 "unknown_user",
                 "user_cannot_authenticate",
                 "not_assigned_user",
-                "rotated_out"
+                "rotated_out",
+                "ip_not_allowed"
             ]
         );
         assert!(Denial::iter().all(|d| d.to_string() == d.as_str()));
@@ -1007,10 +1025,12 @@ mod tests {
             for email in ["jane@example.com", "JANE@Example.COM", "bob@example.com", ""] {
                 for h in [&hash, &unknown] {
                     let owned = v.verify(email, h, at(1)).map(|i| seen(&i.account, &i.user, i.token_id));
-                    let borrowed = v.verify_with(email, h, at(1), None, seen_ref).map_err(|r| match r {
-                        Refusal::Unauthenticated(d) => d,
-                        Refusal::MissingScope(_) => unreachable!("no target"),
-                    });
+                    let borrowed = v
+                        .verify_with(email, h, at(1), ANY_ADDRESS, None, seen_ref)
+                        .map_err(|r| match r {
+                            Refusal::Unauthenticated(d) => d,
+                            Refusal::MissingScope(_) => unreachable!("no target"),
+                        });
                     assert_eq!(owned, borrowed, "{email}");
                     denials.insert(borrowed.err().map(Denial::as_str));
                 }
@@ -1018,7 +1038,7 @@ mod tests {
         }
         // Every outcome was compared, the success and each denial.
         assert_eq!(denials.len(), 6, "{denials:?}");
-        let ok = valid.verify_with("jane@example.com", &hash, at(1), None, seen_ref);
+        let ok = valid.verify_with("jane@example.com", &hash, at(1), ANY_ADDRESS, None, seen_ref);
         assert_eq!(
             ok,
             Ok((
@@ -1036,12 +1056,14 @@ mod tests {
     fn the_borrowing_path_records_use_and_an_owned_identity_shares_the_entries() {
         let (v, hash) = setup(true);
         assert_eq!(
-            v.verify_with("jane@example.com", &hash, at(300), None, |i| i.token_id),
+            v.verify_with("jane@example.com", &hash, at(300), ANY_ADDRESS, None, |i| i.token_id),
             Ok(TOKEN)
         );
         assert_eq!(v.drain_usage(), vec![used(TOKEN, at(300))]);
         let id = v
-            .verify_with("jane@example.com", &hash, at(301), None, |i| i.to_identity())
+            .verify_with("jane@example.com", &hash, at(301), ANY_ADDRESS, None, |i| {
+                i.to_identity()
+            })
             .expect("ok");
         assert!(Arc::ptr_eq(&id.account, &v.account(ACME).expect("account")));
         assert!(Arc::ptr_eq(&id.user, &v.user(JANE).expect("user")));
@@ -1189,6 +1211,29 @@ mod tests {
         );
     }
 
+    #[test]
+    fn an_allowlisted_token_authenticates_only_from_inside_it() {
+        let (v, hash) = setup(true);
+        v.upsert_token(restricted(
+            hash,
+            Restrictions {
+                allowed_ips: Some(crate::allowlist::IpAllowlist::parse(&["192.0.2.0/24"]).expect("valid")),
+                ..Restrictions::default()
+            },
+        ));
+        let from = |ip: &str| v.verify_with("jane@example.com", &hash, at(1), ip.parse().expect("ip"), None, |_| ());
+        assert_eq!(from("192.0.2.10"), Ok(()));
+        assert_eq!(from("::ffff:192.0.2.10"), Ok(()));
+        assert_eq!(
+            from("198.51.100.1"),
+            Err(Refusal::Unauthenticated(Denial::IpNotAllowed))
+        );
+        assert_eq!(
+            v.verify("jane@example.com", &hash, at(1)).err(),
+            Some(Denial::IpNotAllowed)
+        );
+    }
+
     fn restricted(hash: TokenHash, restrictions: Restrictions) -> TokenAuth {
         TokenAuth {
             restrictions,
@@ -1265,6 +1310,7 @@ mod tests {
                 "jane@example.com",
                 &hash,
                 at(1),
+                ANY_ADDRESS,
                 Some(catalog.target(method, path)),
                 |i| i.scopes.map(|s| s.to_stored()),
             )
@@ -1284,6 +1330,7 @@ mod tests {
                 "bob@example.com",
                 &hash,
                 at(1),
+                ANY_ADDRESS,
                 Some(catalog.target("PUT", "/x")),
                 |_| ()
             ),

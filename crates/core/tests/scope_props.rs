@@ -84,7 +84,7 @@ proptest! {
         prop_assert!(c.target(&method, &path).allowed(None));
         // And through the verifier, end to end.
         let v = verifier(Restrictions::default());
-        let r = v.verify_with("jane@example.com", &hash(), Timestamp::from_unix(1), Some(c.target(&method, &path)), |_| ());
+        let r = v.verify_with("jane@example.com", &hash(), Timestamp::from_unix(1), latchkey_core::verifier::ANY_ADDRESS, Some(c.target(&method, &path)), |_| ());
         prop_assert!(r.is_ok(), "{r:?}");
     }
 

@@ -273,6 +273,10 @@ pub enum TokenCmd {
         /// When the token stops working, RFC 3339 (`2027-03-01T00:00:00Z`).
         #[arg(long, env = "LATCHKEY_EXPIRES_AT", value_parser = parse_time)]
         expires_at: Option<Timestamp>,
+        /// Only requests from these networks authenticate, comma-separated
+        /// (`10.0.0.0/8,2001:db8::/32`; a bare address is /32 or /128).
+        #[arg(long, env = "LATCHKEY_ALLOWED_IPS", value_delimiter = ',')]
+        allowed_ips: Option<Vec<String>>,
     },
     /// List an account's tokens, newest first.
     List {

@@ -18,6 +18,7 @@ use latchkey_app::password::{ExposeSecret, SecretString};
 use latchkey_app::{password, AdminAccess, App, AppError};
 use latchkey_core::{
     account::{parse_account_name, AccountPatch, NewAccount, Plan, Subdomain},
+    allowlist::IpAllowlist,
     audit::first_broken,
     policy::SweepAction,
     time::{rfc3339, Timestamp},
@@ -310,6 +311,7 @@ async fn token(url: &str, cmd: TokenCmd) -> anyhow::Result<()> {
             scopes,
             assigned_user,
             expires_at,
+            allowed_ips,
         } => {
             let prefix = cli::parse_prefix(&token_prefix)?;
             let app = open(url, prefix).await?;
@@ -331,10 +333,15 @@ async fn token(url: &str, cmd: TokenCmd) -> anyhow::Result<()> {
                 ),
                 None => None,
             };
+            let allowed_ips = match allowed_ips {
+                Some(entries) => Some(domain(IpAllowlist::parse(&entries))?),
+                None => None,
+            };
             let restrictions = Restrictions {
                 scopes,
                 assigned_user_id,
                 expires_at,
+                allowed_ips,
             };
             let (_, plain) = app.create_token(&access, description, restrictions).await?;
             println!("{}", plain.expose());
@@ -357,6 +364,7 @@ async fn token(url: &str, cmd: TokenCmd) -> anyhow::Result<()> {
                             "assigned_user_id": t.assigned_user_id,
                             "scopes": t.scopes.as_ref().map(|s| s.names().collect::<Vec<_>>()),
                             "expires_at": t.expires_at.map(rfc3339),
+                            "allowed_ips": t.allowed_ips.as_ref().map(|a| a.names().collect::<Vec<_>>()),
                             "status": t.status(now).to_string(),
                             "created_at": rfc3339(t.created_at),
                             "updated_at": rfc3339(t.updated_at),

@@ -14,6 +14,7 @@ use futures_util::TryStreamExt;
 use latchkey_core::secret::{CsrfToken, PasswordHash};
 use latchkey_core::{
     account::{Account, NewAccount},
+    allowlist::IpAllowlist,
     audit::AuditEvent,
     audit_query::{AuditFilter, Seek},
     id::{AccountId, AuditEventId, TokenId, UserId},
@@ -456,6 +457,7 @@ where
         now: Timestamp,
     ) -> Result<ApiToken> {
         let scopes = new.restrictions.scopes.as_ref().map(Scopes::to_stored);
+        let allowed_ips = new.restrictions.allowed_ips.as_ref().map(IpAllowlist::to_stored);
         let row: TokenRow = sqlx::query_as(sql::INSERT_TOKEN)
             .bind(account_id.get())
             .bind(&new.hash.0[..])
@@ -470,6 +472,7 @@ where
             .bind(now.unix())
             .bind(new.last_used.map(Timestamp::unix))
             .bind((!new.active).then_some(now.unix()))
+            .bind(allowed_ips.as_deref())
             .fetch_one(tx)
             .await?;
         Ok(ApiToken::from(row))
@@ -477,6 +480,7 @@ where
 
     pub(crate) async fn save_token<'e>(tx: impl Executor<'e, Database = DB>, t: &ApiToken) -> Result<()> {
         let scopes = t.scopes.as_ref().map(Scopes::to_stored);
+        let allowed_ips = t.allowed_ips.as_ref().map(IpAllowlist::to_stored);
         sqlx::query(sql::SAVE_TOKEN)
             .bind(t.description.as_deref())
             .bind(t.active)
@@ -485,6 +489,7 @@ where
             .bind(t.expires_at.map(Timestamp::unix))
             .bind(t.updated_at.unix())
             .bind(t.deactivated_at.map(Timestamp::unix))
+            .bind(allowed_ips.as_deref())
             .bind(t.id.get())
             .execute(tx)
             .await?;

@@ -3,6 +3,7 @@
 
 use latchkey_core::{
     account::{Account, Plan, Subdomain},
+    allowlist::IpAllowlist,
     audit::{Action, ActorType, AuditEvent, SourceType},
     id::{AccountId, AuditEventId, TokenId, UserId},
     policy::TokenPolicy,
@@ -34,7 +35,7 @@ macro_rules! user_columns {
 }
 macro_rules! token_columns {
     () => {
-        "id, account_id, description, active, visible_token, user_id, assigned_user_id, scopes, expires_at, created_at, updated_at, last_used, previous_visible_token, previous_expires_at, previous_last_used, deactivated_at"
+        "id, account_id, description, active, visible_token, user_id, assigned_user_id, scopes, expires_at, created_at, updated_at, last_used, previous_visible_token, previous_expires_at, previous_last_used, deactivated_at, allowed_ips"
     };
 }
 /// The token columns of `token_columns!`, each prefixed (`"t."`) for a join.
@@ -72,7 +73,9 @@ macro_rules! token_columns_of {
             $t,
             "previous_last_used, ",
             $t,
-            "deactivated_at"
+            "deactivated_at, ",
+            $t,
+            "allowed_ips"
         )
     };
 }
@@ -180,6 +183,7 @@ pub struct TokenRow {
     previous_expires_at: Option<i64>,
     previous_last_used: Option<i64>,
     deactivated_at: Option<i64>,
+    allowed_ips: Option<String>,
 }
 
 impl From<TokenRow> for ApiToken {
@@ -201,6 +205,7 @@ impl From<TokenRow> for ApiToken {
             previous_expires_at: r.previous_expires_at.map(Timestamp::from_unix),
             previous_last_used: r.previous_last_used.map(Timestamp::from_unix),
             deactivated_at: r.deactivated_at.map(Timestamp::from_unix),
+            allowed_ips: r.allowed_ips.as_deref().and_then(IpAllowlist::from_stored),
         }
     }
 }
@@ -239,6 +244,7 @@ pub struct TokenAuthRow {
     expires_at: Option<i64>,
     previous_hash: Option<Vec<u8>>,
     previous_expires_at: Option<i64>,
+    allowed_ips: Option<String>,
 }
 
 impl TryFrom<TokenAuthRow> for TokenAuth {
@@ -255,6 +261,7 @@ impl TryFrom<TokenAuthRow> for TokenAuth {
                 scopes: r.scopes.as_deref().and_then(Scopes::from_stored),
                 assigned_user_id: r.assigned_user_id.map(UserId::new),
                 expires_at: r.expires_at.map(Timestamp::from_unix),
+                allowed_ips: r.allowed_ips.as_deref().and_then(IpAllowlist::from_stored),
             },
             previous: match (r.previous_hash, r.previous_expires_at) {
                 (Some(hash), Some(until)) => Some(PreviousSecret {

@@ -16,7 +16,7 @@ pub const APPEND_CHANGE: &str = "INSERT INTO changes (entity, entity_id, created
 pub const ALL_ACCOUNTS: &str = concat!("SELECT ", account_columns!(), " FROM accounts ORDER BY id");
 pub const LIVE_USERS: &str = concat!("SELECT ", user_columns!(), " FROM users WHERE deleted_at IS NULL");
 pub const ALL_TOKEN_AUTH: &str = "SELECT id, account_id, token_hash, active, assigned_user_id, scopes, expires_at, \
-     previous_hash, previous_expires_at FROM api_tokens";
+     previous_hash, previous_expires_at, allowed_ips FROM api_tokens";
 
 // Accounts.
 pub const SWEEPING_ACCOUNTS: &str = "SELECT id FROM accounts WHERE policy_deactivate_unused_after_days IS NOT NULL \
@@ -74,7 +74,7 @@ pub const ACCOUNT_TOKEN: &str = concat!(
     " FROM api_tokens WHERE account_id = $1 AND id = $2"
 );
 pub const TOKEN_AUTH_BY_ID: &str = "SELECT id, account_id, token_hash, active, assigned_user_id, scopes, expires_at, \
-     previous_hash, previous_expires_at FROM api_tokens WHERE id = $1";
+     previous_hash, previous_expires_at, allowed_ips FROM api_tokens WHERE id = $1";
 pub const ACCOUNT_TOKENS: &str = concat!(
     "SELECT ",
     token_columns!(),
@@ -101,12 +101,12 @@ pub const COUNT_TOKENS: &str = "SELECT COUNT(*) FROM api_tokens WHERE account_id
 pub const TOKEN_HASH_TAKEN: &str = "SELECT COUNT(*) FROM api_tokens WHERE token_hash = $1";
 pub const INSERT_TOKEN: &str = concat!(
     "INSERT INTO api_tokens (account_id, token_hash, visible_token, description, active, user_id, ",
-    "assigned_user_id, scopes, expires_at, created_at, updated_at, last_used, deactivated_at) ",
-    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING ",
+    "assigned_user_id, scopes, expires_at, created_at, updated_at, last_used, deactivated_at, allowed_ips) ",
+    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) RETURNING ",
     token_columns!()
 );
 pub const SAVE_TOKEN: &str = "UPDATE api_tokens SET description = $1, active = $2, assigned_user_id = $3, \
-     scopes = $4, expires_at = $5, updated_at = $6, deactivated_at = $7 WHERE id = $8";
+     scopes = $4, expires_at = $5, updated_at = $6, deactivated_at = $7, allowed_ips = $8 WHERE id = $9";
 /// A rotation: the current secret becomes the previous one, until `$1`.
 pub const ROTATE_TOKEN: &str = "UPDATE api_tokens SET previous_hash = token_hash, \
      previous_visible_token = visible_token, previous_expires_at = $1, previous_last_used = NULL, \

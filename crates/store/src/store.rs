@@ -386,12 +386,16 @@ impl Store {
         }
         // A restriction that changes must keep to the policy (editing only
         // the description of a token made before the policy is allowed).
-        let restricting = patch.scopes.is_some() || patch.assigned_user_id.is_some() || patch.expires_at.is_some();
+        let restricting = patch.scopes.is_some()
+            || patch.assigned_user_id.is_some()
+            || patch.expires_at.is_some()
+            || patch.allowed_ips.is_some();
         if restricting {
             let restrictions = Restrictions {
                 scopes: next.scopes.clone(),
                 assigned_user_id: next.assigned_user_id,
                 expires_at: next.expires_at,
+                allowed_ips: next.allowed_ips.clone(),
             };
             account
                 .token_policy

@@ -31,7 +31,14 @@ impl Opened {
     /// Whether `token` authenticates `email` in a freshly loaded verifier.
     fn verify(&self, email: &str, token: &str) -> Result<(), Denial> {
         self.app
-            .verify_with(email, &TokenHash::of(token), self.app.now(), None, |_| ())
+            .verify_with(
+                email,
+                &TokenHash::of(token),
+                self.app.now(),
+                latchkey_core::verifier::ANY_ADDRESS,
+                None,
+                |_| (),
+            )
             .map_err(|r| match r {
                 Refusal::Unauthenticated(d) => d,
                 Refusal::MissingScope(s) => panic!("no target, yet a scope refusal: {s}"),

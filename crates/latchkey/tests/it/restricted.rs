@@ -663,3 +663,77 @@ async fn the_cli_creates_restricted_tokens_and_lists_them() {
     .await;
     assert_eq!(bad_time.code, 2, "{}", bad_time.stderr);
 }
+
+/// IP allowlists (README.md, "IP allowlists"): a token works only from
+/// inside its networks, with the client address read as everywhere else
+/// (the peer, or `X-Forwarded-For` from a trusted proxy); from elsewhere
+/// the identical 401, on the REST API and at `/verify`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_allowlisted_token_works_only_from_inside_its_networks() {
+    let t = TestApp::spawn_with(|c| c.trusted_proxies = vec!["127.0.0.1/32".parse().expect("cidr")]).await;
+    let a = t.account().await;
+    let admin = t.admin_auth(&a).await;
+    let (id, token) = create(&t, &admin, json!({"allowed_ips": ["192.0.2.0/24", "2001:db8::/32"]})).await;
+    let auth = basic(&a.admin.email, &token);
+    let from = |ip: &'static str| vec![("x-forwarded-for", ip)];
+    for (ip, want) in [
+        ("192.0.2.7", 200),
+        ("2001:db8::5", 200),
+        ("::ffff:192.0.2.9", 200),
+        ("198.51.100.1", 401),
+        ("2001:db9::1", 401),
+    ] {
+        let r = ask(&t, Method::GET, "/api/v2/users/me", &auth, &from(ip)).await;
+        assert_eq!(r.status, want, "{ip}: {}", r.text());
+        let v = ask(&t, Method::GET, "/verify", &auth, &from(ip)).await;
+        assert_eq!(v.status, want, "/verify from {ip}");
+        if want == 401 {
+            assert_eq!(r.text(), NOT_AUTHENTICATED, "the identical 401");
+        }
+    }
+    // The loopback peer itself is outside the list.
+    assert_eq!(t.me_status(&auth).await, 401);
+    let rec = t.get(&format!("/api/v2/api_tokens/{id}"), &admin).await.json();
+    assert_eq!(
+        rec["api_token"]["allowed_ips"],
+        json!(["192.0.2.0/24", "2001:db8::/32"])
+    );
+    // Lifting it restores the token everywhere; the change is audited.
+    let r = t
+        .put(
+            &format!("/api/v2/api_tokens/{id}"),
+            &admin,
+            &json!({"api_token": {"allowed_ips": null}}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(t.me_status(&auth).await, 200);
+    let change = t
+        .audit(a.id)
+        .await
+        .into_iter()
+        .rev()
+        .find(|e| e.action == Action::Update && e.source_id == id.get())
+        .expect("audited")
+        .change_description;
+    assert_eq!(
+        change,
+        r#"allowed_ips changed from "192.0.2.0/24 2001:db8::/32" to any address"#
+    );
+    for bad in [
+        json!(["10.0.0.0/33"]),
+        json!(["example.com"]),
+        json!([]),
+        json!("10.0.0.0/8"),
+    ] {
+        let r = t
+            .post(
+                "/api/v2/api_tokens",
+                &admin,
+                &json!({"api_token": {"allowed_ips": bad}}),
+            )
+            .await;
+        assert_eq!(r.status, 422, "{bad}: {}", r.text());
+        assert_eq!(r.json()["details"]["allowed_ips"][0]["error"], "InvalidValue", "{bad}");
+    }
+}

@@ -386,13 +386,13 @@ async fn verification_runs_no_database_statement() {
     assert_eq!(control.status, 200);
     let control_id = request_id(&control);
 
-    // A token with every restriction: scopes, an assigned user, an expiry;
+    // A token with every restriction: scopes, an assigned user, an expiry, an allowlist;
     // asked about with the original request, allowed and refused.
     let (_, restricted) = t
         .api_create_token_with(
             &good,
             serde_json::json!({"scopes": ["tickets:read"], "assigned_user_id": a.admin.id,
-                "expires_at": "2099-01-01T00:00:00Z"}),
+                "expires_at": "2099-01-01T00:00:00Z", "allowed_ips": ["127.0.0.0/8", "::1"]}),
         )
         .await;
     let bound = basic(&a.admin.email, &restricted);

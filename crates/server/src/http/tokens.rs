@@ -7,6 +7,7 @@ use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use latchkey_core::allowlist::IpAllowlist;
 use latchkey_core::id::{TokenId, UserId};
 use latchkey_core::scope::Scopes;
 use latchkey_core::time::Timestamp;
@@ -69,10 +70,23 @@ pub struct CreateToken {
     /// RFC 3339, in the future; from this instant the token fails.
     #[schema(required = false, value_type = Option<String>, format = DateTime)]
     pub expires_at: Option<Timestamp>,
+    /// IPv4 and IPv6 networks (`10.0.0.0/8`, `2001:db8::/32`) or single
+    /// addresses; only requests from inside them authenticate. `null`: any.
+    #[schema(required = false, value_type = Option<Vec<String>>, max_items = 100)]
+    pub allowed_ips: Option<IpAllowlist>,
 }
 
 /// The restriction fields every token body may carry.
-const RESTRICTIONS: [&str; 3] = ["scopes", "assigned_user_id", "expires_at"];
+const RESTRICTIONS: [&str; 4] = ["scopes", "assigned_user_id", "expires_at", "allowed_ips"];
+
+/// `allowed_ips` of a body: absent, null, or parsed networks.
+fn opt_allowlist(rec: &Map<String, Value>) -> Result<Option<Option<IpAllowlist>>, Invalid> {
+    match opt_string_list(rec, "allowed_ips")? {
+        None => Ok(None),
+        Some(None) => Ok(Some(None)),
+        Some(Some(entries)) => IpAllowlist::parse(&entries).map(|a| Some(Some(a))),
+    }
+}
 
 impl FromJsonObject for CreateTokenRequest {
     fn from_object(body: Map<String, Value>) -> Result<Self, ApiError> {
@@ -90,6 +104,7 @@ impl FromJsonObject for CreateTokenRequest {
         let scopes = errors.check(opt_string_list(&rec, "scopes")).flatten().flatten();
         let assigned_user_id = errors.check(opt_id(&rec, "assigned_user_id")).flatten().flatten();
         let expires_at = errors.check(opt_time(&rec, "expires_at")).flatten().flatten();
+        let allowed_ips = errors.check(opt_allowlist(&rec)).flatten().flatten();
         errors.finish()?;
         Ok(CreateTokenRequest {
             api_token: Some(CreateToken {
@@ -97,6 +112,7 @@ impl FromJsonObject for CreateTokenRequest {
                 scopes,
                 assigned_user_id: assigned_user_id.map(UserId::new),
                 expires_at,
+                allowed_ips,
             }),
         })
     }
@@ -130,6 +146,9 @@ pub struct UpdateToken {
     /// expiring) is refused once an expiry is set (422 `InvalidValue`).
     #[schema(value_type = Option<String>, required = false, format = DateTime)]
     pub expires_at: Option<Option<Timestamp>>,
+    /// Networks or addresses, or `null` for any address.
+    #[schema(value_type = Option<Vec<String>>, required = false, max_items = 100)]
+    pub allowed_ips: Option<Option<IpAllowlist>>,
 }
 
 impl FromJsonObject for UpdateTokenRequest {
@@ -151,6 +170,7 @@ impl FromJsonObject for UpdateTokenRequest {
             .flatten()
             .map(|id| id.map(UserId::new));
         let expires_at = errors.check(opt_time(&rec, "expires_at")).flatten();
+        let allowed_ips = errors.check(opt_allowlist(&rec)).flatten();
         errors.finish()?;
         Ok(UpdateTokenRequest {
             api_token: UpdateToken {
@@ -159,6 +179,7 @@ impl FromJsonObject for UpdateTokenRequest {
                 scopes,
                 assigned_user_id,
                 expires_at,
+                allowed_ips,
             },
         })
     }
@@ -209,16 +230,19 @@ pub async fn create(
         scopes: names,
         assigned_user_id,
         expires_at,
+        allowed_ips,
     } = input.api_token.unwrap_or(CreateToken {
         description: None,
         scopes: None,
         assigned_user_id: None,
         expires_at: None,
+        allowed_ips: None,
     });
     let restrictions = Restrictions {
         scopes: scopes(&state, names)?,
         assigned_user_id,
         expires_at,
+        allowed_ips,
     };
     let (token, plain) = state.app.create_token(&admin.access, description, restrictions).await?;
     let body = CreatedTokenResponse {
@@ -275,6 +299,7 @@ pub async fn update(
                 scopes: names,
                 assigned_user_id,
                 expires_at,
+                allowed_ips,
             },
     } = UpdateTokenRequest::from_object(body)?;
     let patch = TokenPatch {
@@ -283,6 +308,7 @@ pub async fn update(
         scopes: names.map(|n| scopes(&state, n)).transpose()?,
         assigned_user_id,
         expires_at,
+        allowed_ips,
     };
     let token = state.app.update_token(&admin.access, id, &patch).await?;
     Ok(json_response(

@@ -58,8 +58,8 @@ impl FromRequestParts<AppState> for IdentityHeaders {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let target = original_request(parts).map(|(method, uri)| state.app.scope_catalog().target(method, uri));
-        authenticate_with(state, parts, |app, email, hash, now, _ip| {
-            app.verify_with(email, hash, now, target, |id| IdentityHeaders(identity_headers(id)))
+        authenticate_with(state, parts, |app, email, hash, now, ip| {
+            app.verify_with(email, hash, now, ip, target, |id| IdentityHeaders(identity_headers(id)))
         })
     }
 }

@@ -33,7 +33,7 @@ pub fn user_url(base: &BaseUrl, id: UserId) -> String {
     "id": 7, "url": "https://acme.example.com/api/v2/api_tokens/7.json",
     "description": "Jira sync", "active": true, "visible_token": "lk_4fQ9…b3Z0",
     "user_id": 3, "assigned_user_id": null, "scopes": ["tickets:read"],
-    "expires_at": null, "status": "active", "previous_visible_token": null,
+    "expires_at": null, "allowed_ips": null, "status": "active", "previous_visible_token": null,
     "previous_expires_at": null, "previous_last_used": null,
     "created_at": "2026-11-27T09:14:57Z", "updated_at": "2026-11-27T09:14:57Z",
     "last_used": null
@@ -63,6 +63,9 @@ pub struct TokenView {
     /// From this instant the token fails to authenticate; `null`: never.
     #[schema(required = true, format = DateTime)]
     pub expires_at: Option<String>,
+    /// Only requests from these networks authenticate; `null`: any address.
+    #[schema(required = true)]
+    pub allowed_ips: Option<Vec<String>>,
     /// `active`, `deactivated`, or `expired` (active, past `expires_at`).
     #[schema(value_type = TokenStatusName)]
     pub status: &'static str,
@@ -91,7 +94,7 @@ pub struct TokenView {
     "id": 7, "url": "https://acme.example.com/api/v2/api_tokens/7.json",
     "description": "Jira sync", "active": true, "visible_token": "lk_4fQ9…b3Z0",
     "user_id": 3, "assigned_user_id": null, "scopes": ["tickets:read"],
-    "expires_at": null, "status": "active", "previous_visible_token": null,
+    "expires_at": null, "allowed_ips": null, "status": "active", "previous_visible_token": null,
     "previous_expires_at": null, "previous_last_used": null,
     "created_at": "2026-11-27T09:14:57Z", "updated_at": "2026-11-27T09:14:57Z",
     "last_used": null, "token": "lk_4fQ9c2VhbW9ua2V5c2VjcmV0dG9rZW4xMjM0a0Ab3Z0"
@@ -278,6 +281,7 @@ pub fn token(base: &BaseUrl, t: &ApiToken, now: Timestamp) -> TokenView {
         assigned_user_id: t.assigned_user_id,
         scopes: t.scopes.as_ref().map(|s| s.names().collect()),
         expires_at: t.expires_at.map(time),
+        allowed_ips: t.allowed_ips.as_ref().map(|a| a.names().collect()),
         status: t.status(now).into(),
         previous_visible_token: t.previous_visible_token.clone(),
         previous_expires_at: t.previous_expires_at.map(time),

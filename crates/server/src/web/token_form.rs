@@ -606,6 +606,7 @@ mod tests {
             previous_expires_at: None,
             previous_last_used: None,
             deactivated_at: None,
+            allowed_ips: None,
         }
     }
 

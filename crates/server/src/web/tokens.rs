@@ -278,6 +278,7 @@ pub async fn create(State(state): State<AppState>, form: AdminForm) -> PageResul
         scopes: parsed.scopes.flatten(),
         assigned_user_id: parsed.assigned_user_id.flatten(),
         expires_at: parsed.expires_at.flatten(),
+        allowed_ips: None,
     };
     let (token, plain) = match state.app.create_token(&admin.access, description, restrictions).await {
         Ok(created) => created,
