@@ -21,7 +21,10 @@ use latchkey_core::{
     policy::{SweepAction, TokenPolicy},
     scope::{ScopeCatalog, Target},
     time::{Clock, SystemClock, Timestamp},
-    token::{ApiToken, NewToken, PlainToken, Restrictions, TokenCreator, TokenHash, TokenPatch, TokenPrefix},
+    token::{
+        has_valid_checksum, ApiToken, NewToken, PlainToken, Restrictions, TokenCreator, TokenHash, TokenPatch,
+        TokenPrefix,
+    },
     user::{Email, NewUser, Role, User, UserPatch},
     verifier::{Identity, IdentityRef, Refusal, Verifier},
     DomainError,
@@ -511,6 +514,41 @@ impl App {
             .await?;
         self.refresh().await;
         Ok((self.with_usage(token), plain))
+    }
+
+    // -- leaked tokens ------------------------------------------------------------
+
+    /// Strings reported as leaked (by anyone: README.md, "Leaked tokens"):
+    /// each one that is a token of this deployment (looked up from memory,
+    /// after the checksum, so garbage costs no lookup) is deactivated and
+    /// audited by `system` as `reported leaked`, with `found_at` when given.
+    /// Answers, per string, whether it matched a token.
+    pub async fn report_leaked<S: AsRef<str>>(&self, strings: &[S], found_at: Option<&str>) -> Result<Vec<bool>> {
+        let now = self.now();
+        let mut matched = Vec::with_capacity(strings.len());
+        let mut changed = false;
+        for s in strings {
+            let s = s.as_ref();
+            let hit = if has_valid_checksum(s) {
+                self.verifier.find_secret(&TokenHash::of(s), now)
+            } else {
+                None
+            };
+            let Some((account_id, token_id)) = hit else {
+                matched.push(false);
+                continue;
+            };
+            let done = self
+                .store
+                .report_leaked(account_id, token_id, found_at, &Actor::system(), now)
+                .await?;
+            changed |= done.is_some();
+            matched.push(done.is_some());
+        }
+        if changed {
+            self.refresh().await;
+        }
+        Ok(matched)
     }
 
     // -- the token policy and its sweeper ----------------------------------------

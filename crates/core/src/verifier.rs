@@ -557,6 +557,22 @@ impl Verifier {
         (t > 0).then_some(Timestamp::from_unix(t))
     }
 
+    /// The token whose secret hashes to `hash` (its current secret, or a
+    /// previous one still in its grace at `now`), with its account: what a
+    /// leak report matches, from memory.
+    pub fn find_secret(&self, hash: &TokenHash, now: Timestamp) -> Option<(AccountId, TokenId)> {
+        let lookup = self.lookup.pin();
+        let Some(Entry::Token(token)) = lookup.get(&TokenQ(hash)) else {
+            return None;
+        };
+        let over = token
+            .rare
+            .as_ref()
+            .and_then(|r| r.grace_until)
+            .is_some_and(|until| until <= now);
+        (!over).then_some((token.account_id, token.id))
+    }
+
     pub fn account(&self, id: AccountId) -> Option<Arc<AccountEntry>> {
         match self.lookup.pin().get(&AccountQ(id)) {
             Some(Entry::Account(a)) => Some(a.clone()),

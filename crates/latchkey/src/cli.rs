@@ -286,6 +286,13 @@ pub enum TokenCmd {
         #[arg(long)]
         json: bool,
     },
+    /// Revoke tokens found in public: every line of the file that is one of
+    /// this deployment's tokens deactivates it (audited as `reported leaked`).
+    RevokeLeaked {
+        /// One token a line; other lines are ignored.
+        #[arg(long)]
+        file: PathBuf,
+    },
     /// Import tokens from a JSON-lines file of plaintext tokens or SHA-256 hashes.
     Import {
         #[arg(long, env = "LATCHKEY_ACCOUNT")]

@@ -24,6 +24,7 @@ use std::path::Path;
 use clap::parser::ValueSource;
 use clap::{Arg, ArgAction, ArgMatches, Command, CommandFactory, FromArgMatches, Parser};
 use latchkey_core::scope::{ResourceDef, ScopeCatalog};
+use latchkey_server::GithubKeys;
 use serde::Deserialize;
 
 use crate::cli::Cli;
@@ -35,6 +36,8 @@ pub struct Loaded {
     pub cli: Cli,
     /// latchkey's own resources and the file's `[[resources]]`.
     pub scopes: ScopeCatalog,
+    /// The file's `[[secret_scanning.github.public_keys]]`.
+    pub github_keys: GithubKeys,
 }
 
 /// Why the command cannot run. Both exit 2 (README.md, "Command line").
@@ -54,17 +57,41 @@ struct ConfigFile {
     /// latchkey's own.
     #[serde(default)]
     resources: Vec<ResourceDef>,
+    /// `[[secret_scanning.github.public_keys]]`: the keys GitHub's
+    /// secret-scanning reports are signed with (README.md, "Leaked tokens").
+    #[serde(default)]
+    secret_scanning: SecretScanning,
     // A new section is one more typed field here, and its name one more
-    // item of `SECTIONS` (a later `[secret_scanning.github]`:
-    // `#[serde(default)] secret_scanning: Option<SecretScanning>`); until it
-    // has one, its key falls into `options` and is refused as unknown.
+    // item of `SECTIONS`.
     /// Every other top-level key, by its name: a command-line option.
     #[serde(flatten)]
     options: toml::Table,
 }
 
+/// `[secret_scanning]`, in GitHub's own field names.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SecretScanning {
+    #[serde(default)]
+    github: GithubSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GithubSection {
+    #[serde(default)]
+    public_keys: Vec<GithubKey>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GithubKey {
+    key_identifier: String,
+    key: String,
+}
+
 /// The sections of [`ConfigFile`], as an unknown key's message lists them.
-const SECTIONS: &[&str] = &["resources"];
+const SECTIONS: &[&str] = &["resources", "secret_scanning"];
 
 /// The option the file may not set: it cannot name another file.
 const CONFIG: &str = "config";
@@ -78,17 +105,30 @@ pub fn load(args: Vec<OsString>) -> Result<Loaded, LoadError> {
         return Ok(Loaded {
             cli,
             scopes: ScopeCatalog::builtin(),
+            github_keys: GithubKeys::default(),
         });
     };
     let in_file = |message: String| LoadError::Config(format!("config {}: {message}", path.display()));
     let file = read(&path).map_err(in_file)?;
     let extra = arguments(&Cli::command(), &matches, &file.options).map_err(in_file)?;
     let scopes = ScopeCatalog::with_resources(file.resources).map_err(in_file)?;
+    let keys: Vec<(String, String)> = file
+        .secret_scanning
+        .github
+        .public_keys
+        .into_iter()
+        .map(|k| (k.key_identifier, k.key))
+        .collect();
+    let github_keys = GithubKeys::parse(&keys).map_err(in_file)?;
     let mut args = args;
     args.extend(extra.into_iter().map(OsString::from));
     // The command line parsed once already: what fails now is the file's.
     let cli = Cli::try_parse_from(args).map_err(|e| in_file(one_line(&e)))?;
-    Ok(Loaded { cli, scopes })
+    Ok(Loaded {
+        cli,
+        scopes,
+        github_keys,
+    })
 }
 
 /// Reads and parses the file; the message says what is wrong and where.
@@ -406,7 +446,8 @@ mod tests {
     fn an_unknown_key_is_an_error_naming_it() {
         for (text, named) in [
             ("colour = \"red\"", "unknown key \"colour\""),
-            ("[secret_scanning.github]\nenabled = true", "\"secret_scanning\""),
+            ("[secret_scanning.github]\nenabled = true", "unknown field `enabled`"),
+            ("[usage]\ndays = 3", "\"usage\""),
             ("public-url = \"https://x\"", "spell it \"public_url\""),
             ("help = true", "\"help\""),
             ("config = \"other.toml\"", "another configuration file"),

@@ -36,6 +36,7 @@ fn main() -> ExitCode {
     let cli = match config::load(std::env::args_os().collect()) {
         Ok(loaded) => {
             SCOPES.get_or_init(|| loaded.scopes);
+            GITHUB_KEYS.get_or_init(|| loaded.github_keys);
             loaded.cli
         }
         Err(config::LoadError::Usage(e)) => return usage_error(e),
@@ -150,6 +151,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
 /// configuration file's), set once in `main`: every `App` a command opens
 /// offers them, so `serve` serves them and the CLI checks scopes against them.
 static SCOPES: OnceLock<latchkey_core::scope::ScopeCatalog> = OnceLock::new();
+/// The configuration file's GitHub secret-scanning keys, for `serve`.
+static GITHUB_KEYS: OnceLock<latchkey_server::GithubKeys> = OnceLock::new();
 
 async fn open(url: &str, prefix: latchkey_core::token::TokenPrefix) -> anyhow::Result<App> {
     let scopes = SCOPES.get().cloned().unwrap_or_default();
@@ -172,6 +175,7 @@ async fn serve(url: &str, args: cli::ServeArgs) -> anyhow::Result<()> {
         idle_timeout: args.idle_timeout,
         max_connections: args.max_connections as usize,
         sweep_interval: std::time::Duration::from_secs(args.sweep_interval_secs),
+        github_keys: GITHUB_KEYS.get().cloned().unwrap_or_default(),
     };
     let first = app
         .bootstrap(&args.bootstrap_subdomain, &args.bootstrap_admin_email)
@@ -406,6 +410,18 @@ async fn token(url: &str, cmd: TokenCmd) -> anyhow::Result<()> {
                 }
                 println!("{} of {} tokens", tokens.len(), acct.token_limit);
             }
+        }
+        TokenCmd::RevokeLeaked { file } => {
+            let app = open(url, Default::default()).await?;
+            let text =
+                std::fs::read_to_string(&file).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
+            let lines: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+            let matched = app.report_leaked(&lines, None).await?;
+            let n = matched.iter().filter(|m| **m).count();
+            println!(
+                "{n} of {} lines matched a token; matching tokens are deactivated",
+                lines.len()
+            );
         }
         TokenCmd::Import { account, file } => {
             let app = open(url, Default::default()).await?;

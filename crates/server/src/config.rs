@@ -7,6 +7,8 @@ use std::time::Duration;
 use ipnet::IpNet;
 use latchkey_core::token::TokenPrefix;
 
+use crate::http::leaks::GithubKeys;
+
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     pub listen: SocketAddr,
@@ -32,6 +34,9 @@ pub struct ServerConfig {
     pub max_connections: usize,
     /// How often the token policy's sweeper runs (README.md, "Token policy").
     pub sweep_interval: Duration,
+    /// The keys GitHub's secret-scanning reports must be signed with
+    /// (README.md, "Leaked tokens"); none: every report is refused.
+    pub github_keys: GithubKeys,
 }
 
 impl Default for ServerConfig {
@@ -49,6 +54,7 @@ impl Default for ServerConfig {
             idle_timeout: Duration::from_secs(60),
             max_connections: 10_000,
             sweep_interval: Duration::from_secs(60),
+            github_keys: GithubKeys::default(),
         }
     }
 }

@@ -18,4 +18,5 @@ pub mod tasks;
 pub mod web;
 
 pub use config::ServerConfig;
+pub use http::leaks::GithubKeys;
 pub use state::AppState;

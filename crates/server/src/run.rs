@@ -57,7 +57,8 @@ pub async fn start(app: Arc<App>, mut config: ServerConfig) -> std::io::Result<R
     let addr = listener.local_addr()?;
     let (stop, stop_rx) = watch::channel(false);
     let state = AppState::new(app.clone(), config.clone());
-    let tasks = tasks::spawn(app, state.limiter.clone(), &config, stop_rx.clone());
+    let limiters = vec![state.limiter.clone(), state.revoke_limiter.clone()];
+    let tasks = tasks::spawn(app, limiters, &config, stop_rx.clone());
     let mut server_stop = stop_rx;
     let server = tokio::spawn(router::serve(listener, state.clone(), async move {
         let _ = server_stop.wait_for(|s| *s).await;

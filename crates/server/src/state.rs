@@ -16,6 +16,8 @@ pub struct AppState {
     pub config: Arc<ServerConfig>,
     /// Failed API authentications per client address per minute.
     pub limiter: Arc<RateLimiter<IpAddr>>,
+    /// Leak revocation requests per client address per hour.
+    pub revoke_limiter: Arc<RateLimiter<IpAddr>>,
     pub metrics: Arc<Metrics>,
 }
 
@@ -26,6 +28,7 @@ impl AppState {
             app,
             config: Arc::new(config),
             limiter,
+            revoke_limiter: Arc::new(RateLimiter::per_window(crate::http::leaks::REVOKES_PER_HOUR, 3600)),
             metrics: Arc::default(),
         }
     }

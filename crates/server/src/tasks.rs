@@ -19,7 +19,7 @@ const CHANGE_RETENTION_SECS: i64 = 3600;
 /// flusher writes what it holds before it returns.
 pub fn spawn(
     app: Arc<App>,
-    limiter: Arc<RateLimiter<IpAddr>>,
+    limiters: Vec<Arc<RateLimiter<IpAddr>>>,
     config: &crate::ServerConfig,
     stop: watch::Receiver<bool>,
 ) -> Vec<JoinHandle<()>> {
@@ -30,7 +30,7 @@ pub fn spawn(
         tokio::spawn(app.follow(poll, max_staleness, stopped(stop.clone()))),
         tokio::spawn(flush_usage(app.clone(), flush, stop.clone())),
         tokio::spawn(sweep(app.clone(), config.sweep_interval, stop.clone())),
-        tokio::spawn(maintenance(app, limiter, stop)),
+        tokio::spawn(maintenance(app, limiters, stop)),
     ]
 }
 
@@ -81,11 +81,13 @@ async fn sweep(app: Arc<App>, period: Duration, mut stop: watch::Receiver<bool>)
 }
 
 /// Every minute: forgets expired rate-limit windows and prunes the change log.
-async fn maintenance(app: Arc<App>, limiter: Arc<RateLimiter<IpAddr>>, mut stop: watch::Receiver<bool>) {
+async fn maintenance(app: Arc<App>, limiters: Vec<Arc<RateLimiter<IpAddr>>>, mut stop: watch::Receiver<bool>) {
     let mut tick = interval(Duration::from_secs(60));
     while next_tick(&mut tick, &mut stop).await {
         let now = app.now();
-        limiter.sweep(now);
+        for limiter in &limiters {
+            limiter.sweep(now);
+        }
         app.sweep_sign_in_limits(now);
         if let Err(e) = app.prune_change_log(now.minus_secs(CHANGE_RETENTION_SECS)).await {
             tracing::warn!(error = %e, "pruning the change log failed");

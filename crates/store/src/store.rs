@@ -521,6 +521,42 @@ impl Store {
         self.backend.sweeping_accounts().await
     }
 
+    /// A token reported leaked: deactivated if active, and audited either
+    /// way by `actor` (the system) as `reported leaked` and where it was
+    /// found. `None` when the token is gone (nothing to do).
+    pub async fn report_leaked(
+        &self,
+        account_id: AccountId,
+        id: TokenId,
+        found_at: Option<&str>,
+        actor: &Actor,
+        now: Timestamp,
+    ) -> Result<Option<ApiToken>> {
+        let mut w = self.work(actor, now).await?;
+        w.lock(account_id).await?;
+        let Some(current) = w.tx.token(account_id, id).await? else {
+            return Ok(None);
+        };
+        let note = match found_at {
+            Some(url) => format!("reported leaked (found at {url})"),
+            None => "reported leaked".to_owned(),
+        };
+        let mut next = current.clone();
+        if current.active {
+            next.active = false;
+            next.deactivated_at = Some(now);
+            next.updated_at = now;
+            w.tx.save_token(&next).await?;
+            w.event(account_id, Action::Deactivate, Source::token(&next), note)
+                .await?;
+            w.changed(id).await?;
+        } else {
+            w.event(account_id, Action::Update, Source::token(&next), note).await?;
+        }
+        w.commit().await?;
+        Ok(Some(next))
+    }
+
     /// Deletes a deactivated token for good.
     pub async fn delete_token(&self, account_id: AccountId, id: TokenId, actor: &Actor, now: Timestamp) -> Result<()> {
         let mut w = self.work(actor, now).await?;

@@ -249,10 +249,10 @@ async fn an_unknown_key_exits_2_naming_it_and_the_file() {
         let out = db.cli(args).await;
         assert_config_error(&out, &file, &["unknown key \"listen_addres\""]);
     }
-    // The place for [secret_scanning.github] is not taken yet.
+    // A misspelt field inside a known section is named too.
     let file = config_file("[secret_scanning.github]\nenabled = true\n");
     let out = db.cli(&["--config", &file.path, "migrate"]).await;
-    assert_config_error(&out, &file, &["unknown key \"secret_scanning\""]);
+    assert_config_error(&out, &file, &["unknown field `enabled`"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

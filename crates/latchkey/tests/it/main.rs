@@ -17,6 +17,7 @@ mod durability;
 mod harness;
 mod hostile;
 mod hygiene;
+mod leaks;
 mod limits;
 mod nodes;
 mod races;

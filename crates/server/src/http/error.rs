@@ -48,6 +48,10 @@ pub enum ApiError {
     TooManyRequests {
         retry_after: u64,
     },
+    /// 429 for the leak revocation endpoint's hourly limit per address.
+    TooManyReports {
+        retry_after: u64,
+    },
     /// 503: this node has been out of touch with its database for longer
     /// than `--max-staleness`, so it will not vouch for what it remembers.
     Stale,
@@ -165,7 +169,7 @@ impl ApiError {
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::TooManyRequests { .. } | ApiError::TooManyReports { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Stale => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -213,6 +217,10 @@ impl ApiError {
                 "TooManyRequests",
                 "Too many failed authentication attempts. Try again later.",
             ),
+            ApiError::TooManyReports { .. } => error_body(
+                "TooManyRequests",
+                "Too many revocation requests from this address. Try again later.",
+            ),
             ApiError::Stale => error_body(
                 "ServiceUnavailable",
                 "This server has lost contact with its database and cannot verify credentials. Try again shortly.",
@@ -233,7 +241,7 @@ impl IntoResponse for ApiError {
             ApiError::NotAuthenticated { .. } | ApiError::InvalidBearer { .. } => {
                 headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(WWW_AUTHENTICATE));
             }
-            ApiError::TooManyRequests { retry_after } => {
+            ApiError::TooManyRequests { retry_after } | ApiError::TooManyReports { retry_after } => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));
             }
             ApiError::Stale => {

@@ -12,6 +12,7 @@ pub mod credentials;
 pub mod edge;
 pub mod error;
 pub mod input;
+pub mod leaks;
 pub mod metrics;
 pub mod openapi;
 pub mod ops;
@@ -46,6 +47,8 @@ pub fn routes() -> Router<AppState> {
             get(tokens::show).put(tokens::update).delete(tokens::delete),
         )
         .route("/api/v2/scopes", get(scopes::list))
+        .route("/api/v2/credentials/revoke", post(leaks::revoke))
+        .route("/operator/v1/secret_scanning/github", post(leaks::github))
         .route("/api/v2/api_tokens/{id}/rotate", post(tokens::rotate))
         .route("/api/v2/account/token_policy/preview", post(account::preview_policy))
         .route("/api/v2/account", get(account::show))

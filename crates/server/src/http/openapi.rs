@@ -10,7 +10,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{IntoParams, IntoResponses, Modify, OpenApi, ToSchema};
 
 use super::error::{raw_json, BearerErrorBody, ErrorBody, FieldError, InvalidBody};
-use super::{account, audit, scopes, tokens, users, views};
+use super::{account, audit, leaks, scopes, tokens, users, views};
 
 /// What the document says once for every path: the `.json` suffix, bodies,
 /// errors (docs/api.md, "Conventions").
@@ -44,7 +44,7 @@ positive integer, or names another account's record, is 404.";
     paths(
         users::me, users::list, users::create, users::show, users::update, users::delete,
         tokens::list, tokens::create, tokens::show, tokens::update, tokens::delete, tokens::rotate,
-        account::show, account::settings, account::update_settings, account::preview_policy, scopes::list,
+        account::show, account::settings, account::update_settings, account::preview_policy, scopes::list, leaks::revoke,
         audit::list, audit::show, audit::export,
     ),
     components(schemas(ErrorBody, BearerErrorBody, AuthErrorBody, InvalidBody, FieldError, views::RoleName, views::PlanName)),
@@ -55,6 +55,7 @@ positive integer, or names another account's record, is 404.";
         (name = "API tokens", description = "The account's API tokens"),
         (name = "Account", description = "The account and its settings"),
         (name = "Scopes", description = "What a restricted token may be limited to"),
+        (name = "Leaked tokens", description = "Anyone may revoke a token found in public"),
         (name = "Audit log", description = "Every change, for admins of accounts on Enterprise plans"),
     )
 )]
