@@ -25,6 +25,7 @@ use latchkey_core::{
         has_valid_checksum, ApiToken, NewToken, PlainToken, Restrictions, TokenCreator, TokenHash, TokenPatch,
         TokenPrefix,
     },
+    usage::HourUsage,
     user::{Email, NewUser, Role, User, UserPatch},
     verifier::{Identity, IdentityRef, Refusal, Verifier},
     DomainError,
@@ -614,6 +615,28 @@ impl App {
             self.verifier.requeue_usage(&uses);
             return Err(e.into());
         }
+        let hourly = self.verifier.drain_hourly(self.now());
+        if let Err(e) = self.store.add_usage(&hourly).await {
+            self.verifier.requeue_hourly(&hourly);
+            return Err(e.into());
+        }
         Ok(uses.len())
+    }
+
+    /// A token's requests by hour over the last `days` days (README.md,
+    /// "Usage"), as stored: every node's counts arrive with its next flush
+    /// (`--flush-interval-secs`).
+    pub async fn token_usage(&self, access: &AdminAccess, id: TokenId, days: i64) -> Result<Vec<HourUsage>> {
+        if self.store.token(access.account_id(), id).await?.is_none() {
+            return Err(DomainError::NotFound.into());
+        }
+        let now = self.now();
+        let since = Timestamp::from_unix((now.unix() - days * 86_400).div_euclid(3600) * 3600);
+        Ok(self.store.usage_since(id, since).await?)
+    }
+
+    /// Drops hourly usage older than `before` (the 90-day retention).
+    pub async fn prune_usage(&self, before: Timestamp) -> Result<u64> {
+        Ok(self.store.prune_usage(before).await?)
     }
 }

@@ -33,6 +33,7 @@ pub mod scope;
 pub mod secret;
 pub mod time;
 pub mod token;
+pub mod usage;
 pub mod user;
 pub mod verifier;
 #[cfg(test)]
@@ -45,7 +46,7 @@ pub use error::{DomainError, ErrorCode, Invalid};
 /// imports them. This test reads every `crate::` path in the sources.
 #[cfg(test)]
 mod module_graph {
-    const MODULES: [(&str, &str); 15] = [
+    const MODULES: [(&str, &str); 16] = [
         ("account", include_str!("account.rs")),
         ("allowlist", include_str!("allowlist.rs")),
         ("audit", include_str!("audit.rs")),
@@ -58,6 +59,7 @@ mod module_graph {
         ("secret", include_str!("secret.rs")),
         ("time", include_str!("time.rs")),
         ("token", include_str!("token.rs")),
+        ("usage", include_str!("usage.rs")),
         ("user", include_str!("user.rs")),
         ("verifier", include_str!("verifier.rs")),
         ("wire", include_str!("wire.rs")),

@@ -29,6 +29,7 @@ use crate::id::{AccountId, TokenId, UserId};
 use crate::scope::{Scopes, Target};
 use crate::time::Timestamp;
 use crate::token::{Restrictions, TokenHash};
+use crate::usage::{HourUsage, HourlyUsage, UsageKind};
 use crate::user::{normalize_email, User};
 
 /// What the verifier keeps of an account.
@@ -329,6 +330,8 @@ pub struct Verifier {
     tokens_by_id: Map<TokenId, Arc<TokenEntry>>,
     users_by_id: Map<UserId, Arc<User>>,
     usage_queue: Mutex<Vec<TokenId>>,
+    /// Requests per token and hour, allowed and refused by reason.
+    hourly: HourlyUsage,
 }
 
 impl std::fmt::Debug for Verifier {
@@ -404,16 +407,20 @@ impl Verifier {
         let Some(Entry::Token(token)) = lookup.get(&TokenQ(hash)) else {
             return Err(Denial::UnknownToken.into());
         };
+        let refuse = |kind: UsageKind, denial: Denial| {
+            self.hourly.count(token.id, now, kind);
+            Err(Refusal::Unauthenticated(denial))
+        };
         if !token.active {
-            return Err(Denial::TokenInactive.into());
+            return refuse(UsageKind::Inactive, Denial::TokenInactive);
         }
         let rare = token.rare.as_deref();
         if let Some(rare) = rare {
             if rare.grace_until.is_some_and(|until| until <= now) {
-                return Err(Denial::RotatedOut.into());
+                return refuse(UsageKind::Expired, Denial::RotatedOut);
             }
             if rare.restrictions.expires_at.is_some_and(|at| at <= now) {
-                return Err(Denial::TokenExpired.into());
+                return refuse(UsageKind::Expired, Denial::TokenExpired);
             }
             if rare
                 .restrictions
@@ -421,7 +428,7 @@ impl Verifier {
                 .as_ref()
                 .is_some_and(|a| !a.allows(client))
             {
-                return Err(Denial::IpNotAllowed.into());
+                return refuse(UsageKind::IpNotAllowed, Denial::IpNotAllowed);
             }
         }
         let restrictions = rare.map(|r| &r.restrictions);
@@ -452,9 +459,11 @@ impl Verifier {
         let scopes = restrictions.and_then(|r| r.scopes.as_ref());
         if let Some(target) = target {
             if !target.allowed(scopes) {
+                self.hourly.count(token.id, now, UsageKind::Scope);
                 return Err(Refusal::MissingScope(target.required_scope()));
             }
         }
+        self.hourly.count(token.id, now, UsageKind::Allowed);
         Ok(f(IdentityRef {
             account,
             user,
@@ -502,6 +511,17 @@ impl Verifier {
                 })
             })
             .collect()
+    }
+
+    /// Takes the hourly counts gathered since the last call, for one batched
+    /// write beside `last_used`; hours before `now`'s leave memory.
+    pub fn drain_hourly(&self, now: Timestamp) -> Vec<HourUsage> {
+        self.hourly.drain(now)
+    }
+
+    /// Puts back hourly counts that could not be written.
+    pub fn requeue_hourly(&self, rows: &[HourUsage]) {
+        self.hourly.requeue(rows);
     }
 
     /// Puts back uses that [`Verifier::drain_usage`] handed out but could not

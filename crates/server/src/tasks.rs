@@ -15,6 +15,9 @@ use tokio::task::JoinHandle;
 /// behind resynchronises fully.
 const CHANGE_RETENTION_SECS: i64 = 3600;
 
+/// How long hourly token usage is kept (README.md, "Usage").
+const USAGE_RETENTION_DAYS: i64 = 90;
+
 /// Starts the background tasks; they stop when `stop` turns true, and the
 /// flusher writes what it holds before it returns.
 pub fn spawn(
@@ -91,6 +94,9 @@ async fn maintenance(app: Arc<App>, limiters: Vec<Arc<RateLimiter<IpAddr>>>, mut
         app.sweep_sign_in_limits(now);
         if let Err(e) = app.prune_change_log(now.minus_secs(CHANGE_RETENTION_SECS)).await {
             tracing::warn!(error = %e, "pruning the change log failed");
+        }
+        if let Err(e) = app.prune_usage(now.minus_secs(USAGE_RETENTION_DAYS * 86_400)).await {
+            tracing::warn!(error = %e, "pruning token usage failed");
         }
     }
 }

@@ -11,6 +11,7 @@ use latchkey_core::{
     id::{AccountId, AuditEventId, TokenId, UserId},
     time::Timestamp,
     token::{ApiToken, NewToken, TokenCreator, TokenHash},
+    usage::HourUsage,
     user::{NewUser, User},
     verifier::{Snapshot, TokenAuth, TokenUse},
 };
@@ -36,6 +37,10 @@ pub trait Backend: Send + Sync + 'static {
     async fn oldest_change(&self) -> Result<Option<i64>>;
     async fn changes_since(&self, seq: i64, limit: i64) -> Result<Vec<Change>>;
     async fn prune_changes(&self, before: Timestamp) -> Result<u64>;
+    /// Adds hourly usage counts to the stored rows, in one transaction.
+    async fn add_usage(&self, rows: &[HourUsage]) -> Result<()>;
+    async fn usage_since(&self, token_id: TokenId, since: Timestamp) -> Result<Vec<HourUsage>>;
+    async fn prune_usage(&self, before: Timestamp) -> Result<u64>;
 
     async fn account_count(&self) -> Result<i64>;
     /// The right to sweep now, held until the lease is dropped: on

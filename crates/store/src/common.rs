@@ -21,6 +21,7 @@ use latchkey_core::{
     scope::Scopes,
     time::Timestamp,
     token::{ApiToken, NewToken, TokenCreator, TokenHash},
+    usage::HourUsage,
     user::{NewUser, User},
     verifier::{AccountEntry, Snapshot, TokenAuth, TokenUse},
 };
@@ -87,6 +88,7 @@ where
     for<'r> TokenAuthRow: FromRow<'r, DB::Row>,
     for<'r> AuditRow: FromRow<'r, DB::Row>,
     for<'r> ChangeRow: FromRow<'r, DB::Row>,
+    for<'r> UsageRow: FromRow<'r, DB::Row>,
 {
     // ---- The verifier's snapshot and the change log -----------------------
 
@@ -131,6 +133,44 @@ where
             .fetch_all(pool)
             .await?;
         rows.into_iter().map(Change::try_from).collect()
+    }
+
+    /// Adds hourly counts to the stored rows, in token and hour order (so
+    /// that two nodes' batches never deadlock on each other).
+    pub(crate) async fn add_usage(mut tx: Transaction<'_, DB>, rows: &[HourUsage]) -> Result<()> {
+        let mut sorted: Vec<&HourUsage> = rows.iter().collect();
+        sorted.sort_unstable_by_key(|r| (r.token_id, r.hour));
+        for r in sorted {
+            let c = r.counts.map(|n| i64::try_from(n).unwrap_or(i64::MAX));
+            sqlx::query(sql::ADD_USAGE)
+                .bind(r.token_id.get())
+                .bind(r.hour.unix())
+                .bind(c[0])
+                .bind(c[1])
+                .bind(c[2])
+                .bind(c[3])
+                .bind(c[4])
+                .bind(c[5])
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// A token's hourly rows from `since` on, oldest first.
+    pub(crate) async fn usage_since(pool: &Pool<DB>, token_id: TokenId, since: Timestamp) -> Result<Vec<HourUsage>> {
+        let rows: Vec<UsageRow> = sqlx::query_as(sql::USAGE_SINCE)
+            .bind(token_id.get())
+            .bind(since.unix())
+            .fetch_all(pool)
+            .await?;
+        Ok(rows.into_iter().map(|r| r.into_usage(token_id)).collect())
+    }
+
+    pub(crate) async fn prune_usage(pool: &Pool<DB>, before: Timestamp) -> Result<u64> {
+        let done = sqlx::query(sql::PRUNE_USAGE).bind(before.unix()).execute(pool).await?;
+        Ok(DB::rows_affected(&done))
     }
 
     /// Deletes entries older than `before`, keeping the newest so that

@@ -42,6 +42,7 @@ use latchkey_core::{
     id::{AccountId, AuditEventId, TokenId, UserId},
     time::Timestamp,
     token::{ApiToken, NewToken, TokenCreator, TokenHash},
+    usage::HourUsage,
     user::{NewUser, User},
     verifier::{Snapshot, TokenAuth, TokenUse},
 };
@@ -176,6 +177,18 @@ impl Backend for PgBackend {
 
     async fn prune_changes(&self, before: Timestamp) -> Result<u64> {
         Shared::prune_changes(&self.pool, before).await
+    }
+    async fn add_usage(&self, rows: &[HourUsage]) -> Result<()> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        Shared::add_usage(self.pool.begin().await?, rows).await
+    }
+    async fn usage_since(&self, token_id: TokenId, since: Timestamp) -> Result<Vec<HourUsage>> {
+        Shared::usage_since(&self.pool, token_id, since).await
+    }
+    async fn prune_usage(&self, before: Timestamp) -> Result<u64> {
+        Shared::prune_usage(&self.pool, before).await
     }
     async fn insert_session(&self, s: &SessionRecord) -> Result<()> {
         Shared::insert_session(&self.pool, s).await

@@ -334,3 +334,34 @@ impl TryFrom<ChangeRow> for Change {
         })
     }
 }
+
+/// One stored hour of a token's usage.
+#[derive(sqlx::FromRow)]
+pub struct UsageRow {
+    hour: i64,
+    allowed: i64,
+    rate_limited: i64,
+    ip_not_allowed: i64,
+    expired: i64,
+    inactive: i64,
+    scope: i64,
+}
+
+impl UsageRow {
+    pub fn into_usage(self, token_id: TokenId) -> latchkey_core::usage::HourUsage {
+        let counts = [
+            self.allowed,
+            self.rate_limited,
+            self.ip_not_allowed,
+            self.expired,
+            self.inactive,
+            self.scope,
+        ]
+        .map(|n| u64::try_from(n).unwrap_or(0));
+        latchkey_core::usage::HourUsage {
+            token_id,
+            hour: Timestamp::from_unix(self.hour),
+            counts,
+        }
+    }
+}

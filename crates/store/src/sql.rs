@@ -113,6 +113,17 @@ pub const ROTATE_TOKEN: &str = "UPDATE api_tokens SET previous_hash = token_hash
      token_hash = $2, visible_token = $3, updated_at = $4 WHERE id = $5";
 pub const DELETE_TOKEN: &str = "DELETE FROM api_tokens WHERE id = $1";
 /// Never moves `last_used` backwards.
+// Usage by hour.
+pub const ADD_USAGE: &str = "INSERT INTO token_usage (token_id, hour, allowed, rate_limited, ip_not_allowed, expired, \
+     inactive, scope) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (token_id, hour) DO UPDATE SET \
+     allowed = token_usage.allowed + excluded.allowed, \
+     rate_limited = token_usage.rate_limited + excluded.rate_limited, \
+     ip_not_allowed = token_usage.ip_not_allowed + excluded.ip_not_allowed, \
+     expired = token_usage.expired + excluded.expired, inactive = token_usage.inactive + excluded.inactive, \
+     scope = token_usage.scope + excluded.scope";
+pub const USAGE_SINCE: &str = "SELECT hour, allowed, rate_limited, ip_not_allowed, expired, inactive, scope \
+     FROM token_usage WHERE token_id = $1 AND hour >= $2 ORDER BY hour";
+pub const PRUNE_USAGE: &str = "DELETE FROM token_usage WHERE hour < $1";
 pub const RECORD_PREVIOUS_USE: &str = "UPDATE api_tokens SET previous_last_used = $1 \
      WHERE id = $2 AND (previous_last_used IS NULL OR previous_last_used < $1)";
 pub const RECORD_TOKEN_USE: &str =

@@ -20,6 +20,7 @@ use latchkey_core::{
     id::{AccountId, AuditEventId, TokenId, UserId},
     time::Timestamp,
     token::{ApiToken, NewToken, TokenCreator, TokenHash},
+    usage::HourUsage,
     user::{NewUser, User},
     verifier::{Snapshot, TokenAuth, TokenUse},
 };
@@ -97,6 +98,20 @@ impl Backend for SqliteBackend {
     async fn prune_changes(&self, before: Timestamp) -> Result<u64> {
         let _writer = self.writer.lock().await;
         Shared::prune_changes(&self.pool, before).await
+    }
+    async fn add_usage(&self, rows: &[HourUsage]) -> Result<()> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let _writer = self.writer.lock().await;
+        Shared::add_usage(self.pool.begin_with("BEGIN IMMEDIATE").await?, rows).await
+    }
+    async fn usage_since(&self, token_id: TokenId, since: Timestamp) -> Result<Vec<HourUsage>> {
+        Shared::usage_since(&self.pool, token_id, since).await
+    }
+    async fn prune_usage(&self, before: Timestamp) -> Result<u64> {
+        let _writer = self.writer.lock().await;
+        Shared::prune_usage(&self.pool, before).await
     }
     async fn insert_session(&self, s: &SessionRecord) -> Result<()> {
         let _writer = self.writer.lock().await;

@@ -19,6 +19,7 @@ use latchkey_core::{
 };
 
 use latchkey_core::audit_query::{AuditFilter, Seek};
+use latchkey_core::usage::HourUsage;
 use latchkey_core::verifier::{Snapshot, TokenAuth, TokenUse};
 
 use crate::backend::{Backend, ChangeListener, SessionRecord, Tx};
@@ -646,6 +647,18 @@ impl Store {
     }
 
     /// Deletes change-log entries written before `before`.
+    pub async fn add_usage(&self, rows: &[HourUsage]) -> Result<()> {
+        self.backend.add_usage(rows).await
+    }
+
+    pub async fn usage_since(&self, token_id: TokenId, since: Timestamp) -> Result<Vec<HourUsage>> {
+        self.backend.usage_since(token_id, since).await
+    }
+
+    pub async fn prune_usage(&self, before: Timestamp) -> Result<u64> {
+        self.backend.prune_usage(before).await
+    }
+
     pub async fn prune_changes(&self, before: Timestamp) -> Result<u64> {
         self.backend.prune_changes(before).await
     }

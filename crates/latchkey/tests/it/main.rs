@@ -25,6 +25,7 @@ mod restricted;
 mod secrets;
 mod support;
 mod tokens;
+mod usage;
 mod users;
 mod verify;
 mod web;

@@ -50,6 +50,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v2/credentials/revoke", post(leaks::revoke))
         .route("/operator/v1/secret_scanning/github", post(leaks::github))
         .route("/api/v2/api_tokens/{id}/rotate", post(tokens::rotate))
+        .route("/api/v2/api_tokens/{id}/usage", get(tokens::usage))
         .route("/api/v2/account/token_policy/preview", post(account::preview_policy))
         .route("/api/v2/account", get(account::show))
         .route(

@@ -43,7 +43,7 @@ positive integer, or names another account's record, is 404.";
     info(title = "latchkey API", description = DESCRIPTION, license(name = "Apache-2.0", identifier = "Apache-2.0")),
     paths(
         users::me, users::list, users::create, users::show, users::update, users::delete,
-        tokens::list, tokens::create, tokens::show, tokens::update, tokens::delete, tokens::rotate,
+        tokens::list, tokens::create, tokens::show, tokens::update, tokens::delete, tokens::rotate, tokens::usage,
         account::show, account::settings, account::update_settings, account::preview_policy, scopes::list, leaks::revoke,
         audit::list, audit::show, audit::export,
     ),

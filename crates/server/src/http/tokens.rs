@@ -13,6 +13,7 @@ use latchkey_core::scope::Scopes;
 use latchkey_core::time::Timestamp;
 use latchkey_core::token::{parse_description, Restrictions, TokenPatch};
 use latchkey_core::{ErrorCode, Invalid};
+use serde::Serialize;
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
@@ -405,4 +406,85 @@ pub async fn rotate(
     res.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(res)
+}
+
+/// `?days=N` of the usage listing: 1 to 90, default 30.
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct UsageQuery {
+    /// How many days back, 1 to 90 (default 30).
+    #[param(minimum = 1, maximum = 90)]
+    pub days: Option<String>,
+}
+
+/// Refusals of one hour, by reason.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeniedCounts {
+    pub rate_limited: u64,
+    pub ip_not_allowed: u64,
+    pub expired: u64,
+    pub inactive: u64,
+    pub scope: u64,
+}
+
+/// One hour of a token's requests.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"hour": "2026-11-30T09:00:00Z", "allowed": 120,
+    "denied": {"rate_limited": 0, "ip_not_allowed": 3, "expired": 0, "inactive": 0, "scope": 1}}))]
+pub struct UsageHour {
+    /// The hour's first second.
+    #[schema(format = DateTime)]
+    pub hour: String,
+    pub allowed: u64,
+    pub denied: DeniedCounts,
+}
+
+/// `{"usage": [...]}`: the hours with any request, oldest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UsageList {
+    pub usage: Vec<UsageHour>,
+}
+
+/// A token's requests per hour over the last `days` days, allowed and
+/// refused by reason (hours without requests are left out). Counts reach
+/// the database with each node's `last_used` flush. Admins.
+#[utoipa::path(get, path = "/api/v2/api_tokens/{id}/usage", operation_id = "getApiTokenUsage", tag = "API tokens",
+    params(super::openapi::IdParam, UsageQuery),
+    responses((status = 200, description = "The token's usage by hour", body = UsageList), super::openapi::Auth,
+        super::openapi::Forbidden, super::openapi::NotFound, super::openapi::BadQuery))]
+pub async fn usage(
+    State(state): State<AppState>,
+    admin: Admin,
+    id: Result<Path<TokenId>, PathRejection>,
+    query: Result<axum::extract::Query<UsageQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<Response> {
+    let id = record_id(id)?;
+    let bad = || ApiError::bad_request("days must be a whole number from 1 to 90.");
+    let axum::extract::Query(query) = query.map_err(|_| bad())?;
+    let days = match query.days.as_deref() {
+        None => 30,
+        Some(text) => match text.parse::<i64>() {
+            Ok(d) if (1..=90).contains(&d) => d,
+            _ => return Err(bad()),
+        },
+    };
+    let rows = state.app.token_usage(&admin.access, id, days).await?;
+    let usage = rows
+        .into_iter()
+        .map(|r| {
+            let [allowed, rate_limited, ip_not_allowed, expired, inactive, scope] = r.counts;
+            UsageHour {
+                hour: latchkey_core::time::rfc3339(r.hour),
+                allowed,
+                denied: DeniedCounts {
+                    rate_limited,
+                    ip_not_allowed,
+                    expired,
+                    inactive,
+                    scope,
+                },
+            }
+        })
+        .collect();
+    Ok(json_response(StatusCode::OK, &UsageList { usage }))
 }
