@@ -52,7 +52,10 @@ fn throughput(app: &Arc<App>, email: &str, hash: TokenHash, threads: usize, for_
 fn main() {
     let accounts = knob("LATCHKEY_SWEEP_ACCOUNTS", 1000);
     let per_account = knob("LATCHKEY_SWEEP_PER_ACCOUNT", 100);
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
     let dir = tempfile::tempdir().expect("tempdir");
     let url = format!("sqlite://{}", dir.path().join("sweep.db").display());
     let app = Arc::new(runtime.block_on(App::open(&url, TokenPrefix::default())).expect("open"));
@@ -115,9 +118,19 @@ fn main() {
             app.update_account(&access, &patch).await.expect("policy");
         }
     });
-    eprintln!("seeded {accounts} accounts x {per_account} stale tokens in {:.1?}", seeding.elapsed());
-    let follow = runtime.spawn(app.follow(Duration::from_millis(25), Duration::from_secs(5), std::future::pending()));
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).saturating_sub(1).max(1);
+    eprintln!(
+        "seeded {accounts} accounts x {per_account} stale tokens in {:.1?}",
+        seeding.elapsed()
+    );
+    let follow = runtime.spawn(app.follow(
+        Duration::from_millis(25),
+        Duration::from_secs(5),
+        std::future::pending(),
+    ));
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .saturating_sub(1)
+        .max(1);
     let (email, hash) = ("admin@acct0.test", valid.hash());
     let window = Duration::from_secs(3);
     let idle = throughput(&app, email, hash, threads, window);
@@ -125,7 +138,7 @@ fn main() {
         let app = app.clone();
         runtime.spawn(async move {
             let started = Instant::now();
-            let done = app.sweep(None, None, false).await.expect("sweep").expect("lease");
+            let done = app.sweep(None, None, false, true).await.expect("sweep").expect("lease");
             (done.len(), started.elapsed())
         })
     };
@@ -144,6 +157,10 @@ fn main() {
     println!("\nsweep: {changed} tokens deactivated in {accounts} accounts in {took:.2?}");
     println!("verification on {threads} thread(s), same run:");
     println!("  idle before:      {idle:>12.0} /s");
-    println!("  during the sweep: {mean:>12.0} /s  ({:.1}% of idle; {} half-second samples)", 100.0 * mean / idle, during.len());
+    println!(
+        "  during the sweep: {mean:>12.0} /s  ({:.1}% of idle; {} half-second samples)",
+        100.0 * mean / idle,
+        during.len()
+    );
     println!("  idle after:       {after:>12.0} /s");
 }

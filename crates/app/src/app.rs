@@ -572,11 +572,15 @@ impl App {
     /// One sweep under each account's policy (or `account`'s alone) as of
     /// `as_of` (default now), by actor `system`; with `dry_run`, what it
     /// would do. Returns `None` when another process holds the sweep lease.
+    /// With `paced` (the server's background sweeper), it rests after each
+    /// account as long as that account took, so that a large sweep takes at
+    /// most half of a core from verification.
     pub async fn sweep(
         &self,
         account: Option<&AdminAccess>,
         as_of: Option<Timestamp>,
         dry_run: bool,
+        paced: bool,
     ) -> Result<Option<Vec<(Account, ApiToken, SweepAction)>>> {
         let Some(_lease) = self.store.sweep_lease().await? else {
             return Ok(None);
@@ -589,10 +593,14 @@ impl App {
         let seen = |id: TokenId| self.verifier.last_used(id);
         let mut done = Vec::new();
         for id in ids {
+            let started = std::time::Instant::now();
             let swept = self
                 .store
                 .sweep_account(id, &seen, dry_run, &Actor::system(), now)
                 .await?;
+            if paced {
+                tokio::time::sleep(started.elapsed().min(Duration::from_millis(200))).await;
+            }
             if swept.is_empty() {
                 continue;
             }

@@ -541,7 +541,7 @@ async fn policy_sweep(
         Some(subdomain) => Some(operator(&app, subdomain).await?.0),
         None => None,
     };
-    let Some(done) = app.sweep(access.as_ref(), as_of, dry_run).await? else {
+    let Some(done) = app.sweep(access.as_ref(), as_of, dry_run, false).await? else {
         eprintln!("error: another process is sweeping right now; try again in a moment");
         return Ok(ExitCode::FAILURE);
     };

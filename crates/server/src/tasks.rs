@@ -75,7 +75,7 @@ async fn flush_usage(app: Arc<App>, period: Duration, mut stop: watch::Receiver<
 async fn sweep(app: Arc<App>, period: Duration, mut stop: watch::Receiver<bool>) {
     let mut tick = interval(period);
     while next_tick(&mut tick, &mut stop).await {
-        match app.sweep(None, None, false).await {
+        match app.sweep(None, None, false, true).await {
             Ok(Some(done)) if !done.is_empty() => tracing::info!(changes = done.len(), "token policy sweep"),
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "the token policy sweep failed; the next one retries"),

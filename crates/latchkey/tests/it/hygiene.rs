@@ -377,14 +377,19 @@ async fn the_sweeper_deactivates_the_unused_and_deletes_the_long_deactivated_onc
         "20 days catches all three old ones"
     );
     assert!(names(&preview.json()["would_delete"]).is_empty());
-    let done = t.app.sweep(None, None, false).await.expect("sweep").expect("the lease");
+    let done = t
+        .app
+        .sweep(None, None, false, false)
+        .await
+        .expect("sweep")
+        .expect("the lease");
     let deactivated: Vec<TokenId> = done.iter().map(|(_, tok, _)| tok.id).collect();
     assert_eq!(deactivated.len(), 2, "{deactivated:?}");
     assert!(deactivated.contains(&ids[0]) && deactivated.contains(&ids[2]));
     // A second sweep changes nothing.
     assert!(t
         .app
-        .sweep(None, None, false)
+        .sweep(None, None, false, false)
         .await
         .expect("sweep")
         .expect("lease")
@@ -404,7 +409,12 @@ async fn the_sweeper_deactivates_the_unused_and_deletes_the_long_deactivated_onc
     assert_eq!(rec["api_token"]["active"], false);
     // 61 days later the deactivated ones are deleted, each once.
     clock.advance(61 * DAY);
-    let done = t.app.sweep(None, None, false).await.expect("sweep").expect("lease");
+    let done = t
+        .app
+        .sweep(None, None, false, false)
+        .await
+        .expect("sweep")
+        .expect("lease");
     let deleted = done
         .iter()
         .filter(|(_, _, act)| matches!(act, latchkey_core::policy::SweepAction::Delete { .. }))

@@ -11,7 +11,7 @@ use latchkey_core::allowlist::IpAllowlist;
 use latchkey_core::id::{TokenId, UserId};
 use latchkey_core::scope::Scopes;
 use latchkey_core::time::Timestamp;
-use latchkey_core::token::{parse_description, Restrictions, TokenPatch};
+use latchkey_core::token::{parse_description, ApiToken, PlainToken, Restrictions, TokenPatch};
 use latchkey_core::{ErrorCode, Invalid};
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -246,16 +246,8 @@ pub async fn create(
         allowed_ips,
     };
     let (token, plain) = state.app.create_token(&admin.access, description, restrictions).await?;
-    let body = CreatedTokenResponse {
-        api_token: CreatedTokenView {
-            record: views::token(&base, &token, state.app.now()),
-            token: plain.expose().to_owned(),
-        },
-    };
-    let mut res = created(&views::token_url(&base, token.id), &body);
-    res.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    Ok(res)
+    let body = with_secret(&state, &base, &token, &plain);
+    Ok(no_store(created(&views::token_url(&base, token.id), &body)))
 }
 
 /// One token of the account. Admins.
@@ -396,16 +388,26 @@ pub async fn rotate(
     let input = RotateTokenRequest::from_object(body)?;
     let grace = input.grace_period_seconds.unwrap_or(0);
     let (token, plain) = state.app.rotate_token(&admin.access, id, grace).await?;
-    let body = CreatedTokenResponse {
+    let body = with_secret(&state, &base, &token, &plain);
+    Ok(no_store(json_response(StatusCode::OK, &body)))
+}
+
+/// The record with its secret, for the one answer that shows it (a
+/// creation or a rotation).
+fn with_secret(state: &AppState, base: &BaseUrl, token: &ApiToken, plain: &PlainToken) -> CreatedTokenResponse {
+    CreatedTokenResponse {
         api_token: CreatedTokenView {
-            record: views::token(&base, &token, state.app.now()),
+            record: views::token(base, token, state.app.now()),
             token: plain.expose().to_owned(),
         },
-    };
-    let mut res = json_response(StatusCode::OK, &body);
+    }
+}
+
+/// An answer that holds a secret is never stored by a cache.
+fn no_store(mut res: Response) -> Response {
     res.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    Ok(res)
+    res
 }
 
 /// `?days=N` of the usage listing: 1 to 90, default 30.
