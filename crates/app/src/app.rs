@@ -341,6 +341,18 @@ impl App {
         Ok(out)
     }
 
+    /// Sets or replaces a user's web sign-in password (hashed here with
+    /// Argon2id), in one store transaction audited as an update that names
+    /// no secret ("password changed").
+    pub async fn set_password(&self, access: &AdminAccess, id: UserId, password: password::SecretString) -> Result<()> {
+        let hash = password::hash(password).await?;
+        self.store
+            .set_password(access.account_id(), id, &hash, access.actor(), self.now())
+            .await?;
+        self.refresh().await;
+        Ok(())
+    }
+
     pub async fn delete_user(&self, access: &AdminAccess, id: UserId) -> Result<()> {
         self.store
             .delete_user(access.account_id(), id, access.actor(), self.now())
