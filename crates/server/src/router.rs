@@ -22,7 +22,9 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(crate::http::routes())
         .merge(crate::web::routes())
-        .fallback(|| async { ApiError::NotFound })
+        .fallback(|req: Request| async move {
+            crate::web::browser_not_found(&req).unwrap_or_else(|| ApiError::NotFound.into_response())
+        })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(middleware::from_fn(crate::http::edge::json_errors))
         .layer(middleware::map_response(security_headers))

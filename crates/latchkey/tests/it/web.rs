@@ -37,6 +37,7 @@ fn admin_post_paths(token_id: TokenId, user_id: UserId) -> Vec<String> {
         "/admin/apis/configuration".to_owned(),
         "/admin/people".to_owned(),
         format!("/admin/people/{user_id}/role"),
+        format!("/admin/people/{user_id}/edit"),
         format!("/admin/people/{user_id}/suspend"),
         format!("/admin/people/{user_id}/unsuspend"),
         format!("/admin/people/{user_id}/delete"),
@@ -144,12 +145,36 @@ fn pct(v: &str) -> String {
 
 /// The value of the first `name="csrf"` field of a page.
 fn csrf_of(page: &Reply) -> String {
+    field_of(page, "csrf")
+}
+
+/// The value of the first field `name` of a page.
+fn field_of(page: &Reply, name: &str) -> String {
     let text = page.text();
+    let needle = format!(r#"name="{name}" value=""#);
     let start = text
-        .find(r#"name="csrf" value=""#)
-        .unwrap_or_else(|| panic!("no csrf field in {text}"))
-        + r#"name="csrf" value=""#.len();
+        .find(&needle)
+        .unwrap_or_else(|| panic!("no {name} field in {text}"))
+        + needle.len();
     text[start..].split('"').next().unwrap().to_owned()
+}
+
+/// The Add API token form's CSRF token and one-use nonce.
+async fn add_form(browser: &Browser) -> (String, String) {
+    let page = browser.get("/admin/apis/api-tokens/new").await;
+    assert_eq!(page.status, 200, "{}", page.text());
+    (csrf_of(&page), field_of(&page, "nonce"))
+}
+
+/// Follows a form's redirect to the reveal of a new token; the reveal page.
+async fn follow_to_reveal(browser: &Browser, r: &Reply) -> Reply {
+    assert_eq!(r.status, 303, "{}", r.text());
+    assert!(
+        location(r).starts_with("/admin/apis/api-tokens/reveal/"),
+        "{:?}",
+        location(r)
+    );
+    browser.get(location(r)).await
 }
 
 fn location(r: &Reply) -> &str {
@@ -572,18 +597,18 @@ async fn pages_carry_the_security_headers_and_strict_cookies() {
 #[tokio::test]
 async fn the_page_that_reveals_a_token_is_never_cached_and_the_token_works() {
     let (app, account, browser) = signed_in_admin().await;
-    let csrf = browser.csrf("/admin/apis/api-tokens/new").await;
-    let r = browser
-        .post(
-            "/admin/apis/api-tokens",
-            &[("csrf", &csrf), ("description", "From the page")],
-        )
-        .await;
+    let (csrf, nonce) = add_form(&browser).await;
+    let form = [
+        ("csrf", csrf.as_str()),
+        ("nonce", &nonce),
+        ("description", "From the page"),
+    ];
+    let posted = browser.post("/admin/apis/api-tokens", &form).await;
+    let r = follow_to_reveal(&browser, &posted).await;
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.header("cache-control"), Some("no-store"));
     let text = r.text();
-    let start = text.find(r#"id="api-token" value=""#).unwrap() + r#"id="api-token" value=""#.len();
-    let token = text[start..].split('"').next().unwrap().to_owned();
+    let token = revealed_token(&r);
     assert_eq!(
         app.me_status(&crate::support::basic(&account.admin.email, &token))
             .await,
@@ -595,6 +620,44 @@ async fn the_page_that_reveals_a_token_is_never_cached_and_the_token_works() {
     let list = browser.get("/admin/apis/api-tokens").await.text();
     assert!(!list.contains(&token));
     assert!(list.contains(&latchkey_core::token::visible_token(&token).unwrap()));
+
+    // A reload says it was shown, never shows it again, and makes nothing.
+    let again = browser.get(location(&posted)).await;
+    assert_eq!(again.status, 410, "{}", again.text());
+    assert_eq!(again.header("cache-control"), Some("no-store"));
+    assert!(!again.text().contains(&token));
+    assert!(
+        again.text().contains("shown once and cannot be shown again"),
+        "{}",
+        again.text()
+    );
+    // The same form sent again (a double submit) leads to the same reveal.
+    let twice = browser.post("/admin/apis/api-tokens", &form).await;
+    assert_eq!((twice.status, location(&twice)), (303, location(&posted)));
+    let access = app.operator(&account.subdomain).await;
+    assert_eq!(app.app.tokens(&access).await.unwrap().len(), 1);
+
+    // Another admin's session finds no reveal of this one's.
+    let other = Browser::new(&app);
+    let email = user_with_password(&app, &account, Role::Admin).await;
+    assert_eq!(other.sign_in(&account.subdomain, &email, PASSWORD).await.status, 303);
+    let r = other.get(location(&posted)).await;
+    assert_eq!(r.status, 410);
+    assert!(!r.text().contains(&token));
+
+    // A form whose nonce is unknown (open too long, or the server
+    // restarted) is shown again with what was entered, and makes nothing.
+    let r = browser
+        .post(
+            "/admin/apis/api-tokens",
+            &[("csrf", &csrf), ("nonce", "made-up"), ("description", "Late")],
+        )
+        .await;
+    assert_eq!(r.status, 422, "{}", r.text());
+    assert!(r.text().contains("This form was open too long"), "{}", r.text());
+    assert!(r.text().contains(r#"value="Late""#));
+    assert_ne!(field_of(&r, "nonce"), "made-up");
+    assert_eq!(app.app.tokens(&access).await.unwrap().len(), 1);
 }
 
 #[tokio::test]
@@ -670,14 +733,14 @@ async fn a_deleted_creator_is_shown_as_such_and_their_token_keeps_working() {
     let leaver = user_with_password(&app, &account, Role::Admin).await;
     let theirs = Browser::new(&app);
     assert_eq!(theirs.sign_in(&account.subdomain, &leaver, PASSWORD).await.status, 303);
-    let csrf = theirs.csrf("/admin/apis/api-tokens/new").await;
+    let (csrf, nonce) = add_form(&theirs).await;
     let r = theirs
         .post(
             "/admin/apis/api-tokens",
-            &[("csrf", &csrf), ("description", "Left behind")],
+            &[("csrf", &csrf), ("nonce", &nonce), ("description", "Left behind")],
         )
         .await;
-    assert_eq!(r.status, 200);
+    assert_eq!(follow_to_reveal(&theirs, &r).await.status, 200);
     let token = app
         .app
         .tokens(&app.operator(&account.subdomain).await)
@@ -937,6 +1000,7 @@ async fn a_restricted_bound_expiring_token_is_made_with_the_add_form() {
         assert!(form.contains(needle), "{needle} in {form}");
     }
     let csrf = csrf_of(&page);
+    let nonce = field_of(&page, "nonce");
     let day = day_of(app.app.now().plus_secs(10 * 86_400));
     let agent_id = agent.id.to_string();
     let r = browser
@@ -944,6 +1008,7 @@ async fn a_restricted_bound_expiring_token_is_made_with_the_add_form() {
             "/admin/apis/api-tokens",
             &[
                 ("csrf", &csrf),
+                ("nonce", &nonce),
                 ("description", "Reporting bot"),
                 ("access", "restricted"),
                 ("scope", "users:read"),
@@ -954,6 +1019,7 @@ async fn a_restricted_bound_expiring_token_is_made_with_the_add_form() {
             ],
         )
         .await;
+    let r = follow_to_reveal(&browser, &r).await;
     assert_eq!(r.status, 200, "{}", r.text());
     let plain = revealed_token(&r);
 
@@ -997,11 +1063,13 @@ async fn a_restricted_bound_expiring_token_is_made_with_the_add_form() {
 
     // "7 days" is seven days from now.
     let before = app.app.now();
+    let (csrf, nonce) = add_form(&browser).await;
     let r = browser
         .post(
             "/admin/apis/api-tokens",
             &[
                 ("csrf", &csrf),
+                ("nonce", &nonce),
                 ("description", "A week"),
                 ("access", "full"),
                 ("assigned_user_id", ""),
@@ -1010,7 +1078,7 @@ async fn a_restricted_bound_expiring_token_is_made_with_the_add_form() {
             ],
         )
         .await;
-    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(follow_to_reveal(&browser, &r).await.status, 200);
     let week = app
         .app
         .tokens(&app.operator(&account.subdomain).await)
@@ -1030,7 +1098,7 @@ async fn a_refused_add_form_keeps_what_was_entered() {
     let agent = app
         .user(&account, Role::Agent, crate::support::UserState::Verified)
         .await;
-    let csrf = browser.csrf("/admin/apis/api-tokens/new").await;
+    let (csrf, nonce) = add_form(&browser).await;
     let agent_id = agent.id.to_string();
     let yesterday = day_of(app.app.now().minus_secs(86_400));
     let r = browser
@@ -1038,6 +1106,7 @@ async fn a_refused_add_form_keeps_what_was_entered() {
             "/admin/apis/api-tokens",
             &[
                 ("csrf", &csrf),
+                ("nonce", &nonce),
                 ("description", "Kept"),
                 ("access", "restricted"),
                 ("scope", "users:write"),
@@ -1130,7 +1199,17 @@ async fn an_edit_narrows_the_scopes_and_an_unchanged_checklist_leaves_them_as_st
         )
         .await;
     assert_eq!(r.status, 303, "{}", r.text());
-    assert_eq!(location(&r), "/admin/apis/api-tokens?done=updated");
+    assert!(
+        location(&r).starts_with(&format!("/admin/apis/api-tokens?done=updated&id={}&token=", t.id)),
+        "{}",
+        location(&r)
+    );
+    // The notice names the token.
+    let list = browser.get(location(&r)).await.text();
+    assert!(
+        list.contains(&format!("API token Narrow ({}) updated.", t.visible_token)),
+        "{list}"
+    );
     let stored = stored_token(&app, &account, t.id).await;
     assert_eq!(stored.scopes.unwrap().to_stored(), "users:read");
     assert_eq!((stored.assigned_user_id, stored.expires_at), (None, None));
@@ -1308,7 +1387,8 @@ async fn a_forged_assigned_user_of_another_account_is_refused() {
     let (app, account, browser) = signed_in_admin().await;
     let other = app.account().await;
     let t = app.token(&account).await;
-    let csrf = browser.csrf("/admin/apis/api-tokens/new").await;
+    // A refused Add frees its form's nonce: one serves every try.
+    let (csrf, nonce) = add_form(&browser).await;
     let theirs = other.admin.id.to_string();
     let missing = "999999999".to_owned();
     for id in [&theirs, &missing] {
@@ -1321,6 +1401,7 @@ async fn a_forged_assigned_user_of_another_account_is_refused() {
                     &path,
                     &[
                         ("csrf", &csrf),
+                        ("nonce", &nonce),
                         ("description", "Bound elsewhere"),
                         ("access", "full"),
                         ("assigned_user_id", id),
@@ -1409,14 +1490,23 @@ async fn the_list_shows_an_expired_token_as_expired_and_a_deleted_assignee_as_su
 // -- rotation --------------------------------------------------------------
 
 /// Rotates token `id` through its page with the grace period `grace`; the
-/// reveal page.
+/// reveal page it redirects to.
 async fn rotate_through_the_page(browser: &Browser, id: TokenId, grace: &str) -> Reply {
     let path = format!("/admin/apis/api-tokens/{id}/rotate");
     let page = browser.get(&path).await;
     assert_eq!(page.status, 200, "{}", page.text());
-    browser
-        .post(&path, &[("csrf", &csrf_of(&page)), ("grace", grace)])
-        .await
+    let form = [
+        ("csrf", csrf_of(&page)),
+        ("nonce", field_of(&page, "nonce")),
+        ("grace", grace.to_owned()),
+    ];
+    let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let r = browser.post(&path, &form).await;
+    let reveal = follow_to_reveal(browser, &r).await;
+    // Sent again, the same form rotates nothing more.
+    let twice = browser.post(&path, &form).await;
+    assert_eq!((twice.status, location(&twice)), (303, location(&r)));
+    reveal
 }
 
 #[tokio::test]
@@ -1587,8 +1677,11 @@ async fn a_forged_grace_period_or_a_deactivated_token_is_refused_without_a_500()
         text.contains(r#"<button type="submit" class="primary" disabled>Rotate</button>"#),
         "{text}"
     );
+    let nonce = field_of(&page, "nonce");
     for grace in ["0", "3600"] {
-        let r = browser.post(&path, &[("csrf", &csrf), ("grace", grace)]).await;
+        let r = browser
+            .post(&path, &[("csrf", &csrf), ("nonce", &nonce), ("grace", grace)])
+            .await;
         assert_eq!(r.status, 422, "{}", r.text());
         assert!(r
             .text()
@@ -1907,4 +2000,126 @@ async fn preview_lists_the_stale_and_long_deactivated_tokens_and_saves_nothing()
     assert_eq!(r.status, 200);
     let text = r.text();
     assert!(text.contains(r#"id="would-deactivate-none""#) && text.contains(r#"id="would-delete-none""#));
+}
+
+// -- editing people ------------------------------------------------------------
+
+#[tokio::test]
+async fn a_person_is_renamed_verified_given_a_password_and_a_new_role_after_a_confirmation() {
+    let (app, account, browser) = signed_in_admin().await;
+    let user = app
+        .user(&account, Role::Agent, crate::support::UserState::Unverified)
+        .await;
+    let path = format!("/admin/people/{}/edit", user.id);
+    let page = browser.get(&path).await;
+    assert_eq!(page.status, 200, "{}", page.text());
+    let text = page.text();
+    assert!(text.contains(&format!("{} <span", user.email)), "{text}");
+    assert!(
+        text.contains(r#"<option value="agent" selected>Agent</option>"#),
+        "{text}"
+    );
+    let csrf = csrf_of(&page);
+
+    // A blank name is refused on the form, capitalised and tied to the field.
+    let r = browser
+        .post(&path, &[("csrf", &csrf), ("name", " "), ("role", "agent")])
+        .await;
+    assert_eq!(r.status, 422, "{}", r.text());
+    let text = r.text();
+    assert!(text.contains(r#"aria-describedby="name-error""#), "{text}");
+    assert!(
+        text.contains(r#"<p class="field-error" id="name-error">Name can"#),
+        "{text}"
+    );
+
+    // Name, verified and a password are saved; the new role waits for its
+    // confirmation.
+    let r = browser
+        .post(
+            &path,
+            &[
+                ("csrf", &csrf),
+                ("name", "Dana <b>Admin</b>"),
+                ("role", "admin"),
+                ("verified", "on"),
+                ("password", "a new password 123"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 303, "{}", r.text());
+    assert_eq!(location(&r), format!("/admin/people/{}/role?to=admin", user.id));
+    let access = app.operator(&account.subdomain).await;
+    let stored = app.app.user(&access, user.id).await.unwrap().unwrap();
+    assert_eq!(
+        (stored.name.as_str(), stored.verified, stored.role),
+        ("Dana <b>Admin</b>", true, Role::Agent)
+    );
+    let confirm = browser.get(location(&r)).await;
+    assert_eq!(confirm.status, 200);
+    let text = confirm.text();
+    assert!(text.contains("Change role?"), "{text}");
+    assert!(text.contains("Agent \u{2192} Admin"), "{text}");
+    assert!(!text.contains("<b>Admin</b>"), "escaped: {text}");
+    assert!(
+        text.contains(r#"<input type="hidden" name="role" value="admin">"#),
+        "{text}"
+    );
+    let r = browser
+        .post(
+            &format!("/admin/people/{}/role", user.id),
+            &[("csrf", &csrf), ("role", "admin")],
+        )
+        .await;
+    assert_eq!(r.status, 303);
+    assert_eq!(app.app.user(&access, user.id).await.unwrap().unwrap().role, Role::Admin);
+    let list = browser.get(location(&r)).await.text();
+    assert!(list.contains("is now an admin."), "{list}");
+
+    // The new password signs in; the change is audited without it.
+    let theirs = Browser::new(&app);
+    let signed = theirs
+        .sign_in(&account.subdomain, user.email.as_str(), "a new password 123")
+        .await;
+    assert_eq!(signed.status, 303, "{}", signed.text());
+    let changes: Vec<String> = app
+        .audit(account.id)
+        .await
+        .into_iter()
+        .map(|e| e.change_description)
+        .collect();
+    assert!(changes.iter().any(|c| c == "password changed"), "{changes:?}");
+    assert!(!changes.iter().any(|c| c.contains("a new password")), "{changes:?}");
+}
+
+#[tokio::test]
+async fn a_browser_gets_an_html_404_outside_the_admin_center_and_api_clients_keep_json() {
+    let app = TestApp::spawn().await;
+    let client = reqwest::Client::new();
+    let get = |path: &str, accept: &str| client.get(app.url(path)).header("accept", accept).send();
+    let browser_accept = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8";
+    let r = Reply::from(get("/no-such-page", browser_accept).await.unwrap()).await;
+    assert_eq!(r.status, 404);
+    assert!(
+        r.header("content-type").unwrap().starts_with("text/html"),
+        "{:?}",
+        r.headers
+    );
+    let text = r.text();
+    assert!(text.contains(r#"<html lang="en">"#), "{text}");
+    assert!(
+        text.contains("<title>Page not found · latchkey Admin Center</title>"),
+        "{text}"
+    );
+    assert!(r.header("content-security-policy").is_some());
+    // The API, and any client that does not ask for HTML, keep JSON.
+    for (path, accept) in [
+        ("/no-such-page", "application/json"),
+        ("/no-such-page", "*/*"),
+        ("/api/v2/no-such-thing", browser_accept),
+    ] {
+        let r = Reply::from(get(path, accept).await.unwrap()).await;
+        assert_eq!(r.status, 404, "{path} {accept}");
+        assert_eq!(r.json()["error"], "RecordNotFound", "{path} {accept}: {}", r.text());
+    }
 }

@@ -44,7 +44,8 @@ pub struct EventView {
 fn view(e: &AuditEvent) -> EventView {
     EventView {
         id: e.id,
-        time: show_seconds(e.created_at),
+        // Wraps, if the column needs the room, after the date only.
+        time: show_seconds(e.created_at).replace(" UTC", "\u{a0}UTC"),
         time_iso: rfc3339(e.created_at),
         actor: e.actor_name.clone(),
         actor_kind: match e.actor_type {
@@ -77,6 +78,9 @@ pub struct Filters {
     pub actor_id: String,
     pub from: String,
     pub to: String,
+    /// The browser's offset from UTC in minutes east (`tz`, set by the
+    /// script): From and To are days of that zone; without it, of UTC.
+    pub tz: String,
 }
 
 impl Filters {
@@ -103,6 +107,7 @@ impl Filters {
             ("actor_id", &self.actor_id),
             ("from", &self.from),
             ("to", &self.to),
+            ("tz", &self.tz),
         ] {
             if !v.is_empty() {
                 q.append_pair(k, v);
@@ -121,12 +126,19 @@ impl Filters {
 }
 
 /// The start (`end == false`) or the last second (`end == true`) of a
-/// `YYYY-MM-DD` day, UTC.
-fn day(raw: &str, end: bool, name: &str) -> Result<Timestamp, String> {
+/// `YYYY-MM-DD` day in the zone `offset` minutes east of UTC.
+fn day(raw: &str, end: bool, name: &str, offset: i64) -> Result<Timestamp, String> {
     let format = time::macros::format_description!("[year]-[month]-[day]");
     let date = time::Date::parse(raw, &format).map_err(|_| format!("{name} must be a date like 2026-11-27."))?;
-    let start = Timestamp::from_unix(date.midnight().assume_utc().unix_timestamp());
+    let start = Timestamp::from_unix(date.midnight().assume_utc().unix_timestamp() - offset * 60);
     Ok(if end { start.plus_secs(86_399) } else { start })
+}
+
+/// `tz`: minutes east of UTC, at most 14 hours either way; anything else is UTC.
+fn offset(raw: Option<&str>) -> i64 {
+    raw.and_then(|v| v.parse::<i64>().ok())
+        .filter(|m| m.abs() <= 14 * 60)
+        .unwrap_or(0)
 }
 
 /// What the page's query asks for, or why it cannot be answered.
@@ -150,11 +162,23 @@ fn parse(raw: Option<&str>) -> (Filters, Result<Request, String>) {
     let (mut after, mut before) = (None, None);
     let mut outcome: Result<(), String> = Ok(());
     let mut range = (None, None);
-    for (key, value) in form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
-        let value = value.trim().to_owned();
-        let step = match key.as_ref() {
+    let pairs: Vec<(String, String)> = form_urlencoded::parse(raw.unwrap_or("").as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.trim().to_owned()))
+        .collect();
+    // The form keeps a source's id (after "View audit log") with the type
+    // it belongs to, `source_of`: once another source type is chosen, the
+    // id names something else and is dropped.
+    let first = |name: &str| pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+    let stale_id = first("source_of").is_some_and(|of| of != first("source_type").unwrap_or(""));
+    let tz = offset(first("tz"));
+    if tz != 0 {
+        f.tz = tz.to_string();
+    }
+    for (key, value) in pairs.iter().filter(|(k, _)| !(stale_id && k == "source_id")) {
+        let value = value.clone();
+        let step = match key.as_str() {
             "source_type" | "source_id" | "action" | "actor_id" => {
-                let slot = match key.as_ref() {
+                let slot = match key.as_str() {
                     "source_type" => &mut f.source_type,
                     "source_id" => &mut f.source_id,
                     "action" => &mut f.action,
@@ -164,7 +188,7 @@ fn parse(raw: Option<&str>) -> (Filters, Result<Request, String>) {
                 if value.is_empty() {
                     Ok(())
                 } else {
-                    b.set(&key, &value).map(|_| ()).map_err(|e| e.0)
+                    b.set(key, &value).map(|_| ()).map_err(|e| e.0)
                 }
             }
             "from" => {
@@ -172,7 +196,7 @@ fn parse(raw: Option<&str>) -> (Filters, Result<Request, String>) {
                 if value.is_empty() {
                     Ok(())
                 } else {
-                    day(&value, false, "From").map(|t| range.0 = Some(t))
+                    day(&value, false, "From", tz).map(|t| range.0 = Some(t))
                 }
             }
             "to" => {
@@ -180,7 +204,7 @@ fn parse(raw: Option<&str>) -> (Filters, Result<Request, String>) {
                 if value.is_empty() {
                     Ok(())
                 } else {
-                    day(&value, true, "To").map(|t| range.1 = Some(t))
+                    day(&value, true, "To", tz).map(|t| range.1 = Some(t))
                 }
             }
             "after" => cursor(&value).map(|n| after = Some(n)),
@@ -375,6 +399,43 @@ mod tests {
             let e = r.expect_err(q);
             assert!(e.starts_with(message), "{q}: {e}");
         }
+    }
+
+    #[test]
+    fn days_are_of_the_browsers_zone_when_it_says_so() {
+        let (f, r) = parse(Some("from=2026-11-27&to=2026-11-27&tz=-480"));
+        let q = r.expect("valid").query.filter;
+        // Midnight at UTC-8 is 08:00 UTC.
+        assert_eq!(q.created_from, Some(Timestamp::from_unix(1_795_737_600 + 8 * 3600)));
+        assert_eq!(
+            q.created_to,
+            Some(Timestamp::from_unix(1_795_737_600 + 8 * 3600 + 86_399))
+        );
+        assert_eq!(f.tz, "-480");
+        assert!(f.href(None).ends_with("&tz=-480"), "{}", f.href(None));
+        for bad in ["tz=9999", "tz=x", "tz="] {
+            let (f, r) = parse(Some(&format!("from=2026-11-27&{bad}")));
+            assert_eq!(
+                r.expect(bad).query.filter.created_from,
+                Some(Timestamp::from_unix(1_795_737_600))
+            );
+            assert_eq!(f.tz, "", "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_source_id_of_another_source_type_is_dropped() {
+        let (f, r) = parse(Some("source_id=3&source_of=api_token&source_type=user"));
+        let r = r.expect("valid");
+        assert_eq!((f.source_id.as_str(), r.query.filter.source_id), ("", None));
+        assert_eq!(r.query.filter.source_type, Some(SourceType::User));
+        let (f, r) = parse(Some("source_id=3&source_of=api_token&source_type="));
+        assert_eq!(
+            (f.source_id.as_str(), r.expect("valid").query.filter.source_id),
+            ("", None)
+        );
+        let (_, r) = parse(Some("source_id=3&source_of=api_token&source_type=api_token"));
+        assert_eq!(r.expect("valid").query.filter.source_id, Some(3));
     }
 
     #[test]

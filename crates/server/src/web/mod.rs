@@ -8,13 +8,15 @@
 //! the session's CSRF token. Page actions (`deactivate`, `suspend`, ...) are
 //! parsed into enums by the path extractor, so an unknown one is a 404.
 //! Token rotation is one of those actions; its confirmation asks for the
-//! grace period ([`tokens`]).
+//! grace period ([`tokens`]). A new token's secret is shown once, after a
+//! redirect, by [`reveal`] (post/redirect/get with a one-use form nonce).
 
 pub mod audit;
 pub mod configuration;
 pub mod login;
 pub mod page;
 pub mod people;
+pub mod reveal;
 pub mod session;
 pub mod token_form;
 pub mod tokens;
@@ -25,7 +27,8 @@ use axum::http::{header, HeaderValue};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
-use axum::Router;
+use axum::{Extension, Router};
+use std::sync::Arc;
 
 use crate::client::{named, PathId};
 use crate::state::AppState;
@@ -50,6 +53,7 @@ pub fn routes() -> Router<AppState> {
         .route("/admin/", get(admin_home))
         .route("/admin/apis/api-tokens", get(tokens::list).post(tokens::create))
         .route("/admin/apis/api-tokens/new", get(tokens::new))
+        .route("/admin/apis/api-tokens/reveal/{id}", get(tokens::revealed))
         .route("/admin/apis/api-tokens/{id}", get(tokens::show))
         .route(
             "/admin/apis/api-tokens/{id}/edit",
@@ -66,11 +70,16 @@ pub fn routes() -> Router<AppState> {
         .route("/admin/audit-log", get(audit::page))
         .route("/admin/people", get(people::list).post(people::create))
         .route("/admin/people/new", get(people::new))
-        .route("/admin/people/{id}/role", axum::routing::post(people::change_role))
+        .route(
+            "/admin/people/{id}/role",
+            get(people::confirm_role).post(people::change_role),
+        )
+        .route("/admin/people/{id}/edit", get(people::edit).post(people::update))
         .route("/admin/people/{id}/{action}", get(people::confirm).post(people::act))
         .route("/admin/{*rest}", get(admin_not_found).post(admin_not_found))
         .route("/static/app.css", get(stylesheet))
         .route("/static/app.js", get(script))
+        .layer(Extension(Arc::new(reveal::Reveals::default())))
         .layer(middleware::from_fn(page_layer))
 }
 
@@ -79,6 +88,7 @@ pub const ADMIN_GET_PATHS: &[&str] = &[
     "/admin",
     "/admin/apis/api-tokens",
     "/admin/apis/api-tokens/new",
+    "/admin/apis/api-tokens/reveal/x",
     "/admin/apis/api-tokens/1",
     "/admin/apis/api-tokens/1/edit",
     "/admin/apis/api-tokens/1/deactivate",
@@ -88,6 +98,8 @@ pub const ADMIN_GET_PATHS: &[&str] = &[
     "/admin/apis/configuration",
     "/admin/people",
     "/admin/people/new",
+    "/admin/people/1/edit",
+    "/admin/people/1/role?to=admin",
     "/admin/people/1/suspend",
     "/admin/people/1/unsuspend",
     "/admin/people/1/delete",
@@ -115,6 +127,33 @@ async fn admin_home(_admin: AdminPage) -> Redirect {
 
 async fn admin_not_found(_admin: AdminPage) -> PageError {
     PageError::NotFound
+}
+
+/// A path no route knows, asked for by a browser (`Accept: text/html`)
+/// outside `/api/`: the HTML 404 page (with its title and `lang`) rather
+/// than the API's JSON, which every other client keeps (None).
+pub fn browser_not_found(req: &Request) -> Option<Response> {
+    let wants_html = req
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("text/html"));
+    if !wants_html || req.uri().path().starts_with("/api/") {
+        return None;
+    }
+    let request_id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-");
+    let page = PageError::NotFound
+        .into_response()
+        .extensions_mut()
+        .remove::<ErrorPage>()?;
+    let mut res = page.render(request_id);
+    res.headers_mut()
+        .insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
+    Some(res)
 }
 
 fn asset(body: &'static str, content_type: &'static str) -> Response {

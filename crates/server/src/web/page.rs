@@ -105,10 +105,20 @@ impl From<AppError> for PageError {
     }
 }
 
+/// A message as a sentence: its first letter capitalised (the domain's
+/// messages are the API's, which start with the field's name).
+pub fn capitalised(message: &str) -> String {
+    let mut chars = message.chars();
+    match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => String::new(),
+    }
+}
+
 /// The user-facing messages of a refused change.
 pub fn domain_messages(e: &DomainError) -> Vec<String> {
     match e {
-        DomainError::Invalid(list) => list.iter().map(|i| i.description.clone()).collect(),
+        DomainError::Invalid(list) => list.iter().map(|i| capitalised(&i.description)).collect(),
         DomainError::TokenAccessDisabled => vec!["API token access is turned off for this account.".to_owned()],
         DomainError::NotFound => vec!["Not found".to_owned()],
     }

@@ -1,6 +1,8 @@
 //! `/admin/people`: the account's users, adding one (name, email, role,
-//! verified), changing a role, suspending and deleting. Every change goes
-//! through the service layer with the admin's access.
+//! verified), editing one (name, verified, a new password), changing a
+//! role (behind a confirmation), suspending and deleting. Every change
+//! goes through the service layer with the admin's access. An email cannot
+//! change here: the service layer has no such change.
 
 use std::sync::LazyLock;
 
@@ -18,7 +20,7 @@ use latchkey_core::{
 use serde::Deserialize;
 use strum::IntoEnumIterator;
 
-use super::page::{domain_messages, render, show_time, Confirm, Layout, Nav, PageError, PageResult};
+use super::page::{capitalised, render, show_time, Confirm, Layout, Nav, PageError, PageResult};
 use super::session::{AdminForm, AdminPage};
 use super::tokens::ConfirmTemplate;
 use super::{action_path, record_id};
@@ -37,6 +39,7 @@ pub struct PersonView {
     pub verified: bool,
     pub suspended: bool,
     pub created: String,
+    pub created_iso: String,
     pub is_you: bool,
 }
 
@@ -54,18 +57,47 @@ fn role_label(role: Role) -> &'static str {
 pub static ROLES: LazyLock<Vec<(&'static str, &'static str)>> =
     LazyLock::new(|| Role::iter().map(|r| (r.as_str(), role_label(r))).collect());
 
-fn notice(query: Option<&str>) -> Option<&'static str> {
-    let done = form_urlencoded::parse(query.unwrap_or("").as_bytes())
-        .find(|(k, _)| k == "done")
-        .map(|(_, v)| v.into_owned())?;
-    Some(match done.as_str() {
-        "added" => "User added.",
-        "role" => "Role changed.",
-        "suspended" => "User suspended.",
-        "unsuspended" => "User unsuspended.",
-        "deleted" => "User deleted.",
-        _ => return None,
-    })
+/// A fixed notice for `?done=…` after a change, naming the user of
+/// `?id=…` as the account holds them (never client text).
+async fn notice(state: &AppState, admin: &AdminPage, query: Option<&str>) -> Result<Option<String>, PageError> {
+    let pairs: Vec<(String, String)> = form_urlencoded::parse(query.unwrap_or("").as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    let get = |name: &str| pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+    let Some(done) = get("done") else {
+        return Ok(None);
+    };
+    let what = match done {
+        "added" => "added",
+        "updated" => "updated",
+        "role" => "now has a new role",
+        "suspended" => "suspended",
+        "unsuspended" => "unsuspended",
+        "deleted" => "deleted",
+        _ => return Ok(None),
+    };
+    let id = get("id")
+        .and_then(|v| v.parse::<UserId>().ok())
+        .filter(|id| *id > UserId::new(0));
+    let user = match id {
+        Some(id) => state.app.user_including_deleted(&admin.access, id).await?,
+        None => None,
+    };
+    Ok(Some(match user {
+        Some(u) if done == "role" => format!("{} <{}> is now {}.", u.name, u.email, article(u.role)),
+        Some(u) => format!("User {} <{}> {what}.", u.name, u.email),
+        None => format!("User {what}."),
+    }))
+}
+
+/// "an admin", "an agent", "an end user".
+fn article(role: Role) -> String {
+    format!("an {}", role_label(role).to_lowercase())
+}
+
+/// The redirect to the list after a change to `id`.
+fn done(what: &str, id: UserId) -> Redirect {
+    Redirect::to(&format!("{LIST}?done={what}&id={id}"))
 }
 
 fn after(query: Option<&str>) -> Option<UserId> {
@@ -80,7 +112,6 @@ fn after(query: Option<&str>) -> Option<UserId> {
 struct ListTemplate<'a> {
     l: Layout,
     people: Vec<PersonView>,
-    roles: &'static [(&'static str, &'static str)],
     next: Option<UserId>,
     notice: Option<&'a str>,
     confirms: PeopleConfirms,
@@ -94,6 +125,7 @@ pub async fn list(State(state): State<AppState>, admin: AdminPage, RawQuery(quer
     };
     let (users, has_more) = state.app.users_page(&admin.access, page).await?;
     let me = admin.user().id;
+    let notice = notice(&state, &admin, query.as_deref()).await?;
     let next = has_more.then(|| users.last().map(|u| u.id)).flatten();
     let people = users
         .into_iter()
@@ -103,7 +135,8 @@ pub async fn list(State(state): State<AppState>, admin: AdminPage, RawQuery(quer
             role_label: role_label(u.role),
             verified: u.verified,
             suspended: u.suspended,
-            created: show_time(u.created_at),
+            created: show_time(u.created_at).replace(" UTC", "\u{a0}UTC"),
+            created_iso: u.created_at.rfc3339(),
             is_you: u.id == me,
             name: u.name,
             email: u.email,
@@ -114,9 +147,8 @@ pub async fn list(State(state): State<AppState>, admin: AdminPage, RawQuery(quer
         &ListTemplate {
             l: admin.layout(Nav::People),
             people,
-            roles: ROLES.as_slice(),
             next,
-            notice: notice(query.as_deref()),
+            notice: notice.as_deref(),
             confirms: people_confirms(),
         },
     ))
@@ -131,7 +163,13 @@ struct NewTemplate<'a> {
     role: &'a str,
     verified: bool,
     roles: &'static [(&'static str, &'static str)],
-    errors: Vec<String>,
+    errors: Vec<FieldError>,
+}
+
+impl NewTemplate<'_> {
+    fn error(&self, field: &str) -> Option<&str> {
+        FieldError::find(&self.errors, field)
+    }
 }
 
 pub async fn new(admin: AdminPage) -> PageResult {
@@ -153,7 +191,7 @@ pub async fn create(State(state): State<AppState>, form: AdminForm) -> PageResul
     let AdminForm { admin, fields } = form;
     let (name, email, role) = (fields.text("name"), fields.text("email"), fields.text("role"));
     let verified = fields.checked("verified");
-    let refused = |errors: Vec<String>| {
+    let refused = |errors: Vec<FieldError>| {
         render(
             StatusCode::UNPROCESSABLE_ENTITY,
             &NewTemplate {
@@ -172,7 +210,7 @@ pub async fn create(State(state): State<AppState>, form: AdminForm) -> PageResul
         let errors = [n.err(), e.err(), r.err()]
             .into_iter()
             .flatten()
-            .map(|i| i.description)
+            .map(|i| FieldError::of(&i.field, &i.description))
             .collect();
         return Ok(refused(errors));
     };
@@ -184,9 +222,38 @@ pub async fn create(State(state): State<AppState>, form: AdminForm) -> PageResul
         password_hash: None,
     };
     match state.app.create_user(&admin.access, new).await {
-        Ok(_) => Ok(Redirect::to(&format!("{LIST}?done=added")).into_response()),
-        Err(AppError::Domain(d @ DomainError::Invalid(_))) => Ok(refused(domain_messages(&d))),
+        Ok(u) => Ok(done("added", u.id).into_response()),
+        Err(AppError::Domain(DomainError::Invalid(list))) => Ok(refused(
+            list.iter().map(|i| FieldError::of(&i.field, &i.description)).collect(),
+        )),
         Err(e) => Err(e.into()),
+    }
+}
+
+/// A refused field's message, capitalised, and the form field it is about
+/// (its id, for `aria-describedby`; "" for none).
+pub struct FieldError {
+    pub field: &'static str,
+    pub message: String,
+}
+
+impl FieldError {
+    fn of(field: &str, message: &str) -> FieldError {
+        FieldError {
+            field: match field {
+                "name" => "name",
+                "email" => "email",
+                "role" => "role",
+                "password" => "password",
+                _ => "",
+            },
+            message: capitalised(message),
+        }
+    }
+
+    /// The message of the error about `field`, if any.
+    fn find<'a>(errors: &'a [FieldError], field: &str) -> Option<&'a str> {
+        errors.iter().find(|e| e.field == field).map(|e| e.message.as_str())
     }
 }
 
@@ -201,13 +268,167 @@ pub async fn change_role(
 ) -> PageResult {
     let AdminForm { admin, fields } = form;
     let user = person(&state, &admin, record_id(id)?).await?;
-    let role = Role::parse(fields.text("role")).map_err(|i| PageError::Refused(vec![i.description]))?;
+    let role = Role::parse(fields.text("role")).map_err(|i| PageError::Refused(vec![capitalised(&i.description)]))?;
     let patch = UserPatch {
         role: Some(role),
         ..Default::default()
     };
     state.app.update_user(&admin.access, user.id, &patch).await?;
-    Ok(Redirect::to(&format!("{LIST}?done=role")).into_response())
+    Ok(done("role", user.id).into_response())
+}
+
+/// `GET /admin/people/{id}/role?to=…`: the confirmation of a role change
+/// (Edit leads here when the role changes); it posts to [`change_role`].
+pub async fn confirm_role(
+    State(state): State<AppState>,
+    admin: AdminPage,
+    id: Result<Path<UserId>, PathRejection>,
+    RawQuery(query): RawQuery,
+) -> PageResult {
+    let user = person(&state, &admin, record_id(id)?).await?;
+    let to = form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+        .find(|(k, _)| k == "to")
+        .and_then(|(_, v)| Role::parse(&v).ok())
+        .ok_or(PageError::NotFound)?;
+    let message = match to {
+        Role::Admin => "An admin manages API tokens, people and the account's configuration.",
+        Role::Agent => "An agent works in the help desk but cannot manage the account.",
+        Role::EndUser => "An end user has no access to the help desk or the Admin Center.",
+    };
+    let subject = format!(
+        "{} <{}>: {} \u{2192} {}",
+        user.name,
+        user.email,
+        role_label(user.role),
+        role_label(to)
+    );
+    Ok(render(
+        StatusCode::OK,
+        &ConfirmTemplate {
+            l: admin.layout(Nav::People),
+            c: Confirm {
+                title: "Change role?",
+                message,
+                button: "Change role",
+                danger: to == Role::Admin || user.role == Role::Admin,
+            },
+            subject: &subject,
+            action_url: format!("{LIST}/{}/role", user.id),
+            cancel_url: LIST,
+            fields: vec![("role", to.as_str().to_owned())],
+        },
+    ))
+}
+
+#[derive(Template)]
+#[template(path = "person_edit.html")]
+struct EditTemplate<'a> {
+    l: Layout,
+    id: UserId,
+    name: &'a str,
+    email: &'a str,
+    role: &'a str,
+    verified: bool,
+    is_you: bool,
+    roles: &'static [(&'static str, &'static str)],
+    errors: Vec<FieldError>,
+}
+
+impl EditTemplate<'_> {
+    fn error(&self, field: &str) -> Option<&str> {
+        FieldError::find(&self.errors, field)
+    }
+}
+
+/// `GET /admin/people/{id}/edit`.
+pub async fn edit(
+    State(state): State<AppState>,
+    admin: AdminPage,
+    id: Result<Path<UserId>, PathRejection>,
+) -> PageResult {
+    let user = person(&state, &admin, record_id(id)?).await?;
+    Ok(render(
+        StatusCode::OK,
+        &EditTemplate {
+            l: admin.layout(Nav::People),
+            id: user.id,
+            name: &user.name,
+            email: user.email.as_str(),
+            role: user.role.as_str(),
+            verified: user.verified,
+            is_you: user.id == admin.user().id,
+            roles: ROLES.as_slice(),
+            errors: Vec::new(),
+        },
+    ))
+}
+
+/// `POST /admin/people/{id}/edit`: the name, verified and a new password
+/// (when one is typed) are saved; a new role goes on to its confirmation.
+pub async fn update(
+    State(state): State<AppState>,
+    id: Result<Path<UserId>, PathRejection>,
+    form: AdminForm,
+) -> PageResult {
+    let AdminForm { admin, mut fields } = form;
+    let user = person(&state, &admin, record_id(id)?).await?;
+    let is_you = user.id == admin.user().id;
+    let password = fields.take("password");
+    let (name, role) = (fields.text("name"), fields.text("role"));
+    // Your own role and verified state are not yours to change here.
+    let verified = if is_you {
+        user.verified
+    } else {
+        fields.checked("verified")
+    };
+    let refused = |errors: Vec<FieldError>| {
+        render(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            &EditTemplate {
+                l: admin.layout(Nav::People),
+                id: user.id,
+                name,
+                email: user.email.as_str(),
+                role: if is_you { user.role.as_str() } else { role },
+                verified,
+                is_you,
+                roles: ROLES.as_slice(),
+                errors,
+            },
+        )
+    };
+    let n = parse_user_name(name);
+    let r = if is_you { Ok(user.role) } else { Role::parse(role) };
+    let (Ok(n), Ok(r)) = (&n, &r) else {
+        let errors = [n.err(), r.err()]
+            .into_iter()
+            .flatten()
+            .map(|i| FieldError::of(&i.field, &i.description))
+            .collect();
+        return Ok(refused(errors));
+    };
+    let patch = UserPatch {
+        name: Some(n.clone()),
+        verified: Some(verified),
+        ..Default::default()
+    };
+    match state.app.update_user(&admin.access, user.id, &patch).await {
+        Ok(_) => {}
+        Err(AppError::Domain(DomainError::Invalid(list))) => {
+            return Ok(refused(
+                list.iter().map(|i| FieldError::of(&i.field, &i.description)).collect(),
+            ))
+        }
+        Err(e) => return Err(e.into()),
+    }
+    if !password.is_empty() {
+        let secret = latchkey_app::password::SecretString::from(password);
+        state.app.set_password(&admin.access, user.id, secret).await?;
+    }
+    if *r != user.role {
+        return Ok(Redirect::to(&format!("{LIST}/{}/role?to={}", user.id, r.as_str())).into_response());
+    }
+    Ok(done("updated", user.id).into_response())
 }
 
 /// A change to a user that needs confirming: the last path segment of
@@ -294,6 +515,7 @@ pub async fn confirm(
             subject: &subject,
             action_url: format!("{LIST}/{}/{}", user.id, action.as_str()),
             cancel_url: LIST,
+            fields: Vec::new(),
         },
     ))
 }
@@ -324,5 +546,5 @@ pub async fn act(
             "deleted"
         }
     };
-    Ok(Redirect::to(&format!("{LIST}?done={done}")).into_response())
+    Ok(self::done(done, user.id).into_response())
 }

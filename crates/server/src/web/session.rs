@@ -136,6 +136,9 @@ pub async fn current(state: &AppState, parts: &Parts) -> Result<Option<Session>,
 pub struct AdminPage {
     pub session: Session,
     pub access: AdminAccess,
+    /// The SHA-256 of the session id: what per-session state
+    /// ([`super::reveal`]) is keyed by.
+    pub session_key: [u8; 32],
 }
 
 impl AdminPage {
@@ -160,6 +163,7 @@ impl FromRequestParts<AppState> for AdminPage {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let session_key = session_id(state, parts).map(|id| id.hash()).unwrap_or_default();
         let Some(session) = current(state, parts).await.map_err(IntoResponse::into_response)? else {
             let mut res = Redirect::to("/login").into_response();
             if let Some(clear) = clear_session_cookie(state, parts) {
@@ -173,7 +177,11 @@ impl FromRequestParts<AppState> for AdminPage {
             }
             .into_response());
         };
-        Ok(AdminPage { session, access })
+        Ok(AdminPage {
+            session,
+            access,
+            session_key,
+        })
     }
 }
 

@@ -1,19 +1,22 @@
 //! The API token pages (`/admin/apis/api-tokens`): list, add (with the
 //! one-time reveal), details, edit, deactivate/reactivate/delete behind a
 //! confirmation, and rotate (a confirmation with the grace period, then the
-//! same one-time reveal of the new secret).
+//! same one-time reveal of the new secret). Add and Rotate answer with a
+//! redirect to the reveal, and carry a one-use nonce ([`super::reveal`]).
 //! Every change goes through the service layer with the admin's access.
 //! The restriction fields of Add and Edit (access, assigned user, expiry)
 //! are [`super::token_form`]'s; the configuration page is
 //! [`super::configuration`]'s.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use askama::Template;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
+use axum::Extension;
 use latchkey_app::AppError;
 use latchkey_core::{
     account::Account,
@@ -28,6 +31,7 @@ use latchkey_core::{
 use serde::Deserialize;
 
 use super::page::{domain_messages, render, show_time, Confirm, Layout, Nav, PageError, PageResult};
+use super::reveal::{Claim, RevealContent, Reveals, Taken, NONCE_FIELD};
 use super::session::{AdminForm, AdminPage};
 use super::token_form::{self, assignee_name, assignees, show_date, Entered, Mode, RestrictionsView};
 use super::{action_path, record_id};
@@ -56,8 +60,12 @@ pub struct TokenView {
     pub expires_date: Option<String>,
     pub expires_rfc3339: Option<String>,
     pub created: String,
+    /// RFC 3339, for `<time datetime>` (the script shows it in the
+    /// browser's time zone).
+    pub created_iso: String,
     pub created_by: String,
     pub last_used: String,
+    pub last_used_iso: Option<String>,
     pub updated: String,
     /// Whether Rotate is offered: active and not expired.
     pub rotatable: bool,
@@ -123,8 +131,10 @@ fn view(t: &ApiToken, creator: &TokenCreator, now: Timestamp, users: &HashMap<Us
         expires_date: t.expires_at.map(show_date),
         expires_rfc3339: t.expires_at.map(Timestamp::rfc3339),
         created: list_time(t.created_at),
+        created_iso: t.created_at.rfc3339(),
         created_by: creator_name(creator),
         last_used: t.last_used.map(list_time).unwrap_or_else(|| "Never".to_owned()),
+        last_used_iso: t.last_used.map(Timestamp::rfc3339),
         updated: show_time(t.updated_at),
         rotatable: t.status(now) == TokenStatus::Active,
         previous: t.previous_visible_token.as_ref().map(|visible| {
@@ -158,18 +168,54 @@ fn add_blocked(account: &Account, count: usize) -> Option<String> {
         .map(|i| i.description)
 }
 
-/// A fixed notice for `?done=…` after a change (never client text).
-fn notice(query: Option<&str>) -> Option<&'static str> {
-    let done = form_urlencoded::parse(query.unwrap_or("").as_bytes())
-        .find(|(k, _)| k == "done")
-        .map(|(_, v)| v.into_owned())?;
-    Some(match done.as_str() {
-        "updated" => "API token updated.",
-        "deactivated" => "API token deactivated.",
-        "reactivated" => "API token reactivated.",
-        "deleted" => "API token deleted.",
-        _ => return None,
-    })
+/// The notice for `?done=…` after a change, naming the token of `?id=…`
+/// as the account holds it; a deleted token is named by `?token=…`, its
+/// truncated token, shown only if it has that shape. No other client text.
+async fn notice(state: &AppState, admin: &AdminPage, query: Option<&str>) -> Result<Option<String>, PageError> {
+    let pairs: Vec<(String, String)> = form_urlencoded::parse(query.unwrap_or("").as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    let get = |name: &str| pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+    let what = match get("done") {
+        Some("updated") => "updated",
+        Some("deactivated") => "deactivated",
+        Some("reactivated") => "reactivated",
+        Some("deleted") => "deleted",
+        _ => return Ok(None),
+    };
+    let id = get("id")
+        .and_then(|v| v.parse::<TokenId>().ok())
+        .filter(|id| *id > TokenId::new(0));
+    let token = match id {
+        Some(id) => state.app.token(&admin.access, id).await?,
+        None => None,
+    };
+    let name = match token {
+        Some(t) => Some(view(&t, &TokenCreator::Operator, state.app.now(), &HashMap::new()).subject()),
+        None => get("token").filter(|v| is_visible_token(v)).map(str::to_owned),
+    };
+    Ok(Some(match name {
+        Some(name) => format!("API token {name} {what}."),
+        None => format!("API token {what}."),
+    }))
+}
+
+/// Whether `v` looks like a truncated token (`lk_abcd…wxyz`).
+fn is_visible_token(v: &str) -> bool {
+    v.chars().count() <= 24
+        && v.contains('\u{2026}')
+        && v.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '\u{2026}')
+}
+
+/// The redirect to the list after a change to `token`.
+fn done(what: &str, token: &ApiToken) -> Redirect {
+    let query = form_urlencoded::Serializer::new(String::new())
+        .append_pair("done", what)
+        .append_pair("id", &token.id.to_string())
+        .append_pair("token", &token.visible_token)
+        .finish();
+    Redirect::to(&format!("{LIST}?{query}"))
 }
 
 #[derive(Template)]
@@ -183,6 +229,9 @@ struct ListTemplate<'a> {
     access_off: bool,
     notice: Option<&'a str>,
     confirms: TokenConfirms,
+    /// Whether a token was made on the command line (the list explains
+    /// "Operator").
+    by_operator: bool,
 }
 
 pub async fn list(State(state): State<AppState>, admin: AdminPage, RawQuery(query): RawQuery) -> PageResult {
@@ -190,14 +239,16 @@ pub async fn list(State(state): State<AppState>, admin: AdminPage, RawQuery(quer
     let users = assignees(&state.app, &admin.access, tokens.iter().map(|(t, _)| t)).await?;
     let now = state.app.now();
     let account = admin.account();
+    let notice = notice(&state, &admin, query.as_deref()).await?;
     let t = ListTemplate {
         l: admin.layout(Nav::Tokens),
         count: tokens.len(),
         limit: account.token_limit,
         blocked: add_blocked(account, tokens.len()),
         access_off: !account.api_token_access,
+        by_operator: tokens.iter().any(|(_, c)| matches!(c, TokenCreator::Operator)),
         tokens: tokens.iter().map(|(t, c)| view(t, c, now, &users)).collect(),
-        notice: notice(query.as_deref()),
+        notice: notice.as_deref(),
         confirms: token_confirms(),
     };
     Ok(render(StatusCode::OK, &t))
@@ -207,6 +258,7 @@ pub async fn list(State(state): State<AppState>, admin: AdminPage, RawQuery(quer
 #[template(path = "token_new.html")]
 struct NewTemplate<'a> {
     l: Layout,
+    nonce: String,
     description: &'a str,
     r: RestrictionsView,
     errors: Vec<String>,
@@ -216,6 +268,7 @@ struct NewTemplate<'a> {
 async fn new_page(
     state: &AppState,
     admin: &AdminPage,
+    nonce: String,
     description: &str,
     entered: &Entered,
     errors: Vec<String>,
@@ -224,6 +277,7 @@ async fn new_page(
     let r = RestrictionsView::build(&state.app, &admin.access, Mode::New, entered, state.app.now()).await?;
     let t = NewTemplate {
         l: admin.layout(Nav::Tokens),
+        nonce,
         description,
         r,
         blocked: add_blocked(admin.account(), count),
@@ -237,32 +291,85 @@ async fn new_page(
     Ok(render(status, &t))
 }
 
-pub async fn new(State(state): State<AppState>, admin: AdminPage) -> PageResult {
-    new_page(&state, &admin, "", &Entered::new_token(), Vec::new()).await
+pub async fn new(
+    State(state): State<AppState>,
+    Extension(reveals): Extension<Arc<Reveals>>,
+    admin: AdminPage,
+) -> PageResult {
+    let nonce = reveals.issue(&admin.session_key);
+    new_page(&state, &admin, nonce, "", &Entered::new_token(), Vec::new()).await
 }
 
-/// The one-time reveal of a token's secret, after Add and after Rotate.
+/// Shown when a form's nonce is unknown: it was open too long, or the
+/// server restarted meanwhile.
+const EXPIRED_FORM: &str = "This form was open too long to be saved. Check it and save it again.";
+
+/// The one-time reveal of a token's secret, after Add and after Rotate;
+/// without `token`, the page that says it was shown already.
 #[derive(Template)]
 #[template(path = "token_reveal.html")]
 struct RevealTemplate<'a> {
     l: Layout,
     heading: &'a str,
-    token: &'a str,
+    token: Option<&'a str>,
+    token_id: Option<TokenId>,
     description: &'a str,
     /// After a rotation: what became of the previous secret.
-    note: Option<String>,
+    note: Option<&'a str>,
 }
 
-/// The reveal page, never cached.
-fn reveal(t: &RevealTemplate) -> Response {
-    let mut res = render(StatusCode::OK, t);
+/// The URL of reveal `id`.
+fn reveal_url(id: &str) -> String {
+    format!("{LIST}/reveal/{id}")
+}
+
+/// `/admin/apis/api-tokens/reveal/{id}`: the new secret, this once (never
+/// cached); after that, or for an unknown id, that it was shown already
+/// (410) and nothing new was made.
+pub async fn revealed(
+    Extension(reveals): Extension<Arc<Reveals>>,
+    admin: AdminPage,
+    Path(id): Path<String>,
+) -> Response {
+    let (status, content, token_id) = match reveals.take(&admin.session_key, &id) {
+        Taken::Show(c) => (StatusCode::OK, Some(c), None),
+        Taken::Shown(token_id) => (StatusCode::GONE, None, Some(token_id)),
+        Taken::Unknown => (StatusCode::GONE, None, None),
+    };
+    let t = match &content {
+        Some(c) => RevealTemplate {
+            l: admin.layout(Nav::Tokens),
+            heading: c.heading,
+            token: Some(c.token.expose()),
+            token_id: Some(c.token_id),
+            description: &c.description,
+            note: c.note.as_deref(),
+        },
+        None => RevealTemplate {
+            l: admin.layout(Nav::Tokens),
+            heading: "Token already shown",
+            token: None,
+            token_id,
+            description: "",
+            note: None,
+        },
+    };
+    let mut res = render(status, &t);
     res.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     res
 }
 
-pub async fn create(State(state): State<AppState>, form: AdminForm) -> PageResult {
+/// Add API token: makes the token once per form (its nonce), and
+/// redirects to its reveal.
+pub async fn create(
+    State(state): State<AppState>,
+    Extension(reveals): Extension<Arc<Reveals>>,
+    form: AdminForm,
+) -> PageResult {
     let AdminForm { admin, fields } = form;
+    let key = admin.session_key;
+    let nonce = fields.text(NONCE_FIELD);
     let raw = fields.text("description");
     let entered = Entered::from_fields(&fields);
     let mut errors = Vec::new();
@@ -272,8 +379,17 @@ pub async fn create(State(state): State<AppState>, form: AdminForm) -> PageResul
     });
     let parsed = token_form::parse(&fields, state.app.scope_catalog(), state.app.now(), &mut errors);
     if !errors.is_empty() {
-        return new_page(&state, &admin, raw, &entered, errors).await;
+        let nonce = reveals.keep_or_issue(&key, nonce);
+        return new_page(&state, &admin, nonce, raw, &entered, errors).await;
     }
+    let claimed = match reveals.claim(&key, nonce).await {
+        Claim::Fresh(claimed) => claimed,
+        Claim::Done(id) => return Ok(Redirect::to(&reveal_url(&id)).into_response()),
+        Claim::Unknown => {
+            let nonce = reveals.issue(&key);
+            return new_page(&state, &admin, nonce, raw, &entered, vec![EXPIRED_FORM.to_owned()]).await;
+        }
+    };
     let restrictions = Restrictions {
         scopes: parsed.scopes.flatten(),
         assigned_user_id: parsed.assigned_user_id.flatten(),
@@ -282,16 +398,21 @@ pub async fn create(State(state): State<AppState>, form: AdminForm) -> PageResul
     };
     let (token, plain) = match state.app.create_token(&admin.access, description, restrictions).await {
         Ok(created) => created,
-        Err(AppError::Domain(d)) => return new_page(&state, &admin, raw, &entered, domain_messages(&d)).await,
+        Err(AppError::Domain(d)) => {
+            drop(claimed);
+            let nonce = reveals.keep_or_issue(&key, nonce);
+            return new_page(&state, &admin, nonce, raw, &entered, domain_messages(&d)).await;
+        }
         Err(e) => return Err(e.into()),
     };
-    Ok(reveal(&RevealTemplate {
-        l: admin.layout(Nav::Tokens),
+    let id = claimed.finish(RevealContent {
         heading: "Add API token",
-        token: plain.expose(),
-        description: token.description.as_deref().unwrap_or(""),
+        token_id: token.id,
+        token: plain,
+        description: token.description.unwrap_or_default(),
         note: None,
-    }))
+    });
+    Ok(Redirect::to(&reveal_url(&id)).into_response())
 }
 
 async fn token(state: &AppState, admin: &AdminPage, id: TokenId) -> Result<ApiToken, PageError> {
@@ -415,7 +536,7 @@ pub async fn update(
         ..TokenPatch::default()
     };
     match state.app.update_token(&admin.access, token.id, &patch).await {
-        Ok(_) => Ok(Redirect::to(&format!("{LIST}?done=updated")).into_response()),
+        Ok(updated) => Ok(done("updated", &updated).into_response()),
         Err(AppError::Domain(DomainError::Invalid(list))) => {
             let errors = list.into_iter().map(|i| i.description).collect();
             edit_page(&state, &admin, &token, raw, &entered, errors).await
@@ -467,6 +588,8 @@ pub struct ConfirmTemplate<'a> {
     pub subject: &'a str,
     pub action_url: String,
     pub cancel_url: &'a str,
+    /// Hidden fields the form sends with the CSRF token.
+    pub fields: Vec<(&'static str, String)>,
 }
 
 /// The words of a token action's confirmation; the options menu carries
@@ -513,6 +636,7 @@ fn token_confirms() -> TokenConfirms {
 
 pub async fn confirm(
     State(state): State<AppState>,
+    Extension(reveals): Extension<Arc<Reveals>>,
     admin: AdminPage,
     path: Result<Path<(TokenId, Action)>, PathRejection>,
 ) -> PageResult {
@@ -520,7 +644,8 @@ pub async fn confirm(
     let c = token_confirmation(action);
     let token = token(&state, &admin, id).await?;
     if action == Action::Rotate {
-        return rotate_page(&state, &admin, &token, GRACE[0].0, Vec::new());
+        let nonce = reveals.issue(&admin.session_key);
+        return rotate_page(&state, &admin, &token, nonce, GRACE[0].0, Vec::new());
     }
     let subject = view(&token, &TokenCreator::Operator, state.app.now(), &HashMap::new()).subject();
     Ok(render(
@@ -531,12 +656,14 @@ pub async fn confirm(
             subject: &subject,
             action_url: format!("{LIST}/{}/{}", token.id, action.as_str()),
             cancel_url: LIST,
+            fields: Vec::new(),
         },
     ))
 }
 
 pub async fn act(
     State(state): State<AppState>,
+    Extension(reveals): Extension<Arc<Reveals>>,
     path: Result<Path<(TokenId, Action)>, PathRejection>,
     form: AdminForm,
 ) -> PageResult {
@@ -547,7 +674,7 @@ pub async fn act(
         active: Some(active),
         ..TokenPatch::default()
     };
-    let done = match action {
+    let what = match action {
         Action::Deactivate => {
             state.app.update_token(&admin.access, token.id, &active(false)).await?;
             "deactivated"
@@ -560,9 +687,9 @@ pub async fn act(
             state.app.delete_token(&admin.access, token.id).await?;
             "deleted"
         }
-        Action::Rotate => return rotate(&state, &admin, &token, fields.get("grace")).await,
+        Action::Rotate => return rotate(&state, &admin, &reveals, &token, &fields).await,
     };
-    Ok(Redirect::to(&format!("{LIST}?done={done}")).into_response())
+    Ok(done(what, &token).into_response())
 }
 
 /// The grace periods Rotate offers: seconds, and the label.
@@ -585,6 +712,7 @@ pub struct GraceChoice {
 #[template(path = "token_rotate.html")]
 struct RotateTemplate<'a> {
     l: Layout,
+    nonce: String,
     c: Confirm,
     subject: &'a str,
     action_url: String,
@@ -598,7 +726,14 @@ struct RotateTemplate<'a> {
 
 /// The Rotate page of `token`, with the grace period `grace` chosen (a
 /// value not offered chooses none).
-fn rotate_page(state: &AppState, admin: &AdminPage, token: &ApiToken, grace: i64, errors: Vec<String>) -> PageResult {
+fn rotate_page(
+    state: &AppState,
+    admin: &AdminPage,
+    token: &ApiToken,
+    nonce: String,
+    grace: i64,
+    errors: Vec<String>,
+) -> PageResult {
     let now = state.app.now();
     let subject = view(token, &TokenCreator::Operator, now, &HashMap::new()).subject();
     let pending = match (&token.previous_visible_token, token.previous_expires_at) {
@@ -614,6 +749,7 @@ fn rotate_page(state: &AppState, admin: &AdminPage, token: &ApiToken, grace: i64
         status,
         &RotateTemplate {
             l: admin.layout(Nav::Tokens),
+            nonce,
             c: token_confirmation(Action::Rotate),
             subject: &subject,
             action_url: format!("{LIST}/{}/{}", token.id, Action::Rotate.as_str()),
@@ -633,19 +769,48 @@ fn rotate_page(state: &AppState, admin: &AdminPage, token: &ApiToken, grace: i64
 }
 
 /// Rotates `token` with the grace period of the field `grace` (one of the
-/// offered values), then reveals the new secret this once.
-async fn rotate(state: &AppState, admin: &AdminPage, token: &ApiToken, grace: Option<&str>) -> PageResult {
-    let Some(grace) = grace
+/// offered values), once per form (its nonce), then redirects to the
+/// reveal of the new secret.
+async fn rotate(
+    state: &AppState,
+    admin: &AdminPage,
+    reveals: &Arc<Reveals>,
+    token: &ApiToken,
+    fields: &super::session::Fields,
+) -> PageResult {
+    let key = admin.session_key;
+    let nonce = fields.text(NONCE_FIELD);
+    let Some(grace) = fields
+        .get("grace")
         .and_then(|g| g.parse::<i64>().ok())
         .filter(|g| GRACE.iter().any(|(value, _)| value == g))
     else {
         let message = "Choose a grace period from the list.".to_owned();
-        return rotate_page(state, admin, token, -1, vec![message]);
+        return rotate_page(
+            state,
+            admin,
+            token,
+            reveals.keep_or_issue(&key, nonce),
+            -1,
+            vec![message],
+        );
+    };
+    let claimed = match reveals.claim(&key, nonce).await {
+        Claim::Fresh(claimed) => claimed,
+        Claim::Done(id) => return Ok(Redirect::to(&reveal_url(&id)).into_response()),
+        Claim::Unknown => {
+            let nonce = reveals.issue(&key);
+            return rotate_page(state, admin, token, nonce, grace, vec![EXPIRED_FORM.to_owned()]);
+        }
     };
     let (rotated, plain) = match state.app.rotate_token(&admin.access, token.id, grace).await {
         Ok(done) => done,
         Err(AppError::Domain(DomainError::NotFound)) => return Err(PageError::NotFound),
-        Err(AppError::Domain(d)) => return rotate_page(state, admin, token, grace, domain_messages(&d)),
+        Err(AppError::Domain(d)) => {
+            drop(claimed);
+            let nonce = reveals.keep_or_issue(&key, nonce);
+            return rotate_page(state, admin, token, nonce, grace, domain_messages(&d));
+        }
         Err(e) => return Err(e.into()),
     };
     let note = rotated.previous_visible_token.as_ref().map(|visible| {
@@ -657,11 +822,12 @@ async fn rotate(state: &AppState, admin: &AdminPage, token: &ApiToken, grace: Op
             None => format!("The previous secret {visible} no longer works."),
         }
     });
-    Ok(reveal(&RevealTemplate {
-        l: admin.layout(Nav::Tokens),
+    let id = claimed.finish(RevealContent {
         heading: "Rotate API token",
-        token: plain.expose(),
-        description: rotated.description.as_deref().unwrap_or(""),
+        token_id: rotated.id,
+        token: plain,
+        description: rotated.description.unwrap_or_default(),
         note,
-    }))
+    });
+    Ok(Redirect::to(&reveal_url(&id)).into_response())
 }
