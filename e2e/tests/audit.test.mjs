@@ -7,7 +7,7 @@
 
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { importTokens, launchChromium, screenshot, signIn, startServer } from "./support.mjs";
+import { checkPage, importTokens, launchChromium, screenshot, signIn, startServer } from "./support.mjs";
 
 const LOG = "/admin/audit-log";
 const TOKENS = "/admin/apis/api-tokens";
@@ -82,6 +82,7 @@ describe("the audit log page", () => {
       got.map(({ actor, action, source, change, ip }) => ({ actor, action, source, change, ip })),
       [{ actor: "Operator", action: "Created", source: "API token: Jira sync", change: "—", ip: "—" }],
     );
+    await checkPage(page, "audit log of one token");
   });
 
   it("shows each change with its actor, address and description, escaped", async () => {
@@ -105,6 +106,7 @@ describe("the audit log page", () => {
     });
     assert.equal(await page.locator("tbody b").count(), 0, "user text is never markup");
     assert.match(await page.locator("time").first().getAttribute("datetime"), /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/);
+    await checkPage(page, "audit log with changes");
     await screenshot(page, "audit-log-token");
   });
 
@@ -117,6 +119,7 @@ describe("the audit log page", () => {
     assert.equal(got.length, 1);
     assert.equal(got[0].action, "Deactivated");
     assert.equal(await page.getByLabel("Action", { exact: true }).inputValue(), "deactivate", "the form keeps its values");
+    await checkPage(page, "audit log filtered by action");
 
     await page.getByLabel("Action", { exact: true }).selectOption("");
     await page.getByLabel("Source type", { exact: true }).selectOption("user");
@@ -159,6 +162,7 @@ describe("the audit log page", () => {
     ]);
     assert.equal(response.status(), 400);
     assert.equal(await page.getByRole("alert").innerText(), "The start of Date range must not be after its end.");
+    await checkPage(page, "audit log with a refused filter");
   });
 
   it("pages through many events with Older and Newer links", async () => {
@@ -182,6 +186,7 @@ describe("the audit log page", () => {
     await page.getByRole("link", { name: "Newer events" }).click();
     await page.waitForURL(/before=/);
     assert.deepEqual((await rows()).map((r) => r.id), first);
+    await checkPage(page, "audit log, newer page");
     await screenshot(page, "audit-log");
   });
 
@@ -198,6 +203,7 @@ describe("the audit log page", () => {
     await page.goto(`${server.base}${TOKENS}`);
     assert.equal(await page.getByRole("link", { name: "View audit log" }).count(), 0);
     await page.goto(`${server.base}${LOG}`);
+    await checkPage(page, "audit log unavailable");
     await screenshot(page, "audit-log-unavailable");
   });
 

@@ -10,7 +10,7 @@ import assert from "node:assert/strict";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { apiStatus, launchChromium, screenshot, signIn, startServer } from "./support.mjs";
+import { apiStatus, checkPage, launchChromium, screenshot, signIn, startServer } from "./support.mjs";
 
 const LIST = "/admin/apis/api-tokens";
 const CONFIGURATION = "/admin/apis/configuration";
@@ -80,6 +80,7 @@ describe("rotation and the token policy in the Admin Center", () => {
     await page.getByRole("heading", { name: "Rotate API token?" }).waitFor();
     assert.equal(await page.getByLabel(/^None/).isChecked(), true);
     await page.getByLabel("1 hour").check();
+    await checkPage(page, "rotate page");
     await screenshot(page, "token-rotate");
     await Promise.all([
       page.waitForResponse((res) => res.request().method() === "POST" && res.url().endsWith("/rotate")),
@@ -94,7 +95,14 @@ describe("rotation and the token policy in the Admin Center", () => {
     await page.getByRole("button", { name: "Copy" }).click();
     await page.getByText("Copied to the clipboard.").waitFor();
     assert.equal(await page.evaluate(() => navigator.clipboard.readText()), newToken);
+    await checkPage(page, "rotate reveal");
     await screenshot(page, "token-rotate-reveal");
+    // A reload rotates nothing more: the reveal says it was shown.
+    const reload = await page.reload();
+    assert.equal(reload.status(), 410);
+    await page.getByText("shown once and cannot be shown again").waitFor();
+    await page.getByRole("link", { name: "View the token" }).waitFor();
+    await checkPage(page, "rotate reveal, already shown");
   });
 
   it("lets both the old and the new secret authenticate during the grace period", async () => {
@@ -103,7 +111,7 @@ describe("rotation and the token policy in the Admin Center", () => {
   });
 
   it("shows the previous secret on the details page", async () => {
-    await Promise.all([page.waitForURL(/\/api-tokens\??$/), page.getByRole("button", { name: "Save" }).click()]);
+    await page.goto(`${server.base}${LIST}`);
     await row("Nightly export").getByRole("link", { name: "Nightly export" }).click();
     await page.getByRole("heading", { name: "Nightly export" }).waitFor();
     const oldVisible = `${oldToken.slice(0, 7)}…${oldToken.slice(-4)}`;
@@ -113,6 +121,7 @@ describe("rotation and the token policy in the Admin Center", () => {
     assert.equal(await page.locator("dt", { hasText: "Previous token works until" }).count(), 1);
     // The old secret was used above, after the rotation.
     assert.match(await page.locator("#previous-last-used").textContent(), /^\d{4}-\d{2}-\d{2} \d{2}:\d{2} UTC$/);
+    await checkPage(page, "details of a rotated token");
     await screenshot(page, "token-details-rotated");
   });
 
@@ -130,6 +139,7 @@ describe("rotation and the token policy in the Admin Center", () => {
     assert.match(await stale.textContent(), /2020-02-01 00:00 UTC/);
     assert.equal(await table.locator("tbody tr").filter({ hasText: "Nightly export" }).count(), 0);
     assert.equal(await page.getByLabel("Deactivate tokens unused for").inputValue(), "30");
+    await checkPage(page, "configuration preview");
     await screenshot(page, "configuration-preview");
 
     // Nothing was saved.
@@ -148,6 +158,7 @@ describe("rotation and the token policy in the Admin Center", () => {
     });
     const body = await res.json();
     assert.equal(body.settings.token_policy.deactivate_unused_after_days, 30);
+    await checkPage(page, "configuration with a policy");
     await screenshot(page, "configuration-policy");
   });
 });

@@ -8,7 +8,7 @@
 
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { launchChromium, screenshot, signIn, startServer } from "./support.mjs";
+import { checkPage, launchChromium, screenshot, signIn, startServer } from "./support.mjs";
 
 const LIST = "/admin/apis/api-tokens";
 const DAY = 86_400_000;
@@ -74,6 +74,7 @@ describe("restricted tokens in the Admin Center", () => {
     assert.equal(await page.getByLabel(/^Date/).isVisible(), false);
     await page.getByLabel("When").selectOption("date");
     assert.equal(await page.getByLabel(/^Date/).isVisible(), true);
+    await checkPage(page, "add token form, restricted, on a date");
     await page.getByLabel("When").selectOption("never");
   });
 
@@ -118,6 +119,7 @@ describe("restricted tokens in the Admin Center", () => {
     assert.ok(expiry, text);
     assert.ok(datesIn(7, madeAt, Date.now()).has(expiry[1]), `${expiry[1]} is 7 days from now`);
     assert.match(await row("Directory reader").textContent(), /Active/);
+    await checkPage(page, "token list with a restricted token");
     await screenshot(page, "token-list-restricted");
     // The table stays within the page's width.
     const overflow = await page.evaluate(() => {
@@ -145,6 +147,7 @@ describe("restricted tokens in the Admin Center", () => {
     assert.equal(await page.getByLabel("Read users").isChecked(), true);
     assert.equal(await page.getByLabel("Write users").isChecked(), false);
     assert.match(await page.getByLabel("Assigned user").locator("option:checked").textContent(), /Rita Reader/);
+    await checkPage(page, "edit form of a restricted token");
     await screenshot(page, "token-edit-restricted");
     await page.getByRole("link", { name: "Cancel" }).click();
   });
@@ -165,6 +168,7 @@ describe("restricted tokens in the Admin Center", () => {
     assert.match(await p.getByRole("alert").textContent(), /You ticked scopes but chose Full access/);
     assert.equal(await p.getByLabel("Write everything").isChecked(), true);
     assert.equal(await p.getByLabel("Description").inputValue(), "No-script writer");
+    await checkPage(p, "add token form refused", { script: false });
     await p.getByLabel("Restricted").check();
     await p.getByRole("button", { name: "Save" }).click();
     await p.getByText("It will not be shown again").waitFor();
