@@ -330,38 +330,39 @@ fn normalize_plain(uri: &str) -> Option<PlainSegments<'_>> {
     let end = uri.bytes().position(|b| b == b'?' || b == b'#').unwrap_or(uri.len());
     let mut out: PlainSegments<'_> = SmallVec::new();
     for seg in uri[..end].split('/') {
-        match seg {
-            "" | "." => {}
-            ".." => {
-                out.pop();
-            }
-            _ => {
-                if out.len() == MAX_SEGMENTS {
-                    return None;
-                }
-                out.push(seg);
-            }
-        }
+        resolve(&mut out, seg)?;
     }
     if let Some(last) = out.last_mut() {
-        if let Some(stem) = last.strip_suffix(".json").filter(|s| !s.is_empty()) {
-            *last = stem;
+        if let Some(len) = json_stem(last) {
+            *last = &last[..len];
         }
     }
     Some(out)
 }
 
-fn strip_json(out: &mut Segments<'_>) {
-    if let Some(last) = out.last_mut() {
-        let stem_len = last.strip_suffix(".json").filter(|s| !s.is_empty()).map(str::len);
-        if let Some(len) = stem_len {
-            match last {
-                // The common case: a slice of the URI, shortened in place.
-                Cow::Borrowed(b) => *b = &b[..len],
-                Cow::Owned(o) => o.truncate(len),
-            }
+/// Adds one segment to a path being resolved: empty and `.` segments are
+/// dropped, `..` removes the one before (never above the root); `None` when
+/// the path grows past [`MAX_SEGMENTS`].
+fn resolve<A>(out: &mut SmallVec<A>, seg: A::Item) -> Option<()>
+where
+    A: smallvec::Array,
+    A::Item: AsRef<str>,
+{
+    match seg.as_ref() {
+        "" | "." => {}
+        ".." => {
+            out.pop();
         }
+        _ if out.len() == MAX_SEGMENTS => return None,
+        _ => out.push(seg),
     }
+    Some(())
+}
+
+/// The length of a last segment without its `.json` suffix, if it has one
+/// and something before it.
+fn json_stem(last: &str) -> Option<usize> {
+    last.strip_suffix(".json").filter(|s| !s.is_empty()).map(str::len)
 }
 
 /// The path of any URI that is not plain: absolute-form, percent-encoded,
@@ -391,20 +392,16 @@ fn normalize_any(uri: &str) -> Option<Segments<'_>> {
         if seg.contains(['/', '\\']) || seg.chars().any(char::is_control) {
             return None;
         }
-        match &*seg {
-            "" | "." => {}
-            ".." => {
-                out.pop();
-            }
-            _ => {
-                if out.len() == MAX_SEGMENTS {
-                    return None;
-                }
-                out.push(seg);
+        resolve(&mut out, seg)?;
+    }
+    if let Some(last) = out.last_mut() {
+        if let Some(len) = json_stem(last) {
+            match last {
+                Cow::Borrowed(b) => *b = &b[..len],
+                Cow::Owned(o) => o.truncate(len),
             }
         }
     }
-    strip_json(&mut out);
     Some(out)
 }
 

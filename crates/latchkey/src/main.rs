@@ -356,26 +356,7 @@ async fn token(url: &str, cmd: TokenCmd) -> anyhow::Result<()> {
             let tokens = app.tokens(&access).await?;
             let now = app.now();
             if json {
-                let list: Vec<_> = tokens
-                    .iter()
-                    .map(|t| {
-                        serde_json::json!({
-                            "id": t.id,
-                            "description": t.description,
-                            "active": t.active,
-                            "visible_token": t.visible_token,
-                            "user_id": t.user_id,
-                            "assigned_user_id": t.assigned_user_id,
-                            "scopes": t.scopes.as_ref().map(|s| s.names().collect::<Vec<_>>()),
-                            "expires_at": t.expires_at.map(rfc3339),
-                            "allowed_ips": t.allowed_ips.as_ref().map(|a| a.names().collect::<Vec<_>>()),
-                            "status": t.status(now).to_string(),
-                            "created_at": rfc3339(t.created_at),
-                            "updated_at": rfc3339(t.updated_at),
-                            "last_used": t.last_used.map(rfc3339),
-                        })
-                    })
-                    .collect();
+                let list: Vec<TokenLine<'_>> = tokens.iter().map(|t| TokenLine::of(t, now)).collect();
                 println!("{}", serde_json::to_string_pretty(&list)?);
             } else {
                 println!(
@@ -442,6 +423,45 @@ async fn token(url: &str, cmd: TokenCmd) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// One token as `token list --json` prints it: the REST record's fields,
+/// without the URL (README.md, "Command line").
+#[derive(serde::Serialize)]
+struct TokenLine<'a> {
+    id: latchkey_core::id::TokenId,
+    description: Option<&'a str>,
+    active: bool,
+    visible_token: &'a str,
+    user_id: Option<latchkey_core::id::UserId>,
+    assigned_user_id: Option<latchkey_core::id::UserId>,
+    scopes: Option<Vec<String>>,
+    expires_at: Option<String>,
+    allowed_ips: Option<Vec<String>>,
+    status: &'static str,
+    created_at: String,
+    updated_at: String,
+    last_used: Option<String>,
+}
+
+impl<'a> TokenLine<'a> {
+    fn of(t: &'a latchkey_core::token::ApiToken, now: Timestamp) -> Self {
+        TokenLine {
+            id: t.id,
+            description: t.description.as_deref(),
+            active: t.active,
+            visible_token: &t.visible_token,
+            user_id: t.user_id,
+            assigned_user_id: t.assigned_user_id,
+            scopes: t.scopes.as_ref().map(|s| s.names().collect()),
+            expires_at: t.expires_at.map(rfc3339),
+            allowed_ips: t.allowed_ips.as_ref().map(|a| a.names().collect()),
+            status: t.status(now).into(),
+            created_at: rfc3339(t.created_at),
+            updated_at: rfc3339(t.updated_at),
+            last_used: t.last_used.map(rfc3339),
+        }
+    }
 }
 
 /// Reads the import file: one JSON object per line, either
