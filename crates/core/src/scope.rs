@@ -191,19 +191,30 @@ pub struct ResourceDef {
     pub paths: Vec<String>,
 }
 
-/// What a request is, for the scope check: the resource its path belongs to
-/// (`None`: no resource claims it) and whether it reads or writes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What a request is, for the scope check: its method's access and its
+/// path, whose resource is looked up only when a restricted token asks (an
+/// unrestricted token, the common case, never pays for the path matcher).
+#[derive(Debug, Clone, Copy)]
 pub struct Target<'a> {
-    pub resource: Option<&'a str>,
-    pub access: Access,
+    catalog: &'a ScopeCatalog,
+    uri: &'a str,
+    access: Access,
 }
 
-impl Target<'_> {
+impl<'a> Target<'a> {
+    /// The resource that claims the path (`None`: none does).
+    pub fn resource(&self) -> Option<&'a str> {
+        self.catalog.resource_of(self.uri)
+    }
+
+    pub fn access(&self) -> Access {
+        self.access
+    }
+
     /// The scope a token lacks when it is refused this target:
     /// `tickets:write`, or `write` on a path no resource claims.
     pub fn required_scope(&self) -> String {
-        match self.resource {
+        match self.resource() {
             Some(r) => format!("{r}:{}", self.access),
             None => self.access.as_str().to_owned(),
         }
@@ -211,7 +222,7 @@ impl Target<'_> {
 
     /// Whether a token with `scopes` (`None`: unrestricted) may make this request.
     pub fn allowed(&self, scopes: Option<&Scopes>) -> bool {
-        scopes.is_none_or(|s| s.cover(self.resource, self.access))
+        scopes.is_none_or(|s| s.cover(self.resource(), self.access))
     }
 }
 
@@ -516,10 +527,12 @@ impl ScopeCatalog {
         pattern.map(|p| &*self.resources[p.resource].name)
     }
 
-    /// What a request with `method` to `uri` is, for the scope check.
-    pub fn target(&self, method: &str, uri: &str) -> Target<'_> {
+    /// What a request with `method` to `uri` is, for the scope check; the
+    /// path is matched only if the check needs it.
+    pub fn target<'a>(&'a self, method: &str, uri: &'a str) -> Target<'a> {
         Target {
-            resource: self.resource_of(uri),
+            catalog: self,
+            uri,
             access: Access::of_method(method),
         }
     }
@@ -727,7 +740,7 @@ mod tests {
     #[test]
     fn scopes_cover_what_zendesk_says_they_cover() {
         let c = catalog();
-        let t = |m: &str, p: &str| c.target(m, p);
+        let t = |m: &str, p: &'static str| c.target(m, p);
         let read_tickets = scopes(&c, &["tickets:read"]);
         assert!(t("GET", "/api/v2/tickets/1").allowed(Some(&read_tickets)));
         assert!(!t("PUT", "/api/v2/tickets/1").allowed(Some(&read_tickets)));
