@@ -53,7 +53,14 @@ pub struct App {
     /// A real Argon2id hash of a random password, checked for unknown
     /// emails so that a sign-in takes as long as for a wrong password.
     pub(crate) dummy_hash: OnceCell<Arc<password::PasswordHash>>,
+    /// This process's name among the nodes sharing rate-limit counts:
+    /// random, so a restarted node is a new one.
+    node: i64,
 }
+
+/// Syncs a rate counter stays listed for after its last request, so that
+/// its final count reaches the other nodes.
+const RATE_IDLE_SYNCS: u32 = 8;
 
 /// What a proposed token policy would do now.
 #[derive(Debug, Default)]
@@ -91,6 +98,7 @@ impl App {
             scopes: Arc::new(ScopeCatalog::builtin()),
             sign_in_limits: SignInLimits::default(),
             dummy_hash: OnceCell::new(),
+            node: rand::random::<i64>() & i64::MAX,
         })
     }
 
@@ -653,6 +661,34 @@ impl App {
         let now = self.now();
         let since = Timestamp::from_unix((now.unix() - days * 86_400).div_euclid(3600) * 3600);
         Ok(self.store.usage_since(id, since).await?)
+    }
+
+    /// Shares this node's rate-limit counts with the other nodes and takes
+    /// theirs (ARCHITECTURE.md, "Rate limits across nodes"): one write and
+    /// one read for every token limited and used lately, none otherwise.
+    /// The counts are absolute, so a failed sync loses nothing the next
+    /// one does not write.
+    pub async fn sync_rate_limits(&self) -> Result<usize> {
+        let now_ms = self.clock.now_millis();
+        let reports = self.verifier.rate_reports(now_ms, RATE_IDLE_SYNCS);
+        if reports.is_empty() {
+            return Ok(0);
+        }
+        let peers = self.store.share_rate_counts(self.node, &reports, now_ms).await?;
+        self.verifier.apply_rate_peers(&peers, now_ms);
+        Ok(reports.len())
+    }
+
+    /// Moves the estimate of the other nodes' admissions on to now,
+    /// between syncs (memory only).
+    pub fn refresh_rate_limits(&self) {
+        self.verifier.refresh_rates(self.clock.now_millis());
+    }
+
+    /// Forgets rate-limit counts not written since `before` (a day is
+    /// longer than any window).
+    pub async fn prune_rate_counts(&self, before: Timestamp) -> Result<u64> {
+        Ok(self.store.prune_rate_counts(before.unix().saturating_mul(1000)).await?)
     }
 
     /// Drops hourly usage older than `before` (the 90-day retention).

@@ -29,6 +29,7 @@ pub mod change;
 pub mod error;
 pub mod id;
 pub mod policy;
+pub mod rate_limit;
 pub mod scope;
 pub mod secret;
 pub mod time;
@@ -46,7 +47,7 @@ pub use error::{DomainError, ErrorCode, Invalid};
 /// imports them. This test reads every `crate::` path in the sources.
 #[cfg(test)]
 mod module_graph {
-    const MODULES: [(&str, &str); 16] = [
+    const MODULES: [(&str, &str); 17] = [
         ("account", include_str!("account.rs")),
         ("allowlist", include_str!("allowlist.rs")),
         ("audit", include_str!("audit.rs")),
@@ -55,6 +56,7 @@ mod module_graph {
         ("error", include_str!("error.rs")),
         ("id", include_str!("id.rs")),
         ("policy", include_str!("policy.rs")),
+        ("rate_limit", include_str!("rate_limit.rs")),
         ("scope", include_str!("scope.rs")),
         ("secret", include_str!("secret.rs")),
         ("time", include_str!("time.rs")),

@@ -199,6 +199,8 @@ mod tests {
             scopes: None,
             expires_at: None,
             allowed_ips: None,
+            rate_limit: None,
+            leaked_at: None,
             created_at: T0,
             updated_at: T0,
             last_used: None,

@@ -72,6 +72,13 @@ impl Timestamp {
 /// Where "now" comes from.
 pub trait Clock: Send + Sync + 'static {
     fn now(&self) -> Timestamp;
+
+    /// Milliseconds since the epoch, for what needs finer steps than
+    /// seconds (rate-limit counts shared between nodes); a clock moved by
+    /// hand gives its whole seconds.
+    fn now_millis(&self) -> i64 {
+        self.now().unix().saturating_mul(1000)
+    }
 }
 
 /// The real wall clock.
@@ -86,6 +93,13 @@ impl Clock for SystemClock {
                 .map(|d| d.as_secs() as i64)
                 .unwrap_or(0),
         )
+    }
+
+    fn now_millis(&self) -> i64 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0)
     }
 }
 

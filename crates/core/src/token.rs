@@ -18,6 +18,7 @@ use crate::allowlist::IpAllowlist;
 use crate::change::text_change;
 use crate::error::{clean_text, ErrorCode, Invalid};
 use crate::id::{AccountId, TokenId, UserId};
+use crate::rate_limit::RateLimit;
 use crate::scope::{self, Scopes};
 use crate::time::Timestamp;
 
@@ -473,6 +474,11 @@ pub struct ApiToken {
     pub expires_at: Option<Timestamp>,
     /// Null: any address; else only these networks (README.md, "IP allowlists").
     pub allowed_ips: Option<IpAllowlist>,
+    /// Null: no limit; else requests per window for the whole deployment
+    /// (README.md, "IP allowlists and rate limits").
+    pub rate_limit: Option<RateLimit>,
+    /// When a leak report matched it (README.md, "Leaked tokens").
+    pub leaked_at: Option<Timestamp>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
     pub last_used: Option<Timestamp>,
@@ -540,6 +546,8 @@ pub struct Restrictions {
     pub expires_at: Option<Timestamp>,
     /// Only requests from these networks authenticate.
     pub allowed_ips: Option<IpAllowlist>,
+    /// At most this many requests per window, deployment-wide.
+    pub rate_limit: Option<RateLimit>,
 }
 
 impl Restrictions {
@@ -572,6 +580,7 @@ pub struct TokenPatch {
     pub assigned_user_id: Option<Option<UserId>>,
     pub expires_at: Option<Option<Timestamp>>,
     pub allowed_ips: Option<Option<IpAllowlist>>,
+    pub rate_limit: Option<Option<RateLimit>>,
 }
 
 /// What a [`TokenPatch`] does to a token, as the audit log records it.
@@ -674,6 +683,17 @@ impl TokenPatch {
                 next.allowed_ips = allowed.clone();
             }
         }
+        if let Some(limit) = self.rate_limit {
+            if limit != current.rate_limit {
+                let show = |l: Option<RateLimit>| l.map_or_else(|| "none".to_owned(), |l| l.describe());
+                changes.update.push(format!(
+                    "rate_limit changed from {} to {}",
+                    show(current.rate_limit),
+                    show(limit)
+                ));
+                next.rate_limit = limit;
+            }
+        }
         if let Some(active) = self.active {
             if active != current.active {
                 changes.status = Some(active);
@@ -701,6 +721,8 @@ mod patch_tests {
             scopes: None,
             expires_at: None,
             allowed_ips: None,
+            rate_limit: None,
+            leaked_at: None,
             previous_visible_token: None,
             previous_expires_at: None,
             previous_last_used: None,
@@ -720,6 +742,7 @@ mod patch_tests {
             assigned_user_id: Some(None),
             expires_at: None,
             allowed_ips: Some(None),
+            rate_limit: Some(None),
         };
         assert!(apply(&p, &token()).expect("valid").1.is_empty());
     }

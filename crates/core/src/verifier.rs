@@ -26,6 +26,7 @@ use strum::{Display, EnumIter, IntoStaticStr, VariantNames};
 
 use crate::account::{Account, Plan, Subdomain};
 use crate::id::{AccountId, TokenId, UserId};
+use crate::rate_limit::{PeerCount, RateCounter, RateReport, RateStatus};
 use crate::scope::{Scopes, Target};
 use crate::time::Timestamp;
 use crate::token::{Restrictions, TokenHash};
@@ -94,9 +95,12 @@ struct TokenEntry {
 }
 
 /// The parts of a token entry that most tokens do not have.
-#[derive(Debug, Default, PartialEq, Eq)]
+#[derive(Debug, Default)]
 struct Rare {
     restrictions: Restrictions,
+    /// With a rate limit: this node's count, kept across edits of the token
+    /// and shared by its current and previous secrets.
+    rate: Option<Arc<RateCounter>>,
     /// On a current secret: the previous secret's hash, also in the lookup
     /// map until the next change of this token.
     previous_hash: Option<TokenHash>,
@@ -104,9 +108,17 @@ struct Rare {
     grace_until: Option<Timestamp>,
 }
 
+impl Rare {
+    fn is_empty(&self) -> bool {
+        self.restrictions == Restrictions::default() && self.previous_hash.is_none() && self.grace_until.is_none()
+    }
+}
+
 impl TokenEntry {
     /// The entry of the current secret, and of the previous one if any.
-    fn new(auth: TokenAuth, usage: Arc<Usage>) -> (Self, Option<Self>) {
+    /// `rate` is the token's counter so far, if it had one.
+    fn new(auth: TokenAuth, usage: Arc<Usage>, rate: Option<Arc<RateCounter>>) -> (Self, Option<Self>) {
+        let rate = auth.restrictions.rate_limit.map(|_| rate.unwrap_or_default());
         let previous = auth.previous.map(|p| TokenEntry {
             id: auth.id,
             account_id: auth.account_id,
@@ -114,6 +126,7 @@ impl TokenEntry {
             active: auth.active,
             rare: Some(Box::new(Rare {
                 restrictions: auth.restrictions.clone(),
+                rate: rate.clone(),
                 previous_hash: None,
                 grace_until: Some(p.until),
             })),
@@ -121,6 +134,7 @@ impl TokenEntry {
         });
         let rare = Rare {
             restrictions: auth.restrictions,
+            rate,
             previous_hash: auth.previous.map(|p| p.hash),
             grace_until: None,
         };
@@ -129,7 +143,7 @@ impl TokenEntry {
             account_id: auth.account_id,
             hash: auth.hash,
             active: auth.active,
-            rare: (rare != Rare::default()).then(|| Box::new(rare)),
+            rare: (!rare.is_empty()).then(|| Box::new(rare)),
             usage,
         };
         (current, previous)
@@ -137,6 +151,10 @@ impl TokenEntry {
 
     fn previous_hash(&self) -> Option<&TokenHash> {
         self.rare.as_ref()?.previous_hash.as_ref()
+    }
+
+    fn rate_counter(&self) -> Option<&Arc<RateCounter>> {
+        self.rare.as_ref()?.rate.as_ref()
     }
 }
 
@@ -251,6 +269,8 @@ pub struct Identity {
     pub account: Arc<AccountEntry>,
     pub user: Arc<User>,
     pub token_id: TokenId,
+    /// The token's rate limit as this request left it; `None`: no limit.
+    pub rate: Option<RateStatus>,
 }
 
 /// Who a verified request runs as, borrowed from the verifier: valid only
@@ -263,6 +283,8 @@ pub struct IdentityRef<'a> {
     pub token_id: TokenId,
     /// `None`: the token is unrestricted (the user's full access).
     pub scopes: Option<&'a Scopes>,
+    /// The token's rate limit as this request left it; `None`: no limit.
+    pub rate: Option<RateStatus>,
     /// The entries themselves, for [`IdentityRef::to_identity`].
     shared: (&'a Arc<AccountEntry>, &'a Arc<User>),
 }
@@ -275,6 +297,7 @@ impl IdentityRef<'_> {
             account: self.shared.0.clone(),
             user: self.shared.1.clone(),
             token_id: self.token_id,
+            rate: self.rate,
         }
     }
 }
@@ -297,6 +320,9 @@ pub enum Denial {
     RotatedOut,
     /// The client's address is outside the token's allowlist.
     IpNotAllowed,
+    /// Over the token's rate limit: authenticated, but refused with 429,
+    /// not 401 (only [`Verifier::verify`] reports it as a denial).
+    RateLimited,
 }
 
 impl Denial {
@@ -311,8 +337,14 @@ impl Denial {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Refusal {
     Unauthenticated(Denial),
-    /// The scope the request needs, as `Target::required_scope` spells it.
-    MissingScope(String),
+    /// The scope the request needs, as `Target::required_scope` spells it,
+    /// and the token's rate limit if it has one.
+    MissingScope {
+        scope: String,
+        rate: Option<RateStatus>,
+    },
+    /// Over the token's rate limit (429 with `Retry-After`).
+    RateLimited(RateStatus),
 }
 
 impl From<Denial> for Refusal {
@@ -332,6 +364,9 @@ pub struct Verifier {
     usage_queue: Mutex<Vec<TokenId>>,
     /// Requests per token and hour, allowed and refused by reason.
     hourly: HourlyUsage,
+    /// Rate counters checked lately, reported to the other nodes at each
+    /// sync until they go idle.
+    rate_active: Mutex<Vec<(TokenId, Arc<RateCounter>)>>,
 }
 
 impl std::fmt::Debug for Verifier {
@@ -380,7 +415,8 @@ impl Verifier {
             .map_err(|r| match r {
                 Refusal::Unauthenticated(d) => d,
                 // No target, no scope check.
-                Refusal::MissingScope(_) => Denial::UnknownToken,
+                Refusal::MissingScope { .. } => Denial::UnknownToken,
+                Refusal::RateLimited(_) => Denial::RateLimited,
             })
     }
 
@@ -456,11 +492,32 @@ impl Verifier {
             }
         }
         self.record_use(token, now);
+        // Every authenticated request counts against the limit, whatever
+        // its scopes make of it (README.md, "IP allowlists and rate limits").
+        let rate = match (token.rate_counter(), restrictions.and_then(|r| r.rate_limit)) {
+            (Some(counter), Some(limit)) => {
+                let checked = counter.check(limit, now);
+                if checked.newly_active {
+                    if let Ok(mut active) = self.rate_active.lock() {
+                        active.push((token.id, counter.clone()));
+                    }
+                }
+                if !checked.status.admitted {
+                    self.hourly.count(token.id, now, UsageKind::RateLimited);
+                    return Err(Refusal::RateLimited(checked.status));
+                }
+                Some(checked.status)
+            }
+            _ => None,
+        };
         let scopes = restrictions.and_then(|r| r.scopes.as_ref());
         if let Some(target) = target {
             if !target.allowed(scopes) {
                 self.hourly.count(token.id, now, UsageKind::Scope);
-                return Err(Refusal::MissingScope(target.required_scope()));
+                return Err(Refusal::MissingScope {
+                    scope: target.required_scope(),
+                    rate,
+                });
             }
         }
         self.hourly.count(token.id, now, UsageKind::Allowed);
@@ -469,6 +526,7 @@ impl Verifier {
             user,
             token_id: token.id,
             scopes,
+            rate,
             shared: (account, user),
         }))
     }
@@ -517,6 +575,50 @@ impl Verifier {
     /// write beside `last_used`; hours before `now`'s leave memory.
     pub fn drain_hourly(&self, now: Timestamp) -> Vec<HourUsage> {
         self.hourly.drain(now)
+    }
+
+    /// This node's rate counts for the sync at `now_ms` (milliseconds
+    /// since the epoch), one per counter checked lately; a counter idle for
+    /// `idle_after` syncs gives its last report and leaves the list.
+    pub fn rate_reports(&self, now_ms: i64, idle_after: u32) -> Vec<RateReport> {
+        let Ok(mut active) = self.rate_active.lock() else {
+            return Vec::new();
+        };
+        let mut reports = Vec::with_capacity(active.len());
+        active.retain(|(id, counter)| {
+            let (report, keep) = counter.report(*id, now_ms, idle_after);
+            reports.push(report);
+            keep
+        });
+        reports
+    }
+
+    /// Hands each listed counter the other nodes' latest reports for its
+    /// token (`peers`: every other node's row for the reported tokens).
+    pub fn apply_rate_peers(&self, peers: &[PeerCount], now_ms: i64) {
+        let counters: Vec<(TokenId, Arc<RateCounter>)> = match self.rate_active.lock() {
+            Ok(active) => active.clone(),
+            Err(_) => return,
+        };
+        let mut by_token: std::collections::HashMap<TokenId, Vec<PeerCount>> = std::collections::HashMap::new();
+        for p in peers {
+            by_token.entry(p.report.token_id).or_default().push(*p);
+        }
+        for (id, counter) in counters {
+            counter.set_peers(by_token.remove(&id).unwrap_or_default(), now_ms);
+        }
+    }
+
+    /// Moves every listed counter's estimate of the other nodes on to
+    /// `now_ms`, between syncs.
+    pub fn refresh_rates(&self, now_ms: i64) {
+        let counters: Vec<Arc<RateCounter>> = match self.rate_active.lock() {
+            Ok(active) => active.iter().map(|(_, c)| c.clone()).collect(),
+            Err(_) => return,
+        };
+        for counter in counters {
+            counter.refresh(now_ms);
+        }
     }
 
     /// Puts back hourly counts that could not be written.
@@ -682,7 +784,8 @@ impl Verifier {
             None => Arc::default(),
         };
         let old = by_id.get(&auth.id).cloned();
-        let (current, previous) = TokenEntry::new(auth, usage);
+        let rate = old.as_ref().and_then(|o| o.rate_counter().cloned());
+        let (current, previous) = TokenEntry::new(auth, usage, rate);
         let current = Arc::new(current);
         // New keys first, then the old ones that are gone: a request finds
         // one entry or the other, never neither.
@@ -872,7 +975,8 @@ mod tests {
                 "user_cannot_authenticate",
                 "not_assigned_user",
                 "rotated_out",
-                "ip_not_allowed"
+                "ip_not_allowed",
+                "rate_limited"
             ]
         );
         assert!(Denial::iter().all(|d| d.to_string() == d.as_str()));
@@ -1065,7 +1169,9 @@ mod tests {
                         .verify_with(email, h, at(1), ANY_ADDRESS, None, seen_ref)
                         .map_err(|r| match r {
                             Refusal::Unauthenticated(d) => d,
-                            Refusal::MissingScope(_) => unreachable!("no target"),
+                            Refusal::MissingScope { .. } | Refusal::RateLimited(_) => {
+                                unreachable!("no target, no limit")
+                            }
                         });
                     assert_eq!(owned, borrowed, "{email}");
                     denials.insert(borrowed.err().map(Denial::as_str));
@@ -1354,11 +1460,17 @@ mod tests {
         assert_eq!(check("GET", "/api/v2/users/me"), Ok(Some("users:read".to_owned())));
         assert_eq!(
             check("PUT", "/api/v2/users/3"),
-            Err(Refusal::MissingScope("users:write".into()))
+            Err(Refusal::MissingScope {
+                scope: "users:write".into(),
+                rate: None
+            })
         );
         assert_eq!(
             check("GET", "/api/v2/api_tokens"),
-            Err(Refusal::MissingScope("api_tokens:read".into()))
+            Err(Refusal::MissingScope {
+                scope: "api_tokens:read".into(),
+                rate: None
+            })
         );
         // A bad credential is a 401 before any scope is looked at.
         assert_eq!(

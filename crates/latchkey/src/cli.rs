@@ -9,6 +9,7 @@ use clap::builder::PossibleValuesParser;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use ipnet::IpNet;
 use latchkey_core::account::Plan;
+use latchkey_core::rate_limit::RateLimit;
 use latchkey_core::time::Timestamp;
 use latchkey_core::token::TokenPrefix;
 use latchkey_core::user::Role;
@@ -164,6 +165,19 @@ fn parse_time(s: &str) -> Result<Timestamp, String> {
     Timestamp::parse_rfc3339(s).ok_or_else(|| format!("{s:?} is not an RFC 3339 time such as 2027-03-01T00:00:00Z"))
 }
 
+/// `100/60`: 100 requests per 60 seconds.
+fn parse_rate_limit(s: &str) -> Result<RateLimit, String> {
+    let (requests, seconds) = s
+        .split_once('/')
+        .ok_or_else(|| format!("{s:?} is not REQUESTS/SECONDS, such as 100/60"))?;
+    let number = |n: &str| {
+        n.trim()
+            .parse::<i64>()
+            .map_err(|_| format!("{s:?} is not REQUESTS/SECONDS, such as 100/60"))
+    };
+    RateLimit::new(number(requests)?, number(seconds)?).map_err(|e| e.description)
+}
+
 pub fn parse_prefix(s: &str) -> anyhow::Result<TokenPrefix> {
     TokenPrefix::parse(s).map_err(anyhow::Error::msg)
 }
@@ -277,6 +291,10 @@ pub enum TokenCmd {
         /// (`10.0.0.0/8,2001:db8::/32`; a bare address is /32 or /128).
         #[arg(long, env = "LATCHKEY_ALLOWED_IPS", value_delimiter = ',')]
         allowed_ips: Option<Vec<String>>,
+        /// At most this many requests per window for the whole deployment,
+        /// as `REQUESTS/SECONDS` (`100/60`: 100 a minute).
+        #[arg(long, env = "LATCHKEY_RATE_LIMIT", value_parser = parse_rate_limit)]
+        rate_limit: Option<RateLimit>,
     },
     /// List an account's tokens, newest first.
     List {

@@ -316,6 +316,7 @@ async fn token(url: &str, cmd: TokenCmd) -> anyhow::Result<()> {
             assigned_user,
             expires_at,
             allowed_ips,
+            rate_limit,
         } => {
             let prefix = cli::parse_prefix(&token_prefix)?;
             let app = open(url, prefix).await?;
@@ -346,6 +347,7 @@ async fn token(url: &str, cmd: TokenCmd) -> anyhow::Result<()> {
                 assigned_user_id,
                 expires_at,
                 allowed_ips,
+                rate_limit,
             };
             let (_, plain) = app.create_token(&access, description, restrictions).await?;
             println!("{}", plain.expose());
@@ -438,6 +440,9 @@ struct TokenLine<'a> {
     scopes: Option<Vec<String>>,
     expires_at: Option<String>,
     allowed_ips: Option<Vec<String>>,
+    /// `100/60`: 100 requests per 60 seconds.
+    rate_limit: Option<String>,
+    leaked_at: Option<String>,
     status: &'static str,
     created_at: String,
     updated_at: String,
@@ -456,6 +461,8 @@ impl<'a> TokenLine<'a> {
             scopes: t.scopes.as_ref().map(|s| s.names().collect()),
             expires_at: t.expires_at.map(rfc3339),
             allowed_ips: t.allowed_ips.as_ref().map(|a| a.names().collect()),
+            rate_limit: t.rate_limit.map(|l| format!("{}/{}", l.requests, l.per_seconds)),
+            leaked_at: t.leaked_at.map(rfc3339),
             status: t.status(now).into(),
             created_at: rfc3339(t.created_at),
             updated_at: rfc3339(t.updated_at),

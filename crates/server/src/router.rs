@@ -27,6 +27,7 @@ pub fn router(state: AppState) -> Router {
         })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(middleware::from_fn(crate::http::edge::json_errors))
+        .layer(middleware::from_fn(crate::http::rate_headers::layer))
         .layer(middleware::map_response(security_headers))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {

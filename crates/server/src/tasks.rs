@@ -32,6 +32,7 @@ pub fn spawn(
     vec![
         tokio::spawn(app.follow(poll, max_staleness, stopped(stop.clone()))),
         tokio::spawn(flush_usage(app.clone(), flush, stop.clone())),
+        tokio::spawn(share_rate_limits(app.clone(), stop.clone())),
         tokio::spawn(sweep(app.clone(), config.sweep_interval, stop.clone())),
         tokio::spawn(maintenance(app, limiters, stop)),
     ]
@@ -68,6 +69,32 @@ async fn flush_usage(app: Arc<App>, period: Duration, mut stop: watch::Receiver<
     }
 }
 
+/// How often rate-limit counts are shared with the other nodes, and how
+/// often the estimate of theirs moves on in between (ARCHITECTURE.md,
+/// "Rate limits across nodes").
+const RATE_SYNC: Duration = Duration::from_millis(250);
+const RATE_REFRESH: Duration = Duration::from_millis(50);
+
+async fn share_rate_limits(app: Arc<App>, mut stop: watch::Receiver<bool>) {
+    let mut tick = interval(RATE_REFRESH);
+    let every = (RATE_SYNC.as_millis() / RATE_REFRESH.as_millis()).max(1) as u32;
+    let mut ticks = 0u32;
+    loop {
+        let go_on = next_tick(&mut tick, &mut stop).await;
+        ticks = ticks.wrapping_add(1);
+        if ticks.is_multiple_of(every) || !go_on {
+            if let Err(e) = app.sync_rate_limits().await {
+                tracing::warn!(error = %e, "sharing rate-limit counts failed; the next sync retries");
+            }
+        } else {
+            app.refresh_rate_limits();
+        }
+        if !go_on {
+            return;
+        }
+    }
+}
+
 /// Every sweep interval: deactivates and deletes what each account's token
 /// policy says to. However many nodes run, one sweeps at a time (the
 /// store's lease), and each change is judged again under its account's
@@ -97,6 +124,9 @@ async fn maintenance(app: Arc<App>, limiters: Vec<Arc<RateLimiter<IpAddr>>>, mut
         }
         if let Err(e) = app.prune_usage(now.minus_secs(USAGE_RETENTION_DAYS * 86_400)).await {
             tracing::warn!(error = %e, "pruning token usage failed");
+        }
+        if let Err(e) = app.prune_rate_counts(now.minus_secs(86_400)).await {
+            tracing::warn!(error = %e, "pruning rate-limit counts failed");
         }
     }
 }

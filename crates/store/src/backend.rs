@@ -9,6 +9,7 @@ use latchkey_core::{
     audit::AuditEvent,
     audit_query::{AuditFilter, Seek},
     id::{AccountId, AuditEventId, TokenId, UserId},
+    rate_limit::{PeerCount, RateReport},
     time::Timestamp,
     token::{ApiToken, NewToken, TokenCreator, TokenHash},
     usage::HourUsage,
@@ -41,6 +42,11 @@ pub trait Backend: Send + Sync + 'static {
     async fn add_usage(&self, rows: &[HourUsage]) -> Result<()>;
     async fn usage_since(&self, token_id: TokenId, since: Timestamp) -> Result<Vec<HourUsage>>;
     async fn prune_usage(&self, before: Timestamp) -> Result<u64>;
+    /// Writes this node's rate-limit counts and reads the other nodes'
+    /// counts of the same tokens (ARCHITECTURE.md, "Rate limits across nodes").
+    async fn share_rate_counts(&self, node: i64, reports: &[RateReport], now_ms: i64) -> Result<Vec<PeerCount>>;
+    /// Forgets counts last written before `before_ms`.
+    async fn prune_rate_counts(&self, before_ms: i64) -> Result<u64>;
 
     async fn account_count(&self) -> Result<i64>;
     /// The right to sweep now, held until the lease is dropped: on

@@ -18,6 +18,7 @@ use latchkey_core::{
     audit::AuditEvent,
     audit_query::{AuditFilter, Seek},
     id::{AccountId, AuditEventId, TokenId, UserId},
+    rate_limit::{PeerCount, RateReport},
     scope::Scopes,
     time::Timestamp,
     token::{ApiToken, NewToken, TokenCreator, TokenHash},
@@ -89,6 +90,7 @@ where
     for<'r> AuditRow: FromRow<'r, DB::Row>,
     for<'r> ChangeRow: FromRow<'r, DB::Row>,
     for<'r> UsageRow: FromRow<'r, DB::Row>,
+    for<'r> PeerRow: FromRow<'r, DB::Row>,
 {
     // ---- The verifier's snapshot and the change log -----------------------
 
@@ -166,6 +168,52 @@ where
             .fetch_all(pool)
             .await?;
         Ok(rows.into_iter().map(|r| r.into_usage(token_id)).collect())
+    }
+
+    /// Writes this node's rate-limit counts (`upsert`, one statement for
+    /// all of them) and reads every other node's counts of the same tokens
+    /// (`peers`): the backend gives its own spelling of the two statements.
+    pub(crate) async fn share_rate_counts(
+        pool: &Pool<DB>,
+        (upsert, peers): (&'static str, &'static str),
+        node: i64,
+        reports: &[RateReport],
+        now_ms: i64,
+    ) -> Result<Vec<PeerCount>> {
+        // One row per token: the latest report wins.
+        let mut latest: Vec<&RateReport> = reports.iter().rev().collect();
+        latest.sort_by_key(|r| r.token_id);
+        latest.dedup_by_key(|r| r.token_id);
+        let rows: Vec<String> = latest
+            .iter()
+            .map(|r| {
+                format!(
+                    "[{},{},{},{},{}]",
+                    r.token_id.get(),
+                    r.window,
+                    r.per_seconds,
+                    r.admitted,
+                    r.rate_milli
+                )
+            })
+            .collect();
+        let json = format!("[{}]", rows.join(","));
+        sqlx::query(upsert)
+            .bind(node)
+            .bind(&json)
+            .bind(now_ms)
+            .execute(pool)
+            .await?;
+        let rows: Vec<PeerRow> = sqlx::query_as(peers).bind(node).bind(&json).fetch_all(pool).await?;
+        Ok(rows.into_iter().map(PeerCount::from).collect())
+    }
+
+    pub(crate) async fn prune_rate_counts(pool: &Pool<DB>, before_ms: i64) -> Result<u64> {
+        let done = sqlx::query(sql::PRUNE_RATE_COUNTS)
+            .bind(before_ms)
+            .execute(pool)
+            .await?;
+        Ok(DB::rows_affected(&done))
     }
 
     pub(crate) async fn prune_usage(pool: &Pool<DB>, before: Timestamp) -> Result<u64> {
@@ -513,6 +561,8 @@ where
             .bind(new.last_used.map(Timestamp::unix))
             .bind((!new.active).then_some(now.unix()))
             .bind(allowed_ips.as_deref())
+            .bind(new.restrictions.rate_limit.map(|l| i64::from(l.requests)))
+            .bind(new.restrictions.rate_limit.map(|l| i64::from(l.per_seconds)))
             .fetch_one(tx)
             .await?;
         Ok(ApiToken::from(row))
@@ -530,6 +580,9 @@ where
             .bind(t.updated_at.unix())
             .bind(t.deactivated_at.map(Timestamp::unix))
             .bind(allowed_ips.as_deref())
+            .bind(t.rate_limit.map(|l| i64::from(l.requests)))
+            .bind(t.rate_limit.map(|l| i64::from(l.per_seconds)))
+            .bind(t.leaked_at.map(Timestamp::unix))
             .bind(t.id.get())
             .execute(tx)
             .await?;

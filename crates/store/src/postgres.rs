@@ -40,6 +40,7 @@ use latchkey_core::{
     audit::AuditEvent,
     audit_query::{AuditFilter, Seek},
     id::{AccountId, AuditEventId, TokenId, UserId},
+    rate_limit::{PeerCount, RateReport},
     time::Timestamp,
     token::{ApiToken, NewToken, TokenCreator, TokenHash},
     usage::HourUsage,
@@ -52,6 +53,7 @@ use sqlx::{PgPool, Postgres, Transaction};
 use crate::backend::{Backend, ChangeListener, SessionRecord, SweepLease, Tx, Wake};
 use crate::common::Statements;
 use crate::rows::AccountRow;
+use crate::sql;
 use crate::{Change, Entity, Result};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -189,6 +191,13 @@ impl Backend for PgBackend {
     }
     async fn prune_usage(&self, before: Timestamp) -> Result<u64> {
         Shared::prune_usage(&self.pool, before).await
+    }
+    async fn share_rate_counts(&self, node: i64, reports: &[RateReport], now_ms: i64) -> Result<Vec<PeerCount>> {
+        let sql = (sql::SHARE_RATE_COUNTS_PG, sql::PEER_RATE_COUNTS_PG);
+        Shared::share_rate_counts(&self.pool, sql, node, reports, now_ms).await
+    }
+    async fn prune_rate_counts(&self, before_ms: i64) -> Result<u64> {
+        Shared::prune_rate_counts(&self.pool, before_ms).await
     }
     async fn insert_session(&self, s: &SessionRecord) -> Result<()> {
         Shared::insert_session(&self.pool, s).await

@@ -7,6 +7,7 @@ use latchkey_core::{
     audit::{Action, ActorType, AuditEvent, SourceType},
     id::{AccountId, AuditEventId, TokenId, UserId},
     policy::TokenPolicy,
+    rate_limit::{PeerCount, RateLimit, RateReport},
     scope::Scopes,
     time::Timestamp,
     token::{ApiToken, Restrictions, TokenCreator, TokenHash},
@@ -35,7 +36,7 @@ macro_rules! user_columns {
 }
 macro_rules! token_columns {
     () => {
-        "id, account_id, description, active, visible_token, user_id, assigned_user_id, scopes, expires_at, created_at, updated_at, last_used, previous_visible_token, previous_expires_at, previous_last_used, deactivated_at, allowed_ips"
+        "id, account_id, description, active, visible_token, user_id, assigned_user_id, scopes, expires_at, created_at, updated_at, last_used, previous_visible_token, previous_expires_at, previous_last_used, deactivated_at, allowed_ips, rate_limit_requests, rate_limit_per_seconds, leaked_at"
     };
 }
 /// The token columns of `token_columns!`, each prefixed (`"t."`) for a join.
@@ -75,7 +76,13 @@ macro_rules! token_columns_of {
             $t,
             "deactivated_at, ",
             $t,
-            "allowed_ips"
+            "allowed_ips, ",
+            $t,
+            "rate_limit_requests, ",
+            $t,
+            "rate_limit_per_seconds, ",
+            $t,
+            "leaked_at"
         )
     };
 }
@@ -184,6 +191,9 @@ pub struct TokenRow {
     previous_last_used: Option<i64>,
     deactivated_at: Option<i64>,
     allowed_ips: Option<String>,
+    rate_limit_requests: Option<i64>,
+    rate_limit_per_seconds: Option<i64>,
+    leaked_at: Option<i64>,
 }
 
 impl From<TokenRow> for ApiToken {
@@ -206,8 +216,15 @@ impl From<TokenRow> for ApiToken {
             previous_last_used: r.previous_last_used.map(Timestamp::from_unix),
             deactivated_at: r.deactivated_at.map(Timestamp::from_unix),
             allowed_ips: r.allowed_ips.as_deref().and_then(IpAllowlist::from_stored),
+            rate_limit: stored_rate_limit(r.rate_limit_requests, r.rate_limit_per_seconds),
+            leaked_at: r.leaked_at.map(Timestamp::from_unix),
         }
     }
+}
+
+/// A stored limit; a pair out of bounds (written by hand) reads as none.
+fn stored_rate_limit(requests: Option<i64>, per_seconds: Option<i64>) -> Option<RateLimit> {
+    RateLimit::new(requests?, per_seconds?).ok()
 }
 
 /// A token row joined with its creator's name and whether they are deleted.
@@ -245,6 +262,8 @@ pub struct TokenAuthRow {
     previous_hash: Option<Vec<u8>>,
     previous_expires_at: Option<i64>,
     allowed_ips: Option<String>,
+    rate_limit_requests: Option<i64>,
+    rate_limit_per_seconds: Option<i64>,
 }
 
 impl TryFrom<TokenAuthRow> for TokenAuth {
@@ -262,6 +281,7 @@ impl TryFrom<TokenAuthRow> for TokenAuth {
                 assigned_user_id: r.assigned_user_id.map(UserId::new),
                 expires_at: r.expires_at.map(Timestamp::from_unix),
                 allowed_ips: r.allowed_ips.as_deref().and_then(IpAllowlist::from_stored),
+                rate_limit: stored_rate_limit(r.rate_limit_requests, r.rate_limit_per_seconds),
             },
             previous: match (r.previous_hash, r.previous_expires_at) {
                 (Some(hash), Some(until)) => Some(PreviousSecret {
@@ -362,6 +382,35 @@ impl UsageRow {
             token_id,
             hour: Timestamp::from_unix(self.hour),
             counts,
+        }
+    }
+}
+
+/// Another node's rate-limit count of one token.
+#[derive(sqlx::FromRow)]
+pub struct PeerRow {
+    token_id: i64,
+    node: i64,
+    window_index: i64,
+    per_seconds: i64,
+    admitted: i64,
+    rate_milli: i64,
+    at_ms: i64,
+}
+
+impl From<PeerRow> for PeerCount {
+    fn from(r: PeerRow) -> Self {
+        let small = |n: i64| u32::try_from(n.max(0)).unwrap_or(u32::MAX);
+        PeerCount {
+            node: r.node,
+            report: RateReport {
+                token_id: TokenId::new(r.token_id),
+                window: r.window_index,
+                per_seconds: small(r.per_seconds),
+                admitted: small(r.admitted),
+                rate_milli: small(r.rate_milli),
+                at_ms: r.at_ms,
+            },
         }
     }
 }

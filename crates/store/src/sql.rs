@@ -16,7 +16,7 @@ pub const APPEND_CHANGE: &str = "INSERT INTO changes (entity, entity_id, created
 pub const ALL_ACCOUNTS: &str = concat!("SELECT ", account_columns!(), " FROM accounts ORDER BY id");
 pub const LIVE_USERS: &str = concat!("SELECT ", user_columns!(), " FROM users WHERE deleted_at IS NULL");
 pub const ALL_TOKEN_AUTH: &str = "SELECT id, account_id, token_hash, active, assigned_user_id, scopes, expires_at, \
-     previous_hash, previous_expires_at, allowed_ips FROM api_tokens";
+     previous_hash, previous_expires_at, allowed_ips, rate_limit_requests, rate_limit_per_seconds FROM api_tokens";
 
 // Accounts.
 pub const SWEEPING_ACCOUNTS: &str = "SELECT id FROM accounts WHERE policy_deactivate_unused_after_days IS NOT NULL \
@@ -74,7 +74,7 @@ pub const ACCOUNT_TOKEN: &str = concat!(
     " FROM api_tokens WHERE account_id = $1 AND id = $2"
 );
 pub const TOKEN_AUTH_BY_ID: &str = "SELECT id, account_id, token_hash, active, assigned_user_id, scopes, expires_at, \
-     previous_hash, previous_expires_at, allowed_ips FROM api_tokens WHERE id = $1";
+     previous_hash, previous_expires_at, allowed_ips, rate_limit_requests, rate_limit_per_seconds FROM api_tokens WHERE id = $1";
 pub const ACCOUNT_TOKENS: &str = concat!(
     "SELECT ",
     token_columns!(),
@@ -101,12 +101,14 @@ pub const COUNT_TOKENS: &str = "SELECT COUNT(*) FROM api_tokens WHERE account_id
 pub const TOKEN_HASH_TAKEN: &str = "SELECT COUNT(*) FROM api_tokens WHERE token_hash = $1";
 pub const INSERT_TOKEN: &str = concat!(
     "INSERT INTO api_tokens (account_id, token_hash, visible_token, description, active, user_id, ",
-    "assigned_user_id, scopes, expires_at, created_at, updated_at, last_used, deactivated_at, allowed_ips) ",
-    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) RETURNING ",
+    "assigned_user_id, scopes, expires_at, created_at, updated_at, last_used, deactivated_at, allowed_ips, ",
+    "rate_limit_requests, rate_limit_per_seconds) ",
+    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) RETURNING ",
     token_columns!()
 );
 pub const SAVE_TOKEN: &str = "UPDATE api_tokens SET description = $1, active = $2, assigned_user_id = $3, \
-     scopes = $4, expires_at = $5, updated_at = $6, deactivated_at = $7, allowed_ips = $8 WHERE id = $9";
+     scopes = $4, expires_at = $5, updated_at = $6, deactivated_at = $7, allowed_ips = $8, \
+     rate_limit_requests = $9, rate_limit_per_seconds = $10, leaked_at = $11 WHERE id = $12";
 /// A rotation: the current secret becomes the previous one, until `$1`.
 pub const ROTATE_TOKEN: &str = "UPDATE api_tokens SET previous_hash = token_hash, \
      previous_visible_token = visible_token, previous_expires_at = $1, previous_last_used = NULL, \
@@ -124,6 +126,32 @@ pub const ADD_USAGE: &str = "INSERT INTO token_usage (token_id, hour, allowed, r
 pub const USAGE_SINCE: &str = "SELECT hour, allowed, rate_limited, ip_not_allowed, expired, inactive, scope \
      FROM token_usage WHERE token_id = $1 AND hour >= $2 ORDER BY hour";
 pub const PRUNE_USAGE: &str = "DELETE FROM token_usage WHERE hour < $1";
+
+// Rate-limit counts shared between nodes: `$2` is a JSON array of
+// `[token_id, window_index, per_seconds, admitted, rate_milli]`, so a sync
+// is one statement however many tokens it carries.
+pub const SHARE_RATE_COUNTS_PG: &str = "INSERT INTO rate_limit_counts \
+     (token_id, node, window_index, per_seconds, admitted, rate_milli, at_ms) \
+     SELECT (e->>0)::bigint, $1, (e->>1)::bigint, (e->>2)::bigint, (e->>3)::bigint, (e->>4)::bigint, $3 \
+     FROM jsonb_array_elements($2::jsonb) AS e \
+     ON CONFLICT (token_id, node) DO UPDATE SET window_index = EXCLUDED.window_index, \
+     per_seconds = EXCLUDED.per_seconds, admitted = EXCLUDED.admitted, rate_milli = EXCLUDED.rate_milli, \
+     at_ms = EXCLUDED.at_ms";
+pub const SHARE_RATE_COUNTS_SQLITE: &str = "INSERT INTO rate_limit_counts \
+     (token_id, node, window_index, per_seconds, admitted, rate_milli, at_ms) \
+     SELECT json_extract(value, '$[0]'), $1, json_extract(value, '$[1]'), json_extract(value, '$[2]'), \
+     json_extract(value, '$[3]'), json_extract(value, '$[4]'), $3 FROM json_each($2) WHERE true \
+     ON CONFLICT (token_id, node) DO UPDATE SET window_index = excluded.window_index, \
+     per_seconds = excluded.per_seconds, admitted = excluded.admitted, rate_milli = excluded.rate_milli, \
+     at_ms = excluded.at_ms";
+pub const PEER_RATE_COUNTS_PG: &str = "SELECT token_id, node, window_index, per_seconds, admitted, rate_milli, at_ms \
+     FROM rate_limit_counts WHERE node <> $1 \
+     AND token_id IN (SELECT (e->>0)::bigint FROM jsonb_array_elements($2::jsonb) AS e)";
+pub const PEER_RATE_COUNTS_SQLITE: &str =
+    "SELECT token_id, node, window_index, per_seconds, admitted, rate_milli, at_ms \
+     FROM rate_limit_counts WHERE node <> $1 \
+     AND token_id IN (SELECT json_extract(value, '$[0]') FROM json_each($2))";
+pub const PRUNE_RATE_COUNTS: &str = "DELETE FROM rate_limit_counts WHERE at_ms < $1";
 pub const RECORD_PREVIOUS_USE: &str = "UPDATE api_tokens SET previous_last_used = $1 \
      WHERE id = $2 AND (previous_last_used IS NULL OR previous_last_used < $1)";
 pub const RECORD_TOKEN_USE: &str =

@@ -18,6 +18,7 @@ use latchkey_core::{
     audit::AuditEvent,
     audit_query::{AuditFilter, Seek},
     id::{AccountId, AuditEventId, TokenId, UserId},
+    rate_limit::{PeerCount, RateReport},
     time::Timestamp,
     token::{ApiToken, NewToken, TokenCreator, TokenHash},
     usage::HourUsage,
@@ -30,6 +31,7 @@ use tokio::sync::{Mutex, OwnedMutexGuard};
 
 use crate::backend::{Backend, SessionRecord, SweepLease, Tx};
 use crate::common::Statements;
+use crate::sql;
 use crate::{Change, Entity, Result};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -112,6 +114,15 @@ impl Backend for SqliteBackend {
     async fn prune_usage(&self, before: Timestamp) -> Result<u64> {
         let _writer = self.writer.lock().await;
         Shared::prune_usage(&self.pool, before).await
+    }
+    async fn share_rate_counts(&self, node: i64, reports: &[RateReport], now_ms: i64) -> Result<Vec<PeerCount>> {
+        let _writer = self.writer.lock().await;
+        let sql = (sql::SHARE_RATE_COUNTS_SQLITE, sql::PEER_RATE_COUNTS_SQLITE);
+        Shared::share_rate_counts(&self.pool, sql, node, reports, now_ms).await
+    }
+    async fn prune_rate_counts(&self, before_ms: i64) -> Result<u64> {
+        let _writer = self.writer.lock().await;
+        Shared::prune_rate_counts(&self.pool, before_ms).await
     }
     async fn insert_session(&self, s: &SessionRecord) -> Result<()> {
         let _writer = self.writer.lock().await;

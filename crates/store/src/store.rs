@@ -19,6 +19,7 @@ use latchkey_core::{
 };
 
 use latchkey_core::audit_query::{AuditFilter, Seek};
+use latchkey_core::rate_limit::{PeerCount, RateReport};
 use latchkey_core::usage::HourUsage;
 use latchkey_core::verifier::{Snapshot, TokenAuth, TokenUse};
 
@@ -390,13 +391,15 @@ impl Store {
         let restricting = patch.scopes.is_some()
             || patch.assigned_user_id.is_some()
             || patch.expires_at.is_some()
-            || patch.allowed_ips.is_some();
+            || patch.allowed_ips.is_some()
+            || patch.rate_limit.is_some();
         if restricting {
             let restrictions = Restrictions {
                 scopes: next.scopes.clone(),
                 assigned_user_id: next.assigned_user_id,
                 expires_at: next.expires_at,
                 allowed_ips: next.allowed_ips.clone(),
+                rate_limit: next.rate_limit,
             };
             account
                 .token_policy
@@ -543,6 +546,7 @@ impl Store {
             None => "reported leaked".to_owned(),
         };
         let mut next = current.clone();
+        next.leaked_at = Some(now);
         if current.active {
             next.active = false;
             next.deactivated_at = Some(now);
@@ -552,6 +556,7 @@ impl Store {
                 .await?;
             w.changed(id).await?;
         } else {
+            w.tx.save_token(&next).await?;
             w.event(account_id, Action::Update, Source::token(&next), note).await?;
         }
         w.commit().await?;
@@ -657,6 +662,19 @@ impl Store {
 
     pub async fn prune_usage(&self, before: Timestamp) -> Result<u64> {
         self.backend.prune_usage(before).await
+    }
+
+    /// Writes this node's rate-limit counts and reads the other nodes' of
+    /// the same tokens, for [`latchkey_core::verifier::Verifier::apply_rate_peers`].
+    pub async fn share_rate_counts(&self, node: i64, reports: &[RateReport], now_ms: i64) -> Result<Vec<PeerCount>> {
+        if reports.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.backend.share_rate_counts(node, reports, now_ms).await
+    }
+
+    pub async fn prune_rate_counts(&self, before_ms: i64) -> Result<u64> {
+        self.backend.prune_rate_counts(before_ms).await
     }
 
     pub async fn prune_changes(&self, before: Timestamp) -> Result<u64> {

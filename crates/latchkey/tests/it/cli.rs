@@ -41,7 +41,8 @@ impl Opened {
             )
             .map_err(|r| match r {
                 Refusal::Unauthenticated(d) => d,
-                Refusal::MissingScope(s) => panic!("no target, yet a scope refusal: {s}"),
+                Refusal::MissingScope { scope, .. } => panic!("no target, yet a scope refusal: {scope}"),
+                Refusal::RateLimited(_) => panic!("no limit, yet limited"),
             })
     }
 }

@@ -21,6 +21,7 @@ use latchkey_core::verifier::{Identity, Refusal};
 use super::credentials::{self, Credentials};
 use super::error::ApiError;
 use super::metrics::Outcome;
+use super::rate_headers;
 use crate::client::client_ip;
 use crate::state::AppState;
 
@@ -67,7 +68,10 @@ pub fn authenticate(state: &AppState, parts: &Parts) -> Result<ApiUser, ApiError
         .target(parts.method.as_str(), parts.uri.path());
     authenticate_with(state, parts, |app, email, hash, now, ip| {
         app.authenticate(email, hash, now, ip, target)
-            .map(|(identity, access)| ApiUser { identity, ip, access })
+            .map(|(identity, access)| {
+                rate_headers::note(identity.rate);
+                ApiUser { identity, ip, access }
+            })
     })
 }
 
@@ -108,9 +112,16 @@ pub fn authenticate_with<R>(
                 Err((ApiError::NotAuthenticated { token_hint: false }, Outcome::Denied(d)))
             }
             // Authenticated: not a failed attempt, so not counted against the address.
-            Err(Refusal::MissingScope(scope)) => {
+            Err(Refusal::MissingScope { scope, rate }) => {
+                rate_headers::note(rate);
                 state.metrics.record(Outcome::MissingScope, started.elapsed());
                 return Err(ApiError::MissingScope(scope));
+            }
+            // Over the token's own limit: authenticated too, so not counted.
+            Err(Refusal::RateLimited(status)) => {
+                rate_headers::note(Some(status));
+                state.metrics.record(Outcome::RateLimited, started.elapsed());
+                return Err(ApiError::RateLimited(status));
             }
         },
         Credentials::BadBasic { token_hint } => Err((ApiError::NotAuthenticated { token_hint }, Outcome::Malformed)),

@@ -7,6 +7,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use indexmap::IndexMap;
 use latchkey_app::AppError;
+use latchkey_core::rate_limit::RateStatus;
 use latchkey_core::{DomainError, Invalid};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -48,6 +49,8 @@ pub enum ApiError {
     TooManyRequests {
         retry_after: u64,
     },
+    /// 429: the token's own rate limit is used up for this window.
+    RateLimited(RateStatus),
     /// 429 for the leak revocation endpoint's hourly limit per address.
     TooManyReports {
         retry_after: u64,
@@ -169,7 +172,9 @@ impl ApiError {
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::TooManyRequests { .. } | ApiError::TooManyReports { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::TooManyRequests { .. } | ApiError::TooManyReports { .. } | ApiError::RateLimited(_) => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             ApiError::Stale => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -217,6 +222,14 @@ impl ApiError {
                 "TooManyRequests",
                 "Too many failed authentication attempts. Try again later.",
             ),
+            ApiError::RateLimited(status) => error_body(
+                "TooManyRequests",
+                &format!(
+                    "This API token's rate limit of {} is used up. Try again in {} seconds.",
+                    status.limit.describe(),
+                    status.reset_secs
+                ),
+            ),
             ApiError::TooManyReports { .. } => error_body(
                 "TooManyRequests",
                 "Too many revocation requests from this address. Try again later.",
@@ -246,6 +259,10 @@ impl IntoResponse for ApiError {
             }
             ApiError::Stale => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(1u64));
+            }
+            ApiError::RateLimited(status) => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(status.reset_secs));
+                super::rate_headers::insert(headers, status);
             }
             ApiError::MissingScope(scope) => {
                 // Scope names are `[a-z0-9_:]`: always a valid header value.

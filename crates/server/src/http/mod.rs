@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod ops;
 pub mod paging;
+pub mod rate_headers;
 pub mod scopes;
 pub mod tokens;
 pub mod users;

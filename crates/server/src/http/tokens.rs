@@ -9,6 +9,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use latchkey_core::allowlist::IpAllowlist;
 use latchkey_core::id::{TokenId, UserId};
+use latchkey_core::rate_limit::RateLimit;
 use latchkey_core::scope::Scopes;
 use latchkey_core::time::Timestamp;
 use latchkey_core::token::{parse_description, ApiToken, PlainToken, Restrictions, TokenPatch};
@@ -37,6 +38,7 @@ const READ_ONLY: &[&str] = &[
     "created_at",
     "updated_at",
     "last_used",
+    "leaked_at",
 ];
 
 /// The body of `POST /api/v2/api_tokens`; `{}`, an empty body,
@@ -75,10 +77,38 @@ pub struct CreateToken {
     /// addresses; only requests from inside them authenticate. `null`: any.
     #[schema(required = false, value_type = Option<Vec<String>>, max_items = 100)]
     pub allowed_ips: Option<IpAllowlist>,
+    /// At most `requests` per `per_seconds` for the whole deployment;
+    /// `null`: no limit.
+    #[schema(required = false, value_type = Option<views::RateLimitView>)]
+    pub rate_limit: Option<RateLimit>,
 }
 
 /// The restriction fields every token body may carry.
-const RESTRICTIONS: [&str; 4] = ["scopes", "assigned_user_id", "expires_at", "allowed_ips"];
+const RESTRICTIONS: [&str; 5] = ["scopes", "assigned_user_id", "expires_at", "allowed_ips", "rate_limit"];
+
+/// `rate_limit` of a body: absent, null, or `{"requests": n, "per_seconds": s}`
+/// (both integers, nothing else) within the bounds of [`RateLimit::new`].
+fn opt_rate_limit(rec: &Map<String, Value>) -> Result<Option<Option<RateLimit>>, Invalid> {
+    let shape = || {
+        Invalid::new(
+            "rate_limit",
+            ErrorCode::InvalidValue,
+            "rate_limit must be null or {\"requests\": n, \"per_seconds\": s} with whole numbers",
+        )
+    };
+    match rec.get("rate_limit") {
+        None => Ok(None),
+        Some(Value::Null) => Ok(Some(None)),
+        Some(Value::Object(o)) => {
+            if o.len() != 2 {
+                return Err(shape());
+            }
+            let number = |key: &str| o.get(key).and_then(Value::as_i64).ok_or_else(shape);
+            RateLimit::new(number("requests")?, number("per_seconds")?).map(|l| Some(Some(l)))
+        }
+        Some(_) => Err(shape()),
+    }
+}
 
 /// `allowed_ips` of a body: absent, null, or parsed networks.
 fn opt_allowlist(rec: &Map<String, Value>) -> Result<Option<Option<IpAllowlist>>, Invalid> {
@@ -106,6 +136,7 @@ impl FromJsonObject for CreateTokenRequest {
         let assigned_user_id = errors.check(opt_id(&rec, "assigned_user_id")).flatten().flatten();
         let expires_at = errors.check(opt_time(&rec, "expires_at")).flatten().flatten();
         let allowed_ips = errors.check(opt_allowlist(&rec)).flatten().flatten();
+        let rate_limit = errors.check(opt_rate_limit(&rec)).flatten().flatten();
         errors.finish()?;
         Ok(CreateTokenRequest {
             api_token: Some(CreateToken {
@@ -114,6 +145,7 @@ impl FromJsonObject for CreateTokenRequest {
                 assigned_user_id: assigned_user_id.map(UserId::new),
                 expires_at,
                 allowed_ips,
+                rate_limit,
             }),
         })
     }
@@ -150,6 +182,10 @@ pub struct UpdateToken {
     /// Networks or addresses, or `null` for any address.
     #[schema(value_type = Option<Vec<String>>, required = false, max_items = 100)]
     pub allowed_ips: Option<Option<IpAllowlist>>,
+    /// A new limit (it applies from the next request, counting this
+    /// window's requests so far), or `null` for none.
+    #[schema(value_type = Option<views::RateLimitView>, required = false)]
+    pub rate_limit: Option<Option<RateLimit>>,
 }
 
 impl FromJsonObject for UpdateTokenRequest {
@@ -172,6 +208,7 @@ impl FromJsonObject for UpdateTokenRequest {
             .map(|id| id.map(UserId::new));
         let expires_at = errors.check(opt_time(&rec, "expires_at")).flatten();
         let allowed_ips = errors.check(opt_allowlist(&rec)).flatten();
+        let rate_limit = errors.check(opt_rate_limit(&rec)).flatten();
         errors.finish()?;
         Ok(UpdateTokenRequest {
             api_token: UpdateToken {
@@ -181,6 +218,7 @@ impl FromJsonObject for UpdateTokenRequest {
                 assigned_user_id,
                 expires_at,
                 allowed_ips,
+                rate_limit,
             },
         })
     }
@@ -232,18 +270,21 @@ pub async fn create(
         assigned_user_id,
         expires_at,
         allowed_ips,
+        rate_limit,
     } = input.api_token.unwrap_or(CreateToken {
         description: None,
         scopes: None,
         assigned_user_id: None,
         expires_at: None,
         allowed_ips: None,
+        rate_limit: None,
     });
     let restrictions = Restrictions {
         scopes: scopes(&state, names)?,
         assigned_user_id,
         expires_at,
         allowed_ips,
+        rate_limit,
     };
     let (token, plain) = state.app.create_token(&admin.access, description, restrictions).await?;
     let body = with_secret(&state, &base, &token, &plain);
@@ -293,6 +334,7 @@ pub async fn update(
                 assigned_user_id,
                 expires_at,
                 allowed_ips,
+                rate_limit,
             },
     } = UpdateTokenRequest::from_object(body)?;
     let patch = TokenPatch {
@@ -302,6 +344,7 @@ pub async fn update(
         assigned_user_id,
         expires_at,
         allowed_ips,
+        rate_limit,
     };
     let token = state.app.update_token(&admin.access, id, &patch).await?;
     Ok(json_response(

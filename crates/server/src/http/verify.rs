@@ -39,6 +39,7 @@ use latchkey_core::verifier::IdentityRef;
 
 use super::auth::authenticate_with;
 use super::error::ApiError;
+use super::rate_headers;
 use crate::state::AppState;
 
 pub const ACCOUNT_ID: HeaderName = HeaderName::from_static("x-latchkey-account-id");
@@ -91,6 +92,7 @@ fn original_request(parts: &Parts) -> Option<(&str, &str)> {
 }
 
 fn identity_headers(id: IdentityRef<'_>) -> HeaderMap {
+    rate_headers::note(id.rate);
     let mut headers = HeaderMap::with_capacity(8);
     // The ids are the plain numbers, as in JSON.
     headers.insert(ACCOUNT_ID, HeaderValue::from(id.account.id.get()));

@@ -33,7 +33,7 @@ pub fn user_url(base: &BaseUrl, id: UserId) -> String {
     "id": 7, "url": "https://acme.example.com/api/v2/api_tokens/7.json",
     "description": "Jira sync", "active": true, "visible_token": "lk_4fQ9…b3Z0",
     "user_id": 3, "assigned_user_id": null, "scopes": ["tickets:read"],
-    "expires_at": null, "allowed_ips": null, "status": "active", "previous_visible_token": null,
+    "expires_at": null, "allowed_ips": null, "rate_limit": null, "leaked_at": null, "status": "active", "previous_visible_token": null,
     "previous_expires_at": null, "previous_last_used": null,
     "created_at": "2026-11-27T09:14:57Z", "updated_at": "2026-11-27T09:14:57Z",
     "last_used": null
@@ -66,6 +66,14 @@ pub struct TokenView {
     /// Only requests from these networks authenticate; `null`: any address.
     #[schema(required = true)]
     pub allowed_ips: Option<Vec<String>>,
+    /// At most `requests` per `per_seconds` for the whole deployment;
+    /// `null`: no limit.
+    #[schema(required = true)]
+    pub rate_limit: Option<RateLimitView>,
+    /// When a leak report last matched the token (it was deactivated then
+    /// if it was active); `null`: never reported.
+    #[schema(required = true, format = DateTime)]
+    pub leaked_at: Option<String>,
     /// `active`, `deactivated`, or `expired` (active, past `expires_at`).
     #[schema(value_type = TokenStatusName)]
     pub status: &'static str,
@@ -94,7 +102,7 @@ pub struct TokenView {
     "id": 7, "url": "https://acme.example.com/api/v2/api_tokens/7.json",
     "description": "Jira sync", "active": true, "visible_token": "lk_4fQ9…b3Z0",
     "user_id": 3, "assigned_user_id": null, "scopes": ["tickets:read"],
-    "expires_at": null, "allowed_ips": null, "status": "active", "previous_visible_token": null,
+    "expires_at": null, "allowed_ips": null, "rate_limit": null, "leaked_at": null, "status": "active", "previous_visible_token": null,
     "previous_expires_at": null, "previous_last_used": null,
     "created_at": "2026-11-27T09:14:57Z", "updated_at": "2026-11-27T09:14:57Z",
     "last_used": null, "token": "lk_4fQ9c2VhbW9ua2V5c2VjcmV0dG9rZW4xMjM0a0Ab3Z0"
@@ -270,6 +278,18 @@ pub struct SettingsResponse {
     pub settings: SettingsView,
 }
 
+/// A token's rate limit: at most `requests` requests in each window of
+/// `per_seconds` seconds (windows start at multiples of `per_seconds` since
+/// the Unix epoch), counted over every node of the deployment.
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+#[schema(example = json!({"requests": 100, "per_seconds": 60}))]
+pub struct RateLimitView {
+    #[schema(minimum = 1, maximum = 1_000_000)]
+    pub requests: u32,
+    #[schema(minimum = 1, maximum = 86_400)]
+    pub per_seconds: u32,
+}
+
 pub fn token(base: &BaseUrl, t: &ApiToken, now: Timestamp) -> TokenView {
     TokenView {
         id: t.id,
@@ -282,6 +302,11 @@ pub fn token(base: &BaseUrl, t: &ApiToken, now: Timestamp) -> TokenView {
         scopes: t.scopes.as_ref().map(|s| s.names().collect()),
         expires_at: t.expires_at.map(time),
         allowed_ips: t.allowed_ips.as_ref().map(|a| a.names().collect()),
+        rate_limit: t.rate_limit.map(|l| RateLimitView {
+            requests: l.requests,
+            per_seconds: l.per_seconds,
+        }),
+        leaked_at: t.leaked_at.map(time),
         status: t.status(now).into(),
         previous_visible_token: t.previous_visible_token.clone(),
         previous_expires_at: t.previous_expires_at.map(time),

@@ -607,6 +607,8 @@ mod tests {
             previous_last_used: None,
             deactivated_at: None,
             allowed_ips: None,
+            rate_limit: None,
+            leaked_at: None,
         }
     }
 

@@ -395,6 +395,7 @@ pub async fn create(
         assigned_user_id: parsed.assigned_user_id.flatten(),
         expires_at: parsed.expires_at.flatten(),
         allowed_ips: None,
+        rate_limit: None,
     };
     let (token, plain) = match state.app.create_token(&admin.access, description, restrictions).await {
         Ok(created) => created,
