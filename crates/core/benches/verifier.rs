@@ -4,8 +4,9 @@
 //! SHA-256, and the lookups of token, account and user. A valid token is
 //! measured twice: through `verify_with` reading what `/verify`'s headers
 //! need (the path `/verify` takes), and through `verify`, which returns an
-//! owned `Identity` (the REST API's path). A restricted token (scopes, an
-//! assigned user and an expiry) is measured on the `/verify` path with the
+//! owned `Identity` (the REST API's path). A token with every restriction
+//! (scopes, an assigned user, an expiry, an IP allowlist and a rate limit)
+//! is measured on the `/verify` path with the
 //! original request given, its path classified against a catalog with a
 //! deployment resource as part of each verification.
 //!
@@ -17,12 +18,14 @@
 //! CI runs it quickly: `cargo bench -p latchkey-core --bench verifier -- --quick`.
 
 use std::hint::black_box;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Instant;
 
 use criterion::Criterion;
 use latchkey_core::account::{Plan, Subdomain};
 use latchkey_core::allowlist::IpAllowlist;
 use latchkey_core::id::{AccountId, TokenId, UserId};
+use latchkey_core::rate_limit::RateLimit;
 use latchkey_core::scope::{ResourceDef, ScopeCatalog};
 use latchkey_core::time::Timestamp;
 use latchkey_core::token::{has_valid_checksum, PlainToken, Restrictions, TokenHash, TokenPrefix};
@@ -108,8 +111,11 @@ fn load(n: usize) -> Loaded {
     let every_restriction = Restrictions {
         scopes: Some(catalog.parse_scopes(&["tickets:read", "users:read"]).expect("valid")),
         assigned_user_id: Some(UserId::new(1)),
-        expires_at: Some(NOW.plus_secs(3_600)),
+        expires_at: Some(NOW.plus_secs(86_400)),
         allowed_ips: Some(IpAllowlist::parse(&["10.0.0.0/8", "192.0.2.0/24", "2001:db8::/32"]).expect("valid")),
+        // Never reached: `request_time` moves one second on every 500,000
+        // requests, so each window holds half the limit.
+        rate_limit: Some(RateLimit::new(1_000_000, 1).expect("valid")),
     };
     let restricted_id = 2 * accounts;
     add(restricted_id, restricted.hash(), true, every_restriction);
@@ -161,11 +167,24 @@ fn verify_request(l: &Loaded, email: &str, token: &str, (method, uri): (&str, &s
     }
     let target = l.catalog.target(method, uri);
     l.verifier
-        .verify_with(email, &TokenHash::of(token), NOW, CLIENT, Some(target), |i| {
-            black_box((i.account.subdomain.as_str(), i.user.email.as_str(), i.scopes));
-            i.token_id
-        })
+        .verify_with(
+            email,
+            &TokenHash::of(token),
+            request_time(),
+            CLIENT,
+            Some(target),
+            |i| {
+                black_box((i.account.subdomain.as_str(), i.user.email.as_str(), i.scopes));
+                i.token_id
+            },
+        )
         .ok()
+}
+
+/// "Now" for the rate-limited token: a second later every 500,000 requests.
+fn request_time() -> Timestamp {
+    static REQUESTS: AtomicI64 = AtomicI64::new(0);
+    NOW.plus_secs(REQUESTS.fetch_add(1, Ordering::Relaxed) / 500_000)
 }
 
 type Case<'a> = (&'static str, Box<dyn Fn() + 'a>);
