@@ -1376,6 +1376,45 @@ mod tests {
         );
     }
 
+    #[test]
+    fn a_rate_limit_counts_across_edits_and_refusals_are_counted_in_usage() {
+        let (v, hash) = setup(true);
+        let limited = |requests| Restrictions {
+            rate_limit: Some(crate::rate_limit::RateLimit::new(requests, 60).expect("valid")),
+            ..Restrictions::default()
+        };
+        v.upsert_token(restricted(hash, limited(2)));
+        let ask = |t| v.verify_with("jane@example.com", &hash, at(t), ANY_ADDRESS, None, |id| id.rate);
+        let first = ask(60).expect("admitted").expect("a limited token has a status");
+        assert_eq!((first.remaining, first.reset_secs), (1, 60));
+        // An edit of the token (here a raised limit) keeps this window's count.
+        v.upsert_token(restricted(hash, limited(3)));
+        assert_eq!(ask(61).expect("admitted").map(|s| s.remaining), Some(1));
+        assert!(ask(62).is_ok());
+        match ask(63) {
+            Err(Refusal::RateLimited(s)) => assert_eq!((s.remaining, s.reset_secs), (0, 57)),
+            other => panic!("expected a rate-limit refusal, got {other:?}"),
+        }
+        assert_eq!(
+            v.verify("jane@example.com", &hash, at(63)).err(),
+            Some(Denial::RateLimited)
+        );
+        assert!(ask(120).is_ok(), "the next window");
+        // Without a limit: no status, no counting.
+        v.upsert_token(restricted(hash, Restrictions::default()));
+        assert_eq!(ask(121), Ok(None));
+        let hourly = v.drain_hourly(at(10_000));
+        let limited_count: u64 = hourly.iter().map(|h| h.counts[UsageKind::RateLimited as usize]).sum();
+        assert_eq!(limited_count, 2);
+        // Reported while used, once more after a sync without use, then
+        // no longer.
+        let reports = v.rate_reports(121_000, 1);
+        assert_eq!(reports.len(), 1);
+        assert_eq!((reports[0].token_id, reports[0].admitted), (TOKEN, 1));
+        assert_eq!(v.rate_reports(122_000, 1).len(), 1);
+        assert!(v.rate_reports(123_000, 1).is_empty());
+    }
+
     fn restricted(hash: TokenHash, restrictions: Restrictions) -> TokenAuth {
         TokenAuth {
             restrictions,

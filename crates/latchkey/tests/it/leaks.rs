@@ -57,6 +57,7 @@ async fn anyone_can_revoke_a_found_token_and_learns_nothing() {
     let admin = t.admin_auth(&a).await;
     let (active, active_plain) = t.api_create_token_with(&admin, json!({"description": "leaky"})).await;
     let (inactive, inactive_plain) = t.api_create_token_with(&admin, json!({})).await;
+    let (other, _) = t.api_create_token_with(&admin, json!({})).await;
     let r = t
         .put(
             &format!("/api/v2/api_tokens/{inactive}"),
@@ -93,6 +94,11 @@ async fn anyone_can_revoke_a_found_token_and_learns_nothing() {
         leak_events(&t, &a, inactive).await,
         vec![(Action::Update, "reported leaked".to_owned())]
     );
+    // Both records say when they were reported; a token never reported says null.
+    for (id, reported) in [(active, true), (inactive, true), (other, false)] {
+        let rec = t.get(&format!("/api/v2/api_tokens/{id}"), &admin).await.json()["api_token"].clone();
+        assert_eq!(rec["leaked_at"].is_string(), reported, "{rec}");
+    }
     for bad in [json!({"credentials": "lk_x"}), json!({"credentials": [1]}), json!({})] {
         let r = t
             .send(reqwest::Method::POST, "/api/v2/credentials/revoke", None, Some(&bad))

@@ -21,6 +21,7 @@ mod leaks;
 mod limits;
 mod nodes;
 mod races;
+mod rate_limits;
 mod restricted;
 mod secrets;
 mod support;

@@ -386,24 +386,34 @@ async fn verification_runs_no_database_statement() {
     assert_eq!(control.status, 200);
     let control_id = request_id(&control);
 
-    // A token with every restriction: scopes, an assigned user, an expiry, an allowlist;
+    // A token with every restriction: scopes, an assigned user, an expiry, an allowlist, a rate limit;
     // asked about with the original request, allowed and refused.
     let (_, restricted) = t
         .api_create_token_with(
             &good,
             serde_json::json!({"scopes": ["tickets:read"], "assigned_user_id": a.admin.id,
-                "expires_at": "2099-01-01T00:00:00Z", "allowed_ips": ["127.0.0.0/8", "::1"]}),
+                "expires_at": "2099-01-01T00:00:00Z", "allowed_ips": ["127.0.0.0/8", "::1"],
+                "rate_limit": {"requests": 1_000_000, "per_seconds": 86_400}}),
         )
         .await;
     let bound = basic(&a.admin.email, &restricted);
+    // A rate limit used up by its first request: the rest are 429s.
+    let (_, limited) = t
+        .api_create_token_with(
+            &good,
+            serde_json::json!({"rate_limit": {"requests": 1, "per_seconds": 86_400}}),
+        )
+        .await;
+    let limited = basic(&a.admin.email, &limited);
     let mut ids = Vec::new();
-    for i in 0..240 {
-        let (auth, original, want) = match i % 6 {
+    for i in 0..280 {
+        let (auth, original, want) = match i % 7 {
             0 | 1 => (good.clone(), None, 200),
             2 => (basic(&a.admin.email, &unknown_token()), None, 401),
             3 => (basic("nobody@example.com", &token.plain), None, 401),
             4 => (bound.clone(), Some("GET"), 200),
-            _ => (bound.clone(), Some("POST"), 403),
+            5 => (bound.clone(), Some("POST"), 403),
+            _ => (limited.clone(), None, if i == 6 { 200 } else { 429 }),
         };
         let mut req = t.client.get(t.url("/verify")).header("authorization", &auth);
         if let Some(method) = original {
@@ -412,7 +422,7 @@ async fn verification_runs_no_database_statement() {
                 .header("x-original-uri", "/api/v2/tickets/7.json?page=2");
         }
         let r = Reply::from(req.send().await.expect("verify")).await;
-        assert_eq!(r.status, want, "case {}", i % 6);
+        assert_eq!(r.status, want, "case {}", i % 7);
         ids.push(request_id(&r));
     }
     let me = t.get("/api/v2/users/me", &good).await;
