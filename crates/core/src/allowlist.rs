@@ -1,4 +1,4 @@
-//! Per-token IP allowlists (README.md, "IP allowlists"): a token with an
+//! Per-token IP allowlists (README.md, "IP allowlists and rate limits"): a token with an
 //! allowlist authenticates only from an address inside one of its CIDRs.
 //!
 //! Addresses are compared as what they are: an IPv4 client seen by a dual

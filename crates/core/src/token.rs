@@ -472,7 +472,7 @@ pub struct ApiToken {
     pub scopes: Option<Scopes>,
     /// From this instant on the token fails to authenticate.
     pub expires_at: Option<Timestamp>,
-    /// Null: any address; else only these networks (README.md, "IP allowlists").
+    /// Null: any address; else only these networks (README.md, "IP allowlists and rate limits").
     pub allowed_ips: Option<IpAllowlist>,
     /// Null: no limit; else requests per window for the whole deployment
     /// (README.md, "IP allowlists and rate limits").

@@ -664,7 +664,7 @@ async fn the_cli_creates_restricted_tokens_and_lists_them() {
     assert_eq!(bad_time.code, 2, "{}", bad_time.stderr);
 }
 
-/// IP allowlists (README.md, "IP allowlists"): a token works only from
+/// IP allowlists (README.md, "IP allowlists and rate limits"): a token works only from
 /// inside its networks, with the client address read as everywhere else
 /// (the peer, or `X-Forwarded-For` from a trusted proxy); from elsewhere
 /// the identical 401, on the REST API and at `/verify`.
