@@ -262,7 +262,7 @@ fn bench(c: &mut Criterion, n: usize, table: &mut Vec<(usize, &'static str, f64,
             }),
         ),
         (
-            "scoped+bound+expiring+IPs",
+            "every check on (+rate limit)",
             Box::new(|| {
                 black_box(verify_request(
                     &l,
