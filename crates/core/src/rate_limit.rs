@@ -23,6 +23,7 @@
 //! two nodes' arrival times cannot be added, while window counts can.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
@@ -143,31 +144,41 @@ impl PeerCount {
     }
 }
 
-/// One token's count on this node. A mutex, not atomics: the check and the
-/// increment must be one step for the limit to be exact, and the lock is
-/// held for a few instructions.
+/// One token's count on this node. The check and the increment are one
+/// compare-and-swap on a word holding the window and its count, so the
+/// limit is exact on one node without a lock on the request path; what
+/// only the sync reads and writes (the peers' reports, the rate history)
+/// sits behind a mutex the requests never take.
 #[derive(Debug, Default)]
 pub struct RateCounter {
-    state: Mutex<CounterState>,
+    /// The window (its low [`WINDOW_BITS`] bits) and this node's admissions
+    /// in it (the low [`ADMITTED_BITS`] bits).
+    count: AtomicU64,
+    /// The other nodes' estimated admissions (low 32 bits) in a window
+    /// (high 32 bits: its low 32 bits); 0 until the first estimate.
+    others: AtomicU64,
+    /// The limit last checked against, for the reports.
+    requests: AtomicU32,
+    per_seconds: AtomicU32,
+    /// Every check since this counter was made.
+    attempts: AtomicU64,
+    /// Checked since the last report.
+    touched: AtomicBool,
+    /// In the verifier's list of counters to report.
+    listed: AtomicBool,
+    sync: Mutex<SyncState>,
 }
 
+/// Enough for [`MAX_REQUESTS`].
+const ADMITTED_BITS: u32 = 24;
+const ADMITTED_MASK: u64 = (1 << ADMITTED_BITS) - 1;
+const WINDOW_BITS: u32 = 64 - ADMITTED_BITS;
+const WINDOW_MASK: u64 = (1 << WINDOW_BITS) - 1;
+
 #[derive(Debug, Default)]
-struct CounterState {
-    requests: u32,
-    per_seconds: u32,
-    window: i64,
-    admitted: u32,
-    /// Every check since this counter was made.
-    attempts: u64,
-    /// The other nodes' estimated admissions in `others_window`.
-    others: u32,
-    others_window: Option<i64>,
-    /// Checked since the last report.
-    touched: bool,
+struct SyncState {
     /// Reports in a row with no check in between.
     idle_reports: u32,
-    /// In the verifier's list of counters to report.
-    listed: bool,
     peers: Vec<PeerCount>,
     /// `(at_ms, attempts)` of the last reports, to measure the rate.
     history: VecDeque<(i64, u64)>,
@@ -181,48 +192,61 @@ pub struct Checked {
     pub newly_active: bool,
 }
 
+fn pack_others(window: i64, others: u32) -> u64 {
+    (window as u64) << 32 | u64::from(others)
+}
+
 impl RateCounter {
     /// Counts one request at `now` against `limit`.
     pub fn check(&self, limit: RateLimit, now: Timestamp) -> Checked {
-        let mut s = match self.state.lock() {
-            Ok(s) => s,
-            Err(poisoned) => poisoned.into_inner(),
-        };
         let window = limit.window(now);
-        if s.per_seconds != limit.per_seconds {
-            s.per_seconds = limit.per_seconds;
-            s.others_window = None;
-            s.window = window;
-            s.admitted = 0;
-        } else if s.window != window {
-            s.window = window;
-            s.admitted = 0;
+        let w = window as u64 & WINDOW_MASK;
+        self.requests.store(limit.requests, Ordering::Relaxed);
+        self.per_seconds.store(limit.per_seconds, Ordering::Relaxed);
+        self.attempts.fetch_add(1, Ordering::Relaxed);
+        if !self.touched.load(Ordering::Relaxed) {
+            self.touched.store(true, Ordering::Relaxed);
         }
-        s.requests = limit.requests;
-        s.attempts += 1;
-        s.touched = true;
-        let others = if s.others_window == Some(window) { s.others } else { 0 };
-        let admitted = s.admitted.saturating_add(others) < limit.requests;
-        if admitted {
-            s.admitted += 1;
-        }
+        let others = match self.others.load(Ordering::Acquire) {
+            packed if packed >> 32 == pack_others(window, 0) >> 32 && packed != 0 => packed as u32,
+            _ => 0,
+        };
+        let mut current = self.count.load(Ordering::Acquire);
+        let (admitted, count) = loop {
+            let mine = if current >> ADMITTED_BITS == w {
+                (current & ADMITTED_MASK) as u32
+            } else {
+                0
+            };
+            let admit = mine.saturating_add(others) < limit.requests;
+            let next = w << ADMITTED_BITS | u64::from(mine + u32::from(admit));
+            if next == current {
+                break (false, mine);
+            }
+            match self
+                .count
+                .compare_exchange_weak(current, next, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => break (admit, mine + u32::from(admit)),
+                Err(actual) => current = actual,
+            }
+        };
         let per = i64::from(limit.per_seconds);
         let reset = ((window + 1) * per - now.unix()).clamp(1, per);
-        let newly_active = !s.listed;
-        s.listed = true;
+        let newly_active = !self.listed.load(Ordering::Relaxed) && !self.listed.swap(true, Ordering::AcqRel);
         Checked {
             status: RateStatus {
                 limit,
                 admitted,
-                remaining: limit.requests.saturating_sub(s.admitted.saturating_add(others)),
+                remaining: limit.requests.saturating_sub(count.saturating_add(others)),
                 reset_secs: u32::try_from(reset).unwrap_or(1),
             },
             newly_active,
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, CounterState> {
-        match self.state.lock() {
+    fn sync_state(&self) -> std::sync::MutexGuard<'_, SyncState> {
+        match self.sync.lock() {
             Ok(s) => s,
             Err(poisoned) => poisoned.into_inner(),
         }
@@ -232,14 +256,13 @@ impl RateCounter {
     /// stays in the list (`false`: idle for `idle_after` reports, this is
     /// its last report until it is checked again).
     pub fn report(&self, token_id: TokenId, now_ms: i64, idle_after: u32) -> (RateReport, bool) {
-        let mut s = self.lock();
-        if s.touched {
+        let mut s = self.sync_state();
+        if self.touched.swap(false, Ordering::AcqRel) {
             s.idle_reports = 0;
         } else {
             s.idle_reports += 1;
         }
-        s.touched = false;
-        let attempts = s.attempts;
+        let attempts = self.attempts.load(Ordering::Acquire);
         s.history.push_back((now_ms, attempts));
         while s.history.len() > RATE_SPAN + 1 {
             s.history.pop_front();
@@ -250,16 +273,36 @@ impl RateCounter {
             }
             _ => 0,
         };
-        let keep = s.idle_reports < idle_after;
+        let mut keep = s.idle_reports < idle_after;
         if !keep {
-            s.listed = false;
-            s.history.clear();
+            self.listed.store(false, Ordering::Release);
+            // A check that came in meanwhile keeps it listed.
+            if self.touched.load(Ordering::Acquire) && !self.listed.swap(true, Ordering::AcqRel) {
+                keep = true;
+            } else {
+                s.history.clear();
+            }
         }
+        let per_seconds = self.per_seconds.load(Ordering::Relaxed);
+        let count = self.count.load(Ordering::Acquire);
         let report = RateReport {
             token_id,
-            window: s.window,
-            per_seconds: s.per_seconds,
-            admitted: s.admitted,
+            // The full window index, from the clock: the word holds only
+            // its low bits.
+            window: if per_seconds == 0 {
+                0
+            } else {
+                now_ms.div_euclid(1000).div_euclid(i64::from(per_seconds))
+            },
+            per_seconds,
+            admitted: if per_seconds != 0
+                && count >> ADMITTED_BITS
+                    == now_ms.div_euclid(1000).div_euclid(i64::from(per_seconds)) as u64 & WINDOW_MASK
+            {
+                (count & ADMITTED_MASK) as u32
+            } else {
+                0
+            },
             rate_milli: if keep { rate_milli } else { 0 },
             at_ms: now_ms,
         };
@@ -268,30 +311,31 @@ impl RateCounter {
 
     /// Takes the other nodes' latest reports for this token.
     pub fn set_peers(&self, peers: Vec<PeerCount>, now_ms: i64) {
-        let mut s = self.lock();
+        let mut s = self.sync_state();
         s.peers = peers;
-        Self::refresh_locked(&mut s, now_ms);
+        self.refresh_locked(&s, now_ms);
     }
 
     /// Moves the estimate of the other nodes' admissions on to `now_ms`.
     pub fn refresh(&self, now_ms: i64) {
-        let mut s = self.lock();
-        Self::refresh_locked(&mut s, now_ms);
+        let s = self.sync_state();
+        self.refresh_locked(&s, now_ms);
     }
 
-    fn refresh_locked(s: &mut CounterState, now_ms: i64) {
-        if s.per_seconds == 0 {
+    fn refresh_locked(&self, s: &SyncState, now_ms: i64) {
+        let per_seconds = self.per_seconds.load(Ordering::Relaxed);
+        if per_seconds == 0 {
             return;
         }
-        let window = (now_ms.div_euclid(1000)).div_euclid(i64::from(s.per_seconds));
-        let cap = f64::from(s.requests);
+        let window = now_ms.div_euclid(1000).div_euclid(i64::from(per_seconds));
+        let cap = f64::from(self.requests.load(Ordering::Relaxed));
         let total: f64 = s
             .peers
             .iter()
-            .map(|p| p.estimate(window, s.per_seconds, now_ms).min(cap))
+            .map(|p| p.estimate(window, per_seconds, now_ms).min(cap))
             .sum();
-        s.others = total.min(cap) as u32;
-        s.others_window = Some(window);
+        self.others
+            .store(pack_others(window, total.min(cap) as u32), Ordering::Release);
     }
 }
 
@@ -333,6 +377,21 @@ mod tests {
         let next = c.check(l, at(110)).status;
         assert!(next.admitted);
         assert_eq!((next.remaining, next.reset_secs), (2, 10));
+    }
+
+    #[test]
+    fn racing_checks_admit_exactly_the_limit() {
+        let c = std::sync::Arc::new(RateCounter::default());
+        let l = limit(1000, 60);
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let c = c.clone();
+                std::thread::spawn(move || (0..500).filter(|_| c.check(l, at(120)).status.admitted).count())
+            })
+            .collect();
+        let admitted: usize = threads.into_iter().map(|t| t.join().expect("thread")).sum();
+        assert_eq!(admitted, 1000);
+        assert_eq!(c.check(l, at(120)).status.remaining, 0);
     }
 
     #[test]

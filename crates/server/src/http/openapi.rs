@@ -27,6 +27,8 @@ before routing and the query string is kept. The paths below are written without
 Every failed check gets the same 401. A restricted token whose scopes do not cover the request (`users:read` for \
 `GET /api/v2/users/me`, `api_tokens:write` for `PUT /api/v2/api_tokens/7`, …) gets 403 naming the missing scope \
 in `X-Latchkey-Required-Scope`. Too many failed attempts from one address: 429 with `Retry-After`. \
+A token with a `rate_limit` gets 429 with `Retry-After` once its window's requests are used, and every \
+response for it carries `X-Rate-Limit`, `X-Rate-Limit-Remaining`, `RateLimit-Policy` and `RateLimit`. \
 A node that has lost its database for longer than `--max-staleness`: 503 with `Retry-After: 1`.
 
 **Bodies.** Request bodies are JSON objects (`Content-Type: application/json`, at most 64 KiB; an \
@@ -126,8 +128,14 @@ pub enum Auth {
     #[response(status = 401, headers(("WWW-Authenticate" = String, description = "Basic realm=\"latchkey\"")),
         example = json!({"error": "Couldn't authenticate you"}))]
     Unauthorized(AuthErrorBody),
-    /// Too many failed authentications from this address.
-    #[response(status = 429, headers(("Retry-After" = i64, description = "Seconds until the window ends")),
+    /// Too many failed authentications from this address, or the token's
+    /// own rate limit used up for this window (then with the rate-limit
+    /// headers).
+    #[response(status = 429, headers(("Retry-After" = i64, description = "Seconds until the window ends"),
+            ("X-Rate-Limit" = i64, description = "A rate-limited token's limit: requests per window"),
+            ("X-Rate-Limit-Remaining" = i64, description = "Requests left in this window"),
+            ("RateLimit-Policy" = String, description = "`\"token\";q=100;w=60`: quota and window in seconds"),
+            ("RateLimit" = String, description = "`\"token\";r=0;t=17`: requests left and seconds to the reset")),
         example = json!({"error": "TooManyRequests", "description": "Too many failed authentication attempts. Try again later."}))]
     TooManyRequests(ErrorBody),
     /// This node has lost its database for longer than `--max-staleness`.

@@ -31,6 +31,10 @@
 //! | `X-Latchkey-Role` | `admin`, `agent` or `end_user` |
 //! | `X-Latchkey-Token-Id` | the token's id |
 //! | `X-Latchkey-Scopes` | `*` for an unrestricted token (the user's full role); else its scopes, separated by spaces |
+//!
+//! For a token with a rate limit, every answer (429 included) also carries
+//! the rate-limit headers of [`super::rate_headers`], for the gateway to
+//! pass on to the client.
 
 use axum::extract::FromRequestParts;
 use axum::http::{request::Parts, HeaderMap, HeaderName, HeaderValue, StatusCode};
