@@ -20,6 +20,7 @@ pub mod reveal;
 pub mod session;
 pub mod token_form;
 pub mod tokens;
+pub mod usage_chart;
 
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, Request};
