@@ -2123,3 +2123,376 @@ async fn a_browser_gets_an_html_404_outside_the_admin_center_and_api_clients_kee
         assert_eq!(r.json()["error"], "RecordNotFound", "{path} {accept}: {}", r.text());
     }
 }
+
+// -- allowed IPs, rate limits, usage and leaks in the Admin Center ------------
+
+/// The Edit form's fields, with `extra` added (the token stays as it is
+/// otherwise).
+fn edit_fields<'a>(csrf: &'a str, description: &'a str, extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+    let mut fields = vec![
+        ("csrf", csrf),
+        ("description", description),
+        ("access", "full"),
+        ("assigned_user_id", ""),
+        ("expires", "keep"),
+        ("expires_on", ""),
+    ];
+    fields.extend_from_slice(extra);
+    fields
+}
+
+#[tokio::test]
+async fn an_allowlist_and_a_rate_limit_are_set_with_the_edit_form_audited_and_shown() {
+    let (app, account, browser) = signed_in_admin().await;
+    let t = restricted_token(&app, &account, "Billing job", Default::default()).await;
+    let path = format!("/admin/apis/api-tokens/{}/edit", t.id);
+    let page = browser.get(&path).await;
+    let form = page.text();
+    for needle in [
+        r#"<label for="allowed_ips">Allowed IPs"#,
+        r#"name="allowed_ips" rows="3" autocomplete="off" spellcheck="false" aria-describedby="allowed-ips-hint"></textarea>"#,
+        r#"name="rate_limit_requests" value="""#,
+        r#"name="rate_limit_per_seconds" value="""#,
+    ] {
+        assert!(form.contains(needle), "{needle} in {form}");
+    }
+    let csrf = csrf_of(&page);
+    let auth = app.admin_auth(&account).await;
+    let events = app.audit(account.id).await.len();
+    let r = browser
+        .post(
+            &path,
+            &edit_fields(
+                &csrf,
+                "Billing job",
+                &[
+                    ("allowed_ips", "10.20.0.0/16\r\n192.0.2.7, 2001:db8:42::/48"),
+                    ("rate_limit_requests", "100"),
+                    ("rate_limit_per_seconds", "60"),
+                ],
+            ),
+        )
+        .await;
+    assert_eq!(r.status, 303, "{}", r.text());
+
+    // The REST record holds them, and one audit event says so.
+    let record = app.get(&format!("/api/v2/api_tokens/{}", t.id), &auth).await.json();
+    assert_eq!(
+        record["api_token"]["allowed_ips"],
+        serde_json::json!(["10.20.0.0/16", "192.0.2.7/32", "2001:db8:42::/48"])
+    );
+    assert_eq!(
+        record["api_token"]["rate_limit"],
+        serde_json::json!({"requests": 100, "per_seconds": 60})
+    );
+    let audit = app.audit(account.id).await;
+    assert_eq!(audit.len(), events + 1);
+    let event = audit.last().unwrap();
+    assert_eq!(event.actor_name, "Web admin");
+    for clause in [
+        r#"allowed_ips changed from any address to "10.20.0.0/16 192.0.2.7/32 2001:db8:42::/48""#,
+        "rate_limit changed from none to 100 per 60 seconds",
+    ] {
+        assert!(
+            event.change_description.contains(clause),
+            "{}",
+            event.change_description
+        );
+    }
+
+    // The details page and a fresh Edit form show them.
+    let details = browser.get(&format!("/admin/apis/api-tokens/{}", t.id)).await.text();
+    assert!(
+        details.contains(r#"<dd id="token-allowed-ips"><code>10.20.0.0/16</code>, <code>192.0.2.7/32</code>"#),
+        "{details}"
+    );
+    assert!(
+        details.contains(r#"<dd id="token-rate-limit">100 per 60 seconds</dd>"#),
+        "{details}"
+    );
+    let form = browser.get(&path).await.text();
+    assert!(
+        form.contains(">10.20.0.0/16\n192.0.2.7/32\n2001:db8:42::/48</textarea>"),
+        "{form}"
+    );
+    assert!(form.contains(r#"name="rate_limit_requests" value="100""#), "{form}");
+    assert!(form.contains(r#"name="rate_limit_per_seconds" value="60""#), "{form}");
+
+    // Saving the form as it is changes nothing and records nothing.
+    let r = browser
+        .post(
+            &path,
+            &edit_fields(
+                &csrf,
+                "Billing job",
+                &[
+                    ("allowed_ips", "10.20.0.0/16\n192.0.2.7/32\n2001:db8:42::/48"),
+                    ("rate_limit_requests", "100"),
+                    ("rate_limit_per_seconds", "60"),
+                ],
+            ),
+        )
+        .await;
+    assert_eq!(r.status, 303, "{}", r.text());
+    assert_eq!(app.audit(account.id).await.len(), events + 1);
+
+    // Emptied, both are lifted.
+    let r = browser
+        .post(
+            &path,
+            &edit_fields(
+                &csrf,
+                "Billing job",
+                &[
+                    ("allowed_ips", ""),
+                    ("rate_limit_requests", ""),
+                    ("rate_limit_per_seconds", ""),
+                ],
+            ),
+        )
+        .await;
+    assert_eq!(r.status, 303, "{}", r.text());
+    let stored = stored_token(&app, &account, t.id).await;
+    assert_eq!((stored.allowed_ips, stored.rate_limit), (None, None));
+    let event = app.audit(account.id).await.pop().unwrap();
+    assert!(
+        event
+            .change_description
+            .contains("rate_limit changed from 100 per 60 seconds to none"),
+        "{}",
+        event.change_description
+    );
+}
+
+#[tokio::test]
+async fn an_invalid_allowlist_or_rate_limit_is_refused_on_its_field_and_changes_nothing() {
+    let (app, account, browser) = signed_in_admin().await;
+    let t = restricted_token(
+        &app,
+        &account,
+        "Limited",
+        latchkey_core::token::Restrictions {
+            allowed_ips: Some(latchkey_core::allowlist::IpAllowlist::parse(&["10.0.0.0/8"]).unwrap()),
+            rate_limit: Some(latchkey_core::rate_limit::RateLimit::new(10, 1).unwrap()),
+            ..Default::default()
+        },
+    )
+    .await;
+    let path = format!("/admin/apis/api-tokens/{}/edit", t.id);
+    let csrf = browser.csrf(&path).await;
+    let events = app.audit(account.id).await.len();
+
+    let r = browser
+        .post(
+            &path,
+            &edit_fields(
+                &csrf,
+                "Renamed too",
+                &[
+                    ("allowed_ips", "10.0.0.0/8, 10.0.0.300"),
+                    ("rate_limit_requests", "50"),
+                    ("rate_limit_per_seconds", "60"),
+                ],
+            ),
+        )
+        .await;
+    assert_eq!(r.status, 422, "{}", r.text());
+    let text = r.text();
+    for needle in [
+        r#"aria-describedby="allowed-ips-error allowed-ips-hint" aria-invalid="true" autofocus>10.0.0.0/8, 10.0.0.300</textarea>"#,
+        // The refused field has the focus, not the description.
+        r#"value="Renamed too" maxlength="255" autocomplete="off">"#,
+        r#"<p class="field-error" id="allowed-ips-error">&#34;10.0.0.300&#34; is not an IPv4 or IPv6 address or CIDR network.</p>"#,
+        r#"name="rate_limit_requests" value="50""#,
+        r#"name="rate_limit_per_seconds" value="60""#,
+        r#"value="Renamed too""#,
+    ] {
+        assert!(text.contains(needle), "{needle} in {text}");
+    }
+    assert!(!text.contains("rate-limit-error"), "{text}");
+
+    for (requests, per) in [("0", "60"), ("100", ""), ("many", "60"), ("10", "86401")] {
+        let r = browser
+            .post(
+                &path,
+                &edit_fields(
+                    &csrf,
+                    "Renamed too",
+                    &[
+                        ("allowed_ips", "192.0.2.0/24"),
+                        ("rate_limit_requests", requests),
+                        ("rate_limit_per_seconds", per),
+                    ],
+                ),
+            )
+            .await;
+        assert_eq!(r.status, 422, "{requests}/{per}: {}", r.text());
+        let text = r.text();
+        let tied = format!(
+            r#"name="rate_limit_requests" value="{requests}" min="1" max="1000000" step="1" inputmode="numeric" aria-describedby="rate-limit-error rate-limit-hint" aria-invalid="true" autofocus>"#
+        );
+        assert!(text.contains(&tied), "{tied} in {text}");
+        assert!(
+            text.contains(r#"<p class="field-error" id="rate-limit-error">"#),
+            "{text}"
+        );
+        assert!(text.contains(">192.0.2.0/24</textarea>"), "{text}");
+        assert!(!text.contains("allowed-ips-error"), "{text}");
+    }
+
+    let stored = stored_token(&app, &account, t.id).await;
+    assert_eq!(stored.description.as_deref(), Some("Limited"));
+    assert_eq!(stored.allowed_ips.map(|l| l.to_stored()).as_deref(), Some("10.0.0.0/8"));
+    assert_eq!(
+        stored.rate_limit.map(|r| r.describe()).as_deref(),
+        Some("10 per second")
+    );
+    assert_eq!(app.audit(account.id).await.len(), events);
+}
+
+#[tokio::test]
+async fn the_add_form_makes_a_token_with_an_allowlist_and_a_rate_limit() {
+    let (app, account, browser) = signed_in_admin().await;
+    let (csrf, nonce) = add_form(&browser).await;
+    let bad = [
+        ("csrf", csrf.as_str()),
+        ("nonce", nonce.as_str()),
+        ("description", "Network bound"),
+        ("access", "full"),
+        ("assigned_user_id", ""),
+        ("expires", "never"),
+        ("allowed_ips", "not-an-address"),
+        ("rate_limit_requests", "5"),
+        ("rate_limit_per_seconds", "1"),
+    ];
+    let r = browser.post("/admin/apis/api-tokens", &bad).await;
+    assert_eq!(r.status, 422, "{}", r.text());
+    assert!(r.text().contains(r#"id="allowed-ips-error""#), "{}", r.text());
+    let mut good = bad;
+    good[6].1 = "198.51.100.0/24";
+    let r = browser.post("/admin/apis/api-tokens", &good).await;
+    assert_eq!(follow_to_reveal(&browser, &r).await.status, 200);
+    let made = app
+        .app
+        .tokens(&app.operator(&account.subdomain).await)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|t| t.description.as_deref() == Some("Network bound"))
+        .unwrap();
+    assert_eq!(
+        made.allowed_ips.map(|l| l.to_stored()).as_deref(),
+        Some("198.51.100.0/24")
+    );
+    assert_eq!(made.rate_limit.map(|r| r.describe()).as_deref(), Some("5 per second"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_details_page_charts_the_last_30_days_with_totals_by_reason() {
+    let app = TestApp::spawn_with(|c| c.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()]).await;
+    let account = app.account().await;
+    let email = user_with_password(&app, &account, Role::Admin).await;
+    let browser = Browser::new(&app);
+    assert_eq!(browser.sign_in(&account.subdomain, &email, PASSWORD).await.status, 303);
+    let auth = app.admin_auth(&account).await;
+    let (id, plain) = app
+        .api_create_token_with(
+            &auth,
+            serde_json::json!({"description": "Charted", "allowed_ips": ["192.0.2.0/24"]}),
+        )
+        .await;
+    let details = format!("/admin/apis/api-tokens/{id}");
+
+    let page = browser.get(&details).await.text();
+    assert!(
+        page.contains(r#"<p id="usage-empty">No requests in the last 30 days.</p>"#),
+        "{page}"
+    );
+    assert!(!page.contains("<svg"), "{page}");
+
+    let token_auth = crate::support::basic(&account.admin.email, &plain);
+    let send = |ip: &'static str| {
+        let req = app
+            .client
+            .get(app.url("/api/v2/users/me"))
+            .header("authorization", token_auth.clone())
+            .header("x-forwarded-for", ip);
+        async move { req.send().await.unwrap().status().as_u16() }
+    };
+    for _ in 0..3 {
+        assert_eq!(send("192.0.2.10").await, 200);
+    }
+    for _ in 0..2 {
+        assert_eq!(send("198.51.100.1").await, 401);
+    }
+    app.app.flush_usage().await.unwrap();
+
+    let page = browser.get(&details).await;
+    assert_eq!(page.status, 200);
+    let text = page.text();
+    let today = day_of(app.app.now());
+    for needle in [
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="100%" height="176" role="img" aria-labelledby="usage-chart-title""#.to_owned(),
+        ": 3 allowed and 2 denied in all; the busiest day was".to_owned(),
+        format!("<title>{today}: 3 allowed, 2 denied</title>"),
+        r#"fill="url(#usage-hatch)""#.to_owned(),
+        r#"<dd id="usage-allowed">3</dd>"#.to_owned(),
+        r#"<dd id="usage-denied">2</dd>"#.to_owned(),
+        r#"<dt class="reason">Address not allowed</dt><dd class="reason">2</dd>"#.to_owned(),
+        r#"<dt class="reason">Rate limited</dt><dd class="reason">0</dd>"#.to_owned(),
+        format!("<tr><td>{today}</td><td>3</td><td>2</td></tr>"),
+    ] {
+        assert!(text.contains(&needle), "{needle} in {text}");
+    }
+    assert!(!text.contains("usage-empty"), "{text}");
+}
+
+#[tokio::test]
+async fn a_token_reported_leaked_is_marked_in_the_list_and_on_its_details() {
+    let (app, account, browser) = signed_in_admin().await;
+    let leaked = app.token_described(&account, Some("Pasted in a gist")).await;
+    let kept = app.token_described(&account, Some("Still secret")).await;
+    let list = browser.get("/admin/apis/api-tokens").await.text();
+    assert!(!list.contains("badge leaked"), "{list}");
+
+    let body = serde_json::json!({"credentials": [leaked.plain]});
+    let r = app
+        .send(reqwest::Method::POST, "/api/v2/credentials/revoke", None, Some(&body))
+        .await;
+    assert_eq!(r.status, 202);
+    let at = stored_token(&app, &account, leaked.id)
+        .await
+        .leaked_at
+        .expect("leaked_at");
+    let shown = latchkey_server::web::page::show_time(at);
+
+    let list = browser.get("/admin/apis/api-tokens").await.text();
+    let row = |id: TokenId| {
+        let start = list.find(&format!(r#"<tr data-token-id="{id}">"#)).unwrap();
+        let end = start + list[start..].find("</tr>").unwrap();
+        list[start..end].to_owned()
+    };
+    let badge = format!(
+        r#"<span class="badge off">Deactivated</span> <span class="badge leaked" title="Reported leaked {shown}">Leaked</span>"#
+    );
+    assert!(row(leaked.id).contains(&badge), "{badge} in {}", row(leaked.id));
+    assert!(!row(kept.id).contains("Leaked"), "{}", row(kept.id));
+
+    let details = browser
+        .get(&format!("/admin/apis/api-tokens/{}", leaked.id))
+        .await
+        .text();
+    assert!(
+        details.contains(r#"<p class="warning" id="token-leaked-warning"><strong>Reported leaked</strong>"#),
+        "{details}"
+    );
+    assert!(
+        details.contains(&format!(
+            r#"<dt>Reported leaked</dt><dd id="token-leaked"><time datetime="{}" data-local>{shown}</time></dd>"#,
+            at.rfc3339()
+        )),
+        "{details}"
+    );
+    let details = browser.get(&format!("/admin/apis/api-tokens/{}", kept.id)).await.text();
+    assert!(!details.contains("Reported leaked"), "{details}");
+}

@@ -1,31 +1,39 @@
 //! The restriction fields of the Add and Edit API token forms (README.md,
-//! "First run: a token from the browser"): **Access** (full, or a checklist
-//! of the deployment's scopes grouped by resource), **Assigned user** and
-//! **Expires**. Plain form fields, so the forms work without JavaScript;
-//! the rules (offered scopes, a user of the account, an expiry that only
-//! moves earlier and stays in the future) are the domain's and the store's,
-//! and their messages are shown on the form.
+//! "First run: a token from the browser", "IP allowlists"): **Access**
+//! (full, or a checklist of the deployment's scopes grouped by resource),
+//! **Assigned user**, **Expires**, **Allowed IPs** and **Rate limit**. Plain
+//! form fields, so the forms work without JavaScript; the rules (offered
+//! scopes, a user of the account, an expiry that only moves earlier and
+//! stays in the future, valid networks, a limit within bounds) are the
+//! domain's and the store's, and their messages are shown on the form, next
+//! to their field when they have one.
 //!
 //! The fields: `access` (`full` or `restricted`), `scope` (repeated: `read`,
 //! `write`, `{resource}:read`, `{resource}:write`), `assigned_user_id` (""
 //! for anyone in the account, else a user id), `expires` (`never`, `keep`,
 //! `7`, `30`, `90` or `date`) and `expires_on` (`YYYY-MM-DD`: the token
-//! stops working at the end of that day, 23:59:59 UTC). A field that is not
-//! sent at all leaves the token's value alone on Edit and is the default
-//! (full access, anyone, never) on Add.
+//! stops working at the end of that day, 23:59:59 UTC), `allowed_ips` (CIDRs
+//! or addresses, one a line or separated by commas; empty for any address),
+//! `rate_limit_requests` and `rate_limit_per_seconds` (both empty for no
+//! limit). A field that is not sent at all leaves the token's value alone
+//! on Edit and is the default (full access, anyone, never, any address, no
+//! limit) on Add.
 
 use std::collections::{BTreeSet, HashMap};
 
 use latchkey_app::{AdminAccess, App, Page};
 use latchkey_core::{
+    allowlist::IpAllowlist,
+    error::Invalid,
     id::UserId,
+    rate_limit::RateLimit,
     scope::{ScopeCatalog, Scopes},
     time::Timestamp,
     token::ApiToken,
     user::User,
 };
 
-use super::page::{show_time, PageError};
+use super::page::{capitalised, show_time, PageError};
 use super::session::Fields;
 
 const DAY: i64 = 86_400;
@@ -46,6 +54,10 @@ pub struct Entered {
     pub assigned: String,
     pub expires: String,
     pub expires_on: String,
+    /// As typed; on a fresh Edit form, one network a line.
+    pub allowed_ips: String,
+    pub rate_requests: String,
+    pub rate_per_seconds: String,
 }
 
 impl Entered {
@@ -57,6 +69,9 @@ impl Entered {
             assigned: fields.text("assigned_user_id").trim().to_owned(),
             expires: fields.text("expires").to_owned(),
             expires_on: fields.text("expires_on").trim().to_owned(),
+            allowed_ips: fields.text("allowed_ips").trim().to_owned(),
+            rate_requests: fields.text("rate_limit_requests").trim().to_owned(),
+            rate_per_seconds: fields.text("rate_limit_per_seconds").trim().to_owned(),
         }
     }
 
@@ -76,6 +91,13 @@ impl Entered {
             assigned: t.assigned_user_id.map(|u| u.to_string()).unwrap_or_default(),
             expires: "keep".to_owned(),
             expires_on: String::new(),
+            allowed_ips: t
+                .allowed_ips
+                .as_ref()
+                .map(|l| l.names().collect::<Vec<_>>().join("\n"))
+                .unwrap_or_default(),
+            rate_requests: t.rate_limit.map(|r| r.requests.to_string()).unwrap_or_default(),
+            rate_per_seconds: t.rate_limit.map(|r| r.per_seconds.to_string()).unwrap_or_default(),
         }
     }
 }
@@ -104,57 +126,151 @@ pub struct Parsed {
     pub scopes: Option<Option<Scopes>>,
     pub assigned_user_id: Option<Option<UserId>>,
     pub expires_at: Option<Option<Timestamp>>,
+    pub allowed_ips: Option<Option<IpAllowlist>>,
+    pub rate_limit: Option<Option<RateLimit>>,
+}
+
+/// A refused form's message, and the field it is about: `allowed_ips` or
+/// `rate_limit` (the ids its message is tied to with `aria-describedby`),
+/// or "" for the form as a whole.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FormError {
+    pub field: &'static str,
+    pub message: String,
+}
+
+impl FormError {
+    pub fn general(message: impl Into<String>) -> FormError {
+        FormError {
+            field: "",
+            message: message.into(),
+        }
+    }
+
+    /// The domain's refusal, tied to its field when the form has one.
+    pub fn of(invalid: &Invalid) -> FormError {
+        FormError {
+            field: match invalid.field.as_str() {
+                "allowed_ips" => "allowed_ips",
+                "rate_limit" => "rate_limit",
+                _ => "",
+            },
+            message: capitalised(&invalid.description),
+        }
+    }
+
+    /// The message about `field`, if any.
+    pub fn find<'a>(errors: &'a [FormError], field: &str) -> Option<&'a str> {
+        errors.iter().find(|e| e.field == field).map(|e| e.message.as_str())
+    }
 }
 
 /// Reads the restriction fields; each problem adds a message to `errors`.
-pub fn parse(fields: &Fields, catalog: &ScopeCatalog, now: Timestamp, errors: &mut Vec<String>) -> Parsed {
+pub fn parse(fields: &Fields, catalog: &ScopeCatalog, now: Timestamp, errors: &mut Vec<FormError>) -> Parsed {
+    let mut out = parse_access(fields, catalog, now, errors);
+    if let Some(text) = fields.get("allowed_ips") {
+        match parse_allowlist(text) {
+            Ok(list) => out.allowed_ips = Some(list),
+            Err(i) => errors.push(FormError::of(&i)),
+        }
+    }
+    let requests = fields.get("rate_limit_requests");
+    let per = fields.get("rate_limit_per_seconds");
+    if requests.is_some() || per.is_some() {
+        match parse_rate_limit(requests.unwrap_or(""), per.unwrap_or("")) {
+            Ok(limit) => out.rate_limit = Some(limit),
+            Err(e) => errors.push(e),
+        }
+    }
+    out
+}
+
+/// **Allowed IPs**: networks or addresses, one a line or separated by
+/// commas; nothing at all is any address.
+pub fn parse_allowlist(text: &str) -> Result<Option<IpAllowlist>, Invalid> {
+    let entries: Vec<&str> = text
+        .split(|c: char| c == ',' || c.is_whitespace())
+        .filter(|e| !e.is_empty())
+        .collect();
+    if entries.is_empty() {
+        return Ok(None);
+    }
+    IpAllowlist::parse(&entries).map(Some)
+}
+
+/// **Rate limit**: requests and per how many seconds, both whole numbers
+/// within the domain's bounds; both empty is no limit.
+pub fn parse_rate_limit(requests: &str, per_seconds: &str) -> Result<Option<RateLimit>, FormError> {
+    let (requests, per_seconds) = (requests.trim(), per_seconds.trim());
+    if requests.is_empty() && per_seconds.is_empty() {
+        return Ok(None);
+    }
+    let whole = |v: &str| v.parse::<i64>().ok();
+    match (whole(requests), whole(per_seconds)) {
+        (Some(r), Some(s)) => RateLimit::new(r, s).map(Some).map_err(|i| FormError {
+            field: "rate_limit",
+            message: format!("Rate limit: {}", i.description),
+        }),
+        _ => Err(FormError {
+            field: "rate_limit",
+            message: "Enter the rate limit as two whole numbers, requests and seconds, or leave both empty for no \
+                      limit."
+                .to_owned(),
+        }),
+    }
+}
+
+/// Access, assigned user and expiry.
+fn parse_access(fields: &Fields, catalog: &ScopeCatalog, now: Timestamp, errors: &mut Vec<FormError>) -> Parsed {
     let mut out = Parsed::default();
     let names: Vec<&str> = fields.all("scope").collect();
     match fields.get("access") {
         None => {}
         Some("full") if names.is_empty() => out.scopes = Some(None),
-        Some("full") => errors.push(
+        Some("full") => errors.push(FormError::general(
             "You ticked scopes but chose Full access. Choose Restricted to limit the token to them, \
              or untick them."
                 .to_owned(),
-        ),
-        Some("restricted") if names.is_empty() => {
-            errors.push("A restricted token needs at least one scope: tick one, or choose Full access.".to_owned())
-        }
+        )),
+        Some("restricted") if names.is_empty() => errors.push(FormError::general(
+            "A restricted token needs at least one scope: tick one, or choose Full access.",
+        )),
         Some("restricted") => match catalog.parse_scopes(&names) {
             Ok(s) => out.scopes = Some(Some(s)),
-            Err(i) => errors.push(i.description),
+            Err(i) => errors.push(FormError::of(&i)),
         },
-        Some(_) => errors.push("Choose Full access or Restricted.".to_owned()),
+        Some(_) => errors.push(FormError::general("Choose Full access or Restricted.")),
     }
     match fields.get("assigned_user_id").map(str::trim) {
         None => {}
         Some("") => out.assigned_user_id = Some(None),
         Some(id) => match id.parse::<UserId>().ok().filter(|u| *u > UserId::new(0)) {
             Some(id) => out.assigned_user_id = Some(Some(id)),
-            None => errors.push("Choose a user from the list, or anyone in the account.".to_owned()),
+            None => errors.push(FormError::general(
+                "Choose a user from the list, or anyone in the account.",
+            )),
         },
     }
     let on = fields.text("expires_on").trim();
     let choice = fields.get("expires");
     if !on.is_empty() && choice.is_some_and(|c| c != "date") {
-        errors.push(format!(
+        errors.push(FormError::general(format!(
             "You entered the date {on} but did not choose \u{201c}On a date\u{201d}: choose it to expire the token \
              then, or clear the date."
-        ));
+        )));
         return out;
     }
     match choice {
         None | Some("keep") => {}
         Some("" | "never") => out.expires_at = Some(None),
-        Some("date") if on.is_empty() => errors.push("Enter the date the token expires on.".to_owned()),
+        Some("date") if on.is_empty() => errors.push(FormError::general("Enter the date the token expires on.")),
         Some("date") => match end_of_day(on) {
             Some(at) => out.expires_at = Some(Some(at)),
-            None => errors.push("Enter the expiry date as YYYY-MM-DD.".to_owned()),
+            None => errors.push(FormError::general("Enter the expiry date as YYYY-MM-DD.")),
         },
         Some(days) => match PRESET_DAYS.iter().find(|d| d.to_string() == days) {
             Some(d) => out.expires_at = Some(Some(now.plus_secs(d * DAY))),
-            None => errors.push("Choose when the token expires.".to_owned()),
+            None => errors.push(FormError::general("Choose when the token expires.")),
         },
     }
     out
@@ -227,6 +343,13 @@ pub struct RestrictionsView {
     pub current_expiry: Option<String>,
     /// Edit only: why the expiry cannot change (the token has expired).
     pub expiry_fixed: Option<String>,
+    /// **Allowed IPs** as entered, and why it was refused.
+    pub allowed_ips: String,
+    pub allowed_ips_error: Option<String>,
+    /// **Rate limit** as entered, and why it was refused.
+    pub rate_requests: String,
+    pub rate_per_seconds: String,
+    pub rate_limit_error: Option<String>,
 }
 
 /// Which form the fields are on.
@@ -330,14 +453,16 @@ pub fn assignee_name(id: UserId, users: &HashMap<UserId, User>) -> (String, Stri
 }
 
 impl RestrictionsView {
-    /// The fields for `mode`, showing `entered`. `users` are the account's
-    /// undeleted users; on Edit, a deleted user the token is assigned to is
-    /// looked up so that it can stay selected.
+    /// The fields for `mode`, showing `entered` and the `errors` about
+    /// them. `users` are the account's undeleted users; on Edit, a deleted
+    /// user the token is assigned to is looked up so that it can stay
+    /// selected.
     pub async fn build(
         app: &App,
         access: &AdminAccess,
         mode: Mode<'_>,
         entered: &Entered,
+        errors: &[FormError],
         now: Timestamp,
     ) -> Result<RestrictionsView, PageError> {
         let mut users = account_users(app, access).await?;
@@ -385,6 +510,11 @@ impl RestrictionsView {
             date_max: expiry.date_max,
             current_expiry: expiry.current,
             expiry_fixed: expiry.fixed,
+            allowed_ips: entered.allowed_ips.clone(),
+            allowed_ips_error: FormError::find(errors, "allowed_ips").map(str::to_owned),
+            rate_requests: entered.rate_requests.clone(),
+            rate_per_seconds: entered.rate_per_seconds.clone(),
+            rate_limit_error: FormError::find(errors, "rate_limit").map(str::to_owned),
         })
     }
 }
@@ -489,7 +619,7 @@ mod tests {
 
     const NOW: Timestamp = Timestamp::from_unix(1_795_000_000); // 2026-11-18 11:06:40 UTC
 
-    fn parsed(pairs: &[(&str, &str)]) -> (Parsed, Vec<String>) {
+    fn parsed(pairs: &[(&str, &str)]) -> (Parsed, Vec<FormError>) {
         let mut errors = Vec::new();
         let p = parse(&fields(pairs), &ScopeCatalog::builtin(), NOW, &mut errors);
         (p, errors)
@@ -515,7 +645,10 @@ mod tests {
         ]);
         assert_eq!(p.scopes, None);
         assert_eq!(errors.len(), 1, "{errors:?}");
-        assert!(errors[0].contains("\"tickets:write\" is not a scope"), "{errors:?}");
+        assert!(
+            errors[0].message.contains("\"tickets:write\" is not a scope"),
+            "{errors:?}"
+        );
 
         let (p, errors) = parsed(&[("access", "restricted"), ("scope", "read"), ("scope", "users:write")]);
         assert!(errors.is_empty(), "{errors:?}");
@@ -525,9 +658,9 @@ mod tests {
         );
 
         let (_, errors) = parsed(&[("access", "restricted")]);
-        assert!(errors[0].contains("needs at least one scope"), "{errors:?}");
+        assert!(errors[0].message.contains("needs at least one scope"), "{errors:?}");
         let (_, errors) = parsed(&[("access", "full"), ("scope", "read")]);
-        assert!(errors[0].contains("chose Full access"), "{errors:?}");
+        assert!(errors[0].message.contains("chose Full access"), "{errors:?}");
         let (p, errors) = parsed(&[("access", "full")]);
         assert!(errors.is_empty());
         assert_eq!(p.scopes, Some(None));
@@ -570,6 +703,48 @@ mod tests {
             let (p, errors) = parsed(&bad);
             assert_eq!((p.expires_at, errors.len()), (None, 1), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn allowed_ips_are_one_a_line_or_comma_separated() {
+        let (p, errors) = parsed(&[("allowed_ips", "10.20.0.0/16\r\n 192.0.2.7, 2001:db8:42::/48,\n")]);
+        assert!(errors.is_empty(), "{errors:?}");
+        let names: Vec<String> = p.allowed_ips.flatten().expect("a list").names().collect();
+        assert_eq!(names, ["10.20.0.0/16", "192.0.2.7/32", "2001:db8:42::/48"]);
+        assert_eq!(parsed(&[("allowed_ips", " \n ")]).0.allowed_ips, Some(None));
+        assert_eq!(parsed(&[]).0.allowed_ips, None);
+        let (p, errors) = parsed(&[("allowed_ips", "10.0.0.0/8\n10.0.0.300")]);
+        assert_eq!(p.allowed_ips, None);
+        assert_eq!(errors.len(), 1);
+        assert_eq!(errors[0].field, "allowed_ips");
+        assert!(
+            errors[0].message.contains("\"10.0.0.300\" is not an IPv4"),
+            "{errors:?}"
+        );
+    }
+
+    #[test]
+    fn a_rate_limit_is_two_whole_numbers_or_none() {
+        let rate = |r: &str, s: &str| parsed(&[("rate_limit_requests", r), ("rate_limit_per_seconds", s)]);
+        assert_eq!(rate("100", "60").0.rate_limit, Some(RateLimit::new(100, 60).ok()));
+        assert_eq!(rate(" ", "").0.rate_limit, Some(None));
+        assert_eq!(parsed(&[]).0.rate_limit, None);
+        for (r, s) in [
+            ("100", ""),
+            ("", "60"),
+            ("x", "60"),
+            ("1.5", "60"),
+            ("0", "60"),
+            ("10", "86401"),
+        ] {
+            let (p, errors) = rate(r, s);
+            assert_eq!(p.rate_limit, None, "{r} {s}");
+            assert_eq!(errors.len(), 1, "{r} {s}");
+            assert_eq!(errors[0].field, "rate_limit", "{r} {s}");
+        }
+        assert!(rate("0", "60").1[0]
+            .message
+            .starts_with("Rate limit: requests must be between 1 and"));
     }
 
     #[test]

@@ -4,8 +4,9 @@
 //! same one-time reveal of the new secret). Add and Rotate answer with a
 //! redirect to the reveal, and carry a one-use nonce ([`super::reveal`]).
 //! Every change goes through the service layer with the admin's access.
-//! The restriction fields of Add and Edit (access, assigned user, expiry)
-//! are [`super::token_form`]'s; the configuration page is
+//! The restriction fields of Add and Edit (access, assigned user, expiry,
+//! allowed IPs, rate limit) are [`super::token_form`]'s; the details page's
+//! usage chart is [`super::usage_chart`]'s; the configuration page is
 //! [`super::configuration`]'s.
 
 use std::collections::HashMap;
@@ -33,7 +34,8 @@ use serde::Deserialize;
 use super::page::{domain_messages, render, show_time, Confirm, Layout, Nav, PageError, PageResult};
 use super::reveal::{Claim, RevealContent, Reveals, Taken, NONCE_FIELD};
 use super::session::{AdminForm, AdminPage};
-use super::token_form::{self, assignee_name, assignees, show_date, Entered, Mode, RestrictionsView};
+use super::token_form::{self, assignee_name, assignees, show_date, Entered, FormError, Mode, RestrictionsView};
+use super::usage_chart::{UsageChart, DAYS};
 use super::{action_path, record_id};
 use crate::state::AppState;
 
@@ -67,6 +69,14 @@ pub struct TokenView {
     pub last_used: String,
     pub last_used_iso: Option<String>,
     pub updated: String,
+    /// The networks the token works from (empty: any address).
+    pub allowed_ips: Vec<String>,
+    /// `100 per 60 seconds`.
+    pub rate_limit: Option<String>,
+    /// When a leak report matched the token (README.md, "Leaked tokens"):
+    /// the time, and RFC 3339.
+    pub leaked: Option<String>,
+    pub leaked_iso: Option<String>,
     /// Whether Rotate is offered: active and not expired.
     pub rotatable: bool,
     /// After a rotation, the previous secret.
@@ -136,6 +146,10 @@ fn view(t: &ApiToken, creator: &TokenCreator, now: Timestamp, users: &HashMap<Us
         last_used: t.last_used.map(list_time).unwrap_or_else(|| "Never".to_owned()),
         last_used_iso: t.last_used.map(Timestamp::rfc3339),
         updated: show_time(t.updated_at),
+        allowed_ips: t.allowed_ips.as_ref().map(|l| l.names().collect()).unwrap_or_default(),
+        rate_limit: t.rate_limit.map(|r| r.describe()),
+        leaked: t.leaked_at.map(show_time),
+        leaked_iso: t.leaked_at.map(Timestamp::rfc3339),
         rotatable: t.status(now) == TokenStatus::Active,
         previous: t.previous_visible_token.as_ref().map(|visible| {
             let until = t.previous_expires_at.unwrap_or(t.updated_at);
@@ -261,7 +275,7 @@ struct NewTemplate<'a> {
     nonce: String,
     description: &'a str,
     r: RestrictionsView,
-    errors: Vec<String>,
+    errors: Vec<FormError>,
     blocked: Option<String>,
 }
 
@@ -271,10 +285,10 @@ async fn new_page(
     nonce: String,
     description: &str,
     entered: &Entered,
-    errors: Vec<String>,
+    errors: Vec<FormError>,
 ) -> PageResult {
     let count = state.app.tokens(&admin.access).await?.len();
-    let r = RestrictionsView::build(&state.app, &admin.access, Mode::New, entered, state.app.now()).await?;
+    let r = RestrictionsView::build(&state.app, &admin.access, Mode::New, entered, &errors, state.app.now()).await?;
     let t = NewTemplate {
         l: admin.layout(Nav::Tokens),
         nonce,
@@ -374,7 +388,7 @@ pub async fn create(
     let entered = Entered::from_fields(&fields);
     let mut errors = Vec::new();
     let description = parse_description(raw).unwrap_or_else(|i| {
-        errors.push(i.description);
+        errors.push(FormError::of(&i));
         None
     });
     let parsed = token_form::parse(&fields, state.app.scope_catalog(), state.app.now(), &mut errors);
@@ -387,22 +401,30 @@ pub async fn create(
         Claim::Done(id) => return Ok(Redirect::to(&reveal_url(&id)).into_response()),
         Claim::Unknown => {
             let nonce = reveals.issue(&key);
-            return new_page(&state, &admin, nonce, raw, &entered, vec![EXPIRED_FORM.to_owned()]).await;
+            return new_page(
+                &state,
+                &admin,
+                nonce,
+                raw,
+                &entered,
+                vec![FormError::general(EXPIRED_FORM)],
+            )
+            .await;
         }
     };
     let restrictions = Restrictions {
         scopes: parsed.scopes.flatten(),
         assigned_user_id: parsed.assigned_user_id.flatten(),
         expires_at: parsed.expires_at.flatten(),
-        allowed_ips: None,
-        rate_limit: None,
+        allowed_ips: parsed.allowed_ips.flatten(),
+        rate_limit: parsed.rate_limit.flatten(),
     };
     let (token, plain) = match state.app.create_token(&admin.access, description, restrictions).await {
         Ok(created) => created,
         Err(AppError::Domain(d)) => {
             drop(claimed);
             let nonce = reveals.keep_or_issue(&key, nonce);
-            return new_page(&state, &admin, nonce, raw, &entered, domain_messages(&d)).await;
+            return new_page(&state, &admin, nonce, raw, &entered, form_errors(&d)).await;
         }
         Err(e) => return Err(e.into()),
     };
@@ -416,6 +438,15 @@ pub async fn create(
     Ok(Redirect::to(&reveal_url(&id)).into_response())
 }
 
+/// A refused Add form's messages, each tied to its field where the form
+/// has one.
+fn form_errors(d: &DomainError) -> Vec<FormError> {
+    match d {
+        DomainError::Invalid(list) => list.iter().map(FormError::of).collect(),
+        other => domain_messages(other).into_iter().map(FormError::general).collect(),
+    }
+}
+
 async fn token(state: &AppState, admin: &AdminPage, id: TokenId) -> Result<ApiToken, PageError> {
     state.app.token(&admin.access, id).await?.ok_or(PageError::NotFound)
 }
@@ -426,6 +457,12 @@ struct ShowTemplate {
     l: Layout,
     t: TokenView,
     confirms: TokenConfirms,
+    usage: UsageChart,
+    /// The chart as inline SVG (made by [`UsageChart::svg`], no client text).
+    usage_svg: String,
+    /// How often each node adds its counts (`--flush-interval-secs`):
+    /// "every 10 seconds".
+    flush_every: String,
 }
 
 pub async fn show(
@@ -439,12 +476,21 @@ pub async fn show(
         .await?
         .ok_or(PageError::NotFound)?;
     let users = assignees(&state.app, &admin.access, [&token]).await?;
+    let rows = state.app.token_usage(&admin.access, token.id, DAYS).await?;
+    let now = state.app.now();
+    let usage = UsageChart::new(&rows, now);
     Ok(render(
         StatusCode::OK,
         &ShowTemplate {
             l: admin.layout(Nav::Tokens),
-            t: view(&token, &creator, state.app.now(), &users),
+            t: view(&token, &creator, now, &users),
             confirms: token_confirms(),
+            usage_svg: usage.svg(),
+            usage,
+            flush_every: match state.config.flush_interval.as_secs() {
+                0 | 1 => "every second".to_owned(),
+                n => format!("every {n} seconds"),
+            },
         },
     ))
 }
@@ -457,7 +503,7 @@ struct EditTemplate<'a> {
     visible_token: &'a str,
     description: &'a str,
     r: RestrictionsView,
-    errors: Vec<String>,
+    errors: Vec<FormError>,
 }
 
 /// The Edit form of `token` showing `description` and `entered`.
@@ -467,9 +513,17 @@ async fn edit_page(
     token: &ApiToken,
     description: &str,
     entered: &Entered,
-    errors: Vec<String>,
+    errors: Vec<FormError>,
 ) -> PageResult {
-    let r = RestrictionsView::build(&state.app, &admin.access, Mode::Edit(token), entered, state.app.now()).await?;
+    let r = RestrictionsView::build(
+        &state.app,
+        &admin.access,
+        Mode::Edit(token),
+        entered,
+        &errors,
+        state.app.now(),
+    )
+    .await?;
     let status = if errors.is_empty() {
         StatusCode::OK
     } else {
@@ -517,7 +571,7 @@ pub async fn update(
     let entered = Entered::from_fields(&fields);
     let mut errors = Vec::new();
     let description = parse_description(raw).unwrap_or_else(|i| {
-        errors.push(i.description);
+        errors.push(FormError::of(&i));
         None
     });
     let catalog = state.app.scope_catalog();
@@ -534,12 +588,14 @@ pub async fn update(
         scopes,
         assigned_user_id: parsed.assigned_user_id,
         expires_at: parsed.expires_at,
+        allowed_ips: parsed.allowed_ips,
+        rate_limit: parsed.rate_limit,
         ..TokenPatch::default()
     };
     match state.app.update_token(&admin.access, token.id, &patch).await {
         Ok(updated) => Ok(done("updated", &updated).into_response()),
         Err(AppError::Domain(DomainError::Invalid(list))) => {
-            let errors = list.into_iter().map(|i| i.description).collect();
+            let errors = list.iter().map(FormError::of).collect();
             edit_page(&state, &admin, &token, raw, &entered, errors).await
         }
         Err(e) => Err(e.into()),
