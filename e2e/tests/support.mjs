@@ -33,13 +33,16 @@ export function latchkeyBinary() {
   return found;
 }
 
-/** A running server with its own database, and the first run's admin. */
-export async function startServer() {
+/**
+ * A running server with its own database, and the first run's admin;
+ * `args` are added to `serve`'s command line.
+ */
+export async function startServer({ args = [] } = {}) {
   const bin = latchkeyBinary();
   const dir = mkdtempSync(join(tmpdir(), "latchkey-e2e-"));
   const databaseUrl = `sqlite://${join(dir, "latchkey.db")}`;
   const env = { ...process.env, LATCHKEY_DATABASE_URL: databaseUrl, RUST_LOG: "warn" };
-  const child = spawn(bin, ["serve", "--listen", "127.0.0.1:0"], { env, stdio: ["ignore", "pipe", "pipe"] });
+  const child = spawn(bin, ["serve", "--listen", "127.0.0.1:0", ...args], { env, stdio: ["ignore", "pipe", "pipe"] });
   let out = "";
   let err = "";
   child.stderr.on("data", (d) => (err += d));
