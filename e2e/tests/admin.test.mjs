@@ -331,7 +331,7 @@ describe("the Admin Center", () => {
     await screenshot(page, "token-limit", { fullPage: false });
   });
 
-  it("manages people: add a user, edit them, change the role after a confirmation, suspend, delete", async () => {
+  it("manages people: add a user, edit them, change the role after a confirmation, change the email, suspend, delete", async () => {
     await page.getByRole("link", { name: "People", exact: true }).click();
     await checkPage(page, "people");
     await page.getByRole("link", { name: "Add user" }).click();
@@ -371,17 +371,38 @@ describe("the Admin Center", () => {
     assert.equal(await r.locator('td[data-label="Role"]').innerText(), "Admin");
     assert.equal(await verified(), "Yes");
 
-    await r.getByRole("link", { name: "Suspend" }).click();
+    // Edit the email: one already used in the account (in another case) is
+    // refused on its field, with what was typed kept; a free one is saved
+    // as typed.
+    await r.getByRole("link", { name: "Edit" }).click();
+    await page.getByRole("heading", { name: "Edit user" }).waitFor();
+    await page.getByLabel("Email").fill(server.email.toUpperCase());
+    await page.getByRole("button", { name: "Save" }).click();
+    await page.getByRole("alert").waitFor();
+    const emailField = page.getByLabel("Email");
+    assert.equal(await emailField.inputValue(), server.email.toUpperCase());
+    assert.equal(await emailField.getAttribute("aria-invalid"), "true");
+    assert.match(await emailField.getAttribute("aria-describedby"), /^email-error /);
+    assert.equal(await page.locator("#email-error").innerText(), "That email is already used by someone in this account.");
+    assert.equal(await page.evaluate(() => document.activeElement?.id), "email");
+    await checkPage(page, "edit user form, email refused");
+    await emailField.fill("Dana.Admin@Example.com");
+    await page.getByRole("button", { name: "Save" }).click();
+    await page.getByText("User Dana Admin <Dana.Admin@Example.com> updated.").waitFor();
+    const moved = page.locator("tbody tr").filter({ hasText: "Dana.Admin@Example.com" });
+    assert.equal(await moved.count(), 1);
+
+    await moved.getByRole("link", { name: "Suspend" }).click();
     let dialog = page.locator("dialog#confirm-dialog");
     await dialog.waitFor({ state: "visible" });
     await checkPage(page, "suspend dialog");
     await Promise.all([page.waitForURL(/done=suspended/), dialog.getByRole("button", { name: "Suspend" }).click()]);
-    assert.match(await r.textContent(), /Suspended/);
-    await page.getByText("User Dana Admin <dana@example.com> suspended.").waitFor();
-    await r.getByRole("link", { name: "Delete" }).click();
+    assert.match(await moved.textContent(), /Suspended/);
+    await page.getByText("User Dana Admin <Dana.Admin@Example.com> suspended.").waitFor();
+    await moved.getByRole("link", { name: "Delete" }).click();
     await Promise.all([page.waitForURL(/done=deleted/), dialog.getByRole("button", { name: "Delete" }).click()]);
-    assert.equal(await r.count(), 0);
-    await page.getByText("User Dana Admin <dana@example.com> deleted.").waitFor();
+    assert.equal(await moved.count(), 0);
+    await page.getByText("User Dana Admin <Dana.Admin@Example.com> deleted.").waitFor();
     await checkPage(page, "people after a deletion");
     await screenshot(page, "people");
   });

@@ -172,6 +172,10 @@ pub struct NewUser {
 #[derive(Debug, Clone, Default)]
 pub struct UserPatch {
     pub name: Option<String>,
+    /// A new email (the Admin Center's Edit user; the REST API keeps
+    /// `email` read-only, docs/api.md). A change of case alone is a change:
+    /// emails are stored as given.
+    pub email: Option<Email>,
     pub role: Option<Role>,
     pub verified: Option<bool>,
     pub suspended: Option<bool>,
@@ -186,6 +190,12 @@ impl UserPatch {
             if *name != current.name {
                 clauses.push(text_change("name", Some(&current.name), Some(name)));
                 next.name = name.clone();
+            }
+        }
+        if let Some(email) = &self.email {
+            if email.as_str() != current.email.as_str() {
+                clauses.push(text_change("email", Some(current.email.as_str()), Some(email.as_str())));
+                next.email = email.clone();
             }
         }
         if let Some(role) = self.role {
@@ -269,15 +279,18 @@ mod tests {
         };
         let p = UserPatch {
             name: Some("Jane".into()),
+            email: Some(Email::parse("Jane.Doe@x.io").expect("valid")),
             role: Some(Role::Admin),
             suspended: Some(true),
             ..Default::default()
         };
         let (next, clauses) = p.apply(&u);
         assert_eq!(next.role, Role::Admin);
+        assert_eq!(next.email.as_str(), "Jane.Doe@x.io");
         assert_eq!(
             clauses,
             vec![
+                r#"email changed from "j@x.io" to "Jane.Doe@x.io""#,
                 r#"role changed from "agent" to "admin""#,
                 "suspended changed from false to true"
             ]

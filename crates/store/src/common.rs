@@ -434,6 +434,8 @@ where
             .bind(u.deleted)
             .bind(now.unix())
             .bind(u.updated_at.unix())
+            .bind(u.email.as_str())
+            .bind(u.email.normalized())
             .bind(u.id.get())
             .execute(tx)
             .await?;

@@ -63,8 +63,11 @@ pub const INSERT_USER: &str = concat!(
     "VALUES ($1, $2, $3, $4, $5, $6, FALSE, $7, $8, $8) RETURNING ",
     user_columns!()
 );
+/// Writes the email as given and its lower-cased form, whose unique index
+/// (`users_email_key`) refuses a second live user with the same address.
 pub const SAVE_USER: &str = "UPDATE users SET name = $1, role = $2, verified = $3, suspended = $4, \
-     deleted_at = CASE WHEN $5 THEN COALESCE(deleted_at, $6) ELSE NULL END, updated_at = $7 WHERE id = $8";
+     deleted_at = CASE WHEN $5 THEN COALESCE(deleted_at, $6) ELSE NULL END, updated_at = $7, \
+     email = $8, email_normalized = $9 WHERE id = $10";
 pub const SET_PASSWORD: &str = "UPDATE users SET password_hash = $1 WHERE id = $2";
 
 // Tokens.

@@ -271,8 +271,17 @@ impl Store {
         if clauses.is_empty() {
             return Ok(current);
         }
+        // A new address must be free among the account's live users. The
+        // check runs under the account lock, in this transaction; the unique
+        // index on the lower-cased email is the backstop if anything slips
+        // past it (both become the same 422 `Taken`). A change of case alone
+        // keeps the user's own address.
+        let new_email = next.email.normalized();
+        if new_email != current.email.normalized() && w.tx.email_taken(account_id, &new_email).await? {
+            return Err(taken("email"));
+        }
         next.updated_at = now;
-        w.tx.save_user(&next, now).await?;
+        w.tx.save_user(&next, now).await.map_err(on_unique("email"))?;
         w.event(account_id, Action::Update, Source::user(&next), clauses.join("; "))
             .await?;
         w.changed(id).await?;

@@ -2014,7 +2014,10 @@ async fn a_person_is_renamed_verified_given_a_password_and_a_new_role_after_a_co
     let page = browser.get(&path).await;
     assert_eq!(page.status, 200, "{}", page.text());
     let text = page.text();
-    assert!(text.contains(&format!("{} <span", user.email)), "{text}");
+    assert!(
+        text.contains(&format!(r#"name="email" type="email" value="{}""#, user.email)),
+        "{text}"
+    );
     assert!(
         text.contains(r#"<option value="agent" selected>Agent</option>"#),
         "{text}"
@@ -2023,7 +2026,15 @@ async fn a_person_is_renamed_verified_given_a_password_and_a_new_role_after_a_co
 
     // A blank name is refused on the form, capitalised and tied to the field.
     let r = browser
-        .post(&path, &[("csrf", &csrf), ("name", " "), ("role", "agent")])
+        .post(
+            &path,
+            &[
+                ("csrf", &csrf),
+                ("name", " "),
+                ("email", &user.email),
+                ("role", "agent"),
+            ],
+        )
         .await;
     assert_eq!(r.status, 422, "{}", r.text());
     let text = r.text();
@@ -2041,6 +2052,7 @@ async fn a_person_is_renamed_verified_given_a_password_and_a_new_role_after_a_co
             &[
                 ("csrf", &csrf),
                 ("name", "Dana <b>Admin</b>"),
+                ("email", &user.email),
                 ("role", "admin"),
                 ("verified", "on"),
                 ("password", "a new password 123"),
@@ -2090,6 +2102,213 @@ async fn a_person_is_renamed_verified_given_a_password_and_a_new_role_after_a_co
         .collect();
     assert!(changes.iter().any(|c| c == "password changed"), "{changes:?}");
     assert!(!changes.iter().any(|c| c.contains("a new password")), "{changes:?}");
+}
+
+/// The Edit user form's fields for `user` with `email`, as a browser posts them.
+fn person_fields<'a>(csrf: &'a str, user: &'a crate::support::TestUser, email: &'a str) -> Vec<(&'a str, &'a str)> {
+    vec![
+        ("csrf", csrf),
+        ("name", user.name.as_str()),
+        ("email", email),
+        ("role", user.role.as_str()),
+        ("verified", "on"),
+    ]
+}
+
+/// Waits until `node` answers `auth` on `/users/me` with `status`.
+async fn until_me_status(node: &TestApp, auth: &str, status: u16, what: &str) {
+    let started = std::time::Instant::now();
+    while node.me_status(auth).await != status {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "{what}: never {status}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_email_authenticates_and_the_old_one_no_longer_does_here_and_on_another_node() {
+    let (app, account, browser) = signed_in_admin().await;
+    let other = app.spawn_node(|_| {}).await;
+    let user = app
+        .user(&account, Role::Agent, crate::support::UserState::Verified)
+        .await;
+    let token = app.token(&account).await;
+    let old_auth = crate::support::basic(&user.email, &token.plain);
+    until_me_status(&other, &old_auth, 200, "the other node learns of the user").await;
+
+    let path = format!("/admin/people/{}/edit", user.id);
+    let csrf = browser.csrf(&path).await;
+    let new_email = format!("{}.Moved@Example.COM", unique("Jo"));
+    let r = browser.post(&path, &person_fields(&csrf, &user, &new_email)).await;
+    assert_eq!(r.status, 303, "{}", r.text());
+    assert_eq!(location(&r), format!("/admin/people?done=updated&id={}", user.id));
+    let list = browser.get(location(&r)).await.text();
+    assert!(list.contains(&format!("&#60;{new_email}&#62; updated.")), "{list}");
+
+    // Stored as typed; this node answers at once, the old address with the
+    // same 401 as any unknown email, the new one in any case.
+    let access = app.operator(&account.subdomain).await;
+    let stored = app.app.user(&access, user.id).await.unwrap().unwrap();
+    assert_eq!(stored.email.as_str(), new_email);
+    let new_auth = crate::support::basic(&new_email.to_lowercase(), &token.plain);
+    assert_eq!(app.me_status(&old_auth).await, 401);
+    assert_eq!(app.me_status(&new_auth).await, 200);
+    assert_eq!(
+        app.me_status(&crate::support::basic(&new_email, &token.plain)).await,
+        200
+    );
+    // The other node, through the change log: the old key is gone, not
+    // kept beside the new one.
+    until_me_status(&other, &new_auth, 200, "the other node learns the new email").await;
+    assert_eq!(other.me_status(&old_auth).await, 401);
+    let me = other.get("/api/v2/users/me", &new_auth).await;
+    assert_eq!(me.json()["user"]["email"], new_email.as_str());
+
+    // Audited once, as the signed-in admin, in the API's wording.
+    let event = app.audit(account.id).await.pop().unwrap();
+    assert_eq!(event.action, latchkey_core::audit::Action::Update);
+    assert_eq!(event.actor_type, ActorType::User);
+    assert_eq!(
+        (event.source_type, event.source_id),
+        (latchkey_core::audit::SourceType::User, user.id.get())
+    );
+    assert_eq!(
+        event.change_description,
+        format!(r#"email changed from "{}" to "{new_email}""#, user.email)
+    );
+    assert!(app.audit_chain_intact(account.id).await);
+}
+
+#[tokio::test]
+async fn an_email_in_use_in_the_account_or_not_an_email_is_refused_on_its_field() {
+    let (app, account, browser) = signed_in_admin().await;
+    let user = app
+        .user(&account, Role::Agent, crate::support::UserState::Verified)
+        .await;
+    let taken = app
+        .user(&account, Role::EndUser, crate::support::UserState::Verified)
+        .await;
+    let path = format!("/admin/people/{}/edit", user.id);
+    let csrf = browser.csrf(&path).await;
+    let events = app.audit(account.id).await.len();
+
+    // Another user's address in another case: refused on the field, with
+    // what was typed kept.
+    let shouting = taken.email.to_uppercase();
+    let mut fields = person_fields(&csrf, &user, &shouting);
+    fields[1] = ("name", "Renamed Too");
+    let r = browser.post(&path, &fields).await;
+    assert_eq!(r.status, 422, "{}", r.text());
+    let text = r.text();
+    assert!(
+        text.contains(&format!(
+            r#"name="email" type="email" value="{shouting}" maxlength="254" required autocomplete="off" aria-describedby="email-error email-hint" aria-invalid="true" autofocus>"#
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            r#"<p class="field-error" id="email-error">That email is already used by someone in this account.</p>"#
+        ),
+        "{text}"
+    );
+    assert!(text.contains(r#"value="Renamed Too""#), "{text}");
+
+    // Not an email at all.
+    let r = browser
+        .post(&path, &person_fields(&csrf, &user, "jo at example.com"))
+        .await;
+    assert_eq!(r.status, 422, "{}", r.text());
+    let text = r.text();
+    assert!(
+        text.contains(r#"<p class="field-error" id="email-error">Email is not a valid email address</p>"#),
+        "{text}"
+    );
+    assert!(text.contains(r#"value="jo at example.com""#), "{text}");
+
+    // Nothing was saved or recorded.
+    let access = app.operator(&account.subdomain).await;
+    let stored = app.app.user(&access, user.id).await.unwrap().unwrap();
+    assert_eq!(
+        (stored.name.as_str(), stored.email.as_str()),
+        (user.name.as_str(), user.email.as_str())
+    );
+    assert_eq!(app.audit(account.id).await.len(), events);
+
+    // A change of case alone is the user's own address: saved as typed.
+    let r = browser
+        .post(&path, &person_fields(&csrf, &user, &user.email.to_uppercase()))
+        .await;
+    assert_eq!(r.status, 303, "{}", r.text());
+    let stored = app.app.user(&access, user.id).await.unwrap().unwrap();
+    assert_eq!(stored.email.as_str(), user.email.to_uppercase());
+
+    // A deleted user's address is free again, and so is one used in
+    // another account.
+    let gone = app
+        .user(&account, Role::EndUser, crate::support::UserState::Deleted)
+        .await;
+    let r = browser.post(&path, &person_fields(&csrf, &user, &gone.email)).await;
+    assert_eq!(r.status, 303, "{}", r.text());
+    let elsewhere = app.account().await;
+    let r = browser
+        .post(&path, &person_fields(&csrf, &user, &elsewhere.admin.email))
+        .await;
+    assert_eq!(r.status, 303, "{}", r.text());
+    assert_eq!(
+        app.app.user(&access, user.id).await.unwrap().unwrap().email.as_str(),
+        elsewhere.admin.email
+    );
+}
+
+/// Two admins giving two people the same new address at the same moment:
+/// one wins, the other is refused as taken, and the account never holds
+/// the address twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn racing_email_changes_never_leave_an_address_twice_in_an_account() {
+    let app = TestApp::spawn().await;
+    let account = app.account().await;
+    let access = app.operator(&account.subdomain).await;
+    for round in 0..10 {
+        let a = app
+            .user(&account, Role::Agent, crate::support::UserState::Verified)
+            .await;
+        let b = app
+            .user(&account, Role::Agent, crate::support::UserState::Verified)
+            .await;
+        let address = format!("{}@example.com", unique(&format!("race{round}")));
+        let patch = |email: String| latchkey_core::user::UserPatch {
+            email: Some(Email::parse(&email).unwrap()),
+            ..Default::default()
+        };
+        let (pa, pb) = (patch(address.clone()), patch(address.to_uppercase()));
+        let (ra, rb) = tokio::join!(
+            app.app.update_user(&access, a.id, &pa),
+            app.app.update_user(&access, b.id, &pb)
+        );
+        let refused = [&ra, &rb]
+            .iter()
+            .filter(|r| {
+                matches!(
+                    r,
+                    Err(latchkey_app::AppError::Domain(latchkey_core::DomainError::Invalid(list)))
+                        if list.iter().any(|i| i.field == "email" && i.code == latchkey_core::ErrorCode::Taken)
+                )
+            })
+            .count();
+        assert_eq!((ra.is_ok() as u8 + rb.is_ok() as u8, refused), (1, 1), "{ra:?} {rb:?}");
+        let holder = app.app.user_by_email(&access, &address).await.unwrap().unwrap();
+        assert!(holder.id == a.id || holder.id == b.id);
+    }
+    let changes = app
+        .audit(account.id)
+        .await
+        .into_iter()
+        .filter(|e| e.change_description.starts_with("email changed"))
+        .count();
+    assert_eq!(changes, 10, "one audited change per round");
 }
 
 #[tokio::test]

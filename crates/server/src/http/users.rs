@@ -247,8 +247,11 @@ pub async fn update(
         verified,
         suspended,
     } = input;
+    // `email` is read-only here (docs/api.md); the Admin Center's Edit
+    // user changes it.
     let patch = UserPatch {
         name,
+        email: None,
         role,
         verified,
         suspended,

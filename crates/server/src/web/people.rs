@@ -1,8 +1,10 @@
 //! `/admin/people`: the account's users, adding one (name, email, role,
-//! verified), editing one (name, verified, a new password), changing a
-//! role (behind a confirmation), suspending and deleting. Every change
-//! goes through the service layer with the admin's access. An email cannot
-//! change here: the service layer has no such change.
+//! verified), editing one (name, email, verified, a new password), changing
+//! a role (behind a confirmation), suspending and deleting (README.md,
+//! "First run: a token from the browser", on People). Every change goes
+//! through the service layer with the admin's access; an email taken by
+//! another user of the account (compared case-insensitively) is refused on
+//! its field.
 
 use std::sync::LazyLock;
 
@@ -15,7 +17,7 @@ use latchkey_app::{AppError, Page};
 use latchkey_core::{
     id::UserId,
     user::{parse_user_name, Email, NewUser, Role, User, UserPatch},
-    DomainError,
+    DomainError, ErrorCode, Invalid,
 };
 use serde::Deserialize;
 use strum::IntoEnumIterator;
@@ -223,9 +225,7 @@ pub async fn create(State(state): State<AppState>, form: AdminForm) -> PageResul
     };
     match state.app.create_user(&admin.access, new).await {
         Ok(u) => Ok(done("added", u.id).into_response()),
-        Err(AppError::Domain(DomainError::Invalid(list))) => Ok(refused(
-            list.iter().map(|i| FieldError::of(&i.field, &i.description)).collect(),
-        )),
+        Err(AppError::Domain(DomainError::Invalid(list))) => Ok(refused(field_errors(&list))),
         Err(e) => Err(e.into()),
     }
 }
@@ -235,6 +235,20 @@ pub async fn create(State(state): State<AppState>, form: AdminForm) -> PageResul
 pub struct FieldError {
     pub field: &'static str,
     pub message: String,
+}
+
+/// The form's words for a refusal the service layer explains in the API's
+/// (docs/api.md's 422 `Taken` on `email`).
+const EMAIL_TAKEN: &str = "That email is already used by someone in this account.";
+
+/// The form errors of the service layer's 422 refusals.
+fn field_errors(list: &[Invalid]) -> Vec<FieldError> {
+    list.iter()
+        .map(|i| match (i.field.as_str(), i.code) {
+            ("email", ErrorCode::Taken) => FieldError::of("email", EMAIL_TAKEN),
+            _ => FieldError::of(&i.field, &i.description),
+        })
+        .collect()
 }
 
 impl FieldError {
@@ -363,8 +377,10 @@ pub async fn edit(
     ))
 }
 
-/// `POST /admin/people/{id}/edit`: the name, verified and a new password
-/// (when one is typed) are saved; a new role goes on to its confirmation.
+/// `POST /admin/people/{id}/edit`: the name, the email, verified and a new
+/// password (when one is typed) are saved; a new role goes on to its
+/// confirmation. The name, email and verified change in one transaction,
+/// audited as one event; a refused field saves nothing.
 pub async fn update(
     State(state): State<AppState>,
     id: Result<Path<UserId>, PathRejection>,
@@ -374,7 +390,7 @@ pub async fn update(
     let user = person(&state, &admin, record_id(id)?).await?;
     let is_you = user.id == admin.user().id;
     let password = fields.take("password");
-    let (name, role) = (fields.text("name"), fields.text("role"));
+    let (name, email, role) = (fields.text("name"), fields.text("email"), fields.text("role"));
     // Your own role and verified state are not yours to change here.
     let verified = if is_you {
         user.verified
@@ -388,7 +404,7 @@ pub async fn update(
                 l: admin.layout(Nav::People),
                 id: user.id,
                 name,
-                email: user.email.as_str(),
+                email,
                 role: if is_you { user.role.as_str() } else { role },
                 verified,
                 is_you,
@@ -397,10 +413,10 @@ pub async fn update(
             },
         )
     };
-    let n = parse_user_name(name);
+    let (n, e) = (parse_user_name(name), Email::parse(email));
     let r = if is_you { Ok(user.role) } else { Role::parse(role) };
-    let (Ok(n), Ok(r)) = (&n, &r) else {
-        let errors = [n.err(), r.err()]
+    let (Ok(n), Ok(e), Ok(r)) = (&n, &e, &r) else {
+        let errors = [n.err(), e.err(), r.err()]
             .into_iter()
             .flatten()
             .map(|i| FieldError::of(&i.field, &i.description))
@@ -409,16 +425,13 @@ pub async fn update(
     };
     let patch = UserPatch {
         name: Some(n.clone()),
+        email: Some(e.clone()),
         verified: Some(verified),
         ..Default::default()
     };
     match state.app.update_user(&admin.access, user.id, &patch).await {
         Ok(_) => {}
-        Err(AppError::Domain(DomainError::Invalid(list))) => {
-            return Ok(refused(
-                list.iter().map(|i| FieldError::of(&i.field, &i.description)).collect(),
-            ))
-        }
+        Err(AppError::Domain(DomainError::Invalid(list))) => return Ok(refused(field_errors(&list))),
         Err(e) => return Err(e.into()),
     }
     if !password.is_empty() {
