@@ -2312,6 +2312,28 @@ async fn racing_email_changes_never_leave_an_address_twice_in_an_account() {
 }
 
 #[tokio::test]
+async fn yes_no_changes_read_as_words_on_the_page_and_stay_as_stored_in_the_api() {
+    let (app, account, browser) = signed_in_admin().await;
+    let user = app
+        .user(&account, Role::Agent, crate::support::UserState::Verified)
+        .await;
+    let csrf = browser.csrf("/admin/people").await;
+    let r = browser
+        .post(&format!("/admin/people/{}/suspend", user.id), &[("csrf", &csrf)])
+        .await;
+    assert_eq!(r.status, 303, "{}", r.text());
+    let page = browser.get("/admin/audit-log?source_type=user").await.text();
+    assert!(page.contains(r#"<td data-label="Change">Suspended</td>"#), "{page}");
+    assert!(!page.contains("suspended changed from"), "{page}");
+    let admin = app.admin_auth(&account).await;
+    let r = app.get("/api/v2/audit_logs?filter[source_type]=user", &admin).await;
+    assert_eq!(
+        r.json()["audit_logs"][0]["change_description"],
+        "suspended changed from false to true"
+    );
+}
+
+#[tokio::test]
 async fn a_browser_gets_an_html_404_outside_the_admin_center_and_api_clients_keep_json() {
     let app = TestApp::spawn().await;
     let client = reqwest::Client::new();

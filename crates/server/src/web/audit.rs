@@ -1,9 +1,12 @@
 //! `/admin/audit-log`: the account's audit events as a table (time, actor,
 //! action, source, change, IP), filtered by source type, action, actor and
-//! date range, and paged by cursor, newest first. "View audit log" on a
-//! token lands here with `?source_type=api_token&source_id={id}`. The
-//! filters and paging are the REST API's own (`latchkey_core::audit_query`);
-//! accounts not on an Enterprise plan see why the log is unavailable.
+//! date range, and paged by cursor, newest first (README.md, "Audit log").
+//! "View audit log" on a token lands here with
+//! `?source_type=api_token&source_id={id}`. The filters and paging are the
+//! REST API's own (`latchkey_core::audit_query`). Yes/no changes read as
+//! words ("Suspended"); the stored wording, which the REST API returns, is
+//! left as it is. Accounts not on an Enterprise plan see why the log is
+//! unavailable.
 
 use std::sync::LazyLock;
 
@@ -55,9 +58,82 @@ fn view(e: &AuditEvent) -> EventView {
         },
         action: e.action.label(),
         source: e.source_label.clone(),
-        change: e.change_description.clone(),
+        change: friendly_change(e.source_type, &e.change_description),
         ip: e.ip_address.clone().unwrap_or_default(),
     }
+}
+
+/// The words of a yes/no change (`suspended changed from false to true`) on
+/// the page: the field, then what turning it on and off reads as.
+const YES_NO_WORDS: [(&str, &str, &str); 5] = [
+    ("verified", "Verified", "Unverified"),
+    ("suspended", "Suspended", "Unsuspended"),
+    (
+        "api_token_access",
+        "API token access turned on",
+        "API token access turned off",
+    ),
+    (
+        "token_policy.require_expiry",
+        "New tokens must expire",
+        "New tokens need not expire",
+    ),
+    (
+        "token_policy.require_assigned_user",
+        "New tokens must have an assigned user",
+        "New tokens need no assigned user",
+    ),
+];
+
+/// The words for one stored clause, when it is a yes/no change of a field
+/// of [`YES_NO_WORDS`].
+fn yes_no_words(clause: &str) -> Option<&'static str> {
+    let (field, values) = clause.split_once(" changed from ")?;
+    let (_, on, off) = YES_NO_WORDS.iter().find(|(f, _, _)| *f == field)?;
+    match values {
+        "false to true" => Some(on),
+        "true to false" => Some(off),
+        _ => None,
+    }
+}
+
+/// A stored change description as the page shows it: each yes/no clause in
+/// words, the others as stored, still joined by "; ". Quoted values (names,
+/// descriptions) are free text that may hold "; " and look like a clause,
+/// so only clauses that certainly are clauses are reworded: every clause of
+/// an account-settings event (which quotes nothing), and otherwise those at
+/// the end (every record puts its yes/no fields last, and a quoted value
+/// always ends in `"`).
+fn friendly_change(source_type: SourceType, stored: &str) -> String {
+    if source_type == SourceType::AccountSetting {
+        return stored
+            .split("; ")
+            .map(|c| yes_no_words(c).unwrap_or(c))
+            .collect::<Vec<_>>()
+            .join("; ");
+    }
+    let mut rest = stored;
+    let mut tail = Vec::new();
+    loop {
+        let (head, last) = rest.rsplit_once("; ").unwrap_or(("", rest));
+        match yes_no_words(last) {
+            Some(words) if !last.is_empty() => {
+                tail.push(words);
+                rest = head;
+                if head.is_empty() {
+                    break;
+                }
+            }
+            _ => break,
+        }
+    }
+    tail.reverse();
+    let mut out: Vec<&str> = Vec::with_capacity(tail.len() + 1);
+    if !rest.is_empty() {
+        out.push(rest);
+    }
+    out.extend(tail);
+    out.join("; ")
 }
 
 /// `2026-11-27 09:14:57 UTC`: an audit trail needs the seconds.
@@ -436,6 +512,47 @@ mod tests {
         );
         let (_, r) = parse(Some("source_id=3&source_of=api_token&source_type=api_token"));
         assert_eq!(r.expect("valid").query.filter.source_id, Some(3));
+    }
+
+    #[test]
+    fn yes_no_changes_read_as_words_and_quoted_text_is_left_alone() {
+        use SourceType::{AccountSetting, ApiToken, User};
+        for (kind, stored, shown) in [
+            (User, "suspended changed from false to true", "Suspended"),
+            (User, "suspended changed from true to false", "Unsuspended"),
+            (
+                User,
+                r#"name changed from "A" to "B"; verified changed from false to true; suspended changed from true to false"#,
+                r#"name changed from "A" to "B"; Verified; Unsuspended"#,
+            ),
+            (User, "password changed", "password changed"),
+            (User, "", ""),
+            (
+                User,
+                r#"email changed from "a@x.io" to "b@y.io""#,
+                r#"email changed from "a@x.io" to "b@y.io""#,
+            ),
+            // A name that looks like clauses stays as typed; the real
+            // clause after it is reworded.
+            (
+                User,
+                r#"name changed from "A" to "x; suspended changed from false to true; y"; verified changed from true to false"#,
+                r#"name changed from "A" to "x; suspended changed from false to true; y"; Unverified"#,
+            ),
+            (
+                ApiToken,
+                r#"description changed from "A" to "suspended changed from false to true""#,
+                r#"description changed from "A" to "suspended changed from false to true""#,
+            ),
+            (
+                AccountSetting,
+                "api_token_access changed from false to true; token_policy.max_lifetime_days changed from not set to 90; token_policy.require_expiry changed from false to true",
+                "API token access turned on; token_policy.max_lifetime_days changed from not set to 90; New tokens must expire",
+            ),
+            (User, "verified changed from maybe to true", "verified changed from maybe to true"),
+        ] {
+            assert_eq!(friendly_change(kind, stored), shown, "{stored}");
+        }
     }
 
     #[test]
