@@ -1,6 +1,7 @@
 // The audit log page in a real browser: "View audit log" on a token opens
 // it filtered to that token, events show who did what from where (escaped),
-// the filters (source type, action, actor, date range) and cursor paging
+// the filters (source type, action, actor: a person, the Operator or System;
+// date range) and cursor paging
 // work as plain GET forms and links, and an account that is not on an
 // Enterprise plan is told why the log is unavailable. Screenshots go to
 // target/screenshots/.
@@ -133,12 +134,34 @@ describe("the audit log page", () => {
     await page.waitForURL(`${server.base}${LOG}`);
     await page.getByLabel("Actor", { exact: true }).selectOption({ label: adminName });
     await page.getByRole("button", { name: "Filter" }).click();
-    await page.waitForURL(/actor_id=/);
+    await page.waitForURL(/actor=\d/);
     got = await rows();
     assert.deepEqual(
       got.map((r) => [r.actor, r.action]),
       [[adminName, "Deactivated"], [adminName, "Updated"]],
     );
+
+    // Not a person: latchkey itself made the first account and its admin.
+    await page.getByLabel("Actor", { exact: true }).selectOption({ label: "System" });
+    await page.getByRole("button", { name: "Filter" }).click();
+    await page.waitForURL(/actor=system/);
+    got = await rows();
+    assert.deepEqual(
+      got.map((r) => [r.actor, r.action, r.source.split(":")[0]]),
+      [["System", "Created", "User"], ["System", "Created", "Account"]],
+    );
+    await checkPage(page, "audit log filtered by actor System");
+    // The CLI's operator turned token access on (in words, not as stored)
+    // and made the two tokens.
+    await page.getByLabel("Actor", { exact: true }).selectOption({ label: "Operator" });
+    await page.getByRole("button", { name: "Filter" }).click();
+    await page.waitForURL(/actor=operator/);
+    got = await rows();
+    assert.ok(got.length >= 3, JSON.stringify(got));
+    assert.ok(got.every((r) => r.actor === "Operator"), JSON.stringify(got));
+    assert.deepEqual(got.at(-1), { ...got.at(-1), action: "Updated", source: "Account settings", change: "API token access turned on" });
+    assert.equal(await page.getByLabel("Actor", { exact: true }).inputValue(), "operator", "the form keeps its values");
+    await checkPage(page, "audit log filtered by actor Operator");
 
     await page.getByRole("link", { name: "Clear filters" }).click();
     const today = new Date().toISOString().slice(0, 10);

@@ -313,6 +313,13 @@ impl App {
             .await?)
     }
 
+    /// Deleted users who appear as actors in the account's audit log, at
+    /// most `limit`, in ascending id order (the Admin Center's Actor filter
+    /// names them beside the live users).
+    pub async fn deleted_audit_actors(&self, access: &AdminAccess, limit: i64) -> Result<Vec<User>> {
+        Ok(self.store.deleted_audit_actors(access.account_id(), limit).await?)
+    }
+
     pub async fn audit_event(&self, access: &AdminAccess, id: AuditEventId) -> Result<Option<AuditEvent>> {
         Ok(self.store.audit_event(access.account_id(), id).await?)
     }

@@ -9,7 +9,7 @@ use std::net::IpAddr;
 use serde::Serialize;
 use strum::{Display, EnumIter, EnumString, IntoEnumIterator, IntoStaticStr, VariantNames};
 
-use crate::audit::{Action, SourceType};
+use crate::audit::{Action, ActorType, SourceType};
 use crate::id::{AuditEventId, UserId};
 use crate::time::{parse_rfc3339, rfc3339, Timestamp};
 
@@ -31,6 +31,11 @@ pub struct AuditFilter {
     /// `AuditEvent::source_id`).
     pub source_id: Option<i64>,
     pub actor_id: Option<UserId>,
+    /// Who acted, by kind: the Admin Center's Actor filter offers Operator
+    /// and System this way. The REST API has no parameter for it
+    /// (docs/api.md lists its filters), so [`AuditQuery::from_api_pairs`]
+    /// never sets it and [`AuditQuery::api_pairs`] cannot carry it.
+    pub actor_type: Option<ActorType>,
     /// Canonical text of an IP address, as events store it.
     pub ip_address: Option<String>,
     pub action: Option<Action>,
@@ -243,6 +248,12 @@ impl AuditQueryBuilder {
             }
         }
         Ok(())
+    }
+
+    /// Narrows the listing to one kind of actor (the Admin Center's Actor
+    /// filter; not a REST parameter).
+    pub fn set_actor_type(&mut self, actor_type: ActorType) {
+        self.query.filter.actor_type = Some(actor_type);
     }
 
     /// Sets either end of the date range from an already-parsed bound (for

@@ -22,7 +22,8 @@ pub enum Arg {
 /// The SQL (with `$n` placeholders, portable to SQLite and PostgreSQL) and
 /// its arguments for one page of an account's events. Only the filters that
 /// are set become conditions, so each filter can use its own index
-/// (`0003_audit_indexes.sql`).
+/// (`0003_audit_indexes.sql`, and `0009_audit_actor_type_index.sql` for the
+/// actor's kind).
 pub fn list_sql(account_id: AccountId, filter: &AuditFilter, seek: &Seek) -> (String, Vec<Arg>) {
     let mut sql = format!("SELECT {AUDIT_COLUMNS} FROM audit_events WHERE account_id = $1");
     let mut args = vec![Arg::Int(account_id.get())];
@@ -38,6 +39,9 @@ pub fn list_sql(account_id: AccountId, filter: &AuditFilter, seek: &Seek) -> (St
     }
     if let Some(id) = filter.actor_id {
         cond(&mut sql, "actor_id", "=", Arg::Int(id.get()));
+    }
+    if let Some(t) = filter.actor_type {
+        cond(&mut sql, "actor_type", "=", Arg::Text(t.as_str().to_owned()));
     }
     if let Some(ip) = &filter.ip_address {
         cond(&mut sql, "ip_address", "=", Arg::Text(ip.clone()));
@@ -149,7 +153,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use latchkey_core::audit::{Action, SourceType};
+    use latchkey_core::audit::{Action, ActorType, SourceType};
     use latchkey_core::audit_query::AuditSort;
     use latchkey_core::id::UserId;
     use latchkey_core::time::Timestamp;
@@ -173,6 +177,10 @@ mod tests {
             },
             AuditFilter {
                 actor_id: Some(UserId::new(3)),
+                ..AuditFilter::default()
+            },
+            AuditFilter {
+                actor_type: Some(ActorType::System),
                 ..AuditFilter::default()
             },
             AuditFilter {

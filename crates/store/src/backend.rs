@@ -80,6 +80,9 @@ pub trait Backend: Send + Sync + 'static {
         before: Option<UserId>,
         limit: i64,
     ) -> Result<Vec<User>>;
+    /// Deleted users of the account who appear as actors in its audit log,
+    /// at most `limit`, in ascending id order.
+    async fn deleted_audit_actors(&self, account_id: AccountId, limit: i64) -> Result<Vec<User>>;
     async fn token(&self, account_id: AccountId, id: TokenId) -> Result<Option<ApiToken>>;
     async fn token_auth(&self, id: TokenId) -> Result<Option<TokenAuth>>;
     /// An account's tokens, newest first.

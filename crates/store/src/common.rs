@@ -362,6 +362,15 @@ where
         Ok(Some((user, hash.map(PasswordHash::new))))
     }
 
+    pub(crate) async fn deleted_audit_actors(pool: &Pool<DB>, account_id: AccountId, limit: i64) -> Result<Vec<User>> {
+        let rows: Vec<UserRow> = sqlx::query_as(sql::DELETED_AUDIT_ACTORS)
+            .bind(account_id.get())
+            .bind(limit)
+            .fetch_all(pool)
+            .await?;
+        rows.into_iter().map(User::try_from).collect()
+    }
+
     pub(crate) async fn users_page(
         pool: &Pool<DB>,
         account_id: AccountId,

@@ -56,6 +56,16 @@ pub const USERS_AFTER: &str = concat!(
     user_columns!(),
     " FROM users WHERE account_id = $1 AND deleted_at IS NULL AND id > $2 ORDER BY id LIMIT $3"
 );
+/// Deleted users of an account who appear as actors in its audit log (the
+/// Admin Center's Actor filter names them), in id order. Each is one seek of
+/// `audit_events_actor_idx`.
+pub const DELETED_AUDIT_ACTORS: &str = concat!(
+    "SELECT ",
+    user_columns!(),
+    " FROM users u WHERE u.account_id = $1 AND u.deleted_at IS NOT NULL",
+    " AND EXISTS (SELECT 1 FROM audit_events a WHERE a.account_id = $1 AND a.actor_id = u.id)",
+    " ORDER BY u.id LIMIT $2"
+);
 pub const EMAIL_TAKEN: &str =
     "SELECT COUNT(*) FROM users WHERE account_id = $1 AND email_normalized = $2 AND deleted_at IS NULL";
 pub const INSERT_USER: &str = concat!(

@@ -195,6 +195,9 @@ impl Backend for SqliteBackend {
     ) -> Result<Vec<User>> {
         Shared::users_page(&self.pool, account_id, after, before, limit).await
     }
+    async fn deleted_audit_actors(&self, account_id: AccountId, limit: i64) -> Result<Vec<User>> {
+        Shared::deleted_audit_actors(&self.pool, account_id, limit).await
+    }
     async fn token(&self, account_id: AccountId, id: TokenId) -> Result<Option<ApiToken>> {
         Shared::token(&self.pool, account_id, id).await
     }

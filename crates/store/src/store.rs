@@ -801,6 +801,12 @@ impl Store {
         self.backend.prune_sessions(idle_before, created_before).await
     }
 
+    /// Deleted users of an account who appear as actors in its audit log,
+    /// at most `limit`, in ascending id order.
+    pub async fn deleted_audit_actors(&self, account_id: AccountId, limit: i64) -> Result<Vec<User>> {
+        self.backend.deleted_audit_actors(account_id, limit).await
+    }
+
     /// An account's undeleted users, one page in ascending id order, and
     /// whether more follow in the paging direction.
     pub async fn users_page_of(&self, account_id: AccountId, page: Page) -> Result<(Vec<User>, bool)> {

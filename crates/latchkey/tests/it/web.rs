@@ -2311,6 +2311,86 @@ async fn racing_email_changes_never_leave_an_address_twice_in_an_account() {
     assert_eq!(changes, 10, "one audited change per round");
 }
 
+/// The event ids of an audit-log page's rows, in order.
+fn event_ids(page: &Reply) -> Vec<i64> {
+    page.text()
+        .split(r#"<tr data-event-id=""#)
+        .skip(1)
+        .map(|rest| rest.split('"').next().unwrap().parse().unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn the_actor_filter_offers_operator_system_and_deleted_people_and_filters_by_kind() {
+    let (app, account, browser) = signed_in_admin().await;
+    let access = app.operator(&account.subdomain).await;
+    // latchkey itself deactivates a token reported as leaked.
+    let leaked = app.token(&account).await;
+    assert_eq!(app.app.report_leaked(&[&leaked.plain], None).await.unwrap(), vec![true]);
+    // Dee changes something through the API, and is deleted afterwards;
+    // Nell is deleted without ever acting.
+    let dee = app
+        .app
+        .create_user(
+            &access,
+            NewUser {
+                name: "Dee Parted".into(),
+                email: Email::parse(&format!("{}@example.com", unique("dee"))).unwrap(),
+                role: Role::Admin,
+                verified: true,
+                password_hash: None,
+            },
+        )
+        .await
+        .unwrap();
+    let token = app.token(&account).await;
+    let dee_auth = crate::support::basic(dee.email.as_str(), &token.plain);
+    app.api_create_token(&dee_auth, Some("made by Dee")).await;
+    app.app.delete_user(&access, dee.id).await.unwrap();
+    let nell = app
+        .user(&account, Role::Agent, crate::support::UserState::Deleted)
+        .await;
+
+    let page = browser.get("/admin/audit-log").await;
+    assert_eq!(page.status, 200, "{}", page.text());
+    let text = page.text();
+    for option in [
+        r#"<option value="operator">Operator</option>"#.to_owned(),
+        r#"<option value="system">System</option>"#.to_owned(),
+        format!(r#"<option value="{}">Dee Parted (deleted)</option>"#, dee.id),
+        format!(r#"<option value="{}">Ada Admin</option>"#, account.admin.id),
+    ] {
+        assert!(text.contains(&option), "{option}: {text}");
+    }
+    assert!(!text.contains(&format!(r#"<option value="{}">"#, nell.id)), "{text}");
+
+    // Each choice lists exactly that actor's events, newest first.
+    let all = app.audit(account.id).await;
+    let expected = |keep: &dyn Fn(&latchkey_core::audit::AuditEvent) -> bool| -> Vec<i64> {
+        all.iter().rev().filter(|e| keep(e)).map(|e| e.id.get()).collect()
+    };
+    for (value, want) in [
+        ("system", expected(&|e| e.actor_type == ActorType::System)),
+        ("operator", expected(&|e| e.actor_type == ActorType::Operator)),
+        (&*dee.id.to_string(), expected(&|e| e.actor_id == Some(dee.id))),
+    ] {
+        let page = browser.get(&format!("/admin/audit-log?actor={value}")).await;
+        assert_eq!(page.status, 200, "{value}: {}", page.text());
+        assert!(!want.is_empty(), "{value}");
+        assert_eq!(event_ids(&page), want, "{value}");
+        assert!(
+            page.text().contains(&format!(r#"<option value="{value}" selected>"#)),
+            "{value}: the form keeps the choice"
+        );
+    }
+    let system = browser.get("/admin/audit-log?actor=system").await.text();
+    assert!(system.contains("reported leaked"), "{system}");
+    // The REST API's filters are as documented: no actor type among them.
+    let admin = app.admin_auth(&account).await;
+    let r = app.get("/api/v2/audit_logs?filter[actor_type]=system", &admin).await;
+    assert_eq!(r.status, 400, "{}", r.text());
+}
+
 #[tokio::test]
 async fn yes_no_changes_read_as_words_on_the_page_and_stay_as_stored_in_the_api() {
     let (app, account, browser) = signed_in_admin().await;

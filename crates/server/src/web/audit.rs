@@ -3,10 +3,11 @@
 //! date range, and paged by cursor, newest first (README.md, "Audit log").
 //! "View audit log" on a token lands here with
 //! `?source_type=api_token&source_id={id}`. The filters and paging are the
-//! REST API's own (`latchkey_core::audit_query`). Yes/no changes read as
-//! words ("Suspended"); the stored wording, which the REST API returns, is
-//! left as it is. Accounts not on an Enterprise plan see why the log is
-//! unavailable.
+//! REST API's own (`latchkey_core::audit_query`), plus the actor's kind: the
+//! Actor filter offers the account's people, deleted people who acted, the
+//! Operator and System. Yes/no changes read as words ("Suspended"); the
+//! stored wording, which the REST API returns, is left as it is. Accounts
+//! not on an Enterprise plan see why the log is unavailable.
 
 use std::sync::LazyLock;
 
@@ -15,7 +16,7 @@ use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
 use latchkey_app::Page;
 use latchkey_core::audit::{Action, ActorType, AuditEvent, SourceType};
-use latchkey_core::audit_query::{AuditQuery, AuditQueryBuilder, Spelling};
+use latchkey_core::audit_query::{AuditQuery, AuditQueryBuilder, Param, Spelling};
 use latchkey_core::id::AuditEventId;
 use latchkey_core::time::{rfc3339, Timestamp};
 use strum::IntoEnumIterator;
@@ -151,7 +152,9 @@ pub struct Filters {
     pub source_type: String,
     pub source_id: String,
     pub action: String,
-    pub actor_id: String,
+    /// A user's id, `operator` or `system` (`actor`; `actor_id`, the
+    /// earlier name, is read too).
+    pub actor: String,
     pub from: String,
     pub to: String,
     /// The browser's offset from UTC in minutes east (`tz`, set by the
@@ -165,7 +168,7 @@ impl Filters {
             &self.source_type,
             &self.source_id,
             &self.action,
-            &self.actor_id,
+            &self.actor,
             &self.from,
             &self.to,
         ]
@@ -180,7 +183,7 @@ impl Filters {
             ("source_type", &self.source_type),
             ("source_id", &self.source_id),
             ("action", &self.action),
-            ("actor_id", &self.actor_id),
+            ("actor", &self.actor),
             ("from", &self.from),
             ("to", &self.to),
             ("tz", &self.tz),
@@ -253,18 +256,30 @@ fn parse(raw: Option<&str>) -> (Filters, Result<Request, String>) {
     for (key, value) in pairs.iter().filter(|(k, _)| !(stale_id && k == "source_id")) {
         let value = value.clone();
         let step = match key.as_str() {
-            "source_type" | "source_id" | "action" | "actor_id" => {
+            "source_type" | "source_id" | "action" => {
                 let slot = match key.as_str() {
                     "source_type" => &mut f.source_type,
                     "source_id" => &mut f.source_id,
-                    "action" => &mut f.action,
-                    _ => &mut f.actor_id,
+                    _ => &mut f.action,
                 };
                 *slot = value.clone();
                 if value.is_empty() {
                     Ok(())
                 } else {
                     b.set(key, &value).map(|_| ()).map_err(|e| e.0)
+                }
+            }
+            "actor" | "actor_id" => {
+                f.actor = value.clone();
+                match actor_kind(&value) {
+                    _ if value.is_empty() => Ok(()),
+                    Some(kind) => {
+                        b.set_actor_type(kind);
+                        Ok(())
+                    }
+                    // A user's id, checked as the API's `filter[actor_id]`
+                    // (given twice, it is refused as such).
+                    None => b.set_param(Param::ActorId, &value).map_err(|e| e.0),
                 }
             }
             "from" => {
@@ -306,6 +321,18 @@ fn parse(raw: Option<&str>) -> (Filters, Result<Request, String>) {
         }
         Err(e) => (f, Err(e.0)),
     }
+}
+
+/// The actors that are not people, as the Actor filter offers them: the
+/// CLI's operator and latchkey itself (`ActorType`'s wire spelling, label).
+const ACTOR_KINDS: [(ActorType, &str); 2] = [(ActorType::Operator, "Operator"), (ActorType::System, "System")];
+
+/// `operator` or `system`: an actor filtered by kind rather than by id.
+fn actor_kind(value: &str) -> Option<ActorType> {
+    ACTOR_KINDS
+        .iter()
+        .map(|(kind, _)| *kind)
+        .find(|kind| kind.as_str() == value)
 }
 
 /// A source type's label on the page.
@@ -350,6 +377,9 @@ struct AuditTemplate {
     filtered: bool,
     source_types: &'static [(&'static str, &'static str)],
     actions: Vec<(&'static str, &'static str)>,
+    /// Operator and System, as (value, label).
+    actor_kinds: Vec<(&'static str, &'static str)>,
+    /// The account's people, then deleted people who acted, as (id, label).
     actors: Vec<(String, String)>,
     /// "API token: Jira sync" when the page shows one source's events.
     scoped: Option<String>,
@@ -368,6 +398,7 @@ pub async fn page(State(state): State<AppState>, admin: AdminPage, RawQuery(raw)
         filtered: false,
         source_types: SOURCE_TYPES.as_slice(),
         actions: actions(),
+        actor_kinds: ACTOR_KINDS.iter().map(|(k, label)| (k.as_str(), *label)).collect(),
         actors: Vec::new(),
         scoped: None,
         errors: Vec::new(),
@@ -388,12 +419,23 @@ pub async fn page(State(state): State<AppState>, admin: AdminPage, RawQuery(raw)
             },
         )
         .await?;
-    t.actors = users.into_iter().map(|u| (u.id.to_string(), u.name)).collect();
+    // Deleted people stay in the log as actors, so they stay in the filter.
+    let deleted = state.app.deleted_audit_actors(&admin.access, 100).await?;
+    t.actors = users
+        .into_iter()
+        .map(|u| (u.id.to_string(), u.name))
+        .chain(
+            deleted
+                .into_iter()
+                .map(|u| (u.id.to_string(), format!("{} (deleted)", u.name))),
+        )
+        .collect();
     let (filters, request) = parse(raw.as_deref());
     t.filtered = filters.any();
-    if !filters.actor_id.is_empty() && !t.actors.iter().any(|(id, _)| *id == filters.actor_id) {
+    let known = |v: &str| actor_kind(v).is_some() || t.actors.iter().any(|(id, _)| id == v);
+    if !filters.actor.is_empty() && !known(&filters.actor) {
         t.actors
-            .push((filters.actor_id.clone(), format!("User {}", filters.actor_id)));
+            .push((filters.actor.clone(), format!("User {}", filters.actor)));
     }
     let request = match request {
         Ok(r) => r,
@@ -437,7 +479,7 @@ mod tests {
     #[test]
     fn form_filters_parse_into_the_api_query() {
         let (f, r) = parse(Some(
-            "source_type=api_token&source_id=7&action=&actor_id=3&from=2026-11-27&to=2026-11-27&after=90",
+            "source_type=api_token&source_id=7&action=&actor=3&from=2026-11-27&to=2026-11-27&after=90",
         ));
         let r = r.expect("valid");
         assert_eq!(f.source_id, "7");
@@ -453,7 +495,7 @@ mod tests {
         assert_eq!(r.after, Some(AuditEventId::new(90)));
         assert_eq!(
             f.href(Some(("before", "5".into()))),
-            "/admin/audit-log?source_type=api_token&source_id=7&actor_id=3&from=2026-11-27&to=2026-11-27&before=5"
+            "/admin/audit-log?source_type=api_token&source_id=7&actor=3&from=2026-11-27&to=2026-11-27&before=5"
         );
     }
 
@@ -463,7 +505,9 @@ mod tests {
             ("source_id=7", "Source requires Source type."),
             ("source_type=token", "Source type must be one of"),
             ("action=delete", "Action must be one of"),
-            ("actor_id=me", "Actor must be a positive whole number."),
+            ("actor=me", "Actor must be a positive whole number."),
+            ("actor=user", "Actor must be a positive whole number."),
+            ("actor=3&actor_id=4", "Actor is given more than once."),
             ("from=27/11/2026", "From must be a date like 2026-11-27."),
             (
                 "from=2026-11-28&to=2026-11-27",
@@ -512,6 +556,24 @@ mod tests {
         );
         let (_, r) = parse(Some("source_id=3&source_of=api_token&source_type=api_token"));
         assert_eq!(r.expect("valid").query.filter.source_id, Some(3));
+    }
+
+    #[test]
+    fn the_actor_is_a_user_by_id_or_the_operator_or_system_by_kind() {
+        for (q, kind, id) in [
+            ("actor=operator", Some(ActorType::Operator), None),
+            ("actor=system", Some(ActorType::System), None),
+            ("actor=3", None, Some(UserId::new(3))),
+            ("actor_id=3", None, Some(UserId::new(3))),
+            ("actor=", None, None),
+        ] {
+            let (f, r) = parse(Some(q));
+            let filter = r.expect(q).query.filter;
+            assert_eq!((filter.actor_type, filter.actor_id), (kind, id), "{q}");
+            assert_eq!(f.actor, q.split_once('=').map_or("", |(_, v)| v), "{q}");
+        }
+        let (f, _) = parse(Some("actor=system"));
+        assert_eq!(f.href(None), "/admin/audit-log?actor=system");
     }
 
     #[test]
