@@ -10,7 +10,7 @@ import assert from "node:assert/strict";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { apiStatus, checkPage, launchChromium, screenshot, signIn, startServer } from "./support.mjs";
+import { apiStatus, checkPage, screenshot, startServer, signedInBrowser } from "./support.mjs";
 
 const LIST = "/admin/apis/api-tokens";
 const CONFIGURATION = "/admin/apis/configuration";
@@ -47,13 +47,7 @@ describe("rotation and the token policy in the Admin Center", () => {
     server.cli(["account", "update", "--subdomain", server.subdomain, "--api-token-access", "on"]);
     oldToken = server.cli(["token", "create", "--account", server.subdomain, "--description", "Nightly export"]).trim();
     importStaleToken(server);
-    browser = await launchChromium();
-    context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
-    await context.grantPermissions(["clipboard-read", "clipboard-write"], { origin: server.base });
-    context.setDefaultTimeout(10_000);
-    page = await context.newPage();
-    await signIn(page, server, server.email, server.password);
-    await page.waitForURL(`${server.base}${LIST}`);
+    ({ browser, context, page } = await signedInBrowser(server, { permissions: ["clipboard-read", "clipboard-write"] }));
   });
 
   after(async () => {

@@ -8,7 +8,7 @@
 
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { checkPage, launchChromium, screenshot, signIn, startServer } from "./support.mjs";
+import { checkPage, screenshot, signIn, startServer, signedInBrowser } from "./support.mjs";
 
 const LIST = "/admin/apis/api-tokens";
 const DAY = 86_400_000;
@@ -41,12 +41,7 @@ describe("restricted tokens in the Admin Center", () => {
     server = await startServer();
     server.cli(["account", "update", "--subdomain", server.subdomain, "--api-token-access", "on"]);
     server.cli(["user", "create", "--account", server.subdomain, "--email", reader.email, "--name", reader.name, "--role", "agent"]);
-    browser = await launchChromium();
-    context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
-    context.setDefaultTimeout(10_000);
-    page = await context.newPage();
-    await signIn(page, server, server.email, server.password);
-    await page.waitForURL(`${server.base}${LIST}`);
+    ({ browser, context, page } = await signedInBrowser(server));
   });
 
   after(async () => {

@@ -1,5 +1,5 @@
 // A token's network, limit, usage and leak in a real browser (README.md,
-// "IP allowlists", "Usage", "Leaked tokens"): Edit limits a token to one
+// "IP allowlists and rate limits", "Usage", "Leaked tokens"): Edit limits a token to one
 // network (a bad network is refused on its field first), requests are made
 // from inside and outside it (the server trusts this machine as a proxy, so
 // X-Forwarded-For names the client), and the details page charts them with
@@ -9,7 +9,7 @@
 
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { checkPage, launchChromium, screenshot, signIn, startServer } from "./support.mjs";
+import { checkPage, screenshot, startServer, signedInBrowser } from "./support.mjs";
 
 const LIST = "/admin/apis/api-tokens";
 
@@ -35,12 +35,7 @@ describe("allowed IPs, usage and leaks in the Admin Center", () => {
     server = await startServer({ args: ["--trusted-proxy", "127.0.0.1/32", "--flush-interval-secs", "1"] });
     server.cli(["account", "update", "--subdomain", server.subdomain, "--api-token-access", "on"]);
     token = server.cli(["token", "create", "--account", server.subdomain, "--description", "Billing job"]).trim();
-    browser = await launchChromium();
-    context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
-    context.setDefaultTimeout(10_000);
-    page = await context.newPage();
-    await signIn(page, server, server.email, server.password);
-    await page.waitForURL(`${server.base}${LIST}`);
+    ({ browser, context, page } = await signedInBrowser(server));
   });
 
   after(async () => {

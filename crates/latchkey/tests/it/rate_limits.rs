@@ -15,6 +15,11 @@ use crate::support::*;
 /// seconds start with it.
 const T0: i64 = 1_800_000_000;
 
+async fn verify(t: &TestApp, auth: &str) -> Reply {
+    let sent = t.client.get(t.url("/verify")).header("authorization", auth).send();
+    Reply::from(sent.await.expect("verify")).await
+}
+
 fn headers(r: &Reply) -> [Option<&str>; 4] {
     [
         "x-rate-limit",
@@ -48,15 +53,7 @@ async fn one_node_admits_exactly_the_limit_per_window_then_429_until_it_ends() {
         ]
     );
     // `/verify` counts against the same limit and answers the same headers.
-    let r = Reply::from(
-        t.client
-            .get(t.url("/verify"))
-            .header("authorization", &auth)
-            .send()
-            .await
-            .expect("verify"),
-    )
-    .await;
+    let r = verify(&t, &auth).await;
     assert_eq!(r.status, 200);
     assert_eq!(r.header("x-rate-limit-remaining"), Some("1"));
     // The last second of the window: the third request, then a refusal.
@@ -81,15 +78,7 @@ async fn one_node_admits_exactly_the_limit_per_window_then_429_until_it_ends() {
         "This API token's rate limit of 3 per 60 seconds is used up. Try again in 1 seconds."
     );
     assert_eq!(headers(&r)[1], Some("0"));
-    let r = Reply::from(
-        t.client
-            .get(t.url("/verify"))
-            .header("authorization", &auth)
-            .send()
-            .await
-            .expect("verify"),
-    )
-    .await;
+    let r = verify(&t, &auth).await;
     assert_eq!(r.status, 429);
     assert_eq!(r.header("retry-after"), Some("1"));
     // The next window's first second admits again.

@@ -2447,19 +2447,28 @@ async fn a_browser_gets_an_html_404_outside_the_admin_center_and_api_clients_kee
 
 // -- allowed IPs, rate limits, usage and leaks in the Admin Center ------------
 
-/// The Edit form's fields, with `extra` added (the token stays as it is
-/// otherwise).
-fn edit_fields<'a>(csrf: &'a str, description: &'a str, extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
-    let mut fields = vec![
+/// Posts the Edit form of the token at `path` with its description, full
+/// access, no assigned user, the expiry kept, and these Allowed IPs and
+/// Rate limit fields (`ips`, requests, per seconds).
+async fn post_limits(
+    browser: &Browser,
+    path: &str,
+    csrf: &str,
+    description: &str,
+    (ips, requests, per_seconds): (&str, &str, &str),
+) -> Reply {
+    let fields = [
         ("csrf", csrf),
         ("description", description),
         ("access", "full"),
         ("assigned_user_id", ""),
         ("expires", "keep"),
         ("expires_on", ""),
+        ("allowed_ips", ips),
+        ("rate_limit_requests", requests),
+        ("rate_limit_per_seconds", per_seconds),
     ];
-    fields.extend_from_slice(extra);
-    fields
+    browser.post(path, &fields).await
 }
 
 #[tokio::test]
@@ -2480,20 +2489,14 @@ async fn an_allowlist_and_a_rate_limit_are_set_with_the_edit_form_audited_and_sh
     let csrf = csrf_of(&page);
     let auth = app.admin_auth(&account).await;
     let events = app.audit(account.id).await.len();
-    let r = browser
-        .post(
-            &path,
-            &edit_fields(
-                &csrf,
-                "Billing job",
-                &[
-                    ("allowed_ips", "10.20.0.0/16\r\n192.0.2.7, 2001:db8:42::/48"),
-                    ("rate_limit_requests", "100"),
-                    ("rate_limit_per_seconds", "60"),
-                ],
-            ),
-        )
-        .await;
+    let r = post_limits(
+        &browser,
+        &path,
+        &csrf,
+        "Billing job",
+        ("10.20.0.0/16\r\n192.0.2.7, 2001:db8:42::/48", "100", "60"),
+    )
+    .await;
     assert_eq!(r.status, 303, "{}", r.text());
 
     // The REST record holds them, and one audit event says so.
@@ -2540,38 +2543,19 @@ async fn an_allowlist_and_a_rate_limit_are_set_with_the_edit_form_audited_and_sh
     assert!(form.contains(r#"name="rate_limit_per_seconds" value="60""#), "{form}");
 
     // Saving the form as it is changes nothing and records nothing.
-    let r = browser
-        .post(
-            &path,
-            &edit_fields(
-                &csrf,
-                "Billing job",
-                &[
-                    ("allowed_ips", "10.20.0.0/16\n192.0.2.7/32\n2001:db8:42::/48"),
-                    ("rate_limit_requests", "100"),
-                    ("rate_limit_per_seconds", "60"),
-                ],
-            ),
-        )
-        .await;
+    let r = post_limits(
+        &browser,
+        &path,
+        &csrf,
+        "Billing job",
+        ("10.20.0.0/16\n192.0.2.7/32\n2001:db8:42::/48", "100", "60"),
+    )
+    .await;
     assert_eq!(r.status, 303, "{}", r.text());
     assert_eq!(app.audit(account.id).await.len(), events + 1);
 
     // Emptied, both are lifted.
-    let r = browser
-        .post(
-            &path,
-            &edit_fields(
-                &csrf,
-                "Billing job",
-                &[
-                    ("allowed_ips", ""),
-                    ("rate_limit_requests", ""),
-                    ("rate_limit_per_seconds", ""),
-                ],
-            ),
-        )
-        .await;
+    let r = post_limits(&browser, &path, &csrf, "Billing job", ("", "", "")).await;
     assert_eq!(r.status, 303, "{}", r.text());
     let stored = stored_token(&app, &account, t.id).await;
     assert_eq!((stored.allowed_ips, stored.rate_limit), (None, None));
@@ -2603,20 +2587,14 @@ async fn an_invalid_allowlist_or_rate_limit_is_refused_on_its_field_and_changes_
     let csrf = browser.csrf(&path).await;
     let events = app.audit(account.id).await.len();
 
-    let r = browser
-        .post(
-            &path,
-            &edit_fields(
-                &csrf,
-                "Renamed too",
-                &[
-                    ("allowed_ips", "10.0.0.0/8, 10.0.0.300"),
-                    ("rate_limit_requests", "50"),
-                    ("rate_limit_per_seconds", "60"),
-                ],
-            ),
-        )
-        .await;
+    let r = post_limits(
+        &browser,
+        &path,
+        &csrf,
+        "Renamed too",
+        ("10.0.0.0/8, 10.0.0.300", "50", "60"),
+    )
+    .await;
     assert_eq!(r.status, 422, "{}", r.text());
     let text = r.text();
     for needle in [
@@ -2633,20 +2611,7 @@ async fn an_invalid_allowlist_or_rate_limit_is_refused_on_its_field_and_changes_
     assert!(!text.contains("rate-limit-error"), "{text}");
 
     for (requests, per) in [("0", "60"), ("100", ""), ("many", "60"), ("10", "86401")] {
-        let r = browser
-            .post(
-                &path,
-                &edit_fields(
-                    &csrf,
-                    "Renamed too",
-                    &[
-                        ("allowed_ips", "192.0.2.0/24"),
-                        ("rate_limit_requests", requests),
-                        ("rate_limit_per_seconds", per),
-                    ],
-                ),
-            )
-            .await;
+        let r = post_limits(&browser, &path, &csrf, "Renamed too", ("192.0.2.0/24", requests, per)).await;
         assert_eq!(r.status, 422, "{requests}/{per}: {}", r.text());
         let text = r.text();
         let tied = format!(
