@@ -691,6 +691,29 @@ async fn an_allowlisted_token_works_only_from_inside_its_networks() {
             assert_eq!(r.text(), NOT_AUTHENTICATED, "the identical 401");
         }
     }
+    // The chain is walked from the right past trusted hops: a client's
+    // own entry at the left changes nothing; Forwarded and X-Real-IP are read
+    // when there is no X-Forwarded-For (README.md, "Client addresses").
+    for (headers, want) in [
+        (vec![("x-forwarded-for", "192.0.2.7, 127.0.0.1")], 200),
+        (
+            vec![("x-forwarded-for", "192.0.2.7"), ("x-forwarded-for", "198.51.100.1")],
+            401,
+        ),
+        (vec![("x-forwarded-for", "198.51.100.1, 192.0.2.7")], 200),
+        (vec![("x-forwarded-for", "192.0.2.7, 198.51.100.1")], 401),
+        (vec![("forwarded", "for=192.0.2.7;proto=https")], 200),
+        (vec![("forwarded", "for=\"[2001:db8::5]:4711\"")], 200),
+        (vec![("x-real-ip", "192.0.2.7")], 200),
+        (vec![("x-real-ip", "198.51.100.1")], 401),
+        (
+            vec![("x-real-ip", "192.0.2.7"), ("x-forwarded-for", "198.51.100.1")],
+            401,
+        ),
+    ] {
+        let r = ask(&t, Method::GET, "/api/v2/users/me", &auth, &headers).await;
+        assert_eq!(r.status, want, "{headers:?}: {}", r.text());
+    }
     // The loopback peer itself is outside the list.
     assert_eq!(t.me_status(&auth).await, 401);
     let rec = t.get(&format!("/api/v2/api_tokens/{id}"), &admin).await.json();
