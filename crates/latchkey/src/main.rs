@@ -86,7 +86,7 @@ fn usage_error(e: clap::Error) -> ExitCode {
 /// One line for the operator; domain refusals read as the rule they broke.
 fn describe(e: &anyhow::Error) -> String {
     let Some(AppError::Domain(domain)) = e.downcast_ref::<AppError>() else {
-        return format!("{e:#}");
+        return chain_once(e);
     };
     match domain {
         DomainError::Invalid(list) => list
@@ -96,6 +96,23 @@ fn describe(e: &anyhow::Error) -> String {
             .join("; "),
         d => d.to_string(),
     }
+}
+
+/// The error and its causes joined by ": ", each said once: most layers
+/// (sqlx's among them) already repeat their cause in their own message.
+fn chain_once(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
 }
 
 fn init_logging(format: LogFormat) {

@@ -235,6 +235,60 @@ fn pg_socket(url: &str) -> SocketAddr {
 mod cluster {
     use super::*;
 
+    /// `url` with `sslmode` set (added to, or replacing, its query).
+    fn with_sslmode(url: &str, mode: &str) -> String {
+        let base = url.split('?').next().unwrap();
+        format!("{base}?sslmode={mode}")
+    }
+
+    /// Whether every connection to `db` but this one is encrypted, and how
+    /// many there are.
+    async fn encrypted_connections(server: &str, db: &TestDatabase) -> (i64, bool) {
+        let mut conn = sqlx::PgConnection::connect(server).await.expect("connect");
+        let name = db.url.rsplit('/').next().unwrap().split('?').next().unwrap().to_owned();
+        let row: (i64, Option<bool>) = sqlx::query_as(
+            "SELECT count(*), bool_and(s.ssl) FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid) \
+             WHERE a.datname = $1 AND a.pid <> pg_backend_pid()",
+        )
+        .bind(name)
+        .fetch_one(&mut conn)
+        .await
+        .expect("pg_stat_ssl");
+        let _ = conn.close().await;
+        (row.0, row.1.unwrap_or(false))
+    }
+
+    /// PostgreSQL over TLS (README.md, "Connections"): `sslmode=require`
+    /// works, and so does the default `prefer`, both encrypted; a
+    /// certificate that `verify-full` cannot trust fails once, saying why.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_node_talks_to_postgresql_over_tls() {
+        let db = postgres_or_return!("a_node_talks_to_postgresql_over_tls");
+        let server = postgres_server_url().unwrap();
+        for mode in ["require", "prefer"] {
+            let url = with_sslmode(&db.url, mode);
+            let out = cli(&url, &["migrate"]).await;
+            assert_eq!(out.code, 0, "{mode}: {out:?}");
+            let node = node(&url, &[]).await;
+            let (count, encrypted) = encrypted_connections(&server, &db).await;
+            assert!(count > 0, "{mode}: the node holds connections");
+            assert!(encrypted, "{mode}: every connection of the node is encrypted");
+            drop(node);
+        }
+        // The test server's certificate is self-signed: verify-full refuses it.
+        let out = cli(&with_sslmode(&db.url, "verify-full"), &["migrate"]).await;
+        assert_ne!(out.code, 0, "{out:?}");
+        let text = out.stderr.to_lowercase();
+        assert!(text.contains("certificate"), "says why: {}", out.stderr);
+        assert!(!text.contains("built without tls"), "{}", out.stderr);
+        assert_eq!(
+            text.matches("invalid peer certificate").count(),
+            1,
+            "said once: {}",
+            out.stderr
+        );
+    }
+
     /// Two nodes sweeping every second over one database: the stale token
     /// is deactivated once, with one audit event, whichever node swept.
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
