@@ -157,7 +157,8 @@ pub struct RateCounter {
     /// The other nodes' estimated admissions (low 32 bits) in a window
     /// (high 32 bits: its low 32 bits); 0 until the first estimate.
     others: AtomicU64,
-    /// The limit last checked against, for the reports.
+    /// The token's limit as last stored ([`RateCounter::set_limit`]), for
+    /// the reports and the estimate of the others.
     requests: AtomicU32,
     per_seconds: AtomicU32,
     /// Every check since this counter was made.
@@ -197,12 +198,24 @@ fn pack_others(window: i64, others: u32) -> u64 {
 }
 
 impl RateCounter {
+    /// A counter for a token with `limit`.
+    pub fn new(limit: RateLimit) -> Self {
+        let counter = RateCounter::default();
+        counter.set_limit(limit);
+        counter
+    }
+
+    /// Takes the token's limit as stored (at load, and at each change of
+    /// the token), for the sync; requests pass it to [`RateCounter::check`].
+    pub fn set_limit(&self, limit: RateLimit) {
+        self.requests.store(limit.requests, Ordering::Relaxed);
+        self.per_seconds.store(limit.per_seconds, Ordering::Relaxed);
+    }
+
     /// Counts one request at `now` against `limit`.
     pub fn check(&self, limit: RateLimit, now: Timestamp) -> Checked {
         let window = limit.window(now);
         let w = window as u64 & WINDOW_MASK;
-        self.requests.store(limit.requests, Ordering::Relaxed);
-        self.per_seconds.store(limit.per_seconds, Ordering::Relaxed);
         self.attempts.fetch_add(1, Ordering::Relaxed);
         if !self.touched.load(Ordering::Relaxed) {
             self.touched.store(true, Ordering::Relaxed);
@@ -427,8 +440,8 @@ mod tests {
 
     #[test]
     fn peers_are_extrapolated_while_fresh() {
-        let c = RateCounter::default();
         let l = limit(100, 10);
+        let c = RateCounter::new(l);
         c.check(l, at(100));
         // A peer admitted 40 by 105.0 s and sees 10 a second: by 106.0 s it
         // has admitted about 50, so 50 are left (minus this node's 1).
@@ -443,8 +456,8 @@ mod tests {
 
     #[test]
     fn a_peer_from_the_last_window_admits_at_its_rate_from_the_window_start() {
-        let c = RateCounter::default();
         let l = limit(100, 10);
+        let c = RateCounter::new(l);
         c.check(l, at(111));
         // Window 11 starts at 110 s; the peer last wrote in window 10.
         c.set_peers(vec![peer(2, 10, 100, 20_000, 109_900)], 111_500);
@@ -454,8 +467,8 @@ mod tests {
 
     #[test]
     fn the_others_cannot_push_the_estimate_past_the_limit() {
-        let c = RateCounter::default();
         let l = limit(10, 10);
+        let c = RateCounter::new(l);
         c.check(l, at(100));
         c.set_peers(vec![peer(2, 10, 9, 0, 100_000), peer(3, 10, 9, 0, 100_000)], 100_100);
         let s = c.check(l, at(100)).status;
@@ -465,8 +478,8 @@ mod tests {
 
     #[test]
     fn reports_measure_the_rate_and_go_idle() {
-        let c = RateCounter::default();
         let l = limit(1000, 60);
+        let c = RateCounter::new(l);
         let id = TokenId::new(7);
         assert!(c.check(l, at(60)).newly_active);
         assert!(!c.check(l, at(60)).newly_active);

@@ -118,7 +118,13 @@ impl TokenEntry {
     /// The entry of the current secret, and of the previous one if any.
     /// `rate` is the token's counter so far, if it had one.
     fn new(auth: TokenAuth, usage: Arc<Usage>, rate: Option<Arc<RateCounter>>) -> (Self, Option<Self>) {
-        let rate = auth.restrictions.rate_limit.map(|_| rate.unwrap_or_default());
+        let rate = auth.restrictions.rate_limit.map(|limit| match rate {
+            Some(counter) => {
+                counter.set_limit(limit);
+                counter
+            }
+            None => Arc::new(RateCounter::new(limit)),
+        });
         let previous = auth.previous.map(|p| TokenEntry {
             id: auth.id,
             account_id: auth.account_id,

@@ -209,12 +209,7 @@ pub async fn create(State(state): State<AppState>, form: AdminForm) -> PageResul
     };
     let (n, e, r) = (parse_user_name(name), Email::parse(email), Role::parse(role));
     let (Ok(n), Ok(e), Ok(r)) = (&n, &e, &r) else {
-        let errors = [n.err(), e.err(), r.err()]
-            .into_iter()
-            .flatten()
-            .map(|i| FieldError::of(&i.field, &i.description))
-            .collect();
-        return Ok(refused(errors));
+        return Ok(refused(FieldError::all([n.err(), e.err(), r.err()])));
     };
     let new = NewUser {
         name: n.clone(),
@@ -252,6 +247,15 @@ fn field_errors(list: &[Invalid]) -> Vec<FieldError> {
 }
 
 impl FieldError {
+    /// The form's errors, one for each field whose parse failed.
+    fn all<const N: usize>(parsed: [Option<latchkey_core::Invalid>; N]) -> Vec<FieldError> {
+        parsed
+            .into_iter()
+            .flatten()
+            .map(|i| FieldError::of(&i.field, &i.description))
+            .collect()
+    }
+
     fn of(field: &str, message: &str) -> FieldError {
         FieldError {
             field: match field {
@@ -416,12 +420,7 @@ pub async fn update(
     let (n, e) = (parse_user_name(name), Email::parse(email));
     let r = if is_you { Ok(user.role) } else { Role::parse(role) };
     let (Ok(n), Ok(e), Ok(r)) = (&n, &e, &r) else {
-        let errors = [n.err(), e.err(), r.err()]
-            .into_iter()
-            .flatten()
-            .map(|i| FieldError::of(&i.field, &i.description))
-            .collect();
-        return Ok(refused(errors));
+        return Ok(refused(FieldError::all([n.err(), e.err(), r.err()])));
     };
     let patch = UserPatch {
         name: Some(n.clone()),
