@@ -609,7 +609,7 @@ impl App {
         dry_run: bool,
         paced: bool,
     ) -> Result<Option<Vec<(Account, ApiToken, SweepAction)>>> {
-        let Some(_lease) = self.store.sweep_lease().await? else {
+        let Some(lease) = self.store.sweep_lease().await? else {
             return Ok(None);
         };
         let now = as_of.unwrap_or_else(|| self.now());
@@ -639,6 +639,7 @@ impl App {
         if !dry_run && !done.is_empty() {
             self.refresh().await;
         }
+        lease.release().await?;
         Ok(Some(done))
     }
 

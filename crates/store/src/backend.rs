@@ -188,8 +188,10 @@ pub trait ChangeListener: Send {
     async fn next(&mut self) -> Result<Wake>;
 }
 
-/// See [`Backend::sweep_lease`]. Dropping it releases the lease: the
-/// PostgreSQL connection that holds the lock is closed with it.
+/// See [`Backend::sweep_lease`]. [`SweepLease::release`] gives it back
+/// before it returns; dropping it (an error, a panic) closes the PostgreSQL
+/// connection that holds the lock, which the server then frees a moment
+/// later.
 #[derive(Debug)]
 pub struct SweepLease {
     pub(crate) _held: Option<sqlx::PgConnection>,

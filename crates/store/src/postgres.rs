@@ -67,6 +67,22 @@ pub const CHANGE_LOG_LOCK: i64 = 0x6c6b_6368_616e_6765;
 
 /// The advisory-lock key held, for the session, by the node that sweeps.
 const SWEEP_LOCK: i64 = 0x6c61_7463_6873_7770; // "latchswp"
+
+impl SweepLease {
+    /// Gives the lease back now: unlocks and closes the connection, so that
+    /// the next sweep (on this node or another) finds it free at once, not
+    /// only once the server has noticed a dropped connection.
+    pub async fn release(mut self) -> Result<()> {
+        if let Some(mut conn) = self._held.take() {
+            sqlx::query("SELECT pg_advisory_unlock($1)")
+                .bind(SWEEP_LOCK)
+                .execute(&mut conn)
+                .await?;
+            sqlx::Connection::close(conn).await?;
+        }
+        Ok(())
+    }
+}
 const APPEND_LOCK_AND_NOTIFY: &str = "SELECT pg_advisory_xact_lock($1), pg_notify($2, '')";
 const LOCK_ACCOUNT_BY_ID: &str = concat!("SELECT ", account_columns!(), " FROM accounts WHERE id = $1 FOR UPDATE");
 const LOCK_ACCOUNT_BY_SUBDOMAIN: &str = concat!(
@@ -230,6 +246,7 @@ impl Backend for PgBackend {
         Shared::account_count(&self.pool).await
     }
     async fn sweep_lease(&self) -> Result<Option<SweepLease>> {
+        // Released by `SweepLease::release`, or with the connection.
         let mut conn = self.pool.acquire().await?.detach();
         let held: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
             .bind(SWEEP_LOCK)

@@ -108,9 +108,13 @@ async fn forty_concurrent_sign_ins_for_one_email_check_no_more_than_the_limit() 
     let count = |status: u16| replies.iter().filter(|(s, _)| *s == status).count();
     let (refused, signed_in, too_many) = (count(401), count(303), count(429));
     assert_eq!(refused + signed_in + too_many, 40, "only 401, 303 and 429: {replies:?}");
-    assert_eq!(
-        refused, FAILED_SIGN_INS_PER_LOGIN as usize,
-        "exactly the limit's wrong passwords were checked: {replies:?}"
+    // The right password holds one of the limit's places while it is
+    // checked, and gives it back only when it signs in: wrong passwords
+    // that arrive meanwhile find one place fewer.
+    let limit = FAILED_SIGN_INS_PER_LOGIN as usize;
+    assert!(
+        refused == limit || (refused == limit - 1 && signed_in == 1),
+        "the limit's wrong passwords were checked, no more ({refused}): {replies:?}"
     );
     assert!(signed_in <= 1, "{replies:?}");
     assert_eq!(
