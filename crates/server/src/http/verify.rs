@@ -35,6 +35,13 @@
 //! For a token with a rate limit, every answer (429 included) also carries
 //! the rate-limit headers of [`super::rate_headers`], for the gateway to
 //! pass on to the client.
+//!
+//! A refusal also carries its JSON body in `X-Latchkey-Error-Body`. nginx's
+//! `auth_request` throws the subrequest's body away (and turns a 429 or 503
+//! into its own 500), so the shipped nginx configuration
+//! (`deploy/nginx/latchkey.conf`) answers the client with this header's
+//! value, status and headers: what the client would have got from latchkey
+//! directly. Gateways that pass the body on (Traefik, Envoy) ignore it.
 
 use axum::extract::FromRequestParts;
 use axum::http::{request::Parts, HeaderMap, HeaderName, HeaderValue, StatusCode};
@@ -59,13 +66,33 @@ pub const SCOPES: HeaderName = HeaderName::from_static("x-latchkey-scopes");
 pub struct IdentityHeaders(HeaderMap);
 
 impl FromRequestParts<AppState> for IdentityHeaders {
-    type Rejection = ApiError;
+    type Rejection = Refused;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let target = original_request(parts).map(|(method, uri)| state.app.scope_catalog().target(method, uri));
         authenticate_with(state, parts, |app, email, hash, now, ip| {
             app.verify_with(email, hash, now, ip, target, |id| IdentityHeaders(identity_headers(id)))
         })
+        .map_err(Refused)
+    }
+}
+
+pub const ERROR_BODY: HeaderName = HeaderName::from_static("x-latchkey-error-body");
+
+/// `/verify`'s refusal: the REST API's answer, with its body repeated in
+/// `X-Latchkey-Error-Body` for gateways that drop bodies (module docs).
+pub struct Refused(ApiError);
+
+impl IntoResponse for Refused {
+    fn into_response(self) -> Response {
+        // The body is JSON written by latchkey (ASCII, or UTF-8 from an
+        // email), so it is a valid header value; one that is not is left out.
+        let copy = HeaderValue::from_str(&self.0.body()).ok();
+        let mut res = self.0.into_response();
+        if let Some(v) = copy {
+            res.headers_mut().insert(ERROR_BODY, v);
+        }
+        res
     }
 }
 
