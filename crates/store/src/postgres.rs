@@ -122,8 +122,9 @@ impl PgBackend {
             // No ping before each read: a wake-up costs two round trips, not
             // four. A dead connection fails one read, which is retried.
             .test_before_acquire(false)
-            .connect_with(options)
+            .connect_with(options.clone())
             .await?;
+        warn_if_plaintext(&pool, options.get_host()).await;
         Ok(PgBackend { pool, follow })
     }
 
@@ -415,5 +416,86 @@ impl Tx for PgTx {
     }
     async fn commit(self: Box<Self>) -> Result<()> {
         Ok(self.tx.commit().await?)
+    }
+}
+
+/// Says once, when the database is opened, that credentials and tokens'
+/// hashes cross the network in the clear: a server other than this machine
+/// reached without TLS (`sslmode=disable`, or `prefer` with a server that
+/// offers none). README.md, "Managed PostgreSQL".
+async fn warn_if_plaintext(pool: &PgPool, host: &str) {
+    if plaintext_to_another_machine(pool, host).await {
+        tracing::warn!(
+            host,
+            "the connection to PostgreSQL is not encrypted; add sslmode=require \
+             (or sslmode=verify-full&sslrootcert=FILE) to the database URL"
+        );
+    }
+}
+
+/// `pool`'s connections reach `host`, not this machine, without TLS.
+async fn plaintext_to_another_machine(pool: &PgPool, host: &str) -> bool {
+    if is_local_host(host) {
+        return false;
+    }
+    let encrypted: Option<bool> = sqlx::query_scalar("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+        .fetch_optional(pool)
+        .await
+        .ok()
+        .flatten();
+    encrypted == Some(false)
+}
+
+/// A Unix socket, `localhost` or a loopback address: traffic that never
+/// leaves the machine.
+fn is_local_host(host: &str) -> bool {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    host.starts_with('/')
+        || host.eq_ignore_ascii_case("localhost")
+        || bare.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+#[cfg(test)]
+mod tests {
+    /// The test server is on this machine; the check is asked as if the
+    /// same connection reached `db.example.com`.
+    #[tokio::test]
+    async fn a_plaintext_connection_to_another_machine_is_noticed() {
+        let Some(server) = crate::testing::postgres_server_url() else {
+            eprintln!("a_plaintext_connection_to_another_machine_is_noticed: NOT RUN (no PostgreSQL configured)");
+            return;
+        };
+        let mode = |m: &str| format!("{server}{}sslmode={m}", if server.contains('?') { '&' } else { '?' });
+        let plain = sqlx::PgPool::connect(&mode("disable"))
+            .await
+            .expect("connect without TLS");
+        assert!(super::plaintext_to_another_machine(&plain, "db.example.com").await);
+        assert!(!super::plaintext_to_another_machine(&plain, "127.0.0.1").await);
+        let tls = sqlx::PgPool::connect(&mode("require")).await.expect("connect with TLS");
+        assert!(!super::plaintext_to_another_machine(&tls, "db.example.com").await);
+    }
+
+    #[test]
+    fn only_this_machine_counts_as_local() {
+        for host in [
+            "localhost",
+            "LOCALHOST",
+            "127.0.0.1",
+            "127.0.0.53",
+            "::1",
+            "[::1]",
+            "/var/run/postgresql",
+        ] {
+            assert!(super::is_local_host(host), "{host}");
+        }
+        for host in [
+            "db.example.com",
+            "10.0.0.5",
+            "192.168.1.2",
+            "::ffff:10.0.0.1",
+            "localhost.example.com",
+        ] {
+            assert!(!super::is_local_host(host), "{host}");
+        }
     }
 }
