@@ -2,6 +2,7 @@
 # Load benchmark of latchkey's HTTP verification, side by side with the HTTP
 # floor (a route that does no authentication, in the same server) and with a
 # widely used peer: djangorestframework-api-key on gunicorn with SQLite.
+# Then through nginx, with and without deploy/nginx/latchkey.conf.
 # Then the large case: 1,000,000 tokens across 10,000 accounts (start-up
 # load time, resident memory, throughput against the 1,000-token case).
 #
@@ -13,7 +14,7 @@
 #
 # Usage: bench/http.sh            (from the repository root)
 # Knobs: ROUNDS=5 DURATION=4 CONNECTIONS=32 WRK_THREADS=1 PEER_WORKERS=5
-#        SKIP_PEER=1 SKIP_LARGE=1 LARGE_TOKENS=1000000 LARGE_ACCOUNTS=10000
+#        SKIP_PEER=1 SKIP_LARGE=1 SKIP_NGINX=1 LARGE_TOKENS=1000000 LARGE_ACCOUNTS=10000
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -181,6 +182,57 @@ FLOOD_PORT=$((PORT + 2))
 start_latchkey "$SMALL" "$FLOOD_PORT"
 wait_ready "http://127.0.0.1:$FLOOD_PORT/readyz" >/dev/null
 row "latchkey GET /verify, bad-token flood (429 after 100/min)" "http://127.0.0.1:$FLOOD_PORT/verify" "$UNKNOWN"
+
+# ---------------------------------------------------------- through nginx
+# nginx in front, twice in one nginx: proxying to an upstream with no
+# authentication, and with deploy/nginx/latchkey.conf included as shipped
+# (an auth_request subrequest to latchkey per request, keep-alive to both).
+# The upstream is the small server's /healthz, the same in both rows.
+if [ -z "${SKIP_NGINX:-}" ]; then
+    [ -x /usr/sbin/nginx ] || need nginx nginx
+    NGINX_BIN=$(command -v nginx || echo /usr/sbin/nginx)
+    NGX=$WORK/nginx
+    mkdir -p "$NGX"
+    NGINX_PLAIN=$((PORT + 4))
+    NGINX_AUTH=$((PORT + 5))
+    cat >"$NGX/nginx.conf" <<EOF
+daemon off;
+worker_processes 1;
+pid $NGX/nginx.pid;
+error_log $NGX/error.log warn;
+events { worker_connections 1024; }
+http {
+    access_log off;
+    client_body_temp_path $NGX/body;
+    proxy_temp_path $NGX/proxy;
+    fastcgi_temp_path $NGX/fastcgi;
+    uwsgi_temp_path $NGX/uwsgi;
+    scgi_temp_path $NGX/scgi;
+    upstream latchkey { server 127.0.0.1:$PORT; keepalive 64; }
+    upstream app { server 127.0.0.1:$PORT; keepalive 64; }
+    server {
+        listen 127.0.0.1:$NGINX_PLAIN;
+        location / {
+            proxy_pass http://app;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }
+    }
+    server {
+        listen 127.0.0.1:$NGINX_AUTH;
+        include $ROOT/deploy/nginx/latchkey.conf;
+    }
+}
+EOF
+    "$NGINX_BIN" -p "$NGX" -c "$NGX/nginx.conf" &
+    PIDS+=("$!")
+    wait_ready "http://127.0.0.1:$NGINX_PLAIN/healthz" >/dev/null
+    test "$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: $VALID" "http://127.0.0.1:$NGINX_AUTH/healthz")" = 200
+    test "$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: $UNKNOWN" "http://127.0.0.1:$NGINX_AUTH/healthz")" = 401
+    row "nginx -> app GET /healthz (no auth)" "http://127.0.0.1:$NGINX_PLAIN/healthz"
+    row "nginx -> auth_request latchkey -> app GET /healthz, valid token" \
+        "http://127.0.0.1:$NGINX_AUTH/healthz" "$VALID"
+fi
 
 # ------------------------------------------------------------------- peer
 if [ -z "${SKIP_PEER:-}" ]; then
@@ -355,6 +407,9 @@ if peer:
 original = rps("latchkey GET /verify/{path}, unrestricted")
 restricted = rps("latchkey GET /verify/{path}, scoped")
 print(f"/verify/{{path}} unrestricted vs the no-auth route: {original / floor:.1%}; every check on (scopes, user, expiry, allowlist, rate limit): {restricted / floor:.1%}")
+behind = rps("nginx -> auth_request")
+if behind:
+    print(f"through nginx, with latchkey's auth_request vs without authentication: {behind / rps('nginx -> app'):.1%}")
 large = rps("latchkey GET /verify, valid token, ")
 print("start-up (spawn to /readyz) with 1,000 tokens: ${SMALL_START} s; peak RSS ${SMALL_RSS} MB")
 if large:
