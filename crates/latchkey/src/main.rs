@@ -86,7 +86,11 @@ fn usage_error(e: clap::Error) -> ExitCode {
 /// One line for the operator; domain refusals read as the rule they broke.
 fn describe(e: &anyhow::Error) -> String {
     let Some(AppError::Domain(domain)) = e.downcast_ref::<AppError>() else {
-        return chain_once(e);
+        let text = chain_once(e);
+        return match database_hint(&text) {
+            Some(hint) => format!("{text}\nhint: {hint}"),
+            None => text,
+        };
     };
     match domain {
         DomainError::Invalid(list) => list
@@ -96,6 +100,37 @@ fn describe(e: &anyhow::Error) -> String {
             .join("; "),
         d => d.to_string(),
     }
+}
+
+/// What to change when the database could not be reached, for the errors
+/// whose cause says it (README.md, "Managed PostgreSQL").
+fn database_hint(text: &str) -> Option<&'static str> {
+    const HINTS: [(&str, &str); 4] = [
+        (
+            "invalid peer certificate",
+            "the server's TLS certificate was not accepted: name its CA with \
+             sslrootcert=FILE in the database URL, connect by the host name on the \
+             certificate (verify-full), or use sslmode=require to encrypt without checking it",
+        ),
+        (
+            "server does not support TLS",
+            "the server offers no TLS: turn on ssl in PostgreSQL, or (on a trusted \
+             network only) use sslmode=prefer or sslmode=disable",
+        ),
+        (
+            "password authentication failed",
+            "check the user and password in the database URL",
+        ),
+        (
+            "no pg_hba.conf entry",
+            "the server refuses this client: allow it in pg_hba.conf, or connect \
+             with TLS (sslmode=require) if the server only accepts hostssl",
+        ),
+    ];
+    HINTS
+        .iter()
+        .find(|(cause, _)| text.contains(cause))
+        .map(|(_, hint)| *hint)
 }
 
 /// The error and its causes joined by ": ", each said once: most layers

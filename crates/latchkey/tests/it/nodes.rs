@@ -281,6 +281,11 @@ mod cluster {
         let text = out.stderr.to_lowercase();
         assert!(text.contains("certificate"), "says why: {}", out.stderr);
         assert!(!text.contains("built without tls"), "{}", out.stderr);
+        assert!(
+            text.contains("hint: ") && text.contains("sslrootcert"),
+            "with the fix: {}",
+            out.stderr
+        );
         assert_eq!(
             text.matches("invalid peer certificate").count(),
             1,
