@@ -1,11 +1,14 @@
 //! The command line, declared with clap: the doc comments are the `--help`.
-//! Every option can also come from a `LATCHKEY_<OPTION>` environment variable,
-//! and from the configuration file `--config` names (`config.rs`).
+//! The deployment's settings (the global options and `serve`'s) can also
+//! come from `LATCHKEY_<OPTION>` environment variables and from the
+//! configuration file `--config` names (`config.rs`). A command's own
+//! arguments (`--account`, `--name`, …) read no environment variable, so a
+//! variable exported for one command never fills another's.
 
-use std::net::SocketAddr;
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 
-use clap::builder::PossibleValuesParser;
+use clap::builder::{BoolishValueParser, PossibleValuesParser};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use ipnet::IpNet;
 use latchkey_core::account::Plan;
@@ -29,6 +32,18 @@ pub struct Cli {
     )]
     pub database_url: String,
 
+    /// Read the database URL from this file instead (its first line), so
+    /// that a password in it stays out of the process list and the
+    /// environment.
+    #[arg(
+        long,
+        global = true,
+        env = "LATCHKEY_DATABASE_URL_FILE",
+        value_name = "FILE",
+        conflicts_with = "database_url"
+    )]
+    pub database_url_file: Option<PathBuf>,
+
     /// A TOML file of option values (keys spelled with underscores, such as
     /// `public_url`) and the deployment's `[[resources]]`; the command line
     /// and LATCHKEY_* variables win over it.
@@ -37,6 +52,21 @@ pub struct Cli {
 
     #[command(subcommand)]
     pub command: Command,
+}
+
+impl Cli {
+    /// The database URL: `--database-url`, or the first line of
+    /// `--database-url-file`.
+    pub fn database_url(&self) -> anyhow::Result<String> {
+        let Some(path) = &self.database_url_file else {
+            return Ok(self.database_url.clone());
+        };
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("cannot read --database-url-file {}: {e}", path.display()))?;
+        let url = text.lines().next().unwrap_or("").trim();
+        anyhow::ensure!(!url.is_empty(), "--database-url-file {} is empty", path.display());
+        Ok(url.to_owned())
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -69,10 +99,10 @@ pub enum Command {
 #[derive(Debug, Args)]
 pub struct CopyDbArgs {
     /// The database to read: sqlite://FILE or postgres://...
-    #[arg(long)]
+    #[arg(long, env = "LATCHKEY_COPY_DB_FROM")]
     pub from: String,
     /// The database to write; it is migrated first and must hold no data.
-    #[arg(long)]
+    #[arg(long, env = "LATCHKEY_COPY_DB_TO")]
     pub to: String,
 }
 
@@ -84,23 +114,30 @@ pub enum LogFormat {
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// Address to listen on.
-    #[arg(long, env = "LATCHKEY_LISTEN", default_value = "127.0.0.1:8080")]
+    /// Address to listen on, HOST:PORT (`0.0.0.0:8080`, `[::]:8080`,
+    /// `localhost:8080`).
+    #[arg(long, env = "LATCHKEY_LISTEN", default_value = "127.0.0.1:8080", value_parser = parse_listen)]
     pub listen: SocketAddr,
-    /// Public base URL used in `url`, `Location` and links (default: from the request's Host).
-    #[arg(long, env = "LATCHKEY_PUBLIC_URL")]
+    /// Public base URL used in `url`, `Location` and links, such as
+    /// `https://tokens.example.com` (default: from the request's Host).
+    #[arg(long, env = "LATCHKEY_PUBLIC_URL", value_parser = parse_public_url)]
     pub public_url: Option<String>,
     /// Prefix of new tokens; never change it on a live deployment.
     #[arg(long, env = "LATCHKEY_TOKEN_PREFIX", default_value = "lk")]
     pub token_prefix: String,
-    /// A proxy (CIDR) whose X-Forwarded-For/-Host/-Proto headers are trusted; repeatable.
-    #[arg(long, env = "LATCHKEY_TRUSTED_PROXY", value_delimiter = ',')]
+    /// A proxy whose X-Forwarded-For/-Host/-Proto headers are trusted: a
+    /// network (`10.0.0.0/8`) or one address (`127.0.0.1` is /32);
+    /// repeatable or comma-separated.
+    #[arg(long, env = "LATCHKEY_TRUSTED_PROXY", value_delimiter = ',', value_parser = parse_network)]
     pub trusted_proxy: Vec<IpNet>,
-    /// How often last_used is written to the database, in seconds.
-    #[arg(long, env = "LATCHKEY_FLUSH_INTERVAL_SECS", default_value_t = 10)]
+    /// How often last_used is written to the database, in seconds (1 to 3600).
+    #[arg(long, env = "LATCHKEY_FLUSH_INTERVAL_SECS", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub flush_interval_secs: u64,
-    /// How often the change log is polled for other processes' changes, in milliseconds.
-    #[arg(long, env = "LATCHKEY_POLL_INTERVAL_MS", default_value_t = 25)]
+    /// How often the change log is polled for other processes' changes, in
+    /// milliseconds (5 to 60000; PostgreSQL also wakes a node at once).
+    #[arg(long, env = "LATCHKEY_POLL_INTERVAL_MS", default_value_t = 25,
+          value_parser = clap::value_parser!(u64).range(5..=60_000))]
     pub poll_interval_ms: u64,
     /// Failed authentications allowed per client address per minute.
     #[arg(long, env = "LATCHKEY_FAILED_AUTH_PER_MINUTE", default_value_t = 100)]
@@ -148,6 +185,55 @@ impl ServeArgs {
     }
 }
 
+/// HOST:PORT: an address, or a name resolved once at start (its first IPv4
+/// address, else its first address).
+fn parse_listen(s: &str) -> Result<SocketAddr, String> {
+    if let Ok(addr) = s.parse() {
+        return Ok(addr);
+    }
+    let bad = || format!("{s:?} is not HOST:PORT, such as 127.0.0.1:8080 or localhost:8080");
+    if !s.contains(':') {
+        return Err(bad());
+    }
+    let addrs: Vec<SocketAddr> = s.to_socket_addrs().map_err(|_| bad())?.collect();
+    addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or(addrs.first())
+        .copied()
+        .ok_or_else(bad)
+}
+
+/// A network in CIDR notation, or one address (a /32 or /128 network).
+pub fn parse_network(s: &str) -> Result<IpNet, String> {
+    let s = s.trim();
+    s.parse::<IpNet>()
+        .or_else(|_| s.parse::<std::net::IpAddr>().map(IpNet::from))
+        .map_err(|_| format!("{s:?} is not an address or a network such as 10.0.0.0/8"))
+}
+
+/// An absolute http(s) URL with a host and nothing after the path: the base
+/// of the links latchkey writes. Kept without a final `/`.
+fn parse_public_url(s: &str) -> Result<String, String> {
+    let bad = || format!("{s:?} is not a base URL such as https://tokens.example.com");
+    let rest = s
+        .strip_prefix("https://")
+        .or_else(|| s.strip_prefix("http://"))
+        .ok_or_else(bad)?;
+    let host = rest.split('/').next().unwrap_or("");
+    let fine = |c: char| c.is_ascii_alphanumeric() || "-._:[]".contains(c);
+    if host.is_empty() || !host.chars().all(fine) || rest.contains(['?', '#', ' ', '\\']) || rest.contains("//") {
+        return Err(bad());
+    }
+    Ok(s.trim_end_matches('/').to_owned())
+}
+
+/// `on`/`off`, `true`/`false`, `yes`/`no`, `1`/`0`: every boolean value of
+/// the command line and the configuration file.
+fn boolish() -> BoolishValueParser {
+    BoolishValueParser::new()
+}
+
 /// A positive number of seconds, such as `5` or `0.5`.
 fn parse_seconds(s: &str) -> Result<std::time::Duration, String> {
     let secs: f64 = s
@@ -182,12 +268,6 @@ pub fn parse_prefix(s: &str) -> anyhow::Result<TokenPrefix> {
     TokenPrefix::parse(s).map_err(anyhow::Error::msg)
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum OnOff {
-    On,
-    Off,
-}
-
 /// The plans an account can have (their wire spellings, from `Plan`); a
 /// value outside them is a bad argument (exit 2).
 fn plans() -> PossibleValuesParser {
@@ -209,35 +289,46 @@ pub enum AccountCmd {
 
 #[derive(Debug, Args)]
 pub struct AccountCreate {
-    #[arg(long, env = "LATCHKEY_SUBDOMAIN")]
+    /// The account's subdomain (`[a-z0-9-]`), its identity in URLs and commands.
+    #[arg(long)]
     pub subdomain: String,
-    #[arg(long, env = "LATCHKEY_NAME")]
+    /// The account's display name.
+    #[arg(long)]
     pub name: String,
-    #[arg(long, env = "LATCHKEY_PLAN", value_parser = plans())]
+    /// The account's plan.
+    #[arg(long, value_parser = plans())]
     pub plan: String,
-    /// Turn API token access on from the start.
-    #[arg(long, env = "LATCHKEY_API_TOKEN_ACCESS")]
+    /// Turn API token access on from the start: alone, or with on/off
+    /// (true/false) after it.
+    #[arg(long, value_parser = boolish(), num_args = 0..=1, default_value = "off",
+          default_missing_value = "on", value_name = "on|off")]
     pub api_token_access: bool,
-    #[arg(long, env = "LATCHKEY_ADMIN_EMAIL")]
+    /// The email of the account's first admin.
+    #[arg(long)]
     pub admin_email: String,
-    #[arg(long, env = "LATCHKEY_ADMIN_NAME", default_value = "Admin")]
+    /// The first admin's name.
+    #[arg(long, default_value = "Admin")]
     pub admin_name: String,
     /// Read the admin's password from the first line of standard input
     /// (otherwise a random one is printed once).
-    #[arg(long, env = "LATCHKEY_ADMIN_PASSWORD_STDIN")]
+    #[arg(long)]
     pub admin_password_stdin: bool,
 }
 
 #[derive(Debug, Args)]
 pub struct AccountUpdate {
-    #[arg(long, env = "LATCHKEY_SUBDOMAIN")]
+    /// The account to change.
+    #[arg(long)]
     pub subdomain: String,
-    #[arg(long, env = "LATCHKEY_NAME")]
+    /// A new display name.
+    #[arg(long)]
     pub name: Option<String>,
-    #[arg(long, env = "LATCHKEY_PLAN", value_parser = plans())]
+    /// A new plan.
+    #[arg(long, value_parser = plans())]
     pub plan: Option<String>,
-    #[arg(long, env = "LATCHKEY_API_TOKEN_ACCESS", value_enum)]
-    pub api_token_access: Option<OnOff>,
+    /// Turn API token access on or off (on/off, true/false).
+    #[arg(long, value_parser = boolish(), value_name = "on|off")]
+    pub api_token_access: Option<bool>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -249,19 +340,22 @@ pub enum UserCmd {
 #[derive(Debug, Args)]
 pub struct UserCreate {
     /// The account's subdomain.
-    #[arg(long, env = "LATCHKEY_ACCOUNT")]
+    #[arg(long)]
     pub account: String,
-    #[arg(long, env = "LATCHKEY_EMAIL")]
+    /// The user's email, unique in the account.
+    #[arg(long)]
     pub email: String,
-    #[arg(long, env = "LATCHKEY_NAME")]
+    /// The user's name.
+    #[arg(long)]
     pub name: String,
-    #[arg(long, env = "LATCHKEY_ROLE", value_parser = roles())]
+    /// The user's role.
+    #[arg(long, value_parser = roles())]
     pub role: String,
     /// Create the user unverified (it cannot use API tokens until verified).
-    #[arg(long, env = "LATCHKEY_UNVERIFIED")]
+    #[arg(long)]
     pub unverified: bool,
     /// Read a web sign-in password from the first line of standard input.
-    #[arg(long, env = "LATCHKEY_PASSWORD_STDIN")]
+    #[arg(long)]
     pub password_stdin: bool,
 }
 
@@ -269,9 +363,11 @@ pub struct UserCreate {
 pub enum TokenCmd {
     /// Generate a token; prints the token alone (shown this once).
     Create {
-        #[arg(long, env = "LATCHKEY_ACCOUNT")]
+        /// The account's subdomain.
+        #[arg(long)]
         account: String,
-        #[arg(long, env = "LATCHKEY_DESCRIPTION")]
+        /// What the token is for (at most 255 characters).
+        #[arg(long)]
         description: Option<String>,
         /// Prefix of the new token.
         #[arg(long, env = "LATCHKEY_TOKEN_PREFIX", default_value = "lk")]
@@ -279,26 +375,27 @@ pub enum TokenCmd {
         /// Restrict the token to these scopes, comma-separated
         /// (`tickets:read,users:read`); without it the token has its user's
         /// full access. `GET /api/v2/scopes` lists the offered ones.
-        #[arg(long, env = "LATCHKEY_SCOPES", value_delimiter = ',')]
+        #[arg(long, value_delimiter = ',')]
         scopes: Option<Vec<String>>,
         /// Only this user (by email) may authenticate with the token.
-        #[arg(long, env = "LATCHKEY_ASSIGNED_USER")]
+        #[arg(long)]
         assigned_user: Option<String>,
         /// When the token stops working, RFC 3339 (`2027-03-01T00:00:00Z`).
-        #[arg(long, env = "LATCHKEY_EXPIRES_AT", value_parser = parse_time)]
+        #[arg(long, value_parser = parse_time)]
         expires_at: Option<Timestamp>,
         /// Only requests from these networks authenticate, comma-separated
         /// (`10.0.0.0/8,2001:db8::/32`; a bare address is /32 or /128).
-        #[arg(long, env = "LATCHKEY_ALLOWED_IPS", value_delimiter = ',')]
+        #[arg(long, value_delimiter = ',')]
         allowed_ips: Option<Vec<String>>,
         /// At most this many requests per window for the whole deployment,
         /// as `REQUESTS/SECONDS` (`100/60`: 100 a minute).
-        #[arg(long, env = "LATCHKEY_RATE_LIMIT", value_parser = parse_rate_limit)]
+        #[arg(long, value_parser = parse_rate_limit)]
         rate_limit: Option<RateLimit>,
     },
     /// List an account's tokens, newest first.
     List {
-        #[arg(long, env = "LATCHKEY_ACCOUNT")]
+        /// The account's subdomain.
+        #[arg(long)]
         account: String,
         /// Print JSON instead of a table.
         #[arg(long)]
@@ -313,8 +410,10 @@ pub enum TokenCmd {
     },
     /// Import tokens from a JSON-lines file of plaintext tokens or SHA-256 hashes.
     Import {
-        #[arg(long, env = "LATCHKEY_ACCOUNT")]
+        /// The account's subdomain.
+        #[arg(long)]
         account: String,
+        /// The JSON-lines file, one token a line (README.md, "Command line").
         #[arg(long)]
         file: PathBuf,
     },
@@ -327,7 +426,7 @@ pub enum PolicyCmd {
     /// change (or, with --dry-run, what it would change).
     Sweep {
         /// Only this account (default: every account with such a policy).
-        #[arg(long, env = "LATCHKEY_ACCOUNT")]
+        #[arg(long)]
         account: Option<String>,
         /// Judge as of this instant, RFC 3339 (default: now): shows what a
         /// later date would bring, with --dry-run.
@@ -343,7 +442,8 @@ pub enum PolicyCmd {
 pub enum AuditCmd {
     /// Check an account's audit hash chain; exits 1 naming the first broken event.
     Verify {
-        #[arg(long, env = "LATCHKEY_ACCOUNT")]
+        /// The account's subdomain.
+        #[arg(long)]
         account: String,
     },
 }
@@ -356,5 +456,115 @@ mod tests {
     #[test]
     fn the_command_line_is_well_formed() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn every_argument_says_what_it_is_for() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for arg in cmd.get_arguments() {
+                let builtin = matches!(arg.get_id().as_str(), "help" | "version");
+                if !builtin && arg.get_help().is_none() && arg.get_long_help().is_none() {
+                    missing.push(format!("{path} --{}", arg.get_id()));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                walk(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&Cli::command(), "latchkey", &mut missing);
+        assert!(missing.is_empty(), "arguments without help: {missing:?}");
+    }
+
+    #[test]
+    fn values_read_the_same_everywhere() {
+        assert_eq!(parse_network("127.0.0.1").unwrap().to_string(), "127.0.0.1/32");
+        assert_eq!(parse_network("::1").unwrap().to_string(), "::1/128");
+        assert_eq!(parse_network("10.0.0.0/8").unwrap().to_string(), "10.0.0.0/8");
+        assert!(parse_network("10.0.0.0/33").is_err());
+        assert_eq!(parse_listen("localhost:8080").unwrap().port(), 8080);
+        assert!(parse_listen("localhost:8080").unwrap().ip().is_loopback());
+        assert_eq!(parse_listen("[::1]:9").unwrap().to_string(), "[::1]:9");
+        assert!(parse_listen("localhost").is_err());
+        assert_eq!(
+            parse_public_url("https://tokens.example.com/").unwrap(),
+            "https://tokens.example.com"
+        );
+        assert_eq!(
+            parse_public_url("http://127.0.0.1:8080/latchkey").unwrap(),
+            "http://127.0.0.1:8080/latchkey"
+        );
+        for bad in [
+            "tokens.example.com",
+            "ftp://x",
+            "https://",
+            "https://x.com/?a=1",
+            "https://x y",
+            "https:///x",
+        ] {
+            assert!(parse_public_url(bad).is_err(), "{bad}");
+        }
+        for (text, value) in [
+            ("on", true),
+            ("true", true),
+            ("yes", true),
+            ("off", false),
+            ("false", false),
+            ("0", false),
+        ] {
+            let cli = Cli::try_parse_from([
+                "latchkey",
+                "account",
+                "update",
+                "--subdomain",
+                "s",
+                "--api-token-access",
+                text,
+            ])
+            .unwrap();
+            let Command::Account(AccountCmd::Update(u)) = cli.command else {
+                panic!("account update")
+            };
+            assert_eq!(u.api_token_access, Some(value), "{text}");
+            let cli = Cli::try_parse_from([
+                "latchkey",
+                "account",
+                "create",
+                "--subdomain",
+                "s",
+                "--name",
+                "N",
+                "--plan",
+                "team",
+                "--admin-email",
+                "a@b.c",
+                "--api-token-access",
+                text,
+            ])
+            .unwrap();
+            let Command::Account(AccountCmd::Create(c)) = cli.command else {
+                panic!("account create")
+            };
+            assert_eq!(c.api_token_access, value, "{text}");
+        }
+        let cli = Cli::try_parse_from([
+            "latchkey",
+            "account",
+            "create",
+            "--subdomain",
+            "s",
+            "--name",
+            "N",
+            "--plan",
+            "team",
+            "--api-token-access",
+            "--admin-email",
+            "a@b.c",
+        ])
+        .unwrap();
+        let Command::Account(AccountCmd::Create(c)) = cli.command else {
+            panic!("account create")
+        };
+        assert!(c.api_token_access, "the flag alone turns it on");
     }
 }

@@ -28,7 +28,7 @@ use latchkey_core::{
 };
 use latchkey_server::{run, ServerConfig};
 
-use cli::{AccountCmd, AuditCmd, Cli, Command, LogFormat, OnOff, PolicyCmd, TokenCmd, UserCmd};
+use cli::{AccountCmd, AuditCmd, Cli, Command, LogFormat, PolicyCmd, TokenCmd, UserCmd};
 
 /// A failure the operator caused (exit 1 with a one-line message), as
 /// opposed to a bug or an unreachable database (also exit 1, with context).
@@ -163,7 +163,7 @@ fn init_logging(format: LogFormat) {
 }
 
 async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
-    let url = cli.database_url.clone();
+    let url = cli.database_url()?;
     match cli.command {
         Command::Serve(args) => {
             init_logging(args.log_format);
@@ -321,7 +321,7 @@ async fn account(url: &str, cmd: AccountCmd) -> anyhow::Result<()> {
             let patch = AccountPatch {
                 name: domain(a.name.as_deref().map(parse_account_name).transpose())?,
                 plan: domain(a.plan.as_deref().map(Plan::parse).transpose())?,
-                api_token_access: a.api_token_access.map(|v| v == OnOff::On),
+                api_token_access: a.api_token_access,
                 token_policy: None,
             };
             let updated = app.update_account(&access, &patch).await?;

@@ -420,15 +420,155 @@ async fn token_create_prints_the_token_alone_and_refuses_when_access_is_off() {
         .await;
     assert_ne!(out.code, 0);
     assert!(one_line(&out.stderr), "{:?}", out.stderr);
-    // Options also come from LATCHKEY_* variables.
+    // A command's own arguments read no environment variable; the
+    // deployment's settings (here the token prefix) do.
     let out = latchkey_command(&db.url)
         .args(["token", "create"])
         .env("LATCHKEY_ACCOUNT", &on)
         .output()
         .await
         .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let out = latchkey_command(&db.url)
+        .args(["token", "create", "--account", &on])
+        .env("LATCHKEY_TOKEN_PREFIX", "acme")
+        .output()
+        .await
+        .unwrap();
     assert!(out.status.success(), "{out:?}");
-    assert!(has_valid_checksum(String::from_utf8_lossy(&out.stdout).trim()));
+    let token = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    assert!(token.starts_with("acme_") && has_valid_checksum(&token), "{token}");
+}
+
+/// README.md, "Command line": booleans, addresses, networks and URLs are
+/// read one way by every command, and a variable set for one command's
+/// argument never fills another's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settings_read_the_same_way_everywhere() {
+    let db = test_database_url().await;
+    // `LATCHKEY_NAME` is no variable of latchkey's: it fills no --name.
+    let out = latchkey_command(&db.url)
+        .args([
+            "user",
+            "create",
+            "--account",
+            "x",
+            "--email",
+            "e@example.com",
+            "--role",
+            "agent",
+        ])
+        .env("LATCHKEY_NAME", "Leaked In")
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+
+    // on/off and true/false alike, on create and on update.
+    let subdomain = unique("bool");
+    let email = format!("{}@example.com", unique("boss"));
+    let out = db
+        .cli(&[
+            "account",
+            "create",
+            "--subdomain",
+            &subdomain,
+            "--name",
+            "B",
+            "--plan",
+            "team",
+            "--admin-email",
+            &email,
+            "--api-token-access",
+            "on",
+        ])
+        .await;
+    assert_eq!(out.code, 0, "{out:?}");
+    for (value, shown) in [("false", "off"), ("true", "on"), ("off", "off"), ("on", "on")] {
+        let out = db
+            .cli(&[
+                "account",
+                "update",
+                "--subdomain",
+                &subdomain,
+                "--api-token-access",
+                value,
+            ])
+            .await;
+        assert_eq!(out.code, 0, "{value}: {out:?}");
+        assert!(
+            out.stdout.contains(&format!("api_token_access {shown}")),
+            "{value}: {}",
+            out.stdout
+        );
+    }
+
+    // The database URL from a file (first line), never beside --database-url.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("database-url");
+    std::fs::write(&file, format!("{}\n", db.url)).unwrap();
+    let file = file.to_str().unwrap();
+    let out = latchkey_command("sqlite:///nonexistent/dir/never.db")
+        .env_remove("LATCHKEY_DATABASE_URL")
+        .args(["--database-url-file", file, "token", "list", "--account", &subdomain])
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let out = db
+        .cli(&["--database-url-file", file, "--database-url", &db.url, "migrate"])
+        .await;
+    assert_eq!(out.code, 2, "{out:?}");
+
+    // copy-db's databases from its own variables.
+    let copy = format!("sqlite://{}", dir.path().join("copy.db").display());
+    let out = latchkey_command(&db.url)
+        .arg("copy-db")
+        .env("LATCHKEY_COPY_DB_FROM", &db.url)
+        .env("LATCHKEY_COPY_DB_TO", &copy)
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let out = cli(&copy, &["token", "list", "--account", &subdomain]).await;
+    assert_eq!(out.code, 0, "the copy holds the account: {out:?}");
+
+    // Values serve refuses before it opens anything.
+    for args in [
+        &["serve", "--poll-interval-ms", "0"][..],
+        &["serve", "--flush-interval-secs", "0"],
+        &["serve", "--public-url", "tokens.example.com"],
+        &["serve", "--public-url", "https://tokens.example.com/?x=1"],
+        &["serve", "--trusted-proxy", "10.0.0.0/33"],
+    ] {
+        let out = db.cli(args).await;
+        assert_eq!(out.code, 2, "{args:?}: {out:?}");
+        assert!(one_line(&out.stderr), "{args:?}: {:?}", out.stderr);
+    }
+
+    // A host name to listen on, and a bare address as a trusted proxy.
+    let mut child = latchkey_command(&db.url)
+        .args(["serve", "--listen", "localhost:0", "--trusted-proxy", "127.0.0.1"])
+        .args(["--public-url", "https://tokens.example.com/"])
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stdout));
+    let listening = tokio::time::timeout(std::time::Duration::from_secs(30), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if let Some(addr) = line.strip_prefix("latchkey: listening on http://") {
+                return addr.to_owned();
+            }
+        }
+        panic!("serve exited before listening");
+    })
+    .await
+    .expect("listening within 30 s");
+    let addr: std::net::SocketAddr = listening.parse().unwrap();
+    assert!(addr.ip().is_loopback(), "{addr}");
+    let r = client().get(format!("http://{addr}/healthz")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    child.kill().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
