@@ -6,6 +6,18 @@
 //! audited with `actor_type` `operator`, and a running server picks them up
 //! from the change log within 100 ms.
 
+/// `println!` for the CLI's output, without its panic when the reader has
+/// gone (`latchkey token list | head`): the process ends as a Unix tool
+/// killed by SIGPIPE would, with status 141 and nothing on standard error.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(e) = writeln!(std::io::stdout(), $($arg)*) {
+            $crate::output_failed(e);
+        }
+    }};
+}
+
 mod cli;
 mod config;
 mod progress;
@@ -59,6 +71,15 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Where [`out!`] goes when standard output cannot take more.
+fn output_failed(e: std::io::Error) {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        std::process::exit(141);
+    }
+    eprintln!("error: cannot write to standard output: {e}");
+    std::process::exit(1);
 }
 
 /// `--help` and `--version` print as clap renders them; bad arguments exit 2
@@ -171,7 +192,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Migrate => {
             latchkey_app::database::migrate(&url).await?;
-            println!("database is up to date");
+            out!("database is up to date");
         }
         Command::Account(cmd) => account(&url, cmd).await?,
         Command::User(cmd) => user(&url, cmd).await?,
@@ -191,9 +212,9 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             bars.finish();
             let report = report?;
             for (table, rows) in &report.tables {
-                println!("copied {rows} rows of {table}");
+                out!("copied {rows} rows of {table}");
             }
-            println!("copy complete; start the servers on the new database");
+            out!("copy complete; start the servers on the new database");
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -239,22 +260,23 @@ async fn serve(url: &str, args: cli::ServeArgs) -> anyhow::Result<()> {
         .as_deref()
         .map_or(listening.clone(), |u| u.trim_end_matches('/').to_owned());
     if let Some(b) = first {
-        println!(
+        out!(
             "latchkey: created the first account \"{}\" with admin {}",
-            b.subdomain, b.email
+            b.subdomain,
+            b.email
         );
-        println!(
+        out!(
             "latchkey: its password, shown this once: {}",
             b.password.expose_secret()
         );
-        println!("latchkey: sign in at {base}/login (API token access starts off: turn it on under Admin Center > Configuration)");
+        out!("latchkey: sign in at {base}/login (API token access starts off: turn it on under Admin Center > Configuration)");
     }
     if base != listening {
-        println!("latchkey: public URL {base}");
+        out!("latchkey: public URL {base}");
     }
     // The bound address, even with a public URL: with `--listen …:0` it is
     // the only way to learn the port.
-    println!("latchkey: listening on {listening}");
+    out!("latchkey: listening on {listening}");
     tracing::info!(addr = %running.addr, "listening");
     latchkey_server::tasks::shutdown_signal().await;
     tracing::info!("shutting down: draining requests and flushing last_used");
@@ -308,12 +330,15 @@ async fn account(url: &str, cmd: AccountCmd) -> anyhow::Result<()> {
                 password_hash: Some(password::hash(secret.clone()).await?),
             };
             let (account, user) = app.create_account(new, admin).await?;
-            println!(
+            out!(
                 "created account {} (id {}) with admin {} (id {})",
-                account.subdomain, account.id, user.email, user.id
+                account.subdomain,
+                account.id,
+                user.email,
+                user.id
             );
             if shown {
-                println!("admin password, shown this once: {}", secret.expose_secret());
+                out!("admin password, shown this once: {}", secret.expose_secret());
             }
         }
         AccountCmd::Update(a) => {
@@ -325,7 +350,7 @@ async fn account(url: &str, cmd: AccountCmd) -> anyhow::Result<()> {
                 token_policy: None,
             };
             let updated = app.update_account(&access, &patch).await?;
-            println!(
+            out!(
                 "account {}: name {:?}, plan {}, api_token_access {}",
                 updated.subdomain,
                 updated.name,
@@ -354,7 +379,7 @@ async fn user(url: &str, cmd: UserCmd) -> anyhow::Result<()> {
         password_hash,
     };
     let user = app.create_user(&access, new).await?;
-    println!("created user {} (id {}) in {}", user.email, user.id, account.subdomain);
+    out!("created user {} (id {}) in {}", user.email, user.id, account.subdomain);
     Ok(())
 }
 
@@ -402,7 +427,7 @@ async fn token(url: &str, cmd: TokenCmd) -> anyhow::Result<()> {
                 rate_limit,
             };
             let (_, plain) = app.create_token(&access, description, restrictions).await?;
-            println!("{}", plain.expose());
+            out!("{}", plain.expose());
         }
         TokenCmd::List { account, json } => {
             let app = open(url, Default::default()).await?;
@@ -411,11 +436,17 @@ async fn token(url: &str, cmd: TokenCmd) -> anyhow::Result<()> {
             let now = app.now();
             if json {
                 let list: Vec<TokenLine<'_>> = tokens.iter().map(|t| TokenLine::of(t, now)).collect();
-                println!("{}", serde_json::to_string_pretty(&list)?);
+                out!("{}", serde_json::to_string_pretty(&list)?);
             } else {
-                println!(
+                out!(
                     "{:>6}  {:<11}  {:<18}  {:<20}  {:<20}  {:<24}  {:<20}  DESCRIPTION",
-                    "ID", "STATUS", "TOKEN", "CREATED", "EXPIRES", "SCOPES", "ASSIGNED"
+                    "ID",
+                    "STATUS",
+                    "TOKEN",
+                    "CREATED",
+                    "EXPIRES",
+                    "SCOPES",
+                    "ASSIGNED"
                 );
                 for t in &tokens {
                     let status = match t.status(now) {
@@ -431,7 +462,7 @@ async fn token(url: &str, cmd: TokenCmd) -> anyhow::Result<()> {
                             .map_or_else(|| format!("user {id}"), |u| u.email.as_str().to_owned()),
                         None => "anyone".to_owned(),
                     };
-                    println!(
+                    out!(
                         "{:>6}  {:<11}  {:<18}  {:<20}  {:<20}  {:<24}  {:<20}  {}",
                         t.id,
                         status,
@@ -443,7 +474,7 @@ async fn token(url: &str, cmd: TokenCmd) -> anyhow::Result<()> {
                         t.description.as_deref().unwrap_or("")
                     );
                 }
-                println!("{} of {} tokens", tokens.len(), acct.token_limit);
+                out!("{} of {} tokens", tokens.len(), acct.token_limit);
             }
         }
         TokenCmd::RevokeLeaked { file } => {
@@ -453,7 +484,7 @@ async fn token(url: &str, cmd: TokenCmd) -> anyhow::Result<()> {
             let lines: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
             let matched = app.report_leaked(&lines, None).await?;
             let n = matched.iter().filter(|m| **m).count();
-            println!(
+            out!(
                 "{n} of {} lines matched a token; matching tokens are deactivated",
                 lines.len()
             );
@@ -473,7 +504,7 @@ async fn token(url: &str, cmd: TokenCmd) -> anyhow::Result<()> {
             let stored = app.import_tokens(&access, tokens).await;
             storing.finish_and_clear();
             stored?;
-            println!("imported {n} tokens into {}", acct.subdomain);
+            out!("imported {n} tokens into {}", acct.subdomain);
         }
     }
     Ok(())
@@ -634,7 +665,7 @@ async fn policy_sweep(
             SweepAction::Deactivate { .. } => deactivate,
             SweepAction::Delete { .. } => delete,
         };
-        println!(
+        out!(
             "{}  {:>6}  {}  {verb}  ({})",
             account.subdomain,
             token.id,
@@ -643,7 +674,7 @@ async fn policy_sweep(
         );
     }
     let what = if dry_run { "would change" } else { "changed" };
-    println!("sweep {what} {} tokens", done.len());
+    out!("sweep {what} {} tokens", done.len());
     Ok(ExitCode::SUCCESS)
 }
 
@@ -653,11 +684,11 @@ async fn audit_verify(url: &str, subdomain: &str) -> anyhow::Result<ExitCode> {
     let chain = app.audit_chain(&access).await?;
     match first_broken(chain.iter().map(|(e, h)| (e, *h))) {
         None => {
-            println!("audit log of {subdomain} is intact ({} events)", chain.len());
+            out!("audit log of {subdomain} is intact ({} events)", chain.len());
             Ok(ExitCode::SUCCESS)
         }
         Some(id) => {
-            println!("audit log of {subdomain} is broken: event {id} does not match its hash chain");
+            out!("audit log of {subdomain} is broken: event {id} does not match its hash chain");
             Ok(ExitCode::FAILURE)
         }
     }

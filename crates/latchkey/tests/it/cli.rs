@@ -932,3 +932,27 @@ async fn serve_builds_urls_from_the_public_url_and_still_prints_the_bound_addres
     assert!(location.ends_with(".json"), "{location}");
     server.kill().await;
 }
+
+/// `latchkey token list | head`: the reader goes away; the CLI stops as a
+/// Unix tool does (status 141, as if by SIGPIPE), never with a panic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_pipe_ends_the_output_without_a_panic() {
+    let db = test_database_url().await;
+    let (account, _) = create_account(&db, true).await;
+    for _ in 0..3 {
+        assert_eq!(db.cli(&["token", "create", "--account", &account]).await.code, 0);
+    }
+    for args in [
+        &["token", "list", "--account", account.as_str()][..],
+        &["token", "list", "--account", account.as_str(), "--json"],
+    ] {
+        let mut child = latchkey_command(&db.url).args(args).spawn().unwrap();
+        // The reader is gone before the first line is written.
+        drop(child.stdout.take());
+        let out = child.wait_with_output().await.unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert_eq!(out.status.code(), Some(141), "{args:?}: {stderr}");
+        assert!(stderr.is_empty(), "{args:?}: {stderr}");
+    }
+}
