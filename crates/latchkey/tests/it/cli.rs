@@ -956,3 +956,39 @@ async fn a_closed_pipe_ends_the_output_without_a_panic() {
         assert!(stderr.is_empty(), "{args:?}: {stderr}");
     }
 }
+
+/// deploy/systemd/latchkey.service passes `systemd-analyze verify` with this
+/// build's binary in place of /usr/local/bin/latchkey.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_systemd_unit_verifies() {
+    let Ok(found) = std::process::Command::new("systemd-analyze").arg("--version").output() else {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI must have systemd-analyze"
+        );
+        eprintln!("the_systemd_unit_verifies: NOT RUN (no systemd-analyze on this machine)");
+        return;
+    };
+    assert!(found.status.success());
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let unit = std::fs::read_to_string(root.join("deploy/systemd/latchkey.service")).unwrap();
+    assert!(unit.contains("ExecStart=/usr/local/bin/latchkey serve"));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("latchkey.service");
+    std::fs::write(&path, unit.replace("/usr/local/bin/latchkey", BIN)).unwrap();
+    let out = tokio::process::Command::new("systemd-analyze")
+        .args(["verify", "--man=no"])
+        .arg(&path)
+        .output()
+        .await
+        .unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && said.trim().is_empty(),
+        "systemd-analyze verify: {said}"
+    );
+}
