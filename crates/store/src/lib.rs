@@ -45,6 +45,9 @@ pub enum StoreError {
     /// copying into a database that already holds data).
     #[error("{0}")]
     Refused(String),
+    /// The SQLite database file cannot be created where the URL says.
+    #[error("cannot create the SQLite database {path}: {cause}")]
+    CannotCreate { path: String, cause: std::io::Error },
     /// The database URL names no supported database.
     #[error("unsupported database URL (expected sqlite:// or postgres://)")]
     UnsupportedUrl,

@@ -47,7 +47,9 @@ pub struct SqliteBackend {
 impl SqliteBackend {
     /// Opens (creating if missing) and migrates the database at `url`.
     pub async fn open(url: &str) -> Result<Self> {
-        let options = SqliteConnectOptions::from_str(url)?
+        let options = SqliteConnectOptions::from_str(url)?;
+        create_private(options.get_filename())?;
+        let options = options
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             // FULL: a commit is on disk before it is acknowledged.
@@ -65,6 +67,30 @@ impl SqliteBackend {
             pool,
             writer: Arc::new(Mutex::new(())),
         })
+    }
+}
+
+/// Creates a missing database file readable and writable by its owner only
+/// (0600): it holds token hashes, password hashes and sessions. SQLite
+/// gives the `-wal` and `-shm` files it adds the database file's mode. An
+/// existing file keeps the mode its operator gave it.
+fn create_private(path: &std::path::Path) -> Result<()> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    if path.as_os_str().is_empty() || path == std::path::Path::new(":memory:") {
+        return Ok(());
+    }
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(cause) => Err(crate::StoreError::CannotCreate {
+            path: path.display().to_string(),
+            cause,
+        }),
     }
 }
 

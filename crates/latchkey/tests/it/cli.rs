@@ -992,3 +992,47 @@ async fn the_systemd_unit_verifies() {
         "systemd-analyze verify: {said}"
     );
 }
+
+/// A new SQLite database, and the files SQLite adds beside it, are
+/// readable by their owner only; a path that cannot be created is named.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_sqlite_database_is_private_and_a_bad_path_is_named() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("private.db");
+    let url = format!("sqlite://{}", file.display());
+    let out = cli(
+        &url,
+        &[
+            "account",
+            "create",
+            "--subdomain",
+            "private",
+            "--name",
+            "P",
+            "--plan",
+            "team",
+            "--admin-email",
+            "a@example.com",
+        ],
+    )
+    .await;
+    assert_eq!(out.code, 0, "{out:?}");
+    let mut seen = 0;
+    for name in ["private.db", "private.db-wal", "private.db-shm"] {
+        if let Ok(meta) = std::fs::metadata(dir.path().join(name)) {
+            assert_eq!(meta.permissions().mode() & 0o777, 0o600, "{name}");
+            seen += 1;
+        }
+    }
+    assert!(seen >= 1);
+
+    let out = cli("sqlite:///no/such/directory/latchkey.db", &["migrate"]).await;
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(one_line(&out.stderr), "{:?}", out.stderr);
+    assert!(
+        out.stderr.contains("/no/such/directory/latchkey.db"),
+        "names the path: {}",
+        out.stderr
+    );
+}
