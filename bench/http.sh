@@ -73,7 +73,7 @@ wait_ready() {
 start_latchkey() { # DB PORT [extra env...]: starts serve, sets SERVER_PID
     local db=$1 port=$2
     shift 2
-    env "$@" LATCHKEY_LOG=warn "$BIN" serve --listen "127.0.0.1:$port" \
+    env "$@" LATCHKEY_LOG=warn "$BIN" serve --listen "127.0.0.1:$port" --shutdown-grace 0 \
         --database-url "sqlite://$db" >"$WORK/serve-$port.log" 2>&1 &
     SERVER_PID=$!
     PIDS+=("$SERVER_PID")

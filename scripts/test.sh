@@ -70,7 +70,7 @@ LATCHKEY="$PWD/target/debug/latchkey"
 ST_DIR=$(mktemp -d)
 export LATCHKEY_DATABASE_URL="sqlite://$ST_DIR/latchkey.db"
 ST_PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-"$LATCHKEY" serve --listen "127.0.0.1:$ST_PORT" --failed-auth-per-minute 1000000 >"$ST_DIR/serve.log" 2>&1 &
+"$LATCHKEY" serve --listen "127.0.0.1:$ST_PORT" --failed-auth-per-minute 1000000 --shutdown-grace 0 >"$ST_DIR/serve.log" 2>&1 &
 ST_SERVER=$!
 stop_st_server() { kill "$ST_SERVER" 2>/dev/null || true; wait "$ST_SERVER" 2>/dev/null || true; rm -rf "$ST_DIR"; }
 trap stop_st_server EXIT

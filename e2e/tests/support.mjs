@@ -41,7 +41,8 @@ export async function startServer({ args = [] } = {}) {
   const bin = latchkeyBinary();
   const dir = mkdtempSync(join(tmpdir(), "latchkey-e2e-"));
   const databaseUrl = `sqlite://${join(dir, "latchkey.db")}`;
-  const env = { ...process.env, LATCHKEY_DATABASE_URL: databaseUrl, RUST_LOG: "warn" };
+  // No shutdown grace: nothing balances load in front of these servers.
+  const env = { ...process.env, LATCHKEY_DATABASE_URL: databaseUrl, LATCHKEY_SHUTDOWN_GRACE: "0", RUST_LOG: "warn" };
   const child = spawn(bin, ["serve", "--listen", "127.0.0.1:0", ...args], { env, stdio: ["ignore", "pipe", "pipe"] });
   let out = "";
   let err = "";

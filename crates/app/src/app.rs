@@ -161,12 +161,6 @@ impl App {
         self.verifier.token_count()
     }
 
-    /// The database answers one cheap query.
-    pub async fn ready(&self) -> Result<()> {
-        self.store.latest_change().await?;
-        Ok(())
-    }
-
     /// Drops change-log entries written before `before`.
     pub async fn prune_change_log(&self, before: Timestamp) -> Result<u64> {
         Ok(self.store.prune_changes(before).await?)

@@ -168,6 +168,11 @@ pub struct ServeArgs {
     #[arg(long, env = "LATCHKEY_SWEEP_INTERVAL_SECS", default_value_t = 60,
           value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub sweep_interval_secs: u64,
+    /// After SIGTERM, how long `/readyz` answers 503 while requests are still
+    /// served (so load balancers stop sending first), in seconds (fractions
+    /// allowed; 0: drain at once). A second SIGTERM cuts it short.
+    #[arg(long, env = "LATCHKEY_SHUTDOWN_GRACE", default_value = "5", value_parser = parse_grace)]
+    pub shutdown_grace: std::time::Duration,
     /// Subdomain of the account created on first run.
     #[arg(long, env = "LATCHKEY_BOOTSTRAP_SUBDOMAIN", default_value = "default")]
     pub bootstrap_subdomain: String,
@@ -232,6 +237,14 @@ fn parse_public_url(s: &str) -> Result<String, String> {
 /// the command line and the configuration file.
 fn boolish() -> BoolishValueParser {
     BoolishValueParser::new()
+}
+
+/// 0 to 300 seconds, fractions allowed.
+fn parse_grace(s: &str) -> Result<std::time::Duration, String> {
+    match s.trim().parse::<f64>() {
+        Ok(secs) if secs.is_finite() && (0.0..=300.0).contains(&secs) => Ok(std::time::Duration::from_secs_f64(secs)),
+        _ => Err(format!("{s:?} must be a number of seconds from 0 to 300")),
+    }
 }
 
 /// A positive number of seconds, such as `5` or `0.5`.

@@ -248,6 +248,7 @@ async fn serve(url: &str, args: cli::ServeArgs) -> anyhow::Result<()> {
         idle_timeout: args.idle_timeout,
         max_connections: args.max_connections as usize,
         sweep_interval: std::time::Duration::from_secs(args.sweep_interval_secs),
+        shutdown_grace: args.shutdown_grace,
         github_keys: GITHUB_KEYS.get().cloned().unwrap_or_default(),
     };
     let first = app
@@ -279,8 +280,10 @@ async fn serve(url: &str, args: cli::ServeArgs) -> anyhow::Result<()> {
     out!("latchkey: listening on {listening}");
     tracing::info!(addr = %running.addr, "listening");
     latchkey_server::tasks::shutdown_signal().await;
-    tracing::info!("shutting down: draining requests and flushing last_used");
-    running.stop().await?;
+    running
+        .drain_then_stop(latchkey_server::tasks::shutdown_signal())
+        .await?;
+    tracing::info!("stopped: requests drained and last_used written");
     Ok(())
 }
 

@@ -34,6 +34,10 @@ pub struct ServerConfig {
     pub max_connections: usize,
     /// How often the token policy's sweeper runs (README.md, "Token policy").
     pub sweep_interval: Duration,
+    /// After SIGTERM, how long `/readyz` answers 503 while requests are
+    /// still served, so load balancers stop sending before the drain
+    /// (README.md, "Running several nodes").
+    pub shutdown_grace: Duration,
     /// The keys GitHub's secret-scanning reports must be signed with
     /// (README.md, "Leaked tokens"); none: every report is refused.
     pub github_keys: GithubKeys,
@@ -54,6 +58,7 @@ impl Default for ServerConfig {
             idle_timeout: Duration::from_secs(60),
             max_connections: 10_000,
             sweep_interval: Duration::from_secs(60),
+            shutdown_grace: Duration::from_secs(5),
             github_keys: GithubKeys::default(),
         }
     }

@@ -73,6 +73,25 @@ pub async fn start(app: Arc<App>, mut config: ServerConfig) -> std::io::Result<R
 }
 
 impl Running {
+    /// A graceful shutdown behind a load balancer: `/readyz` turns 503 at
+    /// once while every request is still served, for `config.shutdown_grace`
+    /// (or until `skip` resolves: a second signal), then [`Running::stop`].
+    pub async fn drain_then_stop(self, skip: impl std::future::Future<Output = ()>) -> std::io::Result<()> {
+        self.state.draining.store(true, std::sync::atomic::Ordering::Release);
+        let grace = self.state.config.shutdown_grace;
+        if !grace.is_zero() {
+            tracing::info!(
+                grace_secs = grace.as_secs_f64(),
+                "shutting down: /readyz answers 503; still serving"
+            );
+            tokio::select! {
+                _ = tokio::time::sleep(grace) => {}
+                _ = skip => {}
+            }
+        }
+        self.stop().await
+    }
+
     /// Stops accepting, lets in-flight requests finish, stops the tasks and
     /// flushes `last_used`.
     pub async fn stop(self) -> std::io::Result<()> {

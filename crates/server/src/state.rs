@@ -19,6 +19,8 @@ pub struct AppState {
     /// Leak revocation requests per client address per hour.
     pub revoke_limiter: Arc<RateLimiter<IpAddr>>,
     pub metrics: Arc<Metrics>,
+    /// Shutting down: `/readyz` answers 503 while requests are still served.
+    pub draining: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl AppState {
@@ -30,6 +32,7 @@ impl AppState {
             limiter,
             revoke_limiter: Arc::new(RateLimiter::per_window(crate::http::leaks::REVOKES_PER_HOUR, 3600)),
             metrics: Arc::default(),
+            draining: Arc::default(),
         }
     }
 }

@@ -688,6 +688,11 @@ impl ServeProcess {
     pub async fn start_with_env(database_url: &str, extra: &[&str], env: &[(&str, &str)]) -> ServeProcess {
         let mut cmd = latchkey_command(database_url);
         cmd.args(["serve", "--listen", "127.0.0.1:0"]).args(extra);
+        // No load balancer waits on these servers' /readyz: drain at once
+        // unless the test sets a grace.
+        if !extra.contains(&"--shutdown-grace") {
+            cmd.args(["--shutdown-grace", "0"]);
+        }
         for (k, v) in env {
             cmd.env(k, v);
         }

@@ -444,3 +444,68 @@ async fn verification_runs_no_database_statement() {
     let ran: Vec<(&String, usize)> = ids.iter().filter_map(|id| counts.get(id).map(|n| (id, *n))).collect();
     assert!(ran.is_empty(), "verifications ran database statements: {ran:?}");
 }
+
+/// SIGTERM behind a load balancer: `/readyz` answers 503 at once while
+/// requests are still served for `--shutdown-grace`, then the server
+/// drains and exits 0 (README.md, "Running several nodes").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_turns_readyz_503_for_the_grace_while_requests_are_still_served() {
+    let db = test_database_url().await;
+    let (_, email, token) = db.cli_account("enterprise").await;
+    let auth = basic(&email, &token);
+    let mut p = ServeProcess::start(&db.url, &["--shutdown-grace", "2"]).await;
+    let c = client();
+    let ready = |c: &reqwest::Client, url: String| {
+        let req = c.get(url);
+        async move {
+            let r = req.send().await.expect("/readyz");
+            (r.status().as_u16(), r.text().await.unwrap_or_default())
+        }
+    };
+    assert_eq!(ready(&c, p.url("/readyz")).await, (200, "ready".to_owned()));
+    let pid = p.child.id().expect("running").to_string();
+    let signalled = std::time::Instant::now();
+    let kill = tokio::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .await
+        .unwrap();
+    assert!(kill.success());
+    let deadline = signalled + std::time::Duration::from_secs(1);
+    loop {
+        let (status, body) = ready(&c, p.url("/readyz")).await;
+        if status == 503 {
+            assert_eq!(body, "shutting down");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "/readyz still {status} a second after SIGTERM"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    // Still serving: a request that a balancer already sent succeeds.
+    let r = c
+        .get(p.url("/api/v2/users/me"))
+        .header("authorization", &auth)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = c
+        .get(p.url("/verify"))
+        .header("authorization", &auth)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let status = tokio::time::timeout(std::time::Duration::from_secs(30), p.child.wait())
+        .await
+        .expect("exited within 30 s")
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+    assert!(
+        signalled.elapsed() >= std::time::Duration::from_millis(1900),
+        "served on for the grace"
+    );
+}
