@@ -131,7 +131,8 @@ fn database_hint(text: &str) -> Option<&'static str> {
             "invalid peer certificate",
             "the server's TLS certificate was not accepted: name its CA with \
              sslrootcert=FILE in the database URL, connect by the host name on the \
-             certificate (verify-full), or use sslmode=require to encrypt without checking it",
+             certificate (verify-full) or check the CA without the host name \
+             (sslmode=verify-ca), or use sslmode=require to encrypt without checking it",
         ),
         (
             "server does not support TLS",

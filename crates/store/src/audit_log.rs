@@ -8,6 +8,7 @@ use futures_util::stream::{self, BoxStream};
 use latchkey_core::audit::AuditEvent;
 use latchkey_core::audit_query::{AuditFilter, AuditQuery, Seek};
 use latchkey_core::id::{AccountId, AuditEventId};
+use sqlx::AssertSqlSafe;
 
 use crate::rows::AUDIT_COLUMNS;
 use crate::{Result, Store};
@@ -20,7 +21,9 @@ pub enum Arg {
 }
 
 /// The SQL (with `$n` placeholders, portable to SQLite and PostgreSQL) and
-/// its arguments for one page of an account's events. Only the filters that
+/// its arguments for one page of an account's events. The text is built
+/// from fixed column names and operators only; every value is a bound
+/// argument (which is why callers may pass it to sqlx as `AssertSqlSafe`). Only the filters that
 /// are set become conditions, so each filter can use its own index
 /// (`0003_audit_indexes.sql`, and `0009_audit_actor_type_index.sql` for the
 /// actor's kind).
@@ -82,7 +85,7 @@ pub async fn sqlite_query_plan(
 ) -> Result<Vec<String>> {
     let (text, args) = list_sql(account_id, filter, seek);
     let explain = format!("EXPLAIN QUERY PLAN {text}");
-    let mut query = sqlx::query_as::<_, (i64, i64, i64, String)>(&explain);
+    let mut query = sqlx::query_as::<_, (i64, i64, i64, String)>(AssertSqlSafe(explain));
     for arg in args {
         query = match arg {
             Arg::Int(n) => query.bind(n),

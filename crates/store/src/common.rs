@@ -26,7 +26,7 @@ use latchkey_core::{
     user::{NewUser, User},
     verifier::{AccountEntry, Snapshot, TokenAuth, TokenUse},
 };
-use sqlx::{Encode, Executor, FromRow, IntoArguments, Pool, Postgres, Sqlite, Transaction, Type};
+use sqlx::{AssertSqlSafe, Encode, Executor, FromRow, IntoArguments, Pool, Postgres, Sqlite, Transaction, Type};
 
 use crate::audit_log;
 use crate::backend::SessionRecord;
@@ -67,7 +67,7 @@ impl<DB> Statements<DB>
 where
     DB: Database,
     for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
-    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
+    DB::Arguments: IntoArguments<DB>,
     // What the statements bind.
     for<'q> i64: Encode<'q, DB> + Type<DB>,
     for<'q> Option<i64>: Encode<'q, DB> + Type<DB>,
@@ -710,7 +710,7 @@ where
         seek: &Seek,
     ) -> Result<Vec<AuditEvent>> {
         let (text, args) = audit_log::list_sql(account_id, filter, seek);
-        let mut query = sqlx::query_as::<_, AuditRow>(&text);
+        let mut query = sqlx::query_as::<_, AuditRow>(AssertSqlSafe(text));
         for arg in &args {
             query = match arg {
                 audit_log::Arg::Int(n) => query.bind(*n),
@@ -728,7 +728,7 @@ where
         account_id: AccountId,
         id: AuditEventId,
     ) -> Result<Option<AuditEvent>> {
-        let row: Option<AuditRow> = sqlx::query_as(&audit_log::event_sql())
+        let row: Option<AuditRow> = sqlx::query_as(AssertSqlSafe(audit_log::event_sql()))
             .bind(account_id.get())
             .bind(id.get())
             .fetch_optional(pool)

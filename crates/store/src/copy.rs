@@ -12,15 +12,18 @@
 //!
 //! The tables and columns come from the target's own schema (both databases
 //! are migrated to this build's schema first), so a column added by a later
-//! migration is copied without this module knowing of it.
+//! migration is copied without this module knowing of it. The statements
+//! are therefore built at run time, from those quoted names only (values
+//! are always bound), and handed to sqlx as `AssertSqlSafe`.
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::TryStreamExt;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions, SqliteRow};
-use sqlx::{PgPool, Row, SqlitePool};
+use sqlx::{AssertSqlSafe, PgPool, Row, SqlitePool};
 
 use crate::{Result, StoreError};
 
@@ -152,8 +155,8 @@ impl Db {
     async fn count(&self, table: &str) -> Result<i64> {
         let sql = format!("SELECT COUNT(*) FROM \"{table}\"");
         Ok(match self {
-            Db::Sqlite(p) => sqlx::query_scalar(&sql).fetch_one(p).await?,
-            Db::Pg(p) => sqlx::query_scalar(&sql).fetch_one(p).await?,
+            Db::Sqlite(p) => sqlx::query_scalar(AssertSqlSafe(sql)).fetch_one(p).await?,
+            Db::Pg(p) => sqlx::query_scalar(AssertSqlSafe(sql)).fetch_one(p).await?,
         })
     }
 }
@@ -215,13 +218,19 @@ enum Target {
 }
 
 impl Target {
-    async fn insert(&mut self, sql: &str, values: Vec<Value>) -> Result<()> {
+    /// Runs `sql` (one table's INSERT, shared by all its rows: cloning the
+    /// `Arc` hands sqlx the text without copying it per row).
+    async fn insert(&mut self, sql: &Arc<str>, values: Vec<Value>) -> Result<()> {
         match self {
             Target::Sqlite(tx) => {
-                bind_values!(sqlx::query(sql), values).execute(&mut **tx).await?;
+                bind_values!(sqlx::query(AssertSqlSafe(Arc::clone(sql))), values)
+                    .execute(&mut **tx)
+                    .await?;
             }
             Target::Pg(tx) => {
-                bind_values!(sqlx::query(sql), values).execute(&mut **tx).await?;
+                bind_values!(sqlx::query(AssertSqlSafe(Arc::clone(sql))), values)
+                    .execute(&mut **tx)
+                    .await?;
             }
         }
         Ok(())
@@ -292,7 +301,7 @@ pub async fn copy_db(from: &str, to: &str, progress: Progress<'_>) -> Result<Cop
         let list = names.join(", ");
         let select = format!("SELECT {list} FROM \"{table}\" ORDER BY {}", names[0]);
         let placeholders: Vec<String> = (1..=names.len()).map(|i| format!("${i}")).collect();
-        let insert = format!("INSERT INTO \"{table}\" ({list}) VALUES ({})", placeholders.join(", "));
+        let insert: Arc<str> = format!("INSERT INTO \"{table}\" ({list}) VALUES ({})", placeholders.join(", ")).into();
         let mut copied = 0u64;
         let total = source.count(table).await?.max(0) as u64;
         progress(table, 0, total);
@@ -303,7 +312,7 @@ pub async fn copy_db(from: &str, to: &str, progress: Progress<'_>) -> Result<Cop
         };
         match &mut source_tx {
             Source::Sqlite(c) => {
-                let mut rows = sqlx::query(&select).fetch(&mut **c);
+                let mut rows = sqlx::query(AssertSqlSafe(select)).fetch(&mut **c);
                 while let Some(row) = rows.try_next().await? {
                     tx.insert(&insert, sqlite_values(&row, &kinds)?).await?;
                     copied += 1;
@@ -311,7 +320,7 @@ pub async fn copy_db(from: &str, to: &str, progress: Progress<'_>) -> Result<Cop
                 }
             }
             Source::Pg(c) => {
-                let mut rows = sqlx::query(&select).fetch(&mut **c);
+                let mut rows = sqlx::query(AssertSqlSafe(select)).fetch(&mut **c);
                 while let Some(row) = rows.try_next().await? {
                     tx.insert(&insert, pg_values(&row, &kinds)?).await?;
                     copied += 1;
@@ -334,7 +343,10 @@ pub async fn copy_db(from: &str, to: &str, progress: Progress<'_>) -> Result<Cop
                 if let Some(sequence) = sequence {
                     let sql =
                         format!("SELECT setval($1, COALESCE((SELECT MAX(\"{name}\") FROM \"{table}\"), 0) + 1, false)");
-                    sqlx::query(&sql).bind(sequence).execute(&mut **tx).await?;
+                    sqlx::query(AssertSqlSafe(sql))
+                        .bind(sequence)
+                        .execute(&mut **tx)
+                        .await?;
                 }
             }
         }

@@ -11,7 +11,7 @@
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use sqlx::{Arguments as _, Connection as _, Encode, Postgres, Sqlite, Type};
+use sqlx::{Arguments as _, AssertSqlSafe, Connection as _, Encode, Postgres, Sqlite, Type};
 
 use crate::{Result, Store};
 
@@ -83,7 +83,8 @@ pub async fn postgres_database() -> TestDatabase {
     let mut conn = sqlx::PgConnection::connect(&server)
         .await
         .unwrap_or_else(|e| panic!("cannot reach the test PostgreSQL server: {e}"));
-    sqlx::query(&format!("CREATE DATABASE {name}"))
+    // `name` is made above from numbers only.
+    sqlx::query(AssertSqlSafe(format!("CREATE DATABASE {name}")))
         .execute(&mut conn)
         .await
         .expect("create a test database");
@@ -126,7 +127,7 @@ impl Drop for DropPostgresDatabase {
             };
             rt.block_on(async move {
                 if let Ok(mut conn) = sqlx::PgConnection::connect(&server).await {
-                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    let _ = sqlx::query(AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
                         .execute(&mut conn)
                         .await;
                     let _ = conn.close().await;
@@ -196,14 +197,15 @@ impl Direct {
         matches!(self, Direct::Postgres(_))
     }
 
-    /// Runs a statement; the number of rows it touched.
+    /// Runs a statement; the number of rows it touched. The statements
+    /// are the tests' own text (hence `AssertSqlSafe`).
     pub async fn execute(&self, sql: &str, args: &[DirectArg]) -> u64 {
         match self {
-            Direct::Sqlite(p) => sqlx::query_with(sql, arguments::<Sqlite>(args))
+            Direct::Sqlite(p) => sqlx::query_with(AssertSqlSafe(sql), arguments::<Sqlite>(args))
                 .execute(p)
                 .await
                 .map(|r| r.rows_affected()),
-            Direct::Postgres(p) => sqlx::query_with(sql, arguments::<Postgres>(args))
+            Direct::Postgres(p) => sqlx::query_with(AssertSqlSafe(sql), arguments::<Postgres>(args))
                 .execute(p)
                 .await
                 .map(|r| r.rows_affected()),
@@ -215,12 +217,12 @@ impl Direct {
     pub async fn scalar(&self, sql: &str, args: &[DirectArg]) -> i64 {
         match self {
             Direct::Sqlite(p) => {
-                sqlx::query_scalar_with(sql, arguments::<Sqlite>(args))
+                sqlx::query_scalar_with(AssertSqlSafe(sql), arguments::<Sqlite>(args))
                     .fetch_one(p)
                     .await
             }
             Direct::Postgres(p) => {
-                sqlx::query_scalar_with(sql, arguments::<Postgres>(args))
+                sqlx::query_scalar_with(AssertSqlSafe(sql), arguments::<Postgres>(args))
                     .fetch_one(p)
                     .await
             }
@@ -230,12 +232,12 @@ impl Direct {
 }
 
 /// `args` as a statement's arguments on database `DB`.
-fn arguments<'q, DB>(args: &[DirectArg]) -> DB::Arguments<'q>
+fn arguments<DB>(args: &[DirectArg]) -> DB::Arguments
 where
     DB: sqlx::Database,
-    i64: Encode<'q, DB> + Type<DB>,
-    String: Encode<'q, DB> + Type<DB>,
-    Vec<u8>: Encode<'q, DB> + Type<DB>,
+    for<'q> i64: Encode<'q, DB> + Type<DB>,
+    for<'q> String: Encode<'q, DB> + Type<DB>,
+    for<'q> Vec<u8>: Encode<'q, DB> + Type<DB>,
 {
     let mut out = DB::Arguments::default();
     for arg in args {

@@ -235,6 +235,21 @@ fn pg_socket(url: &str) -> SocketAddr {
 mod cluster {
     use super::*;
 
+    /// The local test server's certificate (`ssl_cert_file` of Debian's
+    /// PostgreSQL): self-signed, for localhost.
+    const SERVER_CERT: &str = "/etc/ssl/certs/ssl-cert-snakeoil.pem";
+
+    /// `url` with its host replaced by `host` (the port and all else kept).
+    fn with_host(url: &str, host: &str) -> String {
+        let (scheme, rest) = url.split_once("://").unwrap();
+        let (userinfo, rest) = match rest.split_once('@') {
+            Some((u, r)) => (format!("{u}@"), r),
+            None => (String::new(), rest),
+        };
+        let tail = &rest[rest.find([':', '/', '?']).unwrap_or(rest.len())..];
+        format!("{scheme}://{userinfo}{host}{tail}")
+    }
+
     /// `url` with `sslmode` set (added to, or replacing, its query).
     fn with_sslmode(url: &str, mode: &str) -> String {
         let base = url.split('?').next().unwrap();
@@ -258,9 +273,13 @@ mod cluster {
         (row.0, row.1.unwrap_or(false))
     }
 
-    /// PostgreSQL over TLS (README.md, "Connections"): `sslmode=require`
-    /// works, and so does the default `prefer`, both encrypted; a
-    /// certificate that `verify-full` cannot trust fails once, saying why.
+    /// PostgreSQL over TLS (README.md, "TLS to PostgreSQL"): `sslmode=require`
+    /// works, and so does the default `prefer`, both encrypted; so does
+    /// `verify-ca` to 127.0.0.1 with the server's certificate as
+    /// `sslrootcert` (the chain is checked, the host name is not), while a
+    /// chain it cannot trust is refused; `verify-full` refuses the same
+    /// certificate for 127.0.0.1 (it names localhost), once, saying why, and
+    /// accepts it for localhost.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_node_talks_to_postgresql_over_tls() {
         let db = postgres_or_return!("a_node_talks_to_postgresql_over_tls");
@@ -275,8 +294,38 @@ mod cluster {
             assert!(encrypted, "{mode}: every connection of the node is encrypted");
             drop(node);
         }
-        // The test server's certificate is self-signed: verify-full refuses it.
-        let out = cli(&with_sslmode(&db.url, "verify-full"), &["migrate"]).await;
+        // The test server's certificate (Debian's snakeoil, self-signed, for
+        // localhost) is its own root.
+        let root = format!("sslrootcert={SERVER_CERT}");
+        let by_address = with_host(&db.url, "127.0.0.1");
+        let url = with_sslmode(&by_address, &format!("verify-ca&{root}"));
+        let out = cli(&url, &["migrate"]).await;
+        assert_eq!(out.code, 0, "verify-ca to 127.0.0.1: {out:?}");
+        let node = node(&url, &[]).await;
+        let (count, encrypted) = encrypted_connections(&server, &db).await;
+        assert!(count > 0, "verify-ca: the node holds connections");
+        assert!(encrypted, "verify-ca: every connection of the node is encrypted");
+        drop(node);
+        // verify-ca still checks the chain: with only the system's CA bundle
+        // to trust (no sslrootcert, and no certificate directory, where
+        // Debian links the snakeoil certificate), the server is refused.
+        let no_dir = tempfile::tempdir().unwrap();
+        let out = latchkey_command(&with_sslmode(&by_address, "verify-ca"))
+            .arg("migrate")
+            .env("SSL_CERT_FILE", "/etc/ssl/certs/ca-certificates.crt")
+            .env("SSL_CERT_DIR", no_dir.path())
+            .output()
+            .await
+            .expect("run latchkey");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_ne!(out.status.code(), Some(0), "verify-ca, untrusted chain: {stderr}");
+        assert!(stderr.contains("UnknownIssuer"), "verify-ca, untrusted chain: {stderr}");
+        // verify-full to localhost, the name the certificate is for.
+        let localhost = with_sslmode(&with_host(&db.url, "localhost"), &format!("verify-full&{root}"));
+        let out = cli(&localhost, &["migrate"]).await;
+        assert_eq!(out.code, 0, "verify-full to localhost: {out:?}");
+        // verify-full to 127.0.0.1, which the certificate does not name: refused.
+        let out = cli(&with_sslmode(&by_address, &format!("verify-full&{root}")), &["migrate"]).await;
         assert_ne!(out.code, 0, "{out:?}");
         let text = out.stderr.to_lowercase();
         assert!(text.contains("certificate"), "says why: {}", out.stderr);
