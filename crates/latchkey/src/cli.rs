@@ -489,6 +489,26 @@ mod tests {
         assert!(missing.is_empty(), "arguments without help: {missing:?}");
     }
 
+    /// `account create` with `extra` after its required arguments.
+    fn account_create(extra: &[&str]) -> AccountCreate {
+        let mut args = vec![
+            "latchkey",
+            "account",
+            "create",
+            "--subdomain",
+            "s",
+            "--name",
+            "N",
+            "--plan",
+            "team",
+        ];
+        args.extend_from_slice(extra);
+        let Command::Account(AccountCmd::Create(c)) = Cli::try_parse_from(args).unwrap().command else {
+            panic!("account create")
+        };
+        c
+    }
+
     #[test]
     fn values_read_the_same_everywhere() {
         assert_eq!(parse_network("127.0.0.1").unwrap().to_string(), "127.0.0.1/32");
@@ -539,45 +559,16 @@ mod tests {
                 panic!("account update")
             };
             assert_eq!(u.api_token_access, Some(value), "{text}");
-            let cli = Cli::try_parse_from([
-                "latchkey",
-                "account",
-                "create",
-                "--subdomain",
-                "s",
-                "--name",
-                "N",
-                "--plan",
-                "team",
-                "--admin-email",
-                "a@b.c",
-                "--api-token-access",
-                text,
-            ])
-            .unwrap();
-            let Command::Account(AccountCmd::Create(c)) = cli.command else {
-                panic!("account create")
-            };
+            let c = account_create(&["--admin-email", "a@b.c", "--api-token-access", text]);
             assert_eq!(c.api_token_access, value, "{text}");
         }
-        let cli = Cli::try_parse_from([
-            "latchkey",
-            "account",
-            "create",
-            "--subdomain",
-            "s",
-            "--name",
-            "N",
-            "--plan",
-            "team",
-            "--api-token-access",
-            "--admin-email",
-            "a@b.c",
-        ])
-        .unwrap();
-        let Command::Account(AccountCmd::Create(c)) = cli.command else {
-            panic!("account create")
-        };
-        assert!(c.api_token_access, "the flag alone turns it on");
+        assert!(
+            account_create(&["--api-token-access", "--admin-email", "a@b.c"]).api_token_access,
+            "the flag alone turns it on"
+        );
+        assert!(
+            !account_create(&["--admin-email", "a@b.c"]).api_token_access,
+            "off unless asked"
+        );
     }
 }

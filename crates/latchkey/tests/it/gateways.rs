@@ -53,17 +53,6 @@ const REFUSAL_HEADERS: [&str; 8] = [
     "ratelimit",
 ];
 
-/// The identity headers of a 200 from `/verify`.
-const IDENTITY_HEADERS: [&str; 7] = [
-    "x-latchkey-account-id",
-    "x-latchkey-account",
-    "x-latchkey-user-id",
-    "x-latchkey-user-email",
-    "x-latchkey-role",
-    "x-latchkey-token-id",
-    "x-latchkey-scopes",
-];
-
 fn repo_file(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").join(path)
 }

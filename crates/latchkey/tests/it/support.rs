@@ -35,6 +35,16 @@ pub const FORBIDDEN: &str = r#"{"error":"Forbidden","description":"You do not ha
 /// The exact 404 body of docs/api.md ("Errors").
 pub const NOT_FOUND: &str = r#"{"error":"RecordNotFound","description":"Not found"}"#;
 pub const JSON_CONTENT_TYPE: &str = "application/json; charset=utf-8";
+/// The identity headers of a 200 from `/verify` (docs/api.md, "Gateway verification").
+pub const IDENTITY_HEADERS: [&str; 7] = [
+    "x-latchkey-account-id",
+    "x-latchkey-account",
+    "x-latchkey-user-id",
+    "x-latchkey-user-email",
+    "x-latchkey-role",
+    "x-latchkey-token-id",
+    "x-latchkey-scopes",
+];
 
 /// Names unique within the test binary (accounts, emails).
 static NEXT: AtomicU64 = AtomicU64::new(1);

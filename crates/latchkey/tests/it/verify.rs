@@ -20,15 +20,6 @@ use crate::support::*;
 
 const TOO_MANY: &str =
     r#"{"error":"TooManyRequests","description":"Too many failed authentication attempts. Try again later."}"#;
-const IDENTITY_HEADERS: [&str; 7] = [
-    "x-latchkey-account-id",
-    "x-latchkey-account",
-    "x-latchkey-user-id",
-    "x-latchkey-user-email",
-    "x-latchkey-role",
-    "x-latchkey-token-id",
-    "x-latchkey-scopes",
-];
 
 async fn verify(t: &TestApp, method: Method, auth: Option<&str>) -> Reply {
     t.send(method, "/verify", auth, None).await
