@@ -3,9 +3,11 @@
 //! `latchkey-server`, the `latchkey` command line). It holds the rules that
 //! are not the domain's own: who may act in which account ([`access`]),
 //! signing in ([`sign_in`]), sessions ([`session`]), password hashing
-//! ([`password`]), rate limits ([`limiter`]) and the operator's
-//! whole-database commands ([`database`]). It knows nothing of HTTP:
-//! no axum, askama or tower here.
+//! ([`password`]), rate limits ([`limiter`]), the operator's
+//! whole-database commands ([`database`]) and the background loops that
+//! keep a process current ([`upkeep`], shared by the server and
+//! `latchkey-tower`). It knows nothing of HTTP: no axum, askama or tower
+//! here.
 //!
 //! Callers never see the store: [`App`] has no public fields, every read
 //! and write takes a capability ([`UserAccess`], [`AdminAccess`]), and
@@ -19,6 +21,7 @@ pub mod limiter;
 pub mod password;
 pub mod session;
 pub mod sign_in;
+pub mod upkeep;
 
 pub use access::{Access, AdminAccess, UserAccess};
 pub use app::{App, Bootstrapped, PolicyEffect};
@@ -27,3 +30,4 @@ pub use latchkey_store::Page;
 pub use limiter::RateLimiter;
 pub use session::Session;
 pub use sign_in::{SignIn, SignInAttempt};
+pub use upkeep::Upkeep;

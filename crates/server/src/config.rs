@@ -45,15 +45,17 @@ pub struct ServerConfig {
 
 impl Default for ServerConfig {
     fn default() -> Self {
+        // Keeping current: the same defaults as every verifying process.
+        let upkeep = latchkey_app::Upkeep::default();
         ServerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             public_url: None,
             token_prefix: TokenPrefix::default(),
             trusted_proxies: Vec::new(),
-            flush_interval: Duration::from_secs(10),
-            poll_interval: Duration::from_millis(25),
+            flush_interval: upkeep.flush_interval,
+            poll_interval: upkeep.poll_interval,
             failed_auth_per_minute: 100,
-            max_staleness: Duration::from_secs(5),
+            max_staleness: upkeep.max_staleness,
             header_read_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
             max_connections: 10_000,

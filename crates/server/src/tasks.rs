@@ -1,12 +1,15 @@
-//! Background work of a running server: following the change log (other
-//! processes' changes), flushing `last_used` in batches, sweeping tokens
-//! under each account's token policy (README.md, "Token policy"), and
-//! pruning.
+//! Background work of a running server. What every process that verifies
+//! tokens does (following the change log, flushing `last_used`, sharing
+//! rate-limit counts, forgetting expired limiter windows) is the service
+//! layer's [`latchkey_app::upkeep`], shared with `latchkey-tower`; what only
+//! a server does is here: sweeping tokens under each account's token policy
+//! (README.md, "Token policy"), forgetting sign-in failures, and pruning.
 
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use latchkey_app::upkeep::{self, interval, next_tick, Upkeep};
 use latchkey_app::{App, RateLimiter};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -26,73 +29,15 @@ pub fn spawn(
     config: &crate::ServerConfig,
     stop: watch::Receiver<bool>,
 ) -> Vec<JoinHandle<()>> {
-    let poll = config.poll_interval;
-    let max_staleness = config.max_staleness;
-    let flush = config.flush_interval;
-    vec![
-        tokio::spawn(app.follow(poll, max_staleness, stopped(stop.clone()))),
-        tokio::spawn(flush_usage(app.clone(), flush, stop.clone())),
-        tokio::spawn(share_rate_limits(app.clone(), stop.clone())),
-        tokio::spawn(sweep(app.clone(), config.sweep_interval, stop.clone())),
-        tokio::spawn(maintenance(app, limiters, stop)),
-    ]
-}
-
-async fn stopped(mut stop: watch::Receiver<bool>) {
-    let _ = stop.wait_for(|s| *s).await;
-}
-
-fn interval(period: Duration) -> tokio::time::Interval {
-    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    tick
-}
-
-/// Waits for the next tick; false once `stop` has turned true.
-async fn next_tick(tick: &mut tokio::time::Interval, stop: &mut watch::Receiver<bool>) -> bool {
-    tokio::select! {
-        _ = stop.wait_for(|s| *s) => false,
-        _ = tick.tick() => true,
-    }
-}
-
-async fn flush_usage(app: Arc<App>, period: Duration, mut stop: watch::Receiver<bool>) {
-    let mut tick = interval(period);
-    loop {
-        let go_on = next_tick(&mut tick, &mut stop).await;
-        if let Err(e) = app.flush_usage().await {
-            tracing::warn!(error = %e, "writing last_used failed");
-        }
-        if !go_on {
-            return;
-        }
-    }
-}
-
-/// How often rate-limit counts are shared with the other nodes, and how
-/// often the estimate of theirs moves on in between (ARCHITECTURE.md,
-/// "Rate limits across nodes").
-const RATE_SYNC: Duration = Duration::from_millis(250);
-const RATE_REFRESH: Duration = Duration::from_millis(50);
-
-async fn share_rate_limits(app: Arc<App>, mut stop: watch::Receiver<bool>) {
-    let mut tick = interval(RATE_REFRESH);
-    let every = (RATE_SYNC.as_millis() / RATE_REFRESH.as_millis()).max(1) as u32;
-    let mut ticks = 0u32;
-    loop {
-        let go_on = next_tick(&mut tick, &mut stop).await;
-        ticks = ticks.wrapping_add(1);
-        if ticks.is_multiple_of(every) || !go_on {
-            if let Err(e) = app.sync_rate_limits().await {
-                tracing::warn!(error = %e, "sharing rate-limit counts failed; the next sync retries");
-            }
-        } else {
-            app.refresh_rate_limits();
-        }
-        if !go_on {
-            return;
-        }
-    }
+    let keep_current = Upkeep {
+        poll_interval: config.poll_interval,
+        max_staleness: config.max_staleness,
+        flush_interval: config.flush_interval,
+    };
+    let mut tasks = upkeep::spawn(app.clone(), &keep_current, limiters, stop.clone());
+    tasks.push(tokio::spawn(sweep(app.clone(), config.sweep_interval, stop.clone())));
+    tasks.push(tokio::spawn(maintenance(app, stop)));
+    tasks
 }
 
 /// Every sweep interval: deactivates and deletes what each account's token
@@ -110,14 +55,12 @@ async fn sweep(app: Arc<App>, period: Duration, mut stop: watch::Receiver<bool>)
     }
 }
 
-/// Every minute: forgets expired rate-limit windows and prunes the change log.
-async fn maintenance(app: Arc<App>, limiters: Vec<Arc<RateLimiter<IpAddr>>>, mut stop: watch::Receiver<bool>) {
+/// Every minute: forgets sign-in failures whose minute has passed and
+/// prunes the change log, usage and rate-limit counts.
+async fn maintenance(app: Arc<App>, mut stop: watch::Receiver<bool>) {
     let mut tick = interval(Duration::from_secs(60));
     while next_tick(&mut tick, &mut stop).await {
         let now = app.now();
-        for limiter in &limiters {
-            limiter.sweep(now);
-        }
         app.sweep_sign_in_limits(now);
         if let Err(e) = app.prune_change_log(now.minus_secs(CHANGE_RETENTION_SECS)).await {
             tracing::warn!(error = %e, "pruning the change log failed");
