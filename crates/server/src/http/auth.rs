@@ -11,16 +11,15 @@ use std::net::IpAddr;
 use std::time::Instant;
 
 use axum::extract::FromRequestParts;
-use axum::http::{header, request::Parts};
+use axum::http::request::Parts;
 use latchkey_app::{AdminAccess, App, UserAccess};
 use latchkey_core::time::Timestamp;
 use latchkey_core::token::TokenHash;
 use latchkey_core::user::Role;
 use latchkey_core::verifier::{Identity, Refusal};
+use latchkey_edge::{Gate, Outcome, Refused};
 
-use super::credentials::{self, Credentials};
 use super::error::ApiError;
-use super::metrics::Outcome;
 use super::rate_headers;
 use crate::client::client_ip;
 use crate::state::AppState;
@@ -79,65 +78,30 @@ pub fn authenticate(state: &AppState, parts: &Parts) -> Result<ApiUser, ApiError
 /// `check` gets the App, the credentials, "now" and the client's address,
 /// and returns what it makes of a verified identity ([`App::authenticate`]
 /// for a capability, [`App::verify_with`] to borrow the identity without
-/// one). Staleness, the failure limit, credential parsing and metrics are
-/// the same for every caller.
+/// one). Staleness, the failure limit, credential parsing and the answers
+/// are those of every door into the verifier ([`Gate::authenticate`]);
+/// this adds the metrics and the rate-limit headers' note.
 pub fn authenticate_with<R>(
     state: &AppState,
     parts: &Parts,
     check: impl FnOnce(&App, &str, &TokenHash, Timestamp, IpAddr) -> Result<R, Refusal>,
 ) -> Result<R, ApiError> {
     let started = Instant::now();
-    // Out of touch with the database for too long: what memory holds may
-    // miss a revocation, so refuse rather than trust it (README.md, "Running several nodes").
-    if state.app.is_stale(state.config.max_staleness) {
-        return Err(ApiError::Stale);
-    }
-    let ip = client_ip(parts, &state.config);
-    let now = state.app.now();
-    if let Some(retry_after) = state.limiter.blocked(&ip, now) {
-        state.metrics.record(Outcome::RateLimited, started.elapsed());
-        return Err(ApiError::TooManyRequests { retry_after });
-    }
-    // More than one `Authorization` header is ambiguous: refused as
-    // malformed whatever each holds (docs/api.md, "When authentication fails").
-    let mut headers = parts.headers.get_all(header::AUTHORIZATION).iter();
-    let parsed = match (headers.next(), headers.next()) {
-        (first, None) => credentials::parse(first.map(|v| v.as_bytes())),
-        (_, Some(_)) => Credentials::BadBasic { token_hint: false },
+    let gate = Gate {
+        app: &state.app,
+        failures: &state.limiter,
+        max_staleness: state.config.max_staleness,
     };
-    let outcome: Result<R, (ApiError, Outcome)> = match parsed {
-        Credentials::ApiToken { email, hash } => match check(&state.app, &email, &hash, now, ip) {
-            Ok(made) => Ok(made),
-            Err(Refusal::Unauthenticated(d)) => {
-                Err((ApiError::NotAuthenticated { token_hint: false }, Outcome::Denied(d)))
-            }
-            // Authenticated: not a failed attempt, so not counted against the address.
-            Err(Refusal::MissingScope { scope, rate }) => {
-                rate_headers::note(rate);
-                state.metrics.record(Outcome::MissingScope, started.elapsed());
-                return Err(ApiError::MissingScope(scope));
-            }
-            // Over the token's own limit: authenticated too, so not counted.
-            Err(Refusal::RateLimited(status)) => {
-                rate_headers::note(Some(status));
-                state.metrics.record(Outcome::RateLimited, started.elapsed());
-                return Err(ApiError::RateLimited(status));
-            }
-        },
-        Credentials::BadBasic { token_hint } => Err((ApiError::NotAuthenticated { token_hint }, Outcome::Malformed)),
-        Credentials::Bearer { api_token } => Err((ApiError::InvalidBearer { api_token }, Outcome::Bearer)),
-        Credentials::Missing => Err((ApiError::NotAuthenticated { token_hint: false }, Outcome::Missing)),
-    };
-    match outcome {
+    match gate.authenticate(&parts.headers, client_ip(parts, &state.config), check) {
         Ok(made) => {
             state.metrics.record(Outcome::Ok, started.elapsed());
             Ok(made)
         }
-        Err((err, reason)) => {
-            state.limiter.record_failure(ip, now);
-            state.metrics.record(reason, started.elapsed());
-            tracing::debug!(reason = reason.as_str(), %ip, "authentication failed");
-            Err(err)
+        Err(Refused { answer, outcome }) => {
+            if let Some(outcome) = outcome {
+                state.metrics.record(outcome, started.elapsed());
+            }
+            Err(answer.into())
         }
     }
 }

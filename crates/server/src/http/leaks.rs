@@ -30,7 +30,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
-use super::error::{json_response, ApiError, ApiResult};
+use super::error::{json_response, ApiError, ApiResult, AuthFailure};
 use super::input::{FromJsonObject, JsonBody};
 use crate::client::client_ip;
 use crate::state::AppState;
@@ -189,10 +189,10 @@ const KEY_ID: &str = "github-public-key-identifier";
 pub async fn github(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> ApiResult<Response> {
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let (Some(key_id), Some(signature)) = (header(KEY_ID), header(SIGNATURE)) else {
-        return Err(ApiError::NotAuthenticated { token_hint: false });
+        return Err(AuthFailure::NotAuthenticated { token_hint: false }.into());
     };
     if !state.config.github_keys.verify(key_id, signature, &body) {
-        return Err(ApiError::NotAuthenticated { token_hint: false });
+        return Err(AuthFailure::NotAuthenticated { token_hint: false }.into());
     }
     let matches: Vec<GithubMatch> = serde_json::from_slice(&body)
         .map_err(|_| ApiError::bad_request("The body must be GitHub's array of {token, type, url, source}."))?;

@@ -16,24 +16,9 @@ use std::time::Duration;
 use latchkey_core::verifier::Denial;
 use strum::{IntoEnumIterator, VariantNames};
 
-/// How one authentication ended, as the `result` label shows it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    Ok,
-    /// Refused with 429 before any lookup.
-    RateLimited,
-    /// No `Authorization` header, or a scheme latchkey does not know.
-    Missing,
-    /// Basic credentials that are not `{email}/token:{token}` with a
-    /// well-formed token (a bad checksum lands here).
-    Malformed,
-    /// A `Bearer` credential.
-    Bearer,
-    /// Well-formed credentials refused by the verifier.
-    Denied(Denial),
-    /// Authenticated, with a token that lacks the request's scope (403).
-    MissingScope,
-}
+/// How one authentication ended (the `result` label), as every door into
+/// the verifier classifies it.
+pub use latchkey_edge::Outcome;
 
 /// The outcomes that are not a verifier's denial; each denial
 /// (`Denial::iter()`) is an outcome of its own after them.
@@ -54,29 +39,16 @@ fn outcomes() -> impl Iterator<Item = Outcome> {
     OWN_OUTCOMES.into_iter().chain(Denial::iter().map(Outcome::Denied))
 }
 
-impl Outcome {
-    fn index(self) -> usize {
-        match self {
-            Outcome::Ok => 0,
-            Outcome::RateLimited => 1,
-            Outcome::Missing => 2,
-            Outcome::Malformed => 3,
-            Outcome::Bearer => 4,
-            Outcome::MissingScope => 5,
-            Outcome::Denied(d) => OWN_OUTCOMES.len() + d as usize,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Ok => "ok",
-            Outcome::RateLimited => "rate_limited",
-            Outcome::Missing => "missing",
-            Outcome::Malformed => "malformed",
-            Outcome::Bearer => "bearer",
-            Outcome::MissingScope => "missing_scope",
-            Outcome::Denied(d) => d.as_str(),
-        }
+/// The counter of `outcome`.
+fn index(outcome: Outcome) -> usize {
+    match outcome {
+        Outcome::Ok => 0,
+        Outcome::RateLimited => 1,
+        Outcome::Missing => 2,
+        Outcome::Malformed => 3,
+        Outcome::Bearer => 4,
+        Outcome::MissingScope => 5,
+        Outcome::Denied(d) => OWN_OUTCOMES.len() + d as usize,
     }
 }
 
@@ -104,14 +76,14 @@ impl Metrics {
     pub fn record(&self, outcome: Outcome, took: Duration) {
         let ns = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
         let bucket = BUCKETS_NS.iter().position(|&b| ns <= b).unwrap_or(BUCKETS_NS.len());
-        self.results[outcome.index()].fetch_add(1, Ordering::Relaxed);
+        self.results[index(outcome)].fetch_add(1, Ordering::Relaxed);
         self.buckets[bucket].fetch_add(1, Ordering::Relaxed);
         self.sum_ns.fetch_add(ns, Ordering::Relaxed);
     }
 
     /// How many authentications ended with `outcome` so far.
     pub fn count(&self, outcome: Outcome) -> u64 {
-        self.results[outcome.index()].load(Ordering::Relaxed)
+        self.results[index(outcome)].load(Ordering::Relaxed)
     }
 
     /// The Prometheus text exposition, with the gauges the caller reads at
@@ -180,7 +152,7 @@ mod tests {
     fn every_outcome_has_its_own_counter() {
         let m = Metrics::new();
         for (i, o) in outcomes().enumerate() {
-            assert_eq!(o.index(), i);
+            assert_eq!(index(o), i);
             m.record(o, Duration::from_nanos(10));
         }
         assert!(outcomes().all(|o| m.count(o) == 1));

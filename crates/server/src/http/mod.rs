@@ -8,7 +8,6 @@
 pub mod account;
 pub mod audit;
 pub mod auth;
-pub mod credentials;
 pub mod edge;
 pub mod error;
 pub mod input;

@@ -2,6 +2,7 @@
 //! so every hint it produces depends on the request's text alone. Any bytes
 //! at all parse to some outcome; nothing here can panic.
 
+use axum::http::{header, HeaderMap};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use latchkey_core::token::{has_valid_checksum, TokenHash};
@@ -37,6 +38,18 @@ const TOKEN_SUFFIX: &str = "/token";
 /// Longest header value worth decoding; real credentials are far shorter.
 const MAX_HEADER: usize = 4096;
 
+/// The credentials of a request's headers. More than one `Authorization`
+/// header is ambiguous: refused as malformed whatever each holds
+/// (docs/api.md, "When authentication fails").
+pub fn from_headers(headers: &HeaderMap) -> Credentials {
+    let mut values = headers.get_all(header::AUTHORIZATION).iter();
+    match (values.next(), values.next()) {
+        (first, None) => parse(first.map(|v| v.as_bytes())),
+        (_, Some(_)) => Credentials::BadBasic { token_hint: false },
+    }
+}
+
+/// What one `Authorization` header's value (`None`: no header) amounts to.
 pub fn parse(header: Option<&[u8]>) -> Credentials {
     let Some(raw) = header else {
         return Credentials::Missing;
@@ -143,6 +156,18 @@ mod tests {
             parse(Some(&[b'a'; 10_000])),
             Credentials::BadBasic { token_hint: false }
         );
+    }
+
+    #[test]
+    fn two_authorization_headers_are_malformed_whatever_they_hold() {
+        let t = PlainToken::generate(&TokenPrefix::default());
+        let good = basic(&format!("a@x.io/token:{}", t.expose()));
+        let mut headers = HeaderMap::new();
+        headers.append(header::AUTHORIZATION, good.clone().try_into().expect("a header value"));
+        assert!(matches!(from_headers(&headers), Credentials::ApiToken { .. }));
+        headers.append(header::AUTHORIZATION, good.try_into().expect("a header value"));
+        assert_eq!(from_headers(&headers), Credentials::BadBasic { token_hint: false });
+        assert_eq!(from_headers(&HeaderMap::new()), Credentials::Missing);
     }
 
     #[test]

@@ -8,7 +8,7 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use latchkey_core::token::{PlainToken, TokenHash, TokenPrefix};
 use latchkey_core::user::Email;
-use latchkey_server::http::credentials::{parse, Credentials};
+use latchkey_edge::credentials::{parse, Credentials};
 use proptest::prelude::*;
 
 fn basic(credentials: &str) -> Vec<u8> {
