@@ -27,6 +27,7 @@ mod restricted;
 mod secrets;
 mod support;
 mod tokens;
+mod tower_service;
 mod usage;
 mod users;
 mod verify;
