@@ -51,6 +51,7 @@ cargo build --workspace --bins
 
 echo "== benchmarks, quick mode (they must keep compiling and running)"
 cargo bench -p latchkey-core --bench verifier -- --quick --warm-up-time 1 --measurement-time 2
+cargo bench -p latchkey-tower --bench layer -- --quick --warm-up-time 1 --measurement-time 2
 
 echo "== API contract (Schemathesis against a live server and /api/v2/openapi.json)"
 # A virtual environment under target/ with a pinned Schemathesis; a real
