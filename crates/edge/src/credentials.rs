@@ -11,12 +11,22 @@ use latchkey_core::token::{has_valid_checksum, TokenHash};
 #[derive(PartialEq, Eq)]
 pub enum Credentials {
     /// `{email}/token:{token}` with a token whose checksum is valid.
-    ApiToken { email: String, hash: TokenHash },
-    /// Basic credentials that are not a usable API token; `token_hint` when
-    /// the password is a well-formed token but the user name lacks `/token`.
-    BadBasic { token_hint: bool },
-    /// `Bearer …`; `api_token` when the value is a well-formed API token.
-    Bearer { api_token: bool },
+    ApiToken {
+        /// The email, as sent (matched without regard to case).
+        email: String,
+        /// The token's SHA-256: the plaintext goes no further.
+        hash: TokenHash,
+    },
+    /// Basic credentials that are not a usable API token.
+    BadBasic {
+        /// The password is a well-formed token but the user name lacks `/token`.
+        token_hint: bool,
+    },
+    /// `Bearer …`.
+    Bearer {
+        /// The value is a well-formed API token.
+        api_token: bool,
+    },
     /// No header, an unknown scheme, or undecodable credentials.
     Missing,
 }

@@ -83,6 +83,8 @@
 //! server's. This crate adds only the tower and axum shapes around them,
 //! and never depends on the server (its pages and templates) or the store.
 
+#![deny(missing_docs)]
+
 mod latchkey;
 mod layer;
 mod principal;
