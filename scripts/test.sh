@@ -51,7 +51,11 @@ cargo build --workspace --bins
 
 echo "== benchmarks, quick mode (they must keep compiling and running)"
 cargo bench -p latchkey-core --bench verifier -- --quick --warm-up-time 1 --measurement-time 2
-cargo bench -p latchkey-tower --bench layer -- --quick --warm-up-time 1 --measurement-time 2
+# The layer's bench needs sqlx and axum built for release, which would add
+# minutes to every run: it runs in criterion's test mode instead (each case
+# once, in the debug build the tests already made), so it keeps compiling
+# and running; measure with `cargo bench -p latchkey-tower --bench layer`.
+cargo test -p latchkey-tower --bench layer
 
 echo "== API contract (Schemathesis against a live server and /api/v2/openapi.json)"
 # A virtual environment under target/ with a pinned Schemathesis; a real
