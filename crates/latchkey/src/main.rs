@@ -172,11 +172,20 @@ fn chain_once(e: &anyhow::Error) -> String {
     out
 }
 
+/// The log goes to standard error, filtered by `LATCHKEY_LOG`, else
+/// `RUST_LOG`, else `info`; colours only on a terminal (README.md, "Production checklist").
 fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("LATCHKEY_LOG")
+    use std::io::IsTerminal as _;
+    let directives = ["LATCHKEY_LOG", "RUST_LOG"]
+        .iter()
+        .filter_map(|name| std::env::var(name).ok())
+        .find(|v| !v.trim().is_empty())
+        .unwrap_or_else(|| "info".to_owned());
+    let filter = tracing_subscriber::EnvFilter::try_new(&directives)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Json => builder.json().init(),

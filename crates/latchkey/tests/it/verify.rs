@@ -500,3 +500,56 @@ async fn sigterm_turns_readyz_503_for_the_grace_while_requests_are_still_served(
         "served on for the grace"
     );
 }
+
+/// The log: `RUST_LOG` is honoured, `--log-format json` makes every line
+/// JSON, a refused authentication is logged at info with its reason and
+/// the client's address and never its token, and no colour codes are
+/// written to a pipe.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_authentication_is_logged_with_its_reason_never_its_token() {
+    let db = test_database_url().await;
+    let (_, email, token) = db.cli_account("enterprise").await;
+    let deactivated = token.clone();
+    let p = ServeProcess::start_with_env(
+        &db.url,
+        &["--log-format", "json"],
+        &[("LATCHKEY_LOG", ""), ("RUST_LOG", "info")],
+    )
+    .await;
+    let c = client();
+    let unknown = unknown_token();
+    for auth in [basic(&email, &unknown), basic(&email, &format!("{deactivated}x"))] {
+        let r = c
+            .get(p.url("/verify"))
+            .header("authorization", auth)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401);
+    }
+    let r = c
+        .get(p.url("/verify"))
+        .header("authorization", basic(&email, &token))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let (code, log) = p.terminate_with_output().await;
+    assert_eq!(code, 0);
+    assert!(!log.contains('\u{1b}'), "no colour codes in a pipe: {log}");
+    assert!(
+        !log.contains(&unknown) && !log.contains(&token),
+        "a token reached the log: {log}"
+    );
+    let mut refused = Vec::new();
+    for line in log.lines().filter(|l| !l.trim().is_empty()) {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        if v["fields"]["message"] == "authentication refused" {
+            assert_eq!(v["level"], "INFO", "{line}");
+            assert_eq!(v["fields"]["client"], "127.0.0.1", "{line}");
+            refused.push(v["fields"]["reason"].as_str().unwrap_or("").to_owned());
+        }
+    }
+    assert_eq!(refused, ["unknown_token", "malformed"], "{log}");
+}

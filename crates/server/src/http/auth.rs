@@ -92,7 +92,8 @@ pub fn authenticate_with<R>(
         failures: &state.limiter,
         max_staleness: state.config.max_staleness,
     };
-    match gate.authenticate(&parts.headers, client_ip(parts, &state.config), check) {
+    let client = client_ip(parts, &state.config);
+    match gate.authenticate(&parts.headers, client, check) {
         Ok(made) => {
             state.metrics.record(Outcome::Ok, started.elapsed());
             Ok(made)
@@ -100,6 +101,9 @@ pub fn authenticate_with<R>(
         Err(Refused { answer, outcome }) => {
             if let Some(outcome) = outcome {
                 state.metrics.record(outcome, started.elapsed());
+                // The reason the client is never told, for the operator;
+                // the credentials themselves are never logged.
+                tracing::info!(reason = outcome.as_str(), %client, "authentication refused");
             }
             Err(answer.into())
         }
