@@ -30,7 +30,7 @@ use latchkey_core::{
     verifier::{Identity, IdentityRef, Refusal, Verifier},
     DomainError,
 };
-use latchkey_store::{Follower, Page, Store};
+use latchkey_store::{ConnectOptions, Follower, Page, Store};
 use tokio::sync::OnceCell;
 
 use crate::access::{Access, AdminAccess, UserAccess};
@@ -85,7 +85,26 @@ impl App {
 
     /// [`App::open`] with "now" taken from `clock` (tests move time by hand).
     pub async fn open_with_clock(database_url: &str, token_prefix: TokenPrefix, clock: Arc<dyn Clock>) -> Result<App> {
-        let store = latchkey_store::open(database_url).await?;
+        Self::open_configured(database_url, token_prefix, clock, ConnectOptions::default()).await
+    }
+
+    /// [`App::open`] connecting to PostgreSQL as `connect` says (the
+    /// CLI's `--connect-timeout` and `--pool-size`).
+    pub async fn open_with_connect(
+        database_url: &str,
+        token_prefix: TokenPrefix,
+        connect: ConnectOptions,
+    ) -> Result<App> {
+        Self::open_configured(database_url, token_prefix, Arc::new(SystemClock), connect).await
+    }
+
+    async fn open_configured(
+        database_url: &str,
+        token_prefix: TokenPrefix,
+        clock: Arc<dyn Clock>,
+        connect: ConnectOptions,
+    ) -> Result<App> {
+        let store = latchkey_store::open_with(database_url, connect).await?;
         let verifier = Arc::new(Verifier::new());
         let follower = Arc::new(Follower::new(store.clone(), verifier.clone()));
         follower.resync().await?;

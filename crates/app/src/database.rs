@@ -7,8 +7,8 @@ pub use latchkey_store::copy::CopyReport;
 use crate::error::Result;
 
 /// Creates the database if needed and migrates it to this build's schema.
-pub async fn migrate(url: &str) -> Result<()> {
-    latchkey_store::open(url).await?;
+pub async fn migrate(url: &str, connect: latchkey_store::ConnectOptions) -> Result<()> {
+    latchkey_store::open_with(url, connect).await?;
     Ok(())
 }
 

@@ -26,7 +26,7 @@ pub mod upkeep;
 pub use access::{Access, AdminAccess, UserAccess};
 pub use app::{App, Bootstrapped, PolicyEffect};
 pub use error::AppError;
-pub use latchkey_store::Page;
+pub use latchkey_store::{ConnectOptions, Page};
 pub use limiter::RateLimiter;
 pub use session::Session;
 pub use sign_in::{SignIn, SignInAttempt};

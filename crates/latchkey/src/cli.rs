@@ -44,6 +44,17 @@ pub struct Cli {
     )]
     pub database_url_file: Option<PathBuf>,
 
+    /// How long the first connection to PostgreSQL may take before the
+    /// command fails, in seconds (fractions allowed).
+    #[arg(long, global = true, env = "LATCHKEY_CONNECT_TIMEOUT", default_value = "5", value_parser = parse_seconds)]
+    pub connect_timeout: std::time::Duration,
+
+    /// Connections each process keeps to PostgreSQL for requests and
+    /// commands (the change-log follower has 3 more of its own).
+    #[arg(long, global = true, env = "LATCHKEY_POOL_SIZE", default_value_t = 16,
+          value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub pool_size: u32,
+
     /// A TOML file of option values (keys spelled with underscores, such as
     /// `public_url`) and the deployment's `[[resources]]`; the command line
     /// and LATCHKEY_* variables win over it.
@@ -55,6 +66,14 @@ pub struct Cli {
 }
 
 impl Cli {
+    /// How to connect to PostgreSQL.
+    pub fn connect_options(&self) -> latchkey_app::ConnectOptions {
+        latchkey_app::ConnectOptions {
+            connect_timeout: self.connect_timeout,
+            pool_size: self.pool_size,
+        }
+    }
+
     /// The database URL: `--database-url`, or the first line of
     /// `--database-url-file`.
     pub fn database_url(&self) -> anyhow::Result<String> {

@@ -126,7 +126,17 @@ fn describe(e: &anyhow::Error) -> String {
 /// What to change when the database could not be reached, for the errors
 /// whose cause says it (README.md, "Managed PostgreSQL").
 fn database_hint(text: &str) -> Option<&'static str> {
-    const HINTS: [(&str, &str); 4] = [
+    const HINTS: [(&str, &str); 6] = [
+        (
+            "did not accept a connection within",
+            "check the host and port in the database URL and that nothing between \
+             blocks them; --connect-timeout waits longer",
+        ),
+        (
+            "Connection refused",
+            "nothing listens at that host and port: check the database URL, and that \
+             PostgreSQL runs and listens on that address (listen_addresses)",
+        ),
         (
             "invalid peer certificate",
             "the server's TLS certificate was not accepted: name its CA with \
@@ -195,13 +205,15 @@ fn init_logging(format: LogFormat) {
 
 async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     let url = cli.database_url()?;
+    let connect = cli.connect_options();
+    CONNECT.get_or_init(|| connect);
     match cli.command {
         Command::Serve(args) => {
             init_logging(args.log_format);
             serve(&url, args).await?;
         }
         Command::Migrate => {
-            latchkey_app::database::migrate(&url).await?;
+            latchkey_app::database::migrate(&url, connect).await?;
             out!("database is up to date");
         }
         Command::Account(cmd) => account(&url, cmd).await?,
@@ -237,9 +249,15 @@ static SCOPES: OnceLock<latchkey_core::scope::ScopeCatalog> = OnceLock::new();
 /// The configuration file's GitHub secret-scanning keys, for `serve`.
 static GITHUB_KEYS: OnceLock<latchkey_server::GithubKeys> = OnceLock::new();
 
+/// `--connect-timeout` and `--pool-size`, set once in `dispatch`.
+static CONNECT: OnceLock<latchkey_app::ConnectOptions> = OnceLock::new();
+
 async fn open(url: &str, prefix: latchkey_core::token::TokenPrefix) -> anyhow::Result<App> {
     let scopes = SCOPES.get().cloned().unwrap_or_default();
-    Ok(App::open(url, prefix).await?.with_scope_catalog(scopes))
+    let connect = CONNECT.get().copied().unwrap_or_default();
+    Ok(App::open_with_connect(url, prefix, connect)
+        .await?
+        .with_scope_catalog(scopes))
 }
 
 async fn serve(url: &str, args: cli::ServeArgs) -> anyhow::Result<()> {

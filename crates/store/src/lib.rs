@@ -48,6 +48,10 @@ pub enum StoreError {
     /// The SQLite database file cannot be created where the URL says.
     #[error("cannot create the SQLite database {path}: {cause}")]
     CannotCreate { path: String, cause: std::io::Error },
+    /// PostgreSQL did not complete a connection in time. Names the server,
+    /// never the password.
+    #[error("PostgreSQL at {server} did not accept a connection within {secs} s")]
+    ConnectTimeout { server: String, secs: f64 },
     /// The database URL names no supported database.
     #[error("unsupported database URL (expected sqlite:// or postgres://)")]
     UnsupportedUrl,
@@ -83,13 +87,36 @@ pub struct Change {
     pub entity_id: i64,
 }
 
+/// How a process connects to PostgreSQL (README.md, "Command line").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectOptions {
+    /// How long the first connection may take before opening fails.
+    pub connect_timeout: std::time::Duration,
+    /// Connections for requests and commands (the follower has 3 more).
+    pub pool_size: u32,
+}
+
+impl Default for ConnectOptions {
+    fn default() -> Self {
+        ConnectOptions {
+            connect_timeout: std::time::Duration::from_secs(5),
+            pool_size: 16,
+        }
+    }
+}
+
 /// Opens the database a URL names, creating and migrating it if needed.
 pub async fn open(url: &str) -> Result<Store> {
+    open_with(url, ConnectOptions::default()).await
+}
+
+/// [`open`], connecting to PostgreSQL as `options` say.
+pub async fn open_with(url: &str, options: ConnectOptions) -> Result<Store> {
     if url.starts_with("sqlite:") {
         let backend = sqlite::SqliteBackend::open(url).await?;
         Ok(Store::new(std::sync::Arc::new(backend)))
     } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
-        let backend = postgres::PgBackend::open(url).await?;
+        let backend = postgres::PgBackend::open(url, options).await?;
         Ok(Store::new(std::sync::Arc::new(backend)))
     } else {
         Err(StoreError::UnsupportedUrl)

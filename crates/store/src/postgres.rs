@@ -47,7 +47,8 @@ use latchkey_core::{
     user::{NewUser, User},
     verifier::{Snapshot, TokenAuth, TokenUse},
 };
-use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgListener, PgPoolOptions};
+use sqlx::Connection as _;
 use sqlx::{PgPool, Postgres, Transaction};
 
 use crate::backend::{Backend, ChangeListener, SessionRecord, SweepLease, Tx, Wake};
@@ -101,11 +102,28 @@ pub struct PgBackend {
 }
 
 impl PgBackend {
-    /// Connects to and migrates the database at `url`.
-    pub async fn open(url: &str) -> Result<Self> {
+    /// Connects to and migrates the database at `url`. One connection is
+    /// made first, once and within `connect.connect_timeout`, so that a
+    /// server that is down or unreachable fails at once with its cause,
+    /// rather than after the pool's retries.
+    pub async fn open(url: &str, connect: crate::ConnectOptions) -> Result<Self> {
         let options = PgConnectOptions::from_str(url)?.application_name("latchkey");
+        match tokio::time::timeout(connect.connect_timeout, PgConnection::connect_with(&options)).await {
+            Ok(first) => first?.close().await?,
+            Err(_) => {
+                return Err(crate::StoreError::ConnectTimeout {
+                    server: format!(
+                        "{}:{} (database {})",
+                        options.get_host(),
+                        options.get_port(),
+                        options.get_database().unwrap_or("postgres")
+                    ),
+                    secs: connect.connect_timeout.as_secs_f64(),
+                })
+            }
+        }
         let pool = PgPoolOptions::new()
-            .max_connections(16)
+            .max_connections(connect.pool_size)
             .min_connections(1)
             // As long as SQLite's busy timeout: requests queue for a
             // connection under load rather than fail.

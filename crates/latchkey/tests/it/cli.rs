@@ -1036,3 +1036,59 @@ async fn a_new_sqlite_database_is_private_and_a_bad_path_is_named() {
         out.stderr
     );
 }
+
+/// A PostgreSQL that is not there fails at once with its cause and a hint;
+/// one that never answers fails after --connect-timeout, naming the server
+/// and never the password.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_postgresql_fails_fast_and_says_where() {
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let started = std::time::Instant::now();
+    let out = cli(
+        &format!("postgres://latchkey:s3cret-pw@127.0.0.1:{closed}/tokens"),
+        &["migrate"],
+    )
+    .await;
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        out.stderr.contains("Connection refused") && out.stderr.contains("hint: "),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("s3cret-pw"), "{}", out.stderr);
+
+    // A server that accepts and never answers.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let held = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((c, _)) = silent.accept().await {
+            open.push(c);
+        }
+    });
+    let started = std::time::Instant::now();
+    let url = format!("postgres://latchkey:s3cret-pw@127.0.0.1:{port}/tokens");
+    let out = cli(&url, &["--connect-timeout", "0.5", "--pool-size", "4", "migrate"]).await;
+    let took = started.elapsed();
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(took < std::time::Duration::from_secs(10), "{took:?}");
+    let first = out.stderr.lines().next().unwrap_or("");
+    assert_eq!(
+        first,
+        format!("error: PostgreSQL at 127.0.0.1:{port} (database tokens) did not accept a connection within 0.5 s")
+    );
+    assert!(
+        out.stderr.contains("hint: ") && !out.stderr.contains("s3cret-pw"),
+        "{}",
+        out.stderr
+    );
+    held.abort();
+}
