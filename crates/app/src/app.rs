@@ -251,12 +251,24 @@ impl App {
     /// token access off) and its admin with a random password. A database
     /// that has an account is left alone.
     pub async fn bootstrap(&self, subdomain: &str, admin_email: &str) -> Result<Option<Bootstrapped>> {
+        self.bootstrap_with(subdomain, admin_email, None).await
+    }
+
+    /// [`App::bootstrap`] with the admin's password given (the operator's
+    /// `--bootstrap-admin-password-file`) instead of a random one; it must
+    /// pass the password rules.
+    pub async fn bootstrap_with(
+        &self,
+        subdomain: &str,
+        admin_email: &str,
+        given: Option<password::SecretString>,
+    ) -> Result<Option<Bootstrapped>> {
         if self.store.account_count().await? > 0 {
             return Ok(None);
         }
         let subdomain = Subdomain::parse(subdomain)?;
         let email = Email::parse(admin_email)?;
-        let secret = password::generate();
+        let secret = given.unwrap_or_else(password::generate);
         let hash = password::hash(secret.clone()).await?;
         let account = NewAccount {
             subdomain: subdomain.clone(),

@@ -195,6 +195,11 @@ pub struct ServeArgs {
     /// Subdomain of the account created on first run.
     #[arg(long, env = "LATCHKEY_BOOTSTRAP_SUBDOMAIN", default_value = "default")]
     pub bootstrap_subdomain: String,
+    /// A file whose first line is the password of the admin created on
+    /// first run (then none is printed); otherwise a random one is printed
+    /// once.
+    #[arg(long, env = "LATCHKEY_BOOTSTRAP_ADMIN_PASSWORD_FILE", value_name = "FILE")]
+    pub bootstrap_admin_password_file: Option<PathBuf>,
     /// Email of the admin created on first run.
     #[arg(long, env = "LATCHKEY_BOOTSTRAP_ADMIN_EMAIL", default_value = "admin@localhost")]
     pub bootstrap_admin_email: String,
@@ -367,6 +372,23 @@ pub struct AccountUpdate {
 pub enum UserCmd {
     /// Create a user in an account.
     Create(UserCreate),
+    /// Set or replace a user's web sign-in password (recovering an admin
+    /// who lost theirs); audited as the operator.
+    SetPassword(UserSetPassword),
+}
+
+#[derive(Debug, Args)]
+pub struct UserSetPassword {
+    /// The account's subdomain.
+    #[arg(long)]
+    pub account: String,
+    /// The user's email.
+    #[arg(long)]
+    pub email: String,
+    /// Read the new password from the first line of standard input
+    /// (required: a password never goes on the command line).
+    #[arg(long)]
+    pub password_stdin: bool,
 }
 
 #[derive(Debug, Args)]

@@ -279,10 +279,19 @@ async fn serve(url: &str, args: cli::ServeArgs) -> anyhow::Result<()> {
         shutdown_grace: args.shutdown_grace,
         github_keys: GITHUB_KEYS.get().cloned().unwrap_or_default(),
     };
+    // Bind first: a busy port must not leave behind a first admin whose
+    // printed password nobody saw.
+    let listener = run::bind(&config)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
+    let given = match &args.bootstrap_admin_password_file {
+        Some(path) => Some(read_password_file(path)?),
+        None => None,
+    };
     let first = app
-        .bootstrap(&args.bootstrap_subdomain, &args.bootstrap_admin_email)
+        .bootstrap_with(&args.bootstrap_subdomain, &args.bootstrap_admin_email, given)
         .await?;
-    let running = run::start(app, config).await?;
+    let running = run::start_on(listener, app, config).await?;
     let listening = format!("http://{}", running.addr);
     let base = args
         .public_url
@@ -294,10 +303,12 @@ async fn serve(url: &str, args: cli::ServeArgs) -> anyhow::Result<()> {
             b.subdomain,
             b.email
         );
-        out!(
-            "latchkey: its password, shown this once: {}",
-            b.password.expose_secret()
-        );
+        if args.bootstrap_admin_password_file.is_none() {
+            out!(
+                "latchkey: its password, shown this once: {}",
+                b.password.expose_secret()
+            );
+        }
         out!("latchkey: sign in at {base}/login (API token access starts off: turn it on under Admin Center > Configuration)");
     }
     if base != listening {
@@ -332,6 +343,20 @@ fn read_secret_line() -> anyhow::Result<SecretString> {
         "the password read from standard input is empty"
     );
     Ok(secret)
+}
+
+/// The first line of a file holding a password (`--bootstrap-admin-password-file`).
+fn read_password_file(path: &std::path::Path) -> anyhow::Result<SecretString> {
+    let text = SecretString::from(
+        std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?,
+    );
+    let line = text.expose_secret().lines().next().unwrap_or("");
+    anyhow::ensure!(
+        !line.is_empty(),
+        "{} holds no password on its first line",
+        path.display()
+    );
+    Ok(SecretString::from(line))
 }
 
 fn domain<T>(r: Result<T, latchkey_core::Invalid>) -> Result<T, AppError> {
@@ -395,7 +420,22 @@ async fn account(url: &str, cmd: AccountCmd) -> anyhow::Result<()> {
 
 async fn user(url: &str, cmd: UserCmd) -> anyhow::Result<()> {
     let app = open(url, Default::default()).await?;
-    let UserCmd::Create(u) = cmd;
+    let u = match cmd {
+        UserCmd::Create(u) => u,
+        UserCmd::SetPassword(p) => {
+            let (access, account) = operator(&app, &p.account).await?;
+            let Some(user) = app.user_by_email(&access, &p.email).await? else {
+                anyhow::bail!("no user {} in {}", p.email, account.subdomain);
+            };
+            anyhow::ensure!(
+                p.password_stdin,
+                "give the password on standard input with --password-stdin"
+            );
+            app.set_password(&access, user.id, read_secret_line()?).await?;
+            out!("password set for {} in {}", user.email, account.subdomain);
+            return Ok(());
+        }
+    };
     let (access, account) = operator(&app, &u.account).await?;
     let password_hash = if u.password_stdin {
         Some(password::hash(read_secret_line()?).await?)

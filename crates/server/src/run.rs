@@ -41,7 +41,24 @@ pub fn raise_open_file_limit() -> Option<u64> {
 /// Binds `config.listen` and starts serving and the background tasks. The
 /// connection cap is lowered, with a warning, to what the open-file limit
 /// leaves room for.
-pub async fn start(app: Arc<App>, mut config: ServerConfig) -> std::io::Result<Running> {
+pub async fn start(app: Arc<App>, config: ServerConfig) -> std::io::Result<Running> {
+    let listener = bind(&config).await?;
+    start_on(listener, app, config).await
+}
+
+/// Binds `config.listen`: the first step of a start, taken before anything
+/// is written (the CLI binds before it creates the first admin, so that a
+/// busy port leaves the database untouched).
+pub async fn bind(config: &ServerConfig) -> std::io::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(config.listen).await
+}
+
+/// [`start`] on a listener [`bind`] made.
+pub async fn start_on(
+    listener: tokio::net::TcpListener,
+    app: Arc<App>,
+    mut config: ServerConfig,
+) -> std::io::Result<Running> {
     if let Some(files) = raise_open_file_limit() {
         let room = usize::try_from(files.saturating_sub(RESERVED_FILES).max(1)).unwrap_or(usize::MAX);
         if config.max_connections > room {
@@ -53,7 +70,6 @@ pub async fn start(app: Arc<App>, mut config: ServerConfig) -> std::io::Result<R
             config.max_connections = room;
         }
     }
-    let listener = tokio::net::TcpListener::bind(config.listen).await?;
     let addr = listener.local_addr()?;
     let (stop, stop_rx) = watch::channel(false);
     let state = AppState::new(app.clone(), config.clone());

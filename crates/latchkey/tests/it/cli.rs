@@ -1092,3 +1092,95 @@ async fn an_unreachable_postgresql_fails_fast_and_says_where() {
     );
     held.abort();
 }
+
+/// Recovering the first admin: a busy port creates nobody, the password can
+/// come from a file (and is then not printed), and the operator can set a
+/// new one from standard input, audited as the operator.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_admin_is_created_only_once_serving_and_can_be_recovered() {
+    let db = test_database_url().await;
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = busy.local_addr().unwrap().port().to_string();
+    let out = db.cli(&["serve", "--listen", &format!("127.0.0.1:{port}")]).await;
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(
+        out.stderr.contains(&format!("cannot listen on 127.0.0.1:{port}")),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stdout.contains("password"), "{}", out.stdout);
+    let app = open(&db).await;
+    assert_eq!(app.store.account_count().await.unwrap(), 0, "nobody was created");
+    drop(busy);
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("admin-password");
+    std::fs::write(&file, "correct horse battery staple\n").unwrap();
+    let server = ServeProcess::start(&db.url, &["--bootstrap-admin-password-file", file.to_str().unwrap()]).await;
+    assert!(
+        server.banner.iter().all(|l| !l.contains("password")),
+        "{:?}",
+        server.banner
+    );
+    assert!(
+        server.banner.iter().any(|l| l.contains("admin@localhost")),
+        "{:?}",
+        server.banner
+    );
+    server.kill().await;
+    let acct = app.store.account_by_subdomain("default").await.unwrap().unwrap();
+    let hash = |app: &Opened| {
+        let store = app.store.clone();
+        async move {
+            store
+                .user_credentials(acct.id, "admin@localhost")
+                .await
+                .unwrap()
+                .unwrap()
+                .1
+                .unwrap()
+        }
+    };
+    assert!(latchkey_app::password::verify_blocking(
+        &"correct horse battery staple".into(),
+        &hash(&app).await
+    ));
+
+    let out = cli_with_stdin(
+        &db.url,
+        &[
+            "user",
+            "set-password",
+            "--account",
+            "default",
+            "--email",
+            "admin@localhost",
+            "--password-stdin",
+        ],
+        Some("a new one, 2026\n"),
+    )
+    .await;
+    assert_eq!(out.code, 0, "{out:?}");
+    let now = hash(&app).await;
+    assert!(latchkey_app::password::verify_blocking(&"a new one, 2026".into(), &now));
+    assert!(!latchkey_app::password::verify_blocking(
+        &"correct horse battery staple".into(),
+        &now
+    ));
+    let events = app.store.audit_chain(acct.id).await.unwrap();
+    let last = &events.last().unwrap().0;
+    assert_eq!(last.actor_type.as_str(), "operator", "{last:?}");
+    assert!(!last.change_description.contains("a new one"), "{last:?}");
+    // Without --password-stdin nothing changes, and a password is never an argument.
+    let out = db
+        .cli(&[
+            "user",
+            "set-password",
+            "--account",
+            "default",
+            "--email",
+            "admin@localhost",
+        ])
+        .await;
+    assert_eq!(out.code, 1, "{out:?}");
+}
