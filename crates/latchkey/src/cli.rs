@@ -375,6 +375,46 @@ pub enum UserCmd {
     /// Set or replace a user's web sign-in password (recovering an admin
     /// who lost theirs); audited as the operator.
     SetPassword(UserSetPassword),
+    /// List an account's users.
+    List {
+        /// The account's subdomain.
+        #[arg(long)]
+        account: String,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Change a user's role, or suspend or unsuspend them (a suspended
+    /// user's tokens stop authenticating at once); audited as the operator.
+    Update(UserUpdate),
+    /// Delete a user (their tokens stop authenticating); audited as the operator.
+    Delete {
+        /// The account's subdomain.
+        #[arg(long)]
+        account: String,
+        /// The user's email.
+        #[arg(long)]
+        email: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct UserUpdate {
+    /// The account's subdomain.
+    #[arg(long)]
+    pub account: String,
+    /// The user's email.
+    #[arg(long)]
+    pub email: String,
+    /// A new role.
+    #[arg(long, value_parser = roles())]
+    pub role: Option<String>,
+    /// Suspend (on) or unsuspend (off) the user.
+    #[arg(long, value_parser = boolish(), value_name = "on|off")]
+    pub suspended: Option<bool>,
+    /// Mark the email verified (on) or not (off).
+    #[arg(long, value_parser = boolish(), value_name = "on|off")]
+    pub verified: Option<bool>,
 }
 
 #[derive(Debug, Args)]
@@ -455,6 +495,13 @@ pub enum TokenCmd {
         #[arg(long)]
         json: bool,
     },
+    /// Deactivate a token (it stops authenticating at once, everywhere);
+    /// audited as the operator.
+    Deactivate(TokenRef),
+    /// Reactivate a deactivated token; audited as the operator.
+    Reactivate(TokenRef),
+    /// Delete a token for good; audited as the operator.
+    Delete(TokenRef),
     /// Revoke tokens found in public: every line of the file that is one of
     /// this deployment's tokens deactivates it (audited as `reported leaked`).
     RevokeLeaked {
@@ -471,6 +518,17 @@ pub enum TokenCmd {
         #[arg(long)]
         file: PathBuf,
     },
+}
+
+/// One token of one account.
+#[derive(Debug, Args)]
+pub struct TokenRef {
+    /// The account's subdomain.
+    #[arg(long)]
+    pub account: String,
+    /// The token's id (`token list` shows it).
+    #[arg(long)]
+    pub id: i64,
 }
 
 #[derive(Debug, Subcommand)]

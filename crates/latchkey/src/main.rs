@@ -35,7 +35,7 @@ use latchkey_core::{
     policy::SweepAction,
     time::{rfc3339, Timestamp},
     token::{has_valid_checksum, parse_description, visible_token, NewToken, Restrictions, TokenHash, TokenStatus},
-    user::{parse_user_name, Email, NewUser, Role},
+    user::{parse_user_name, Email, NewUser, Role, UserPatch},
     DomainError,
 };
 use latchkey_server::{run, ServerConfig};
@@ -345,6 +345,90 @@ fn read_secret_line() -> anyhow::Result<SecretString> {
     Ok(secret)
 }
 
+/// `token deactivate` / `token reactivate`.
+async fn set_token_active(url: &str, t: &cli::TokenRef, active: bool) -> anyhow::Result<()> {
+    let app = open(url, Default::default()).await?;
+    let (access, acct) = operator(&app, &t.account).await?;
+    let patch = latchkey_core::token::TokenPatch {
+        active: Some(active),
+        ..Default::default()
+    };
+    let token = app
+        .update_token(&access, latchkey_core::id::TokenId::new(t.id), &patch)
+        .await?;
+    out!(
+        "token {} ({}) in {} is {}",
+        token.id,
+        token.visible_token,
+        acct.subdomain,
+        if active { "active" } else { "deactivated" }
+    );
+    Ok(())
+}
+
+/// The user of the operator's account with `email`, or a refusal naming both.
+async fn user_named(
+    app: &App,
+    access: &AdminAccess,
+    email: &str,
+    subdomain: &Subdomain,
+) -> anyhow::Result<latchkey_core::user::User> {
+    app.user_by_email(access, email)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("no user {email} in {subdomain}"))
+}
+
+/// `user list`: every user of the account, oldest first.
+async fn user_list(app: &App, account: &str, json: bool) -> anyhow::Result<()> {
+    let (access, _) = operator(app, account).await?;
+    let mut users = Vec::new();
+    let mut page = latchkey_app::Page {
+        after: None,
+        before: None,
+        size: 100,
+    };
+    loop {
+        let (batch, more) = app.users_page(&access, page).await?;
+        page.after = batch.last().map(|u| u.id);
+        users.extend(batch);
+        if !more || page.after.is_none() {
+            break;
+        }
+    }
+    if json {
+        let list: Vec<serde_json::Value> = users
+            .iter()
+            .map(|u| {
+                serde_json::json!({
+                    "id": u.id, "name": u.name, "email": u.email.as_str(), "role": u.role.as_str(),
+                    "verified": u.verified, "suspended": u.suspended,
+                })
+            })
+            .collect();
+        out!("{}", serde_json::to_string_pretty(&list)?);
+        return Ok(());
+    }
+    out!("{:>6}  {:<9}  {:<10}  {:<40}  NAME", "ID", "ROLE", "STATE", "EMAIL");
+    for u in &users {
+        let state = if u.suspended {
+            "suspended"
+        } else if u.verified {
+            "verified"
+        } else {
+            "unverified"
+        };
+        out!(
+            "{:>6}  {:<9}  {:<10}  {:<40}  {}",
+            u.id,
+            u.role.as_str(),
+            state,
+            u.email.as_str(),
+            u.name
+        );
+    }
+    Ok(())
+}
+
 /// The first line of a file holding a password (`--bootstrap-admin-password-file`).
 fn read_password_file(path: &std::path::Path) -> anyhow::Result<SecretString> {
     let text = SecretString::from(
@@ -422,11 +506,37 @@ async fn user(url: &str, cmd: UserCmd) -> anyhow::Result<()> {
     let app = open(url, Default::default()).await?;
     let u = match cmd {
         UserCmd::Create(u) => u,
+        UserCmd::List { account, json } => return user_list(&app, &account, json).await,
+        UserCmd::Update(u) => {
+            let (access, account) = operator(&app, &u.account).await?;
+            let user = user_named(&app, &access, &u.email, &account.subdomain).await?;
+            let patch = UserPatch {
+                role: u.role.as_deref().map(Role::parse).transpose().map_err(AppError::from)?,
+                suspended: u.suspended,
+                verified: u.verified,
+                ..Default::default()
+            };
+            let user = app.update_user(&access, user.id, &patch).await?;
+            out!(
+                "user {} in {}: role {}, {}, {}",
+                user.email,
+                account.subdomain,
+                user.role.as_str(),
+                if user.suspended { "suspended" } else { "not suspended" },
+                if user.verified { "verified" } else { "unverified" }
+            );
+            return Ok(());
+        }
+        UserCmd::Delete { account, email } => {
+            let (access, account) = operator(&app, &account).await?;
+            let user = user_named(&app, &access, &email, &account.subdomain).await?;
+            app.delete_user(&access, user.id).await?;
+            out!("deleted user {} from {}", user.email, account.subdomain);
+            return Ok(());
+        }
         UserCmd::SetPassword(p) => {
             let (access, account) = operator(&app, &p.account).await?;
-            let Some(user) = app.user_by_email(&access, &p.email).await? else {
-                anyhow::bail!("no user {} in {}", p.email, account.subdomain);
-            };
+            let user = user_named(&app, &access, &p.email, &account.subdomain).await?;
             anyhow::ensure!(
                 p.password_stdin,
                 "give the password on standard input with --password-stdin"
@@ -499,6 +609,14 @@ async fn token(url: &str, cmd: TokenCmd) -> anyhow::Result<()> {
             };
             let (_, plain) = app.create_token(&access, description, restrictions).await?;
             out!("{}", plain.expose());
+        }
+        TokenCmd::Deactivate(t) => set_token_active(url, &t, false).await?,
+        TokenCmd::Reactivate(t) => set_token_active(url, &t, true).await?,
+        TokenCmd::Delete(t) => {
+            let app = open(url, Default::default()).await?;
+            let (access, acct) = operator(&app, &t.account).await?;
+            app.delete_token(&access, latchkey_core::id::TokenId::new(t.id)).await?;
+            out!("deleted token {} from {}", t.id, acct.subdomain);
         }
         TokenCmd::List { account, json } => {
             let app = open(url, Default::default()).await?;

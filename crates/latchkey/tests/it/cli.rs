@@ -1184,3 +1184,106 @@ async fn the_first_admin_is_created_only_once_serving_and_can_be_recovered() {
         .await;
     assert_eq!(out.code, 1, "{out:?}");
 }
+
+/// An incident from the command line: deactivate, reactivate and delete a
+/// token; list, suspend and delete a user; each change audited as the
+/// operator and seen by a freshly loaded verifier.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_responds_to_an_incident_from_the_command_line() {
+    let db = test_database_url().await;
+    let (subdomain, email, token) = db.cli_account("enterprise").await;
+    let app = open(&db).await;
+    let acct = app.store.account_by_subdomain(&subdomain).await.unwrap().unwrap();
+    let id = app.tokens(&acct).await.unwrap()[0].id.to_string();
+
+    let out = db
+        .cli(&["token", "deactivate", "--account", &subdomain, "--id", &id])
+        .await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(out.stdout.contains("deactivated"), "{}", out.stdout);
+    assert!(
+        open(&db).await.verify(&email, &token).is_err(),
+        "refused once deactivated"
+    );
+    let out = db
+        .cli(&["token", "reactivate", "--account", &subdomain, "--id", &id])
+        .await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(open(&db).await.verify(&email, &token).is_ok(), "accepted again");
+
+    // A user: listed, suspended (their tokens stop), deleted.
+    let out = db
+        .cli(&[
+            "user",
+            "create",
+            "--account",
+            &subdomain,
+            "--email",
+            "jo@example.com",
+            "--name",
+            "Jo",
+            "--role",
+            "agent",
+        ])
+        .await;
+    assert_eq!(out.code, 0, "{out:?}");
+    let out = db.cli(&["user", "list", "--account", &subdomain, "--json"]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    let users: Value = serde_json::from_str(&out.stdout).unwrap();
+    let emails: Vec<&str> = users
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["email"].as_str().unwrap())
+        .collect();
+    assert_eq!(emails, [email.as_str(), "jo@example.com"]);
+    assert!(open(&db).await.verify("jo@example.com", &token).is_ok());
+    let out = db
+        .cli(&[
+            "user",
+            "update",
+            "--account",
+            &subdomain,
+            "--email",
+            "jo@example.com",
+            "--suspended",
+            "on",
+        ])
+        .await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(out.stdout.contains("suspended"), "{}", out.stdout);
+    assert!(
+        open(&db).await.verify("jo@example.com", &token).is_err(),
+        "a suspended user's token is refused"
+    );
+    let out = db
+        .cli(&["user", "delete", "--account", &subdomain, "--email", "jo@example.com"])
+        .await;
+    assert_eq!(out.code, 0, "{out:?}");
+    let out = db.cli(&["user", "list", "--account", &subdomain]).await;
+    assert!(!out.stdout.contains("jo@example.com"), "{}", out.stdout);
+
+    // Deleting the token: as in the Admin Center, only once deactivated; an
+    // id that is not there is one line, exit 1.
+    let out = db.cli(&["token", "delete", "--account", &subdomain, "--id", &id]).await;
+    assert_eq!(out.code, 1, "{out:?}");
+    assert_eq!(out.stderr, "error: Deactivate the token before deleting it.\n");
+    let out = db.cli(&["token", "deactivate", "--account", &subdomain, "--id", &id]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    let out = db.cli(&["token", "delete", "--account", &subdomain, "--id", &id]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(app.tokens(&acct).await.unwrap().is_empty());
+    let out = db.cli(&["token", "delete", "--account", &subdomain, "--id", &id]).await;
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(one_line(&out.stderr), "{:?}", out.stderr);
+
+    // Every change is the operator's in the audit log.
+    let events = app.store.audit_chain(acct.id).await.unwrap();
+    let recent: Vec<_> = events
+        .iter()
+        .rev()
+        .take(7)
+        .map(|(e, _)| e.actor_type.as_str())
+        .collect();
+    assert!(recent.iter().all(|a| *a == "operator"), "{recent:?}");
+}
