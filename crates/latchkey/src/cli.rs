@@ -550,8 +550,27 @@ pub enum PolicyCmd {
     },
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ExportFormat {
+    Csv,
+    Jsonl,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum AuditCmd {
+    /// Write every audit event of an account to standard output, oldest
+    /// first, as CSV or JSON lines (the REST API's export format).
+    Export {
+        /// The account's subdomain.
+        #[arg(long)]
+        account: String,
+        /// csv (a header row, then one row an event) or jsonl (one JSON object a line).
+        #[arg(long, value_enum, default_value_t = ExportFormat::Csv)]
+        format: ExportFormat,
+        /// The base of each event's `url` (default: none, so `url` is a path).
+        #[arg(long, env = "LATCHKEY_PUBLIC_URL")]
+        public_url: Option<String>,
+    },
     /// Check an account's audit hash chain; exits 1 naming the first broken event.
     Verify {
         /// The account's subdomain.

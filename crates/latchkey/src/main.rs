@@ -220,6 +220,11 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::User(cmd) => user(&url, cmd).await?,
         Command::Token(cmd) => token(&url, cmd).await?,
         Command::Audit(AuditCmd::Verify { account }) => return audit_verify(&url, &account).await,
+        Command::Audit(AuditCmd::Export {
+            account,
+            format,
+            public_url,
+        }) => audit_export(&url, &account, format, public_url.as_deref().unwrap_or("")).await?,
         Command::Policy(PolicyCmd::Sweep {
             account,
             as_of,
@@ -343,6 +348,37 @@ fn read_secret_line() -> anyhow::Result<SecretString> {
         "the password read from standard input is empty"
     );
     Ok(secret)
+}
+
+/// `audit export`: every event, oldest first, one batch in memory at a time.
+async fn audit_export(url: &str, account: &str, format: cli::ExportFormat, base: &str) -> anyhow::Result<()> {
+    use futures_util::StreamExt as _;
+    use std::io::Write as _;
+    let app = open(url, Default::default()).await?;
+    let (access, _) = operator(&app, account).await?;
+    let query = latchkey_core::audit_query::AuditQuery::from_api_pairs([("sort", "created_at")])
+        .map_err(|e| anyhow::anyhow!(e.0))?;
+    let mut batches = app.audit_export(&access, &query);
+    let mut first = true;
+    let mut stdout = std::io::stdout().lock();
+    while let Some(batch) = batches.next().await {
+        let rows = latchkey_server::http::audit::export_rows(format == cli::ExportFormat::Jsonl, base, &batch?, first)?;
+        first = false;
+        if let Err(e) = stdout.write_all(&rows) {
+            output_failed(e);
+        }
+    }
+    if first {
+        // No event at all: the CSV still has its header row.
+        let rows = latchkey_server::http::audit::export_rows(format == cli::ExportFormat::Jsonl, base, &[], true)?;
+        if let Err(e) = stdout.write_all(&rows) {
+            output_failed(e);
+        }
+    }
+    if let Err(e) = stdout.flush() {
+        output_failed(e);
+    }
+    Ok(())
 }
 
 /// `token deactivate` / `token reactivate`.

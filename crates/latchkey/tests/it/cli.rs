@@ -1268,7 +1268,9 @@ async fn an_operator_responds_to_an_incident_from_the_command_line() {
     let out = db.cli(&["token", "delete", "--account", &subdomain, "--id", &id]).await;
     assert_eq!(out.code, 1, "{out:?}");
     assert_eq!(out.stderr, "error: Deactivate the token before deleting it.\n");
-    let out = db.cli(&["token", "deactivate", "--account", &subdomain, "--id", &id]).await;
+    let out = db
+        .cli(&["token", "deactivate", "--account", &subdomain, "--id", &id])
+        .await;
     assert_eq!(out.code, 0, "{out:?}");
     let out = db.cli(&["token", "delete", "--account", &subdomain, "--id", &id]).await;
     assert_eq!(out.code, 0, "{out:?}");
@@ -1286,4 +1288,58 @@ async fn an_operator_responds_to_an_incident_from_the_command_line() {
         .map(|(e, _)| e.actor_type.as_str())
         .collect();
     assert!(recent.iter().all(|a| *a == "operator"), "{recent:?}");
+}
+
+/// `audit export`: every event of the account, oldest first, in the REST
+/// export's CSV or JSON-lines format.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_export_writes_every_event_as_csv_or_json_lines() {
+    let db = test_database_url().await;
+    let (subdomain, _, _) = db.cli_account("team").await;
+    for _ in 0..2 {
+        assert_eq!(db.cli(&["token", "create", "--account", &subdomain]).await.code, 0);
+    }
+    let app = open(&db).await;
+    let acct = app.store.account_by_subdomain(&subdomain).await.unwrap().unwrap();
+    let stored: Vec<i64> = app
+        .store
+        .audit_chain(acct.id)
+        .await
+        .unwrap()
+        .iter()
+        .map(|(e, _)| e.id.get())
+        .collect();
+    assert!(stored.len() >= 4, "{stored:?}");
+
+    let out = db
+        .cli(&[
+            "audit",
+            "export",
+            "--account",
+            &subdomain,
+            "--format",
+            "jsonl",
+            "--public-url",
+            "https://t.example.com",
+        ])
+        .await;
+    assert_eq!(out.code, 0, "{out:?}");
+    let lines: Vec<Value> = out.stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let ids: Vec<i64> = lines.iter().map(|v| v["id"].as_i64().unwrap()).collect();
+    assert_eq!(ids, stored, "every event, oldest first");
+    assert_eq!(
+        lines[0]["url"],
+        format!("https://t.example.com/api/v2/audit_logs/{}.json", ids[0])
+    );
+
+    let out = db.cli(&["audit", "export", "--account", &subdomain]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    let mut rows = csv::Reader::from_reader(out.stdout.as_bytes());
+    let header = rows.headers().unwrap().clone();
+    assert_eq!(&header[0], "id");
+    let ids: Vec<i64> = rows.records().map(|r| r.unwrap()[0].parse().unwrap()).collect();
+    assert_eq!(ids, stored);
+
+    let out = db.cli(&["audit", "export", "--account", "no-such-account"]).await;
+    assert_eq!(out.code, 1, "{out:?}");
 }

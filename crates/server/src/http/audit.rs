@@ -380,6 +380,14 @@ fn jsonl_rows(base: &BaseUrl, events: &[AuditEvent]) -> Bytes {
     Bytes::from(out)
 }
 
+/// Rows of the export as `latchkey audit export` writes them: the same CSV
+/// (with its header row when `first`) or JSON lines as
+/// `GET /api/v2/audit_logs/export`, each `url` built on `base`.
+pub fn export_rows(jsonl: bool, base: &str, events: &[AuditEvent], first: bool) -> Result<Bytes, std::io::Error> {
+    let format = if jsonl { Format::Jsonl } else { Format::Csv };
+    encode(format, &BaseUrl(base.trim_end_matches('/').to_owned()), events, first)
+}
+
 fn encode(format: Format, base: &BaseUrl, events: &[AuditEvent], first: bool) -> Result<Bytes, std::io::Error> {
     match format {
         Format::Csv => csv_rows(base, events, first).map_err(std::io::Error::other),
