@@ -75,7 +75,7 @@ impl AdminAccess {
     pub(crate) fn operator(account_id: AccountId) -> Self {
         AdminAccess {
             account_id,
-            actor: Actor::operator(),
+            actor: operator_actor(),
         }
     }
 }
@@ -101,4 +101,27 @@ impl Access for AdminAccess {
     fn actor(&self) -> &Actor {
         &self.actor
     }
+}
+
+/// The operator as the audit log names them: `user@host` (of type
+/// `operator`, which the Admin Center shows beside it), from
+/// the environment's `USER` (or `LOGNAME`) and the kernel's host name, read
+/// once per process.
+pub(crate) fn operator_actor() -> Actor {
+    static NAME: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let name = NAME.get_or_init(|| {
+        let user = ["USER", "LOGNAME"]
+            .iter()
+            .filter_map(|v| std::env::var(v).ok())
+            .find(|v| !v.trim().is_empty())
+            .unwrap_or_else(|| "unknown".to_owned());
+        let host = ["/proc/sys/kernel/hostname", "/etc/hostname"]
+            .iter()
+            .filter_map(|p| std::fs::read_to_string(p).ok())
+            .map(|h| h.trim().to_owned())
+            .find(|h| !h.is_empty())
+            .unwrap_or_else(|| "localhost".to_owned());
+        format!("{}@{}", user.trim(), host)
+    });
+    Actor::operator_named(name.clone())
 }

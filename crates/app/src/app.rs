@@ -238,7 +238,8 @@ impl App {
 
     /// Creates an account with its first admin, as the operator.
     pub async fn create_account(&self, new: NewAccount, admin: NewUser) -> Result<(Account, User)> {
-        self.create_account_as(new, admin, &Actor::operator()).await
+        self.create_account_as(new, admin, &crate::access::operator_actor())
+            .await
     }
 
     async fn create_account_as(&self, new: NewAccount, admin: NewUser, actor: &Actor) -> Result<(Account, User)> {

@@ -130,10 +130,16 @@ impl Actor {
     }
 
     pub fn operator() -> Self {
+        Self::operator_named("Operator".to_owned())
+    }
+
+    /// The operator, named as the audit log shows them: the CLI writes
+    /// `root@db-1`, the OS user and host that ran the command.
+    pub fn operator_named(name: String) -> Self {
         Actor {
             actor_type: ActorType::Operator,
             id: None,
-            name: "Operator".to_owned(),
+            name,
             ip_address: None,
         }
     }

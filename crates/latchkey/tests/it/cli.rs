@@ -1288,6 +1288,13 @@ async fn an_operator_responds_to_an_incident_from_the_command_line() {
         .map(|(e, _)| e.actor_type.as_str())
         .collect();
     assert!(recent.iter().all(|a| *a == "operator"), "{recent:?}");
+    // Named with the OS user and host that ran the command.
+    let name = &events.last().unwrap().0.actor_name;
+    assert!(
+        name.split_once('@')
+            .is_some_and(|(u, h)| !u.is_empty() && !h.is_empty() && !h.contains(' ')),
+        "{name}"
+    );
 }
 
 /// `audit export`: every event of the account, oldest first, in the REST
