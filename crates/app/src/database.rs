@@ -12,6 +12,12 @@ pub async fn migrate(url: &str, connect: latchkey_store::ConnectOptions) -> Resu
     Ok(())
 }
 
+/// A consistent copy of a SQLite database into the new file `to`, while it
+/// is in use (`latchkey backup`); PostgreSQL is pointed at `pg_dump`.
+pub async fn backup(url: &str, to: &std::path::Path) -> Result<()> {
+    Ok(latchkey_store::backup::backup(url, to).await?)
+}
+
 /// Copies every row verbatim from one database into an empty one.
 pub async fn copy_db(from: &str, to: &str, progress: latchkey_store::copy::Progress<'_>) -> Result<CopyReport> {
     Ok(latchkey_store::copy::copy_db(from, to, progress).await?)

@@ -109,10 +109,20 @@ pub enum Command {
     /// Apply the accounts' token policies.
     #[command(subcommand)]
     Policy(PolicyCmd),
+    /// Copy a SQLite database, consistently, while servers run on it, into a
+    /// new file (for PostgreSQL, use pg_dump).
+    Backup(BackupArgs),
     /// Copy every record from one database to another, empty one (for
     /// example from SQLite to PostgreSQL), keeping ids, token hashes, the
     /// audit chain and settings.
     CopyDb(CopyDbArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    /// The new file to write (never overwritten), readable by its owner only.
+    #[arg(long, value_name = "FILE")]
+    pub to: PathBuf,
 }
 
 #[derive(Debug, Args)]

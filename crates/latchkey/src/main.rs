@@ -230,6 +230,10 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             as_of,
             dry_run,
         }) => return policy_sweep(&url, account.as_deref(), as_of, dry_run).await,
+        Command::Backup(args) => {
+            latchkey_app::database::backup(&url, &args.to).await?;
+            out!("backed up to {}", args.to.display());
+        }
         Command::CopyDb(args) => {
             let bars = progress::TableBars::default();
             let report = latchkey_app::database::copy_db(&args.from, &args.to, &|t: &str, n: u64, of: u64| {

@@ -11,6 +11,7 @@
 
 pub mod audit_log;
 pub mod backend;
+pub mod backup;
 pub mod copy;
 pub mod follower;
 #[macro_use]

@@ -1350,3 +1350,46 @@ async fn audit_export_writes_every_event_as_csv_or_json_lines() {
     let out = db.cli(&["audit", "export", "--account", "no-such-account"]).await;
     assert_eq!(out.code, 1, "{out:?}");
 }
+
+/// `backup`: a consistent, private copy of a SQLite database while a server
+/// runs on it, which opens as a database with its audit chains intact;
+/// never over an existing file; PostgreSQL is pointed at pg_dump.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backup_copies_a_live_sqlite_database_and_points_postgresql_at_pg_dump() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let db = test_database_url().await;
+    let (subdomain, _, _) = db.cli_account("enterprise").await;
+    let dir = tempfile::tempdir().unwrap();
+    let to = dir.path().join("backup.db");
+    let to_arg = to.to_str().unwrap();
+    if db.url.starts_with("postgres") {
+        let out = db.cli(&["backup", "--to", to_arg]).await;
+        assert_eq!(out.code, 1, "{out:?}");
+        assert!(out.stderr.contains("pg_dump"), "{}", out.stderr);
+        assert!(!to.exists());
+        return;
+    }
+    let server = ServeProcess::start(&db.url, &[]).await;
+    for _ in 0..3 {
+        assert_eq!(db.cli(&["token", "create", "--account", &subdomain]).await.code, 0);
+    }
+    let out = db.cli(&["backup", "--to", to_arg]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(std::fs::metadata(&to).unwrap().permissions().mode() & 0o777, 0o600);
+    server.kill().await;
+    let copy = format!("sqlite://{to_arg}");
+    let out = cli(&copy, &["token", "list", "--account", &subdomain, "--json"]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    let tokens: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(
+        tokens.as_array().unwrap().len(),
+        4,
+        "every committed token is in the copy"
+    );
+    let out = cli(&copy, &["audit", "verify", "--account", &subdomain]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+
+    let out = db.cli(&["backup", "--to", to_arg]).await;
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(out.stderr.contains("already exists"), "{}", out.stderr);
+}
