@@ -224,6 +224,12 @@ impl App {
         })
     }
 
+    /// Every account, for the operator (`latchkey account list`): below any
+    /// one account, as `create_account` is.
+    pub async fn accounts(&self) -> Result<Vec<Account>> {
+        Ok(self.store.accounts().await?)
+    }
+
     /// The operator's right to change the account at `subdomain` (the CLI).
     pub async fn operator(&self, subdomain: &str) -> Result<(AdminAccess, Account)> {
         let account = self

@@ -332,6 +332,12 @@ pub enum AccountCmd {
     Create(AccountCreate),
     /// Change an account's name, plan or API token access.
     Update(AccountUpdate),
+    /// List every account.
+    List {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -490,6 +490,41 @@ fn domain<T>(r: Result<T, latchkey_core::Invalid>) -> Result<T, AppError> {
 async fn account(url: &str, cmd: AccountCmd) -> anyhow::Result<()> {
     let app = open(url, Default::default()).await?;
     match cmd {
+        AccountCmd::List { json } => {
+            let accounts = app.accounts().await?;
+            if json {
+                let list: Vec<serde_json::Value> = accounts
+                    .iter()
+                    .map(|a| {
+                        serde_json::json!({
+                            "id": a.id, "subdomain": a.subdomain.as_str(), "name": a.name,
+                            "plan": a.plan.as_str(), "api_token_access": a.api_token_access,
+                            "token_limit": a.token_limit, "created_at": rfc3339(a.created_at),
+                        })
+                    })
+                    .collect();
+                out!("{}", serde_json::to_string_pretty(&list)?);
+            } else {
+                out!(
+                    "{:>6}  {:<24}  {:<12}  {:<6}  NAME",
+                    "ID",
+                    "SUBDOMAIN",
+                    "PLAN",
+                    "TOKENS"
+                );
+                for a in &accounts {
+                    let access = if a.api_token_access { "on" } else { "off" };
+                    out!(
+                        "{:>6}  {:<24}  {:<12}  {:<6}  {}",
+                        a.id,
+                        a.subdomain.as_str(),
+                        a.plan.as_str(),
+                        access,
+                        a.name
+                    );
+                }
+            }
+        }
         AccountCmd::Create(a) => {
             let new = NewAccount {
                 subdomain: domain(Subdomain::parse(&a.subdomain))?,

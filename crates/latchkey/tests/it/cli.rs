@@ -1195,6 +1195,21 @@ async fn an_operator_responds_to_an_incident_from_the_command_line() {
     let app = open(&db).await;
     let acct = app.store.account_by_subdomain(&subdomain).await.unwrap().unwrap();
     let id = app.tokens(&acct).await.unwrap()[0].id.to_string();
+    let out = db.cli(&["account", "list", "--json"]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    let accounts: Value = serde_json::from_str(&out.stdout).unwrap();
+    let listed = accounts
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["subdomain"] == subdomain.as_str());
+    assert_eq!(
+        listed.map(|a| a["api_token_access"].clone()),
+        Some(Value::Bool(true)),
+        "{accounts}"
+    );
+    let out = db.cli(&["account", "list"]).await;
+    assert!(out.stdout.lines().any(|l| l.contains(&subdomain)), "{}", out.stdout);
 
     let out = db
         .cli(&["token", "deactivate", "--account", &subdomain, "--id", &id])
