@@ -197,6 +197,10 @@ pub struct ServeArgs {
     #[arg(long, env = "LATCHKEY_SWEEP_INTERVAL_SECS", default_value_t = 60,
           value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub sweep_interval_secs: u64,
+    /// Serve `/metrics` on this address (HOST:PORT) instead of the public
+    /// one, where it then answers 404.
+    #[arg(long, env = "LATCHKEY_METRICS_LISTEN", value_parser = parse_listen)]
+    pub metrics_listen: Option<SocketAddr>,
     /// After SIGTERM, how long `/readyz` answers 503 while requests are still
     /// served (so load balancers stop sending first), in seconds (fractions
     /// allowed; 0: drain at once). A second SIGTERM cuts it short.

@@ -286,6 +286,7 @@ async fn serve(url: &str, args: cli::ServeArgs) -> anyhow::Result<()> {
         max_connections: args.max_connections as usize,
         sweep_interval: std::time::Duration::from_secs(args.sweep_interval_secs),
         shutdown_grace: args.shutdown_grace,
+        metrics_listen: args.metrics_listen,
         github_keys: GITHUB_KEYS.get().cloned().unwrap_or_default(),
     };
     // Bind first: a busy port must not leave behind a first admin whose
@@ -322,6 +323,9 @@ async fn serve(url: &str, args: cli::ServeArgs) -> anyhow::Result<()> {
     }
     if base != listening {
         out!("latchkey: public URL {base}");
+    }
+    if let Some(at) = running.metrics_addr {
+        out!("latchkey: metrics on http://{at}/metrics");
     }
     // The bound address, even with a public URL: with `--listen …:0` it is
     // the only way to learn the port.

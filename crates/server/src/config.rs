@@ -38,6 +38,9 @@ pub struct ServerConfig {
     /// still served, so load balancers stop sending before the drain
     /// (README.md, "Running several nodes").
     pub shutdown_grace: Duration,
+    /// Serve `/metrics` on this address instead of the public listener
+    /// (README.md, "Production checklist").
+    pub metrics_listen: Option<SocketAddr>,
     /// The keys GitHub's secret-scanning reports must be signed with
     /// (README.md, "Leaked tokens"); none: every report is refused.
     pub github_keys: GithubKeys,
@@ -61,6 +64,7 @@ impl Default for ServerConfig {
             max_connections: 10_000,
             sweep_interval: Duration::from_secs(60),
             shutdown_grace: Duration::from_secs(5),
+            metrics_listen: None,
             github_keys: GithubKeys::default(),
         }
     }

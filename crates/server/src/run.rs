@@ -16,6 +16,8 @@ use crate::{router, tasks, ServerConfig};
 /// A server accepting requests on `addr`.
 pub struct Running {
     pub addr: SocketAddr,
+    /// Where `/metrics` is served, when `--metrics-listen` moved it.
+    pub metrics_addr: Option<SocketAddr>,
     pub state: AppState,
     stop: watch::Sender<bool>,
     server: JoinHandle<std::io::Result<()>>,
@@ -71,8 +73,28 @@ pub async fn start_on(
         }
     }
     let addr = listener.local_addr()?;
+    let metrics_listener = match config.metrics_listen {
+        Some(at) => Some(tokio::net::TcpListener::bind(at).await?),
+        None => None,
+    };
     let (stop, stop_rx) = watch::channel(false);
     let state = AppState::new(app.clone(), config.clone());
+    let mut metrics_addr = None;
+    if let Some(listener) = metrics_listener {
+        metrics_addr = Some(listener.local_addr()?);
+        let router = axum::Router::new()
+            .route("/metrics", axum::routing::get(crate::http::ops::metrics))
+            .with_state(state.clone());
+        let mut metrics_stop = stop_rx.clone();
+        tokio::spawn(async move {
+            let stopped = async move {
+                let _ = metrics_stop.wait_for(|s| *s).await;
+            };
+            if let Err(e) = axum::serve(listener, router).with_graceful_shutdown(stopped).await {
+                tracing::warn!(error = %e, "the metrics listener failed");
+            }
+        });
+    }
     let limiters = vec![state.limiter.clone(), state.revoke_limiter.clone()];
     let tasks = tasks::spawn(app, limiters, &config, stop_rx.clone());
     let mut server_stop = stop_rx;
@@ -81,6 +103,7 @@ pub async fn start_on(
     }));
     Ok(Running {
         addr,
+        metrics_addr,
         state,
         stop,
         server,

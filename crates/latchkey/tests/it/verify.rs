@@ -553,3 +553,27 @@ async fn a_refused_authentication_is_logged_with_its_reason_never_its_token() {
     }
     assert_eq!(refused, ["unknown_token", "malformed"], "{log}");
 }
+
+/// `--metrics-listen` moves `/metrics` to an address of its own (the
+/// public listener then answers 404), with the build in `latchkey_build_info`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_can_move_to_an_address_of_their_own() {
+    let db = test_database_url().await;
+    let p = ServeProcess::start(&db.url, &["--metrics-listen", "127.0.0.1:0"]).await;
+    let at = p
+        .banner
+        .iter()
+        .find_map(|l| l.strip_prefix("latchkey: metrics on "))
+        .unwrap_or_else(|| panic!("no metrics line in {:?}", p.banner))
+        .to_owned();
+    let c = client();
+    let r = c.get(&at).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let text = r.text().await.unwrap();
+    let build = format!("latchkey_build_info{{version=\"{}\"}} 1", env!("CARGO_PKG_VERSION"));
+    assert!(text.lines().any(|l| l == build), "{text}");
+    assert!(text.contains("latchkey_verifications_total"), "{text}");
+    assert_eq!(c.get(p.url("/metrics")).send().await.unwrap().status(), 404);
+    assert_eq!(c.get(p.url("/healthz")).send().await.unwrap().status(), 200);
+    assert_eq!(p.terminate().await, 0);
+}

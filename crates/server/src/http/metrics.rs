@@ -97,6 +97,13 @@ impl Metrics {
     }
 
     fn write(&self, out: &mut String, tokens_in_memory: usize, change_log_age: Option<Duration>) -> std::fmt::Result {
+        writeln!(out, "# HELP latchkey_build_info The running build, as a label.")?;
+        writeln!(out, "# TYPE latchkey_build_info gauge")?;
+        writeln!(
+            out,
+            "latchkey_build_info{{version=\"{}\"}} 1",
+            env!("CARGO_PKG_VERSION")
+        )?;
         writeln!(
             out,
             "# HELP latchkey_verifications_total Authentications of API requests, by result."

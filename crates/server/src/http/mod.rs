@@ -62,5 +62,5 @@ pub fn routes() -> Router<AppState> {
         .route("/verify/{*path}", any(verify::verify))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
-        .route("/metrics", get(ops::metrics))
+        .route("/metrics", get(ops::public_metrics))
 }

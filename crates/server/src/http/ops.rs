@@ -42,6 +42,15 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
     (StatusCode::OK, "ready").into_response()
 }
 
+/// `/metrics` on the public listener: 404 when `--metrics-listen` serves
+/// them elsewhere, so that moving them also hides them.
+pub async fn public_metrics(state: State<AppState>) -> Response {
+    if state.config.metrics_listen.is_some() {
+        return StatusCode::NOT_FOUND.into_response();
+    }
+    metrics(state).await
+}
+
 /// The Prometheus text exposition of this process's counters.
 pub async fn metrics(State(state): State<AppState>) -> Response {
     let body = state
