@@ -38,19 +38,9 @@ pub async fn backup(url: &str, to: &Path) -> Result<()> {
     let target = to
         .to_str()
         .ok_or_else(|| StoreError::Refused(format!("{} is not a UTF-8 path", to.display())))?;
-    // Created first, empty and private: SQLite writes into it and keeps its mode.
-    {
-        use std::os::unix::fs::OpenOptionsExt as _;
-        std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(to)
-            .map_err(|cause| StoreError::CannotCreate {
-                path: to.display().to_string(),
-                cause,
-            })?;
-    }
+    // Created first, empty and private, as a new database is: SQLite
+    // writes into it and keeps its mode.
+    crate::sqlite::create_private(to)?;
     let copied = async {
         let mut conn = SqliteConnectOptions::from_str(url)?
             .create_if_missing(false)

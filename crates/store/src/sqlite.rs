@@ -74,7 +74,7 @@ impl SqliteBackend {
 /// (0600): it holds token hashes, password hashes and sessions. SQLite
 /// gives the `-wal` and `-shm` files it adds the database file's mode. An
 /// existing file keeps the mode its operator gave it.
-fn create_private(path: &std::path::Path) -> Result<()> {
+pub(crate) fn create_private(path: &std::path::Path) -> Result<()> {
     use std::os::unix::fs::OpenOptionsExt as _;
     if path.as_os_str().is_empty() || path == std::path::Path::new(":memory:") {
         return Ok(());
