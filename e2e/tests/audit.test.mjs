@@ -81,7 +81,7 @@ describe("the audit log page", () => {
     const got = await rows();
     // The CLI's operator is named with the OS user and host that ran it.
     assert.equal(got.length, 1, JSON.stringify(got));
-    assert.match(got[0].actor, /^\S+@\S+ \(Operator\)$/);
+    assert.match(got[0].actor, /^operator \(\S+@\S+\) \(Operator\)$/);
     assert.deepEqual(
       got.map(({ action, source, change, ip }) => ({ action, source, change, ip })),
       [{ action: "Created", source: "API token: Jira sync", change: "—", ip: "—" }],
@@ -161,7 +161,7 @@ describe("the audit log page", () => {
     await page.waitForURL(/actor=operator/);
     got = await rows();
     assert.ok(got.length >= 3, JSON.stringify(got));
-    assert.ok(got.every((r) => /^\S+@\S+ \(Operator\)$/.test(r.actor)), JSON.stringify(got));
+    assert.ok(got.every((r) => /^operator \(\S+@\S+\) \(Operator\)$/.test(r.actor)), JSON.stringify(got));
     assert.deepEqual(got.at(-1), { ...got.at(-1), action: "Updated", source: "Account settings", change: "API token access turned on" });
     assert.equal(await page.getByLabel("Actor", { exact: true }).inputValue(), "operator", "the form keeps its values");
     await checkPage(page, "audit log filtered by actor Operator");

@@ -103,8 +103,7 @@ impl Access for AdminAccess {
     }
 }
 
-/// The operator as the audit log names them: `user@host` (of type
-/// `operator`, which the Admin Center shows beside it), from
+/// The operator as the audit log names them: `operator (user@host)`, from
 /// the environment's `USER` (or `LOGNAME`) and the kernel's host name, read
 /// once per process.
 pub(crate) fn operator_actor() -> Actor {
@@ -121,7 +120,7 @@ pub(crate) fn operator_actor() -> Actor {
             .map(|h| h.trim().to_owned())
             .find(|h| !h.is_empty())
             .unwrap_or_else(|| "localhost".to_owned());
-        format!("{}@{}", user.trim(), host)
+        format!("operator ({}@{})", user.trim(), host)
     });
     Actor::operator_named(name.clone())
 }

@@ -134,7 +134,7 @@ impl Actor {
     }
 
     /// The operator, named as the audit log shows them: the CLI writes
-    /// `root@db-1`, the OS user and host that ran the command.
+    /// `operator (root@db-1)`, after the OS user and host that ran the command.
     pub fn operator_named(name: String) -> Self {
         Actor {
             actor_type: ActorType::Operator,

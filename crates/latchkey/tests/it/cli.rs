@@ -1261,11 +1261,15 @@ async fn an_operator_responds_to_an_incident_from_the_command_line() {
             &subdomain,
             "--email",
             "jo@example.com",
+            "--name",
+            "Jo Quinn",
             "--suspended",
             "on",
         ])
         .await;
     assert_eq!(out.code, 0, "{out:?}");
+    let out = db.cli(&["user", "list", "--account", &subdomain]).await;
+    assert!(out.stdout.lines().any(|l| l.ends_with("Jo Quinn")), "{}", out.stdout);
     assert!(out.stdout.contains("suspended"), "{}", out.stdout);
     assert!(
         open(&db).await.verify("jo@example.com", &token).is_err(),
@@ -1303,10 +1307,11 @@ async fn an_operator_responds_to_an_incident_from_the_command_line() {
         .map(|(e, _)| e.actor_type.as_str())
         .collect();
     assert!(recent.iter().all(|a| *a == "operator"), "{recent:?}");
-    // Named with the OS user and host that ran the command.
+    // Named `operator ({os user}@{host})`, after who ran the command.
     let name = &events.last().unwrap().0.actor_name;
+    let who = name.strip_prefix("operator (").and_then(|r| r.strip_suffix(')'));
     assert!(
-        name.split_once('@')
+        who.and_then(|w| w.split_once('@'))
             .is_some_and(|(u, h)| !u.is_empty() && !h.is_empty() && !h.contains(' ')),
         "{name}"
     );
