@@ -426,6 +426,9 @@ pub struct UserUpdate {
     /// The user's email.
     #[arg(long)]
     pub email: String,
+    /// A new name.
+    #[arg(long)]
+    pub name: Option<String>,
     /// A new role.
     #[arg(long, value_parser = roles())]
     pub role: Option<String>,

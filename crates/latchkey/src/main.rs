@@ -440,15 +440,7 @@ async fn user_list(app: &App, account: &str, json: bool) -> anyhow::Result<()> {
         }
     }
     if json {
-        let list: Vec<serde_json::Value> = users
-            .iter()
-            .map(|u| {
-                serde_json::json!({
-                    "id": u.id, "name": u.name, "email": u.email.as_str(), "role": u.role.as_str(),
-                    "verified": u.verified, "suspended": u.suspended,
-                })
-            })
-            .collect();
+        let list: Vec<UserLine<'_>> = users.iter().map(UserLine::of).collect();
         out!("{}", serde_json::to_string_pretty(&list)?);
         return Ok(());
     }
@@ -497,16 +489,7 @@ async fn account(url: &str, cmd: AccountCmd) -> anyhow::Result<()> {
         AccountCmd::List { json } => {
             let accounts = app.accounts().await?;
             if json {
-                let list: Vec<serde_json::Value> = accounts
-                    .iter()
-                    .map(|a| {
-                        serde_json::json!({
-                            "id": a.id, "subdomain": a.subdomain.as_str(), "name": a.name,
-                            "plan": a.plan.as_str(), "api_token_access": a.api_token_access,
-                            "token_limit": a.token_limit, "created_at": rfc3339(a.created_at),
-                        })
-                    })
-                    .collect();
+                let list: Vec<AccountLine<'_>> = accounts.iter().map(AccountLine::of).collect();
                 out!("{}", serde_json::to_string_pretty(&list)?);
             } else {
                 out!(
@@ -590,6 +573,12 @@ async fn user(url: &str, cmd: UserCmd) -> anyhow::Result<()> {
             let (access, account) = operator(&app, &u.account).await?;
             let user = user_named(&app, &access, &u.email, &account.subdomain).await?;
             let patch = UserPatch {
+                name: u
+                    .name
+                    .as_deref()
+                    .map(parse_user_name)
+                    .transpose()
+                    .map_err(AppError::from)?,
                 role: u.role.as_deref().map(Role::parse).transpose().map_err(AppError::from)?,
                 suspended: u.suspended,
                 verified: u.verified,
@@ -776,6 +765,56 @@ async fn token(url: &str, cmd: TokenCmd) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// One user as `user list --json` prints it.
+#[derive(serde::Serialize)]
+struct UserLine<'a> {
+    id: latchkey_core::id::UserId,
+    name: &'a str,
+    email: &'a str,
+    role: &'static str,
+    verified: bool,
+    suspended: bool,
+}
+
+impl<'a> UserLine<'a> {
+    fn of(u: &'a latchkey_core::user::User) -> Self {
+        UserLine {
+            id: u.id,
+            name: &u.name,
+            email: u.email.as_str(),
+            role: u.role.as_str(),
+            verified: u.verified,
+            suspended: u.suspended,
+        }
+    }
+}
+
+/// One account as `account list --json` prints it.
+#[derive(serde::Serialize)]
+struct AccountLine<'a> {
+    id: latchkey_core::id::AccountId,
+    subdomain: &'a str,
+    name: &'a str,
+    plan: &'static str,
+    api_token_access: bool,
+    token_limit: i64,
+    created_at: String,
+}
+
+impl<'a> AccountLine<'a> {
+    fn of(a: &'a latchkey_core::account::Account) -> Self {
+        AccountLine {
+            id: a.id,
+            subdomain: a.subdomain.as_str(),
+            name: &a.name,
+            plan: a.plan.as_str(),
+            api_token_access: a.api_token_access,
+            token_limit: a.token_limit,
+            created_at: rfc3339(a.created_at),
+        }
+    }
 }
 
 /// One token as `token list --json` prints it: the REST record's fields,
