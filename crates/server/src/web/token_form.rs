@@ -555,7 +555,9 @@ fn expiry_choices(mode: Mode<'_>, entered: &Entered, now: Timestamp) -> ExpiryVi
     let presets = |before: Option<Timestamp>| {
         PRESET_DAYS
             .iter()
-            .filter(move |d| before.is_none_or(|at| now.plus_secs(*d * DAY) <= at))
+            // Strictly earlier: a token made "in 7 days" and edited within
+            // the same second must not be offered the same 7 days again.
+            .filter(move |d| before.is_none_or(|at| now.plus_secs(*d * DAY) < at))
             .map(|d| choice(&d.to_string(), format!("{d} days")))
             .collect::<Vec<_>>()
     };
@@ -802,6 +804,14 @@ mod tests {
         assert_eq!(values(&e.choices), ["keep", "7", "30", "90", "date"]);
         assert_eq!((e.date_max, e.current.as_deref(), e.fixed), (None, Some("Never"), None));
         assert!(e.choices[0].selected);
+
+        let in_7_days = token(Some(NOW.plus_secs(7 * DAY)));
+        let e = expiry_choices(Mode::Edit(&in_7_days), &keep, NOW);
+        assert_eq!(
+            values(&e.choices),
+            ["keep", "date"],
+            "the same expiry is not an earlier one"
+        );
 
         let in_40_days = token(Some(NOW.plus_secs(40 * DAY)));
         let e = expiry_choices(Mode::Edit(&in_40_days), &keep, NOW);
