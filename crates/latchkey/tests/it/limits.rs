@@ -126,6 +126,23 @@ async fn forty_concurrent_sign_ins_for_one_email_check_no_more_than_the_limit() 
         replies.iter().filter(|(s, _)| *s != 303).all(|(_, session)| !session),
         "no session for a refused sign-in"
     );
+    // When the right password signed in, it gave its place back: one more
+    // wrong password uses the limit up.
+    for _ in refused..limit {
+        let (status, _) = post_sign_in(
+            &http,
+            &base,
+            &form,
+            None,
+            [
+                ("subdomain", &account.subdomain),
+                ("email", &email),
+                ("password", "wrong password"),
+            ],
+        )
+        .await;
+        assert_eq!(status, 401, "the limit's last place");
+    }
     // The limit is used up: the right password now waits too.
     let (status, session) = post_sign_in(
         &http,
