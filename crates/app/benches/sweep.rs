@@ -91,6 +91,7 @@ fn main() {
                         restrictions: Restrictions::default(),
                         created_at: Some(Timestamp::from_unix(now - 100 * 86_400)),
                         last_used: Some(Timestamp::from_unix(now - 90 * 86_400)),
+                        legacy: false,
                     }
                 })
                 .collect();
@@ -105,6 +106,7 @@ fn main() {
                     restrictions: Restrictions::default(),
                     created_at: None,
                     last_used: None,
+                    legacy: false,
                 });
             }
             app.import_tokens(&access, tokens).await.expect("import");

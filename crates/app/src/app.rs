@@ -22,8 +22,8 @@ use latchkey_core::{
     scope::{ScopeCatalog, Target},
     time::{Clock, SystemClock, Timestamp},
     token::{
-        has_valid_checksum, ApiToken, NewToken, PlainToken, Restrictions, TokenCreator, TokenHash, TokenPatch,
-        TokenPrefix,
+        has_valid_checksum, is_legacy_shaped, ApiToken, NewToken, PlainToken, Restrictions, TokenCreator, TokenHash,
+        TokenPatch, TokenPrefix,
     },
     usage::HourUsage,
     user::{Email, NewUser, Role, User, UserPatch},
@@ -180,6 +180,12 @@ impl App {
         self.verifier.token_count()
     }
 
+    /// Whether legacy tokens are held, so that a checksum-less string is
+    /// worth a hash and a lookup (README.md, "Migrating from Zendesk").
+    pub fn accepts_legacy(&self) -> bool {
+        self.verifier.accepts_legacy()
+    }
+
     /// Drops change-log entries written before `before`.
     pub async fn prune_change_log(&self, before: Timestamp) -> Result<u64> {
         Ok(self.store.prune_changes(before).await?)
@@ -324,6 +330,19 @@ impl App {
         Ok(out)
     }
 
+    /// Deletes the account with everything of it, its audit log included
+    /// (`latchkey account delete`, the operator's alone); every process
+    /// stops authenticating its tokens. Returns how many users and tokens
+    /// went with it.
+    pub async fn delete_account(&self, access: &AdminAccess) -> Result<(usize, usize)> {
+        let out = self
+            .store
+            .delete_account(access.account_id(), access.actor(), self.now())
+            .await?;
+        self.refresh().await;
+        Ok(out)
+    }
+
     /// The account's audit events in id order with their stored hashes
     /// (`latchkey audit verify`).
     pub async fn audit_chain(&self, access: &AdminAccess) -> Result<Vec<(AuditEvent, [u8; 32])>> {
@@ -459,6 +478,7 @@ impl App {
             restrictions,
             created_at: None,
             last_used: None,
+            legacy: false,
         };
         let token = self
             .store
@@ -589,7 +609,7 @@ impl App {
         let mut changed = false;
         for s in strings {
             let s = s.as_ref();
-            let hit = if has_valid_checksum(s) {
+            let hit = if has_valid_checksum(s) || (self.accepts_legacy() && is_legacy_shaped(s)) {
                 self.verifier.find_secret(&TokenHash::of(s), now)
             } else {
                 None
@@ -620,7 +640,7 @@ impl App {
         let mut effect = PolicyEffect::default();
         for t in self.tokens(access).await? {
             match policy.sweep(&t, t.last_used, now) {
-                Some(SweepAction::Deactivate { .. }) => effect.would_deactivate.push(t),
+                Some(SweepAction::Deactivate { .. } | SweepAction::DeactivateLegacy) => effect.would_deactivate.push(t),
                 Some(SweepAction::Delete { .. }) => effect.would_delete.push(t),
                 None => {}
             }

@@ -8,7 +8,10 @@
 //! (scopes, an assigned user, an expiry, an IP allowlist and a rate limit)
 //! is measured on the `/verify` path with the
 //! original request given, its path classified against a catalog with a
-//! deployment resource as part of each verification.
+//! deployment resource as part of each verification. One legacy token (a
+//! Zendesk-shaped string without a latchkey checksum) is held too, so the
+//! last cases show what a checksum-less string costs while legacy tokens
+//! exist: one SHA-256 and one lookup.
 //!
 //! `LATCHKEY_BENCH_TOKENS` (default `1000,1000000`) sets the verifier sizes;
 //! tokens are spread over one account per 100 tokens. After criterion's own
@@ -28,7 +31,7 @@ use latchkey_core::id::{AccountId, TokenId, UserId};
 use latchkey_core::rate_limit::RateLimit;
 use latchkey_core::scope::{ResourceDef, ScopeCatalog};
 use latchkey_core::time::Timestamp;
-use latchkey_core::token::{has_valid_checksum, PlainToken, Restrictions, TokenHash, TokenPrefix};
+use latchkey_core::token::{has_valid_checksum, is_legacy_shaped, PlainToken, Restrictions, TokenHash, TokenPrefix};
 use latchkey_core::user::{Email, Role, User};
 use latchkey_core::verifier::{AccountEntry, Snapshot, TokenAuth, Verifier};
 
@@ -63,6 +66,11 @@ struct Loaded {
     restricted: String,
     catalog: ScopeCatalog,
 }
+
+/// A Zendesk-shaped token (40 letters and digits), imported as legacy.
+const LEGACY: &str = "aB3dE5gH7jK9mN1pQ3sT5vW7yZ9bC1dE3fG5hJ7k";
+/// The same shape, held by no token.
+const LEGACY_UNKNOWN: &str = "zZ3dE5gH7jK9mN1pQ3sT5vW7yZ9bC1dE3fG5hJ7k";
 
 /// A verifier holding `n` tokens over `n / 100` accounts (one user each),
 /// with a valid and a deactivated token of account 1 among them.
@@ -103,6 +111,7 @@ fn load(n: usize) -> Loaded {
             active,
             restrictions,
             previous: None,
+            legacy: hash == TokenHash::of(LEGACY),
         })
     };
     // Account 1 gets ids 0, accounts, 2 * accounts, ...
@@ -119,12 +128,15 @@ fn load(n: usize) -> Loaded {
     };
     let restricted_id = 2 * accounts;
     add(restricted_id, restricted.hash(), true, every_restriction);
-    for id in (1..n).filter(|&i| i != accounts && i != restricted_id) {
+    let legacy_id = 3 * accounts;
+    add(legacy_id, TokenHash::of(LEGACY), true, Restrictions::default());
+    for id in (1..n).filter(|&i| i != accounts && i != restricted_id && i != legacy_id) {
         add(id, TokenHash::of(&format!("bulk-{id}")), true, Restrictions::default());
     }
     let verifier = Verifier::new();
     verifier.replace_all(s);
-    assert_eq!(verifier.token_count(), n.max(restricted_id + 1));
+    assert_eq!(verifier.token_count(), n.max(legacy_id + 1));
+    assert!(verifier.accepts_legacy());
     Loaded {
         verifier,
         valid: valid.expose().to_owned(),
@@ -143,6 +155,14 @@ const ORIGINAL: (&str, &str) = ("GET", "/api/v2/tickets/12345.json?page=2");
 /// an owned identity.
 fn verify(v: &Verifier, email: &str, token: &str) -> bool {
     has_valid_checksum(token) && v.verify(email, &TokenHash::of(token), NOW).is_ok()
+}
+
+/// [`verify`] as the `Authorization` parser gates it while legacy tokens
+/// exist: a checksum-less string of a legacy token's shape is hashed and
+/// looked up too.
+fn verify_any(v: &Verifier, email: &str, token: &str) -> bool {
+    (has_valid_checksum(token) || (v.accepts_legacy() && is_legacy_shaped(token)))
+        && v.verify(email, &TokenHash::of(token), NOW).is_ok()
 }
 
 /// The same through the borrowing path, reading what `/verify` puts in its
@@ -230,6 +250,8 @@ fn bench(c: &mut Criterion, n: usize, table: &mut Vec<(usize, &'static str, f64,
     assert!(verify_request(&l, EMAIL, &l.restricted, ORIGINAL).is_some());
     assert!(verify_request(&l, EMAIL, &l.restricted, ("POST", ORIGINAL.1)).is_none());
     assert!(verify_request(&l, EMAIL, &l.valid, ORIGINAL).is_some());
+    assert!(verify_any(&l.verifier, EMAIL, LEGACY));
+    assert!(!verify_any(&l.verifier, EMAIL, LEGACY_UNKNOWN));
     let v = &l.verifier;
     let cases: Vec<Case<'_>> = vec![
         (
@@ -294,6 +316,18 @@ fn bench(c: &mut Criterion, n: usize, table: &mut Vec<(usize, &'static str, f64,
             "deactivated token",
             Box::new(|| {
                 black_box(verify(v, black_box(EMAIL), black_box(&l.deactivated)));
+            }),
+        ),
+        (
+            "legacy token (no checksum)",
+            Box::new(|| {
+                black_box(verify_any(v, black_box(EMAIL), black_box(LEGACY)));
+            }),
+        ),
+        (
+            "unknown checksum-less string",
+            Box::new(|| {
+                black_box(verify_any(v, black_box(EMAIL), black_box(LEGACY_UNKNOWN)));
             }),
         ),
     ];

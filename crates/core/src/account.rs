@@ -154,6 +154,9 @@ pub struct AccountPatch {
     pub plan: Option<Plan>,
     pub api_token_access: Option<bool>,
     pub token_policy: Option<TokenPolicyPatch>,
+    /// Only the operator sets it (`latchkey account update --token-limit`),
+    /// e.g. for a migration; checked against the tokens held when stored.
+    pub token_limit: Option<i64>,
 }
 
 /// What an [`AccountPatch`] changes, split the way the audit log records it:
@@ -184,6 +187,14 @@ impl AccountPatch {
                     .fields
                     .push(text_change("plan", Some(current.plan.as_str()), Some(plan.as_str())));
                 next.plan = plan;
+            }
+        }
+        if let Some(limit) = self.token_limit {
+            if limit != current.token_limit {
+                changes
+                    .fields
+                    .push(format!("token_limit changed from {} to {limit}", current.token_limit));
+                next.token_limit = limit;
             }
         }
         if let Some(on) = self.api_token_access {
@@ -261,6 +272,7 @@ mod tests {
             plan: Some(Plan::Team),
             api_token_access: Some(false),
             token_policy: Some(TokenPolicyPatch::default()),
+            token_limit: Some(256),
         };
         assert_eq!(same.apply(&acct).1, AccountChanges::default());
         let on = AccountPatch {

@@ -29,6 +29,9 @@ pub struct TokenPolicy {
     pub deactivate_unused_after_days: Option<i64>,
     /// The sweeper deletes tokens deactivated for longer than this.
     pub delete_deactivated_after_days: Option<i64>,
+    /// The sweeper deactivates active legacy tokens (imported in another
+    /// system's format): rotate them first.
+    pub deactivate_legacy_tokens: bool,
 }
 
 /// A change to a policy; `None` leaves a field alone, `Some(None)` clears a
@@ -40,6 +43,7 @@ pub struct TokenPolicyPatch {
     pub require_assigned_user: Option<bool>,
     pub deactivate_unused_after_days: Option<Option<i64>>,
     pub delete_deactivated_after_days: Option<Option<i64>>,
+    pub deactivate_legacy_tokens: Option<bool>,
 }
 
 /// Checks a number of days (422 `InvalidValue` outside 1 to 3650).
@@ -101,6 +105,16 @@ impl TokenPolicyPatch {
                 next.require_assigned_user = on;
             }
         }
+        if let Some(on) = self.deactivate_legacy_tokens {
+            if on != current.deactivate_legacy_tokens {
+                changes.push(bool_change(
+                    "token_policy.deactivate_legacy_tokens",
+                    current.deactivate_legacy_tokens,
+                    on,
+                ));
+                next.deactivate_legacy_tokens = on;
+            }
+        }
         (next, changes)
     }
 }
@@ -116,6 +130,8 @@ pub enum SweepAction {
     Deactivate { days: i64 },
     /// Deactivated for longer than `delete_deactivated_after_days`.
     Delete { days: i64 },
+    /// A legacy token while `deactivate_legacy_tokens` is on.
+    DeactivateLegacy,
 }
 
 impl SweepAction {
@@ -124,6 +140,7 @@ impl SweepAction {
         match self {
             SweepAction::Deactivate { days } => format!("unused for {days} days"),
             SweepAction::Delete { days } => format!("deactivated for {days} days"),
+            SweepAction::DeactivateLegacy => "legacy token format (deactivate_legacy_tokens)".to_owned(),
         }
     }
 }
@@ -164,6 +181,9 @@ impl TokenPolicy {
     /// process knows of (`last_used` may be newer than the stored one).
     pub fn sweep(&self, token: &ApiToken, last_used: Option<Timestamp>, now: Timestamp) -> Option<SweepAction> {
         if token.active {
+            if token.legacy && self.deactivate_legacy_tokens {
+                return Some(SweepAction::DeactivateLegacy);
+            }
             let days = self.deactivate_unused_after_days?;
             let since = last_used.max(token.last_used).unwrap_or(token.created_at);
             (now.secs_since(since) > days * DAY).then_some(SweepAction::Deactivate { days })
@@ -176,7 +196,9 @@ impl TokenPolicy {
 
     /// Whether the sweeper has anything to judge under this policy.
     pub fn sweeps(&self) -> bool {
-        self.deactivate_unused_after_days.is_some() || self.delete_deactivated_after_days.is_some()
+        self.deactivate_unused_after_days.is_some()
+            || self.delete_deactivated_after_days.is_some()
+            || self.deactivate_legacy_tokens
     }
 }
 
@@ -208,6 +230,7 @@ mod tests {
             previous_expires_at: None,
             previous_last_used: None,
             deactivated_at: None,
+            legacy: false,
         }
     }
 

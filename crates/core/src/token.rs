@@ -177,6 +177,30 @@ pub fn visible_token(token: &str) -> Option<String> {
     ))
 }
 
+/// The shortest and longest legacy token accepted (README.md, "Migrating
+/// from Zendesk"); a Zendesk token is 40 characters.
+pub const LEGACY_LEN: std::ops::RangeInclusive<usize> = 16..=128;
+
+/// True when `s` could be a token of another system: 16 to 128 characters
+/// of ASCII letters, digits and `-_.~+/=` (Zendesk's are 40 letters and
+/// digits). Such strings are hashed and looked up only while the deployment
+/// holds legacy tokens.
+pub fn is_legacy_shaped(s: &str) -> bool {
+    LEGACY_LEN.contains(&s.len())
+        && s.bytes()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.' | b'~' | b'+' | b'/' | b'='))
+}
+
+/// What the list shows of a legacy token: its first and last four
+/// characters, `abcd…wxyz`.
+pub fn legacy_visible_token(token: &str) -> Option<String> {
+    is_legacy_shaped(token).then(|| format!("{}\u{2026}{}", &token[..4], &token[token.len() - 4..]))
+}
+
+/// What the list shows of a token imported by its hash alone, with no
+/// visible form given.
+pub const IMPORTED_VISIBLE_TOKEN: &str = "imported";
+
 /// SHA-256 of a token: what the database and the verifier hold.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TokenHash(pub [u8; 32]);
@@ -418,6 +442,26 @@ mod tests {
     }
 
     #[test]
+    fn legacy_tokens_are_strings_of_another_systems_shape() {
+        let zendesk = "aB3dE5gH7jK9mN1pQ3sT5vW7yZ9bC1dE3fG5hJ7k";
+        assert_eq!(zendesk.len(), 40);
+        assert!(is_legacy_shaped(zendesk));
+        assert_eq!(legacy_visible_token(zendesk).as_deref(), Some("aB3d\u{2026}hJ7k"));
+        for bad in [
+            "",
+            "short",
+            &"a".repeat(129),
+            "has space in it and more",
+            "colon:colon:colon:",
+            "ünïcödé-ünïcödé-x",
+        ] {
+            assert!(!is_legacy_shaped(bad), "{bad}");
+            assert_eq!(legacy_visible_token(bad), None);
+        }
+        assert!(is_legacy_shaped(&"a".repeat(16)) && is_legacy_shaped(&"a".repeat(128)));
+    }
+
+    #[test]
     fn the_limit_counts_every_token() {
         assert!(check_room(255, 1, 256).is_ok());
         let err = check_room(256, 1, 256).expect_err("full");
@@ -490,6 +534,9 @@ pub struct ApiToken {
     /// When it was last deactivated (`None` while active); the policy's
     /// `delete_deactivated_after_days` counts from here.
     pub deactivated_at: Option<Timestamp>,
+    /// Imported in another system's format, without a latchkey checksum
+    /// (README.md, "Migrating from Zendesk"); a rotation ends it.
+    pub legacy: bool,
 }
 
 /// A token's status as the list shows it.
@@ -535,6 +582,8 @@ pub struct NewToken {
     /// policy judges that history); `None`: now, and never.
     pub created_at: Option<Timestamp>,
     pub last_used: Option<Timestamp>,
+    /// A token of another system's format (README.md, "Migrating from Zendesk").
+    pub legacy: bool,
 }
 
 /// What a token is restricted to, beyond Zendesk's tokens: each `None` is
@@ -730,6 +779,7 @@ mod patch_tests {
             created_at: Timestamp::EPOCH,
             updated_at: Timestamp::EPOCH,
             last_used: None,
+            legacy: false,
         }
     }
 

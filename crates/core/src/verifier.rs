@@ -65,6 +65,9 @@ pub struct TokenAuth {
     pub restrictions: Restrictions,
     /// After a rotation, the previous secret while its grace period runs.
     pub previous: Option<PreviousSecret>,
+    /// The current or the previous secret is in another system's format,
+    /// without a latchkey checksum (README.md, "Migrating from Zendesk").
+    pub legacy: bool,
 }
 
 /// A rotated token's previous secret: it authenticates until `until`.
@@ -373,6 +376,10 @@ pub struct Verifier {
     /// Rate counters checked lately, reported to the other nodes at each
     /// sync until they go idle.
     rate_active: Mutex<Vec<(TokenId, Arc<RateCounter>)>>,
+    /// The legacy tokens held, and whether there is any: only then is a
+    /// string without a latchkey checksum worth a hash and a lookup.
+    legacy: Mutex<HashSet<TokenId>>,
+    accepts_legacy: AtomicBool,
 }
 
 impl std::fmt::Debug for Verifier {
@@ -716,6 +723,33 @@ impl Verifier {
         self.tokens_by_id.len()
     }
 
+    /// Whether any legacy token is held (README.md, "Migrating from
+    /// Zendesk"): while none is, a string without a latchkey checksum is
+    /// refused before it is hashed.
+    pub fn accepts_legacy(&self) -> bool {
+        self.accepts_legacy.load(Ordering::Relaxed)
+    }
+
+    /// Keeps the set of legacy tokens in step with a batch of upserts
+    /// (`true`: legacy) or removals (`false`). Deployments without
+    /// legacy tokens never take the lock.
+    fn track_legacy(&self, changes: impl IntoIterator<Item = (TokenId, bool)> + Clone) {
+        if !self.accepts_legacy() && !changes.clone().into_iter().any(|(_, legacy)| legacy) {
+            return;
+        }
+        let Ok(mut set) = self.legacy.lock() else {
+            return;
+        };
+        for (id, legacy) in changes {
+            if legacy {
+                set.insert(id);
+            } else {
+                set.remove(&id);
+            }
+        }
+        self.accepts_legacy.store(!set.is_empty(), Ordering::Relaxed);
+    }
+
     pub fn upsert_account(&self, account: AccountEntry) {
         self.lookup
             .pin()
@@ -772,6 +806,7 @@ impl Verifier {
         for auth in batch {
             Self::upsert_token_in(&lookup, &by_id, auth.clone());
         }
+        self.track_legacy(batch.iter().map(|a| (a.id, a.legacy)));
     }
 
     fn upsert_token_in<G: papaya::Guard>(
@@ -810,6 +845,7 @@ impl Verifier {
     }
 
     pub fn remove_token(&self, id: TokenId) {
+        self.track_legacy([(id, false)]);
         let removed = self.tokens_by_id.pin().remove(&id).cloned();
         if let Some(old) = removed {
             let lookup = self.lookup.pin();
@@ -963,7 +999,40 @@ mod tests {
             active,
             restrictions: Restrictions::default(),
             previous: None,
+            legacy: false,
         }
+    }
+
+    #[test]
+    fn only_a_held_legacy_token_makes_checksum_less_strings_worth_a_lookup() {
+        let v = Verifier::new();
+        let latchkey = TokenHash::of("lk_a");
+        let legacy = TokenHash::of("aB3dE5gH7jK9mN1pQ3sT5vW7yZ9bC1dE3fG5hJ7k");
+        v.upsert_token(token(TokenId::new(1), latchkey, true));
+        assert!(!v.accepts_legacy());
+        v.upsert_token(TokenAuth {
+            legacy: true,
+            ..token(TokenId::new(2), legacy, true)
+        });
+        assert!(v.accepts_legacy());
+        // Rotated to the latchkey format: no legacy secret left.
+        v.upsert_token(token(TokenId::new(2), TokenHash::of("lk_b"), true));
+        assert!(!v.accepts_legacy());
+        v.upsert_token(TokenAuth {
+            legacy: true,
+            ..token(TokenId::new(3), legacy, true)
+        });
+        v.remove_token(TokenId::new(3));
+        assert!(!v.accepts_legacy());
+        let mut s = Snapshot::new();
+        s.add_token(TokenAuth {
+            legacy: true,
+            ..token(TokenId::new(4), legacy, true)
+        });
+        v.replace_all(s);
+        assert!(v.accepts_legacy());
+        v.replace_all(Snapshot::new());
+        assert!(!v.accepts_legacy(), "a resync that no longer holds it drops it");
     }
 
     #[test]

@@ -151,6 +151,7 @@ fn verifier(restrictions: Restrictions) -> Verifier {
         active: true,
         restrictions,
         previous: None,
+        legacy: false,
     });
     v.replace_all(s);
     v

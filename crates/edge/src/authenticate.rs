@@ -115,7 +115,7 @@ impl Gate<'_> {
                 outcome: Some(Outcome::RateLimited),
             });
         }
-        let failed = match credentials::from_headers(headers) {
+        let failed = match credentials::from_headers(headers, self.app.accepts_legacy()) {
             Credentials::ApiToken { email, hash } => match check(self.app, &email, &hash, now, client) {
                 Ok(made) => return Ok(made),
                 Err(Refusal::Unauthenticated(d)) => {

@@ -49,8 +49,8 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
 
     #[test]
-    fn no_header_value_makes_it_panic(raw in header()) {
-        let c = parse(Some(&raw));
+    fn no_header_value_makes_it_panic(raw in header(), legacy in any::<bool>()) {
+        let c = parse(Some(&raw), legacy);
         // An ApiToken only ever comes from well-formed Basic credentials.
         if let Credentials::ApiToken { email, .. } = &c {
             prop_assert!(!email.is_empty());
@@ -63,7 +63,7 @@ proptest! {
         let t = PlainToken::generate(&p);
         let header = format!("{pad}{scheme} {}{pad}", STANDARD.encode(format!("{}/token:{}", email.as_str(), t.expose())));
         prop_assert_eq!(
-            parse(Some(header.as_bytes())),
+            parse(Some(header.as_bytes()), false),
             Credentials::ApiToken { email: email.as_str().to_owned(), hash: TokenHash::of(t.expose()) }
         );
     }
@@ -77,15 +77,15 @@ proptest! {
         b[3 + at] = c;
         let broken = String::from_utf8(b).unwrap();
         let header = basic(&format!("{email}/token:{broken}"));
-        prop_assert_eq!(parse(Some(&header)), Credentials::BadBasic { token_hint: false });
+        prop_assert_eq!(parse(Some(&header), false), Credentials::BadBasic { token_hint: false });
         let bearer = format!("Bearer {broken}");
-        prop_assert_eq!(parse(Some(bearer.as_bytes())), Credentials::Bearer { api_token: false });
+        prop_assert_eq!(parse(Some(bearer.as_bytes()), false), Credentials::Bearer { api_token: false });
     }
 
     #[test]
     fn a_valid_token_without_slash_token_gets_the_hint(email in email()) {
         let t = PlainToken::generate(&TokenPrefix::default());
         let header = basic(&format!("{email}:{}", t.expose()));
-        prop_assert_eq!(parse(Some(&header)), Credentials::BadBasic { token_hint: true });
+        prop_assert_eq!(parse(Some(&header), false), Credentials::BadBasic { token_hint: true });
     }
 }

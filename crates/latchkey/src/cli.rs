@@ -334,8 +334,18 @@ fn roles() -> PossibleValuesParser {
 pub enum AccountCmd {
     /// Create an account with its first admin.
     Create(AccountCreate),
-    /// Change an account's name, plan or API token access.
+    /// Change an account's name, plan, API token access or token limit.
     Update(AccountUpdate),
+    /// Delete an account with its users, tokens, sessions and audit log
+    /// (export the audit log first: `latchkey audit export`).
+    Delete {
+        /// The account to delete.
+        #[arg(long)]
+        subdomain: String,
+        /// The subdomain again, to confirm: nothing is deleted without it.
+        #[arg(long, value_name = "SUBDOMAIN")]
+        confirm: Option<String>,
+    },
     /// List every account.
     List {
         /// Print JSON instead of a table.
@@ -386,6 +396,10 @@ pub struct AccountUpdate {
     /// Turn API token access on or off (on/off, true/false).
     #[arg(long, value_parser = boolish(), value_name = "on|off")]
     pub api_token_access: Option<bool>,
+    /// The most tokens the account may hold, 1 to 10000 and not fewer than
+    /// it holds (the operator's override, e.g. for a migration).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(i64).range(1..=10_000))]
+    pub token_limit: Option<i64>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -34,7 +34,10 @@ use latchkey_core::{
     audit::first_broken,
     policy::SweepAction,
     time::{rfc3339, Timestamp},
-    token::{has_valid_checksum, parse_description, visible_token, NewToken, Restrictions, TokenHash, TokenStatus},
+    token::{
+        has_valid_checksum, legacy_visible_token, parse_description, visible_token, NewToken, Restrictions, TokenHash,
+        TokenStatus, IMPORTED_VISIBLE_TOKEN,
+    },
     user::{parse_user_name, Email, NewUser, Role, UserPatch},
     DomainError,
 };
@@ -550,15 +553,30 @@ async fn account(url: &str, cmd: AccountCmd) -> anyhow::Result<()> {
                 plan: domain(a.plan.as_deref().map(Plan::parse).transpose())?,
                 api_token_access: a.api_token_access,
                 token_policy: None,
+                token_limit: a.token_limit,
             };
             let updated = app.update_account(&access, &patch).await?;
             out!(
-                "account {}: name {:?}, plan {}, api_token_access {}",
+                "account {}: name {:?}, plan {}, api_token_access {}, token_limit {}",
                 updated.subdomain,
                 updated.name,
                 updated.plan.as_str(),
-                if updated.api_token_access { "on" } else { "off" }
+                if updated.api_token_access { "on" } else { "off" },
+                updated.token_limit
             );
+        }
+        AccountCmd::Delete { subdomain, confirm } => {
+            if confirm.as_deref() != Some(subdomain.as_str()) {
+                anyhow::bail!(
+                    "deleting account {subdomain} removes its users, tokens and audit log for good; \
+                     export the audit log first (latchkey audit export --account {subdomain} --format jsonl) \
+                     and confirm with --confirm {subdomain}"
+                );
+            }
+            let (access, _) = operator(&app, &subdomain).await?;
+            let (users, tokens) = app.delete_account(&access).await?;
+            tracing::info!(account = %subdomain, users, tokens, "account deleted by the operator");
+            out!("deleted account {subdomain} with {users} users and {tokens} tokens");
         }
     }
     Ok(())
@@ -723,7 +741,11 @@ async fn token(url: &str, cmd: TokenCmd) -> anyhow::Result<()> {
                         "{:>6}  {:<11}  {:<18}  {:<20}  {:<20}  {:<24}  {:<20}  {}",
                         t.id,
                         status,
-                        t.visible_token,
+                        if t.legacy {
+                            format!("{} (legacy)", t.visible_token)
+                        } else {
+                            t.visible_token.clone()
+                        },
                         rfc3339(t.created_at),
                         t.expires_at.map_or("never".to_owned(), rfc3339),
                         scopes,
@@ -837,6 +859,7 @@ struct TokenLine<'a> {
     created_at: String,
     updated_at: String,
     last_used: Option<String>,
+    legacy: bool,
 }
 
 impl<'a> TokenLine<'a> {
@@ -857,15 +880,20 @@ impl<'a> TokenLine<'a> {
             created_at: rfc3339(t.created_at),
             updated_at: rfc3339(t.updated_at),
             last_used: t.last_used.map(rfc3339),
+            legacy: t.legacy,
         }
     }
 }
 
 /// Reads the import file: one JSON object per line, either
-/// `{"token": "lk_…"}` or `{"token_sha256": "<64 hex>", "visible_token": "…"}`,
-/// each with optional `"description"`, `"active"` (default true), and
+/// `{"token": "…"}` or `{"token_sha256": "<64 hex>", "visible_token": "…"}`,
+/// each with optional `"description"`, `"active"` (default true),
 /// `"created_at"` / `"last_used"` (RFC 3339; the history the token policy
-/// judges, kept from the system the tokens come from).
+/// judges, kept from the system the tokens come from) and `"legacy"`.
+/// A plaintext token without a latchkey checksum but of a legacy token's
+/// shape (a Zendesk token) is legacy without saying so; a hash is legacy
+/// only with `"legacy": true`, and without `visible_token` it is listed as
+/// `imported` (README.md, "Migrating from Zendesk").
 fn parse_import(text: &str, now: Timestamp, on_line: &dyn Fn()) -> anyhow::Result<Vec<NewToken>> {
     #[derive(serde::Deserialize)]
     #[serde(deny_unknown_fields)]
@@ -877,6 +905,7 @@ fn parse_import(text: &str, now: Timestamp, on_line: &dyn Fn()) -> anyhow::Resul
         active: Option<bool>,
         created_at: Option<String>,
         last_used: Option<String>,
+        legacy: Option<bool>,
     }
     let mut out = Vec::new();
     for (i, raw) in text.lines().enumerate() {
@@ -887,27 +916,35 @@ fn parse_import(text: &str, now: Timestamp, on_line: &dyn Fn()) -> anyhow::Resul
         on_line();
         // serde's message could quote the line, and the line may hold a secret.
         let line: Line = serde_json::from_str(raw).map_err(|e| {
-            anyhow::anyhow!("line {n}: not a valid import record (column {}; expected token or token_sha256, visible_token, description, active, created_at, last_used)", e.column())
+            anyhow::anyhow!("line {n}: not a valid import record (column {}; expected token or token_sha256, visible_token, description, active, created_at, last_used, legacy)", e.column())
         })?;
-        let (hash, visible) = match (line.token, line.token_sha256) {
-            (Some(t), None) => {
+        let (hash, visible, legacy) = match (line.token, line.token_sha256) {
+            (Some(t), None) if has_valid_checksum(&t) => {
                 anyhow::ensure!(
-                    has_valid_checksum(&t),
-                    "line {n}: token is not a well-formed latchkey token"
+                    line.legacy != Some(true),
+                    "line {n}: token is a latchkey token; \"legacy\": true is for tokens of another format"
                 );
-                (TokenHash::of(&t), visible_token(&t).unwrap_or_default())
+                (TokenHash::of(&t), visible_token(&t).unwrap_or_default(), false)
+            }
+            (Some(t), None) => {
+                let visible = legacy_visible_token(&t).ok_or_else(|| {
+                    anyhow::anyhow!("line {n}: token is neither a latchkey token nor a legacy token (16 to 128 letters, digits and -_.~+/=)")
+                })?;
+                anyhow::ensure!(
+                    line.legacy != Some(false),
+                    "line {n}: token has no latchkey checksum, so it can only be imported as legacy (drop \"legacy\": false)"
+                );
+                (TokenHash::of(&t), visible, true)
             }
             (None, Some(h)) => {
                 let hash = TokenHash::from_hex(&h.to_ascii_lowercase())
                     .ok_or_else(|| anyhow::anyhow!("line {n}: token_sha256 must be 64 hexadecimal characters"))?;
-                let visible = line
-                    .visible_token
-                    .ok_or_else(|| anyhow::anyhow!("line {n}: visible_token is required with token_sha256"))?;
+                let visible = line.visible_token.unwrap_or_else(|| IMPORTED_VISIBLE_TOKEN.to_owned());
                 anyhow::ensure!(
                     !visible.is_empty() && visible.chars().count() <= 64 && !visible.chars().any(char::is_control),
                     "line {n}: visible_token must be 1 to 64 printable characters"
                 );
-                (hash, visible)
+                (hash, visible, line.legacy.unwrap_or(false))
             }
             _ => anyhow::bail!("line {n}: give exactly one of token and token_sha256"),
         };
@@ -939,6 +976,7 @@ fn parse_import(text: &str, now: Timestamp, on_line: &dyn Fn()) -> anyhow::Resul
             active: line.active.unwrap_or(true),
             user_id: None,
             restrictions: Restrictions::default(),
+            legacy,
         });
     }
     anyhow::ensure!(!out.is_empty(), "the file holds no tokens");
@@ -969,7 +1007,7 @@ async fn policy_sweep(
     };
     for (account, token, action) in &done {
         let verb = match action {
-            SweepAction::Deactivate { .. } => deactivate,
+            SweepAction::Deactivate { .. } | SweepAction::DeactivateLegacy => deactivate,
             SweepAction::Delete { .. } => delete,
         };
         out!(

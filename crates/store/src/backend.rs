@@ -126,6 +126,9 @@ pub trait Tx: Send {
     async fn subdomain_taken(&mut self, subdomain: &str) -> Result<bool>;
     async fn insert_account(&mut self, new: &NewAccount, now: Timestamp) -> Result<Account>;
     async fn save_account(&mut self, account: &Account) -> Result<()>;
+    /// Deletes the account and everything of it; returns the ids of its
+    /// users and tokens, for the change log.
+    async fn delete_account(&mut self, account_id: AccountId) -> Result<(Vec<UserId>, Vec<TokenId>)>;
 
     async fn user(&mut self, account_id: AccountId, id: UserId) -> Result<Option<User>>;
     async fn email_taken(&mut self, account_id: AccountId, email_normalized: &str) -> Result<bool>;

@@ -91,6 +91,7 @@ where
     for<'r> ChangeRow: FromRow<'r, DB::Row>,
     for<'r> UsageRow: FromRow<'r, DB::Row>,
     for<'r> PeerRow: FromRow<'r, DB::Row>,
+    for<'r> MemberRow: FromRow<'r, DB::Row>,
 {
     // ---- The verifier's snapshot and the change log -----------------------
 
@@ -310,6 +311,7 @@ where
             .bind(a.token_policy.require_assigned_user)
             .bind(a.token_policy.deactivate_unused_after_days)
             .bind(a.token_policy.delete_deactivated_after_days)
+            .bind(a.token_policy.deactivate_legacy_tokens)
             .bind(a.id.get())
             .execute(tx)
             .await?;
@@ -534,6 +536,32 @@ where
         row.map(TokenAuth::try_from).transpose()
     }
 
+    /// The ids of an account's users and tokens (`sql::ACCOUNT_MEMBERS`).
+    pub(crate) async fn account_members<'e>(
+        tx: impl Executor<'e, Database = DB>,
+        account_id: AccountId,
+    ) -> Result<(Vec<UserId>, Vec<TokenId>)> {
+        let rows: Vec<MemberRow> = sqlx::query_as(sql::ACCOUNT_MEMBERS)
+            .bind(account_id.get())
+            .fetch_all(tx)
+            .await?;
+        let (users, tokens): (Vec<_>, Vec<_>) = rows.into_iter().partition(|r| r.is_user);
+        Ok((
+            users.into_iter().map(|r| UserId::new(r.id)).collect(),
+            tokens.into_iter().map(|r| TokenId::new(r.id)).collect(),
+        ))
+    }
+
+    /// Runs one statement of `sql::DELETE_ACCOUNT`.
+    pub(crate) async fn delete_account_part<'e>(
+        tx: impl Executor<'e, Database = DB>,
+        statement: &'static str,
+        account_id: AccountId,
+    ) -> Result<()> {
+        sqlx::query(statement).bind(account_id.get()).execute(tx).await?;
+        Ok(())
+    }
+
     pub(crate) async fn count_tokens<'e>(tx: impl Executor<'e, Database = DB>, account_id: AccountId) -> Result<i64> {
         Ok(sqlx::query_scalar(sql::COUNT_TOKENS)
             .bind(account_id.get())
@@ -574,6 +602,7 @@ where
             .bind(allowed_ips.as_deref())
             .bind(new.restrictions.rate_limit.map(|l| i64::from(l.requests)))
             .bind(new.restrictions.rate_limit.map(|l| i64::from(l.per_seconds)))
+            .bind(new.legacy)
             .fetch_one(tx)
             .await?;
         Ok(ApiToken::from(row))

@@ -26,7 +26,7 @@ use crate::{Change, Entity, StoreError};
 // text for the audit listing, whose statement is built at run time.
 macro_rules! account_columns {
     () => {
-        "id, subdomain, name, plan, token_limit, api_token_access, policy_max_lifetime_days, policy_require_expiry, policy_require_assigned_user, policy_deactivate_unused_after_days, policy_delete_deactivated_after_days, created_at, updated_at"
+        "id, subdomain, name, plan, token_limit, api_token_access, policy_max_lifetime_days, policy_require_expiry, policy_require_assigned_user, policy_deactivate_unused_after_days, policy_delete_deactivated_after_days, policy_deactivate_legacy_tokens, created_at, updated_at"
     };
 }
 macro_rules! user_columns {
@@ -36,7 +36,7 @@ macro_rules! user_columns {
 }
 macro_rules! token_columns {
     () => {
-        "id, account_id, description, active, visible_token, user_id, assigned_user_id, scopes, expires_at, created_at, updated_at, last_used, previous_visible_token, previous_expires_at, previous_last_used, deactivated_at, allowed_ips, rate_limit_requests, rate_limit_per_seconds, leaked_at"
+        "id, account_id, description, active, visible_token, user_id, assigned_user_id, scopes, expires_at, created_at, updated_at, last_used, previous_visible_token, previous_expires_at, previous_last_used, deactivated_at, allowed_ips, rate_limit_requests, rate_limit_per_seconds, leaked_at, legacy"
     };
 }
 /// The token columns of `token_columns!`, each prefixed (`"t."`) for a join.
@@ -82,7 +82,9 @@ macro_rules! token_columns_of {
             $t,
             "rate_limit_per_seconds, ",
             $t,
-            "leaked_at"
+            "leaked_at, ",
+            $t,
+            "legacy"
         )
     };
 }
@@ -111,6 +113,7 @@ pub struct AccountRow {
     policy_require_assigned_user: bool,
     policy_deactivate_unused_after_days: Option<i64>,
     policy_delete_deactivated_after_days: Option<i64>,
+    policy_deactivate_legacy_tokens: bool,
     created_at: i64,
     updated_at: i64,
 }
@@ -132,6 +135,7 @@ impl TryFrom<AccountRow> for Account {
                 require_assigned_user: r.policy_require_assigned_user,
                 deactivate_unused_after_days: r.policy_deactivate_unused_after_days,
                 delete_deactivated_after_days: r.policy_delete_deactivated_after_days,
+                deactivate_legacy_tokens: r.policy_deactivate_legacy_tokens,
             },
             created_at: Timestamp::from_unix(r.created_at),
             updated_at: Timestamp::from_unix(r.updated_at),
@@ -194,6 +198,7 @@ pub struct TokenRow {
     rate_limit_requests: Option<i64>,
     rate_limit_per_seconds: Option<i64>,
     leaked_at: Option<i64>,
+    legacy: bool,
 }
 
 impl From<TokenRow> for ApiToken {
@@ -218,6 +223,7 @@ impl From<TokenRow> for ApiToken {
             allowed_ips: r.allowed_ips.as_deref().and_then(IpAllowlist::from_stored),
             rate_limit: stored_rate_limit(r.rate_limit_requests, r.rate_limit_per_seconds),
             leaked_at: r.leaked_at.map(Timestamp::from_unix),
+            legacy: r.legacy,
         }
     }
 }
@@ -250,6 +256,13 @@ impl From<TokenWithCreatorRow> for (ApiToken, TokenCreator) {
     }
 }
 
+/// A user or token id of an account (`sql::ACCOUNT_MEMBERS`).
+#[derive(sqlx::FromRow)]
+pub struct MemberRow {
+    pub is_user: bool,
+    pub id: i64,
+}
+
 #[derive(sqlx::FromRow)]
 pub struct TokenAuthRow {
     id: i64,
@@ -264,6 +277,8 @@ pub struct TokenAuthRow {
     allowed_ips: Option<String>,
     rate_limit_requests: Option<i64>,
     rate_limit_per_seconds: Option<i64>,
+    legacy: bool,
+    previous_legacy: bool,
 }
 
 impl TryFrom<TokenAuthRow> for TokenAuth {
@@ -283,6 +298,9 @@ impl TryFrom<TokenAuthRow> for TokenAuth {
                 allowed_ips: r.allowed_ips.as_deref().and_then(IpAllowlist::from_stored),
                 rate_limit: stored_rate_limit(r.rate_limit_requests, r.rate_limit_per_seconds),
             },
+            // A rotated-away legacy secret still authenticates in its grace
+            // period, so it keeps the token counted as legacy until then.
+            legacy: r.legacy || (r.previous_legacy && r.previous_hash.is_some()),
             previous: match (r.previous_hash, r.previous_expires_at) {
                 (Some(hash), Some(until)) => Some(PreviousSecret {
                     hash: TokenHash::from_slice(&hash)

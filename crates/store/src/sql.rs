@@ -16,11 +16,12 @@ pub const APPEND_CHANGE: &str = "INSERT INTO changes (entity, entity_id, created
 pub const ALL_ACCOUNTS: &str = concat!("SELECT ", account_columns!(), " FROM accounts ORDER BY id");
 pub const LIVE_USERS: &str = concat!("SELECT ", user_columns!(), " FROM users WHERE deleted_at IS NULL");
 pub const ALL_TOKEN_AUTH: &str = "SELECT id, account_id, token_hash, active, assigned_user_id, scopes, expires_at, \
-     previous_hash, previous_expires_at, allowed_ips, rate_limit_requests, rate_limit_per_seconds FROM api_tokens";
+     previous_hash, previous_expires_at, allowed_ips, rate_limit_requests, rate_limit_per_seconds, legacy, \
+     previous_legacy FROM api_tokens";
 
 // Accounts.
 pub const SWEEPING_ACCOUNTS: &str = "SELECT id FROM accounts WHERE policy_deactivate_unused_after_days IS NOT NULL \
-     OR policy_delete_deactivated_after_days IS NOT NULL ORDER BY id";
+     OR policy_delete_deactivated_after_days IS NOT NULL OR policy_deactivate_legacy_tokens ORDER BY id";
 pub const ACCOUNT_COUNT: &str = "SELECT COUNT(*) FROM accounts";
 pub const ACCOUNT_BY_ID: &str = concat!("SELECT ", account_columns!(), " FROM accounts WHERE id = $1");
 pub const ACCOUNT_BY_SUBDOMAIN: &str = concat!("SELECT ", account_columns!(), " FROM accounts WHERE subdomain = $1");
@@ -31,7 +32,8 @@ pub const INSERT_ACCOUNT: &str = concat!(
 );
 pub const SAVE_ACCOUNT: &str = "UPDATE accounts SET name = $1, plan = $2, token_limit = $3, api_token_access = $4, \
      updated_at = $5, policy_max_lifetime_days = $6, policy_require_expiry = $7, policy_require_assigned_user = $8, \
-     policy_deactivate_unused_after_days = $9, policy_delete_deactivated_after_days = $10 WHERE id = $11";
+     policy_deactivate_unused_after_days = $9, policy_delete_deactivated_after_days = $10, \
+     policy_deactivate_legacy_tokens = $11 WHERE id = $12";
 
 // Users.
 pub const USER_BY_ID: &str = concat!("SELECT ", user_columns!(), " FROM users WHERE id = $1");
@@ -87,7 +89,8 @@ pub const ACCOUNT_TOKEN: &str = concat!(
     " FROM api_tokens WHERE account_id = $1 AND id = $2"
 );
 pub const TOKEN_AUTH_BY_ID: &str = "SELECT id, account_id, token_hash, active, assigned_user_id, scopes, expires_at, \
-     previous_hash, previous_expires_at, allowed_ips, rate_limit_requests, rate_limit_per_seconds FROM api_tokens WHERE id = $1";
+     previous_hash, previous_expires_at, allowed_ips, rate_limit_requests, rate_limit_per_seconds, legacy, \
+     previous_legacy FROM api_tokens WHERE id = $1";
 pub const ACCOUNT_TOKENS: &str = concat!(
     "SELECT ",
     token_columns!(),
@@ -110,13 +113,28 @@ pub const ACCOUNT_TOKEN_WITH_CREATOR: &str = concat!(
     " FROM api_tokens t LEFT JOIN users u ON u.id = t.user_id",
     " WHERE t.account_id = $1 AND t.id = $2"
 );
+/// The ids of an account's users (deleted or not) and tokens, as
+/// (`true` for a user, id), for the change log of an account's deletion.
+pub const ACCOUNT_MEMBERS: &str = "SELECT TRUE AS is_user, id FROM users WHERE account_id = $1 \
+     UNION ALL SELECT FALSE AS is_user, id FROM api_tokens WHERE account_id = $1";
+/// Everything of one account (`$1`), children first, in one transaction
+/// (`latchkey account delete`).
+pub const DELETE_ACCOUNT: [&str; 7] = [
+    "DELETE FROM token_usage WHERE token_id IN (SELECT id FROM api_tokens WHERE account_id = $1)",
+    "DELETE FROM rate_limit_counts WHERE token_id IN (SELECT id FROM api_tokens WHERE account_id = $1)",
+    "DELETE FROM sessions WHERE account_id = $1",
+    "DELETE FROM api_tokens WHERE account_id = $1",
+    "DELETE FROM users WHERE account_id = $1",
+    "DELETE FROM audit_events WHERE account_id = $1",
+    "DELETE FROM accounts WHERE id = $1",
+];
 pub const COUNT_TOKENS: &str = "SELECT COUNT(*) FROM api_tokens WHERE account_id = $1";
 pub const TOKEN_HASH_TAKEN: &str = "SELECT COUNT(*) FROM api_tokens WHERE token_hash = $1";
 pub const INSERT_TOKEN: &str = concat!(
     "INSERT INTO api_tokens (account_id, token_hash, visible_token, description, active, user_id, ",
     "assigned_user_id, scopes, expires_at, created_at, updated_at, last_used, deactivated_at, allowed_ips, ",
-    "rate_limit_requests, rate_limit_per_seconds) ",
-    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) RETURNING ",
+    "rate_limit_requests, rate_limit_per_seconds, legacy) ",
+    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) RETURNING ",
     token_columns!()
 );
 pub const SAVE_TOKEN: &str = "UPDATE api_tokens SET description = $1, active = $2, assigned_user_id = $3, \
@@ -125,7 +143,7 @@ pub const SAVE_TOKEN: &str = "UPDATE api_tokens SET description = $1, active = $
 /// A rotation: the current secret becomes the previous one, until `$1`.
 pub const ROTATE_TOKEN: &str = "UPDATE api_tokens SET previous_hash = token_hash, \
      previous_visible_token = visible_token, previous_expires_at = $1, previous_last_used = NULL, \
-     token_hash = $2, visible_token = $3, updated_at = $4 WHERE id = $5";
+     previous_legacy = legacy, legacy = FALSE, token_hash = $2, visible_token = $3, updated_at = $4 WHERE id = $5";
 pub const DELETE_TOKEN: &str = "DELETE FROM api_tokens WHERE id = $1";
 /// Never moves `last_used` backwards.
 // Usage by hour.

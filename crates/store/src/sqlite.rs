@@ -291,6 +291,13 @@ impl Tx for SqliteTx {
     async fn count_tokens(&mut self, account_id: AccountId) -> Result<i64> {
         Shared::count_tokens(&mut *self.tx, account_id).await
     }
+    async fn delete_account(&mut self, account_id: AccountId) -> Result<(Vec<UserId>, Vec<TokenId>)> {
+        let members = Shared::account_members(&mut *self.tx, account_id).await?;
+        for statement in sql::DELETE_ACCOUNT {
+            Shared::delete_account_part(&mut *self.tx, statement, account_id).await?;
+        }
+        Ok(members)
+    }
     async fn token(&mut self, account_id: AccountId, id: TokenId) -> Result<Option<ApiToken>> {
         Shared::token(&mut *self.tx, account_id, id).await
     }

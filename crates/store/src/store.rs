@@ -205,6 +205,17 @@ impl Store {
     ) -> Result<Account> {
         let mut w = self.work(actor, now).await?;
         let current = w.lock(account_id).await?;
+        if let Some(limit) = patch.token_limit {
+            let held = w.tx.count_tokens(account_id).await?;
+            if limit < held {
+                return Err(DomainError::invalid(
+                    "token_limit",
+                    ErrorCode::InvalidValue,
+                    format!("The account holds {held} tokens; the limit cannot be lower."),
+                )
+                .into());
+            }
+        }
         let (mut next, changes) = patch.apply(&current);
         if changes.fields.is_empty() && changes.settings.is_empty() {
             return Ok(current);
@@ -232,6 +243,25 @@ impl Store {
         w.changed(account_id).await?;
         w.commit().await?;
         Ok(next)
+    }
+
+    /// Deletes an account with its users, tokens, sessions, usage and audit
+    /// log, in one transaction (`latchkey account delete`); every process
+    /// drops them from memory through the change log. Returns how many
+    /// users and tokens went with it.
+    pub async fn delete_account(&self, account_id: AccountId, actor: &Actor, now: Timestamp) -> Result<(usize, usize)> {
+        let mut w = self.work(actor, now).await?;
+        w.lock(account_id).await?;
+        let (users, tokens) = w.tx.delete_account(account_id).await?;
+        for id in &tokens {
+            w.changed(*id).await?;
+        }
+        for id in &users {
+            w.changed(*id).await?;
+        }
+        w.changed(account_id).await?;
+        w.commit().await?;
+        Ok((users.len(), tokens.len()))
     }
 
     pub async fn create_user(
@@ -498,7 +528,7 @@ impl Store {
             };
             if !dry_run {
                 match action {
-                    SweepAction::Deactivate { .. } => {
+                    SweepAction::Deactivate { .. } | SweepAction::DeactivateLegacy => {
                         let mut next = t.clone();
                         next.active = false;
                         next.deactivated_at = Some(now);
@@ -605,7 +635,7 @@ impl Store {
                 let e = Invalid::new(
                     format!("line {}", line + 1),
                     ErrorCode::Taken,
-                    "this token is already stored",
+                    format!("line {}: this token is already stored", line + 1),
                 );
                 return Err(DomainError::from(e).into());
             }

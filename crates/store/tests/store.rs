@@ -62,6 +62,7 @@ fn new_token() -> (NewToken, PlainToken) {
         restrictions: Default::default(),
         created_at: None,
         last_used: None,
+        legacy: false,
     };
     (new, plain)
 }

@@ -89,6 +89,7 @@ async fn seed(url: &str) -> (PlainToken, PlainToken) {
                 restrictions: Restrictions::default(),
                 created_at: None,
                 last_used: None,
+                legacy: false,
             }
         })
         .collect();

@@ -184,7 +184,8 @@ async fn the_token_policy_is_read_validated_audited_and_enforced_on_creation_and
     assert_eq!(
         settings["settings"]["token_policy"],
         json!({"max_lifetime_days": null, "require_expiry": false, "require_assigned_user": false,
-               "deactivate_unused_after_days": null, "delete_deactivated_after_days": null})
+               "deactivate_unused_after_days": null, "delete_deactivated_after_days": null,
+               "deactivate_legacy_tokens": false})
     );
     for (bad, field) in [
         (json!({"max_lifetime_days": 0}), "token_policy.max_lifetime_days"),
@@ -197,6 +198,10 @@ async fn the_token_policy_is_read_validated_audited_and_enforced_on_creation_and
             "token_policy.delete_deactivated_after_days",
         ),
         (json!({"require_expiry": "yes"}), "token_policy.require_expiry"),
+        (
+            json!({"deactivate_legacy_tokens": 1}),
+            "token_policy.deactivate_legacy_tokens",
+        ),
     ] {
         let r = t
             .put(
@@ -317,6 +322,7 @@ async fn import_history(
                 restrictions: Restrictions::default(),
                 created_at: Some(Timestamp::from_unix(now - created * DAY)),
                 last_used: used.map(|d| Timestamp::from_unix(now - d * DAY)),
+                legacy: false,
             }
         })
         .collect();

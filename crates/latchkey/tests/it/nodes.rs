@@ -366,6 +366,7 @@ mod cluster {
             restrictions: Restrictions::default(),
             created_at: Some(Timestamp::from_unix(now - 100 * 86_400)),
             last_used: Some(Timestamp::from_unix(now - 90 * 86_400)),
+            legacy: false,
         };
         let id = setup.app.import_tokens(&access, vec![stale]).await.unwrap()[0].id;
         let policy = latchkey_core::account::AccountPatch {

@@ -313,6 +313,7 @@ pub async fn fill_tokens(t: &TestApp, acct: &TestAccount, n: usize) {
                 restrictions: Restrictions::default(),
                 created_at: None,
                 last_used: None,
+                legacy: false,
             }
         })
         .collect();

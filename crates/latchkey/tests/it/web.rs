@@ -1922,6 +1922,7 @@ async fn preview_lists_the_stale_and_long_deactivated_tokens_and_saves_nothing()
         restrictions: Default::default(),
         created_at: Some(t0.minus_secs(400 * 86_400)),
         last_used: Some(app.app.now().minus_secs(40 * 86_400)),
+        legacy: false,
     };
     app.app.import_tokens(&access, vec![imported]).await.unwrap();
     // In use: listed nowhere.

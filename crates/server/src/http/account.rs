@@ -46,15 +46,18 @@ pub struct UpdateTokenPolicy {
     pub deactivate_unused_after_days: Option<Option<i64>>,
     #[schema(value_type = Option<i64>, required = false, minimum = 1, maximum = 3650)]
     pub delete_deactivated_after_days: Option<Option<i64>>,
+    #[schema(value_type = bool, required = false)]
+    pub deactivate_legacy_tokens: Option<bool>,
 }
 
 impl UpdateTokenPolicy {
-    const FIELDS: [&'static str; 5] = [
+    const FIELDS: [&'static str; 6] = [
         "max_lifetime_days",
         "require_expiry",
         "require_assigned_user",
         "deactivate_unused_after_days",
         "delete_deactivated_after_days",
+        "deactivate_legacy_tokens",
     ];
 
     /// Reads `token_policy` (an object; unknown keys 400, bad values 422).
@@ -93,6 +96,7 @@ impl UpdateTokenPolicy {
         };
         let require_expiry = flag(&mut errors, "require_expiry");
         let require_assigned_user = flag(&mut errors, "require_assigned_user");
+        let deactivate_legacy_tokens = flag(&mut errors, "deactivate_legacy_tokens");
         errors.finish()?;
         Ok(Some(UpdateTokenPolicy {
             max_lifetime_days,
@@ -100,6 +104,7 @@ impl UpdateTokenPolicy {
             require_assigned_user,
             deactivate_unused_after_days,
             delete_deactivated_after_days,
+            deactivate_legacy_tokens,
         }))
     }
 
@@ -110,6 +115,7 @@ impl UpdateTokenPolicy {
             require_assigned_user: self.require_assigned_user,
             deactivate_unused_after_days: self.deactivate_unused_after_days,
             delete_deactivated_after_days: self.delete_deactivated_after_days,
+            deactivate_legacy_tokens: self.deactivate_legacy_tokens,
         }
     }
 }

@@ -34,7 +34,7 @@ pub fn user_url(base: &BaseUrl, id: UserId) -> String {
     "description": "Jira sync", "active": true, "visible_token": "lk_4fQ9…b3Z0",
     "user_id": 3, "assigned_user_id": null, "scopes": ["tickets:read"],
     "expires_at": null, "allowed_ips": null, "rate_limit": null, "leaked_at": null, "status": "active", "previous_visible_token": null,
-    "previous_expires_at": null, "previous_last_used": null,
+    "previous_expires_at": null, "previous_last_used": null, "legacy": false,
     "created_at": "2026-11-27T09:14:57Z", "updated_at": "2026-11-27T09:14:57Z",
     "last_used": null
 }))]
@@ -93,6 +93,9 @@ pub struct TokenView {
     /// `null` until first used.
     #[schema(required = true, format = DateTime)]
     pub last_used: Option<String>,
+    /// Imported in another system's format (a Zendesk token), without a
+    /// latchkey checksum; rotating it ends that.
+    pub legacy: bool,
 }
 
 /// A token record as its creation answers it: the record and, this once,
@@ -103,7 +106,7 @@ pub struct TokenView {
     "description": "Jira sync", "active": true, "visible_token": "lk_4fQ9…b3Z0",
     "user_id": 3, "assigned_user_id": null, "scopes": ["tickets:read"],
     "expires_at": null, "allowed_ips": null, "rate_limit": null, "leaked_at": null, "status": "active", "previous_visible_token": null,
-    "previous_expires_at": null, "previous_last_used": null,
+    "previous_expires_at": null, "previous_last_used": null, "legacy": false,
     "created_at": "2026-11-27T09:14:57Z", "updated_at": "2026-11-27T09:14:57Z",
     "last_used": null, "token": "lk_4fQ9c2VhbW9ua2V5c2VjcmV0dG9rZW4xMjM0a0Ab3Z0"
 }))]
@@ -220,6 +223,9 @@ pub struct TokenPolicy {
     /// The sweeper deletes tokens deactivated for longer than this.
     #[schema(required = true, minimum = 1, maximum = 3650)]
     pub delete_deactivated_after_days: Option<i64>,
+    /// The sweeper deactivates active legacy tokens (imported in another
+    /// system's format): rotate them before turning this on.
+    pub deactivate_legacy_tokens: bool,
 }
 
 /// What a proposed token policy would do now; nothing is changed.
@@ -314,6 +320,7 @@ pub fn token(base: &BaseUrl, t: &ApiToken, now: Timestamp) -> TokenView {
         created_at: time(t.created_at),
         updated_at: time(t.updated_at),
         last_used: t.last_used.map(time),
+        legacy: t.legacy,
     }
 }
 
@@ -356,6 +363,7 @@ pub fn settings(a: &Account) -> SettingsResponse {
                 require_assigned_user: p.require_assigned_user,
                 deactivate_unused_after_days: p.deactivate_unused_after_days,
                 delete_deactivated_after_days: p.delete_deactivated_after_days,
+                deactivate_legacy_tokens: p.deactivate_legacy_tokens,
             },
         },
     }

@@ -7,7 +7,8 @@
 //!
 //! The policy's fields: `max_lifetime_days`, `deactivate_unused_after_days`
 //! and `delete_deactivated_after_days` (whole days from 1 to 3650, empty for
-//! no rule) and the checkboxes `require_expiry` and `require_assigned_user`.
+//! no rule) and the checkboxes `require_expiry`, `require_assigned_user` and
+//! `deactivate_legacy_tokens`.
 //! A form that sends none of the day fields leaves the policy alone.
 
 use askama::Template;
@@ -43,6 +44,7 @@ pub struct PolicyEntered {
     pub require_assigned_user: bool,
     pub deactivate_unused_after_days: String,
     pub delete_deactivated_after_days: String,
+    pub deactivate_legacy_tokens: bool,
 }
 
 fn days_text(days: Option<i64>) -> String {
@@ -57,6 +59,7 @@ impl PolicyEntered {
             require_assigned_user: p.require_assigned_user,
             deactivate_unused_after_days: days_text(p.deactivate_unused_after_days),
             delete_deactivated_after_days: days_text(p.delete_deactivated_after_days),
+            deactivate_legacy_tokens: p.deactivate_legacy_tokens,
         }
     }
 
@@ -71,6 +74,7 @@ impl PolicyEntered {
             require_assigned_user: fields.checked("require_assigned_user"),
             deactivate_unused_after_days: fields.text(DEACTIVATE_UNUSED.0).trim().to_owned(),
             delete_deactivated_after_days: fields.text(DELETE_DEACTIVATED.0).trim().to_owned(),
+            deactivate_legacy_tokens: fields.checked("deactivate_legacy_tokens"),
         })
     }
 
@@ -96,6 +100,7 @@ impl PolicyEntered {
             require_assigned_user: self.require_assigned_user,
             deactivate_unused_after_days: days(DEACTIVATE_UNUSED, &self.deactivate_unused_after_days),
             delete_deactivated_after_days: days(DELETE_DEACTIVATED, &self.delete_deactivated_after_days),
+            deactivate_legacy_tokens: self.deactivate_legacy_tokens,
         }
     }
 }
@@ -108,6 +113,7 @@ fn whole(p: &TokenPolicy) -> TokenPolicyPatch {
         require_assigned_user: Some(p.require_assigned_user),
         deactivate_unused_after_days: Some(p.deactivate_unused_after_days),
         delete_deactivated_after_days: Some(p.delete_deactivated_after_days),
+        deactivate_legacy_tokens: Some(p.deactivate_legacy_tokens),
     }
 }
 

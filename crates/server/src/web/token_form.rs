@@ -783,6 +783,7 @@ mod tests {
             previous_expires_at: None,
             previous_last_used: None,
             deactivated_at: None,
+            legacy: false,
             allowed_ips: None,
             rate_limit: None,
             leaked_at: None,

@@ -76,6 +76,8 @@ pub struct TokenView {
     /// When a leak report matched the token (README.md, "Leaked tokens"):
     /// the time, and RFC 3339.
     pub leaked: Option<String>,
+    /// Imported in another system's format (README.md, "Migrating from Zendesk").
+    pub legacy: bool,
     pub leaked_iso: Option<String>,
     /// Whether Rotate is offered: active and not expired.
     pub rotatable: bool,
@@ -149,6 +151,7 @@ fn view(t: &ApiToken, creator: &TokenCreator, now: Timestamp, users: &HashMap<Us
         allowed_ips: t.allowed_ips.as_ref().map(|l| l.names().collect()).unwrap_or_default(),
         rate_limit: t.rate_limit.map(|r| r.describe()),
         leaked: t.leaked_at.map(show_time),
+        legacy: t.legacy,
         leaked_iso: t.leaked_at.map(Timestamp::rfc3339),
         rotatable: t.status(now) == TokenStatus::Active,
         previous: t.previous_visible_token.as_ref().map(|visible| {
