@@ -15,7 +15,7 @@ use futures_util::stream::BoxStream;
 use futures_util::StreamExt;
 use latchkey_core::{
     account::{Account, AccountPatch, NewAccount, Plan, Subdomain},
-    audit::{Actor, AuditEvent},
+    audit::{self, Actor, AuditEvent, Verdict},
     audit_query::AuditQuery,
     id::{AuditEventId, TokenId, UserId},
     policy::{SweepAction, TokenPolicy},
@@ -37,6 +37,11 @@ use crate::access::{Access, AdminAccess, UserAccess};
 use crate::error::{AppError, Result};
 use crate::password;
 use crate::sign_in::SignInLimits;
+
+/// How many audit events retention deletes per transaction: a backlog (a
+/// retention turned on for an old deployment) is pruned in many short
+/// transactions, each with its own checkpoint, never one long one.
+pub const AUDIT_PRUNE_BATCH: i64 = 5000;
 
 /// The service layer. Its parts are private: callers reach the data only
 /// through the operations below.
@@ -347,6 +352,14 @@ impl App {
     /// (`latchkey audit verify`).
     pub async fn audit_chain(&self, access: &AdminAccess) -> Result<Vec<(AuditEvent, [u8; 32])>> {
         Ok(self.store.audit_chain(access.account_id()).await?)
+    }
+
+    /// Checks the account's audit chain from its newest checkpoint and
+    /// against its recorded head, read in one snapshot (`latchkey audit
+    /// verify`; README.md, "Audit retention").
+    pub async fn verify_audit(&self, access: &AdminAccess) -> Result<Verdict> {
+        let (chain, head) = self.store.audit_chain_and_head(access.account_id()).await?;
+        Ok(audit::verify(&chain, head.as_ref()))
     }
 
     /// One page of the account's audit events, and whether more follow.
@@ -749,6 +762,31 @@ impl App {
     /// longer than any window).
     pub async fn prune_rate_counts(&self, before: Timestamp) -> Result<u64> {
         Ok(self.store.prune_rate_counts(before.unix().saturating_mul(1000)).await?)
+    }
+
+    /// Audit retention (README.md, "Audit retention"): prunes every
+    /// account's events created before the start of the UTC day
+    /// `retention_days` days ago, [`AUDIT_PRUNE_BATCH`] events per
+    /// transaction, each with its checkpoint event. Safe to run on every
+    /// node at once (each batch re-reads the chain under the account's
+    /// lock). Returns how many events it pruned.
+    pub async fn prune_audit(&self, retention_days: u32) -> Result<u64> {
+        let now = self.now();
+        let before = audit::retention_cutoff(now, retention_days);
+        let mut pruned = 0;
+        for id in self.store.accounts_with_audit_before(before).await? {
+            loop {
+                let n = self
+                    .store
+                    .prune_audit(id, before, retention_days, AUDIT_PRUNE_BATCH, now)
+                    .await?;
+                pruned += n;
+                if n < AUDIT_PRUNE_BATCH as u64 {
+                    break;
+                }
+            }
+        }
+        Ok(pruned)
     }
 
     /// Drops hourly usage older than `before` (the 90-day retention).

@@ -24,7 +24,7 @@ pub mod sign_in;
 pub mod upkeep;
 
 pub use access::{Access, AdminAccess, UserAccess};
-pub use app::{App, Bootstrapped, PolicyEffect};
+pub use app::{App, Bootstrapped, PolicyEffect, AUDIT_PRUNE_BATCH};
 pub use error::AppError;
 pub use latchkey_store::{ConnectOptions, Page};
 pub use limiter::RateLimiter;

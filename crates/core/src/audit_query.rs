@@ -504,7 +504,7 @@ mod tests {
         );
         assert_eq!(
             message(&[("filter[action]", "delete")]),
-            "filter[action] must be one of create, update, deactivate, reactivate, rotate, destroy."
+            "filter[action] must be one of create, update, deactivate, reactivate, rotate, destroy, prune."
         );
         assert_eq!(message(&[("sort", "id")]), "sort must be -created_at or created_at.");
         assert_eq!(

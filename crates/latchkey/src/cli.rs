@@ -197,6 +197,12 @@ pub struct ServeArgs {
     #[arg(long, env = "LATCHKEY_SWEEP_INTERVAL_SECS", default_value_t = 60,
           value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub sweep_interval_secs: u64,
+    /// Audit retention: prune audit events older than this many days (1 to
+    /// 36500), keeping the chain verifiable from a checkpoint event; checked
+    /// every sweep interval, and an account is pruned at most once a day.
+    /// Default: keep every event.
+    #[arg(long, env = "LATCHKEY_AUDIT_RETENTION_DAYS", value_name = "DAYS", value_parser = parse_retention_days)]
+    pub audit_retention_days: Option<u32>,
     /// Serve `/metrics` on this address (HOST:PORT) instead of the public
     /// one, where it then answers 404.
     #[arg(long, env = "LATCHKEY_METRICS_LISTEN", value_parser = parse_listen)]
@@ -282,6 +288,14 @@ fn parse_grace(s: &str) -> Result<std::time::Duration, String> {
     match s.trim().parse::<f64>() {
         Ok(secs) if secs.is_finite() && (0.0..=300.0).contains(&secs) => Ok(std::time::Duration::from_secs_f64(secs)),
         _ => Err(format!("{s:?} must be a number of seconds from 0 to 300")),
+    }
+}
+
+/// A whole number of days from 1 to 36500 (a hundred years).
+fn parse_retention_days(s: &str) -> Result<u32, String> {
+    match s.trim().parse::<u32>() {
+        Ok(days) if (1..=36_500).contains(&days) => Ok(days),
+        _ => Err(format!("{s:?} must be a whole number of days from 1 to 36500")),
     }
 }
 

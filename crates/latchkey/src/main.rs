@@ -31,7 +31,7 @@ use latchkey_app::{password, AdminAccess, App, AppError};
 use latchkey_core::{
     account::{parse_account_name, AccountPatch, NewAccount, Plan, Subdomain},
     allowlist::IpAllowlist,
-    audit::first_broken,
+    audit::Verdict,
     policy::SweepAction,
     time::{rfc3339, Timestamp},
     token::{
@@ -288,6 +288,7 @@ async fn serve(url: &str, args: cli::ServeArgs) -> anyhow::Result<()> {
         idle_timeout: args.idle_timeout,
         max_connections: args.max_connections as usize,
         sweep_interval: std::time::Duration::from_secs(args.sweep_interval_secs),
+        audit_retention_days: args.audit_retention_days,
         shutdown_grace: args.shutdown_grace,
         metrics_listen: args.metrics_listen,
         github_keys: GITHUB_KEYS.get().cloned().unwrap_or_default(),
@@ -1026,15 +1027,61 @@ async fn policy_sweep(
 async fn audit_verify(url: &str, subdomain: &str) -> anyhow::Result<ExitCode> {
     let app = open(url, Default::default()).await?;
     let (access, _) = operator(&app, subdomain).await?;
-    let chain = app.audit_chain(&access).await?;
-    match first_broken(chain.iter().map(|(e, h)| (e, *h))) {
-        None => {
-            out!("audit log of {subdomain} is intact ({} events)", chain.len());
-            Ok(ExitCode::SUCCESS)
+    let (line, intact) = describe_verdict(subdomain, &app.verify_audit(&access).await?);
+    out!("{line}");
+    Ok(if intact { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// `audit verify`'s one line (README.md, "Audit retention"), and whether
+/// the log is intact: what was checked, or the first record that does not
+/// match.
+fn describe_verdict(subdomain: &str, verdict: &Verdict) -> (String, bool) {
+    match verdict {
+        Verdict::Intact {
+            events,
+            checkpoint,
+            head,
+            after_head,
+        } => {
+            let mut line = format!("audit log of {subdomain} is intact ({events} events)");
+            if let Some(c) = checkpoint {
+                let day = c.before.rfc3339();
+                line.push_str(&format!(
+                    ": chain verified from the checkpoint of {} ({} events pruned by retention)",
+                    day.get(..10).unwrap_or(&day),
+                    c.pruned_total
+                ));
+            }
+            if let Some(head) = head {
+                line.push_str(&format!("; head matches (event {head})"));
+            }
+            if *after_head > 0 {
+                line.push_str(&format!(
+                    ", and {after_head} later events, written before heads were recorded, chain onto it"
+                ));
+            }
+            (line, true)
         }
-        Some(id) => {
-            out!("audit log of {subdomain} is broken: event {id} does not match its hash chain");
-            Ok(ExitCode::FAILURE)
+        Verdict::Broken(id) => (
+            format!("audit log of {subdomain} is broken: event {id} does not match its hash chain"),
+            false,
+        ),
+        Verdict::HeadMissing { head, newest } => {
+            let ends = match newest {
+                Some(id) => format!("the log ends at event {id}"),
+                None => "the log is empty".to_owned(),
+            };
+            (
+                format!(
+                    "audit log of {subdomain} is broken: event {head}, its recorded head, is missing \
+                     ({ends}): its newest events were deleted"
+                ),
+                false,
+            )
         }
+        Verdict::NoHead { newest } => (
+            format!("audit log of {subdomain} is broken: it has no recorded head (its newest event is {newest})"),
+            false,
+        ),
     }
 }

@@ -34,6 +34,11 @@ pub struct ServerConfig {
     pub max_connections: usize,
     /// How often the token policy's sweeper runs (README.md, "Token policy").
     pub sweep_interval: Duration,
+    /// Audit retention: prune events older than this many days, keeping the
+    /// chain verifiable from a checkpoint (README.md, "Audit retention");
+    /// `None` keeps every event. Runs with the sweeper, every
+    /// `sweep_interval`.
+    pub audit_retention_days: Option<u32>,
     /// After SIGTERM, how long `/readyz` answers 503 while requests are
     /// still served, so load balancers stop sending before the drain
     /// (README.md, "Running several nodes").
@@ -63,6 +68,7 @@ impl Default for ServerConfig {
             idle_timeout: Duration::from_secs(60),
             max_connections: 10_000,
             sweep_interval: Duration::from_secs(60),
+            audit_retention_days: None,
             shutdown_grace: Duration::from_secs(5),
             metrics_listen: None,
             github_keys: GithubKeys::default(),

@@ -3,7 +3,8 @@
 //! rate-limit counts, forgetting expired limiter windows) is the service
 //! layer's [`latchkey_app::upkeep`], shared with `latchkey-tower`; what only
 //! a server does is here: sweeping tokens under each account's token policy
-//! (README.md, "Token policy"), forgetting sign-in failures, and pruning.
+//! (README.md, "Token policy"), audit retention (README.md, "Audit
+//! retention"), forgetting sign-in failures, and pruning.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -36,6 +37,14 @@ pub fn spawn(
     };
     let mut tasks = upkeep::spawn(app.clone(), &keep_current, limiters, stop.clone());
     tasks.push(tokio::spawn(sweep(app.clone(), config.sweep_interval, stop.clone())));
+    if let Some(days) = config.audit_retention_days {
+        tasks.push(tokio::spawn(prune_audit(
+            app.clone(),
+            days,
+            config.sweep_interval,
+            stop.clone(),
+        )));
+    }
     tasks.push(tokio::spawn(maintenance(app, stop)));
     tasks
 }
@@ -51,6 +60,22 @@ async fn sweep(app: Arc<App>, period: Duration, mut stop: watch::Receiver<bool>)
             Ok(Some(done)) if !done.is_empty() => tracing::info!(changes = done.len(), "token policy sweep"),
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "the token policy sweep failed; the next one retries"),
+        }
+    }
+}
+
+/// Every sweep interval: audit retention. Every node runs it; each batch
+/// is one transaction under its account's lock that re-reads the chain, so
+/// nodes pruning at once take turns and never prune an event twice. The
+/// cutoff is the start of a UTC day, so an account is pruned at most once
+/// a day, however often this runs.
+async fn prune_audit(app: Arc<App>, days: u32, period: Duration, mut stop: watch::Receiver<bool>) {
+    let mut tick = interval(period);
+    while next_tick(&mut tick, &mut stop).await {
+        match app.prune_audit(days).await {
+            Ok(0) => {}
+            Ok(pruned) => tracing::info!(pruned, retention_days = days, "audit retention"),
+            Err(e) => tracing::warn!(error = %e, "audit retention failed; the next run retries"),
         }
     }
 }

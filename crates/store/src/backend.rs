@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use latchkey_core::secret::{CsrfToken, PasswordHash};
 use latchkey_core::{
     account::{Account, NewAccount},
-    audit::AuditEvent,
+    audit::{AuditEvent, Head},
     audit_query::{AuditFilter, Seek},
     id::{AccountId, AuditEventId, TokenId, UserId},
     rate_limit::{PeerCount, RateReport},
@@ -93,6 +93,11 @@ pub trait Backend: Send + Sync + 'static {
     async fn token_with_creator(&self, account_id: AccountId, id: TokenId) -> Result<Option<(ApiToken, TokenCreator)>>;
     /// An account's audit events in id order, with their stored hashes.
     async fn audit_chain(&self, account_id: AccountId) -> Result<Vec<(AuditEvent, [u8; 32])>>;
+    /// An account's chain and its recorded head, from one snapshot (so that
+    /// a write committing in between never looks like a missing head).
+    async fn audit_chain_and_head(&self, account_id: AccountId) -> Result<(Vec<(AuditEvent, [u8; 32])>, Option<Head>)>;
+    /// Accounts whose oldest audit event was created before `before`.
+    async fn accounts_with_audit_before(&self, before: Timestamp) -> Result<Vec<AccountId>>;
     /// Writes `last_used` for a batch of tokens, never moving it backwards.
     async fn record_token_use(&self, uses: &[TokenUse]) -> Result<()>;
 
@@ -153,9 +158,24 @@ pub trait Tx: Send {
     /// The account's tokens, newest first, in this transaction.
     async fn tokens(&mut self, account_id: AccountId) -> Result<Vec<ApiToken>>;
 
-    /// The hash of the account's newest audit event, if any.
-    async fn last_audit_hash(&mut self, account_id: AccountId) -> Result<Option<[u8; 32]>>;
+    /// The id and hash of the account's newest audit event, if any.
+    async fn last_audit_event(&mut self, account_id: AccountId) -> Result<Option<(AuditEventId, [u8; 32])>>;
     async fn insert_audit(&mut self, event: &AuditEvent, hash: &[u8; 32]) -> Result<AuditEventId>;
+    /// The account's recorded chain head, if any.
+    async fn audit_head(&mut self, account_id: AccountId) -> Result<Option<Head>>;
+    /// Records `event_id` (with `hash`) as the account's chain head.
+    async fn set_audit_head(&mut self, account_id: AccountId, event_id: AuditEventId, hash: &[u8; 32]) -> Result<()>;
+    /// Adds `pruned` to the account's count of events pruned by retention.
+    async fn count_pruned(&mut self, account_id: AccountId, pruned: i64) -> Result<()>;
+    /// The account's oldest `limit` events in chain order (id, creation
+    /// time, stored hash).
+    async fn audit_prefix(
+        &mut self,
+        account_id: AccountId,
+        limit: i64,
+    ) -> Result<Vec<(AuditEventId, Timestamp, [u8; 32])>>;
+    /// Deletes the account's events up to and including `through`.
+    async fn delete_audit_through(&mut self, account_id: AccountId, through: AuditEventId) -> Result<u64>;
     async fn append_change(&mut self, entity: Entity, id: i64, now: Timestamp) -> Result<()>;
 
     async fn commit(self: Box<Self>) -> Result<()>;

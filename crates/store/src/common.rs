@@ -15,7 +15,7 @@ use latchkey_core::secret::{CsrfToken, PasswordHash};
 use latchkey_core::{
     account::{Account, NewAccount},
     allowlist::IpAllowlist,
-    audit::AuditEvent,
+    audit::{AuditEvent, Head},
     audit_query::{AuditFilter, Seek},
     id::{AccountId, AuditEventId, TokenId, UserId},
     rate_limit::{PeerCount, RateReport},
@@ -60,6 +60,17 @@ impl Database for Postgres {
 /// one that runs several takes the pool or the transaction it needs.
 pub(crate) struct Statements<DB>(PhantomData<DB>);
 
+/// A stored hash as the 32 bytes it must be; anything else is a corrupt row
+/// (`what` of the account names it).
+fn hash32(h: &[u8], what: &str, account_id: AccountId) -> Result<[u8; 32]> {
+    <[u8; 32]>::try_from(h).map_err(|_| {
+        StoreError::Corrupt(format!(
+            "{what} of account {account_id} has a {}-byte hash, not 32",
+            h.len()
+        ))
+    })
+}
+
 /// A row of a session, as `SESSION_BY_HASH` returns it.
 type SessionRow = (Vec<u8>, i64, i64, String, i64, i64);
 
@@ -81,6 +92,9 @@ where
     for<'r> (Option<i64>,): FromRow<'r, DB::Row>,
     for<'r> (Option<String>,): FromRow<'r, DB::Row>,
     for<'r> (Vec<u8>,): FromRow<'r, DB::Row>,
+    for<'r> (i64, Vec<u8>): FromRow<'r, DB::Row>,
+    for<'r> (i64, Vec<u8>, i64): FromRow<'r, DB::Row>,
+    for<'r> (i64, i64, Vec<u8>): FromRow<'r, DB::Row>,
     for<'r> SessionRow: FromRow<'r, DB::Row>,
     for<'r> AccountRow: FromRow<'r, DB::Row>,
     for<'r> UserRow: FromRow<'r, DB::Row>,
@@ -678,26 +692,130 @@ where
 
     // ---- Audit events ------------------------------------------------------
 
-    /// The hash of the account's newest audit event, if any. A stored hash
-    /// that is not 32 bytes long is a corrupt row: chaining onto it would
-    /// hide the damage, so the write that asked fails instead.
-    pub(crate) async fn last_audit_hash<'e>(
+    /// The id and hash of the account's newest audit event, if any. A
+    /// stored hash that is not 32 bytes long is a corrupt row: chaining
+    /// onto it would hide the damage, so the write that asked fails instead.
+    pub(crate) async fn last_audit_event<'e>(
         tx: impl Executor<'e, Database = DB>,
         account_id: AccountId,
-    ) -> Result<Option<[u8; 32]>> {
-        let hash: Option<Vec<u8>> = sqlx::query_scalar(sql::LAST_AUDIT_HASH)
+    ) -> Result<Option<(AuditEventId, [u8; 32])>> {
+        let row: Option<(i64, Vec<u8>)> = sqlx::query_as(sql::LAST_AUDIT_EVENT)
             .bind(account_id.get())
             .fetch_optional(tx)
             .await?;
-        hash.map(|h| {
-            <[u8; 32]>::try_from(h.as_slice()).map_err(|_| {
-                StoreError::Corrupt(format!(
-                    "the newest audit event of account {account_id} has a {}-byte hash, not 32",
-                    h.len()
-                ))
+        row.map(|(id, h)| Ok((AuditEventId::new(id), hash32(&h, "the newest audit event", account_id)?)))
+            .transpose()
+    }
+
+    /// The account's recorded chain head (README.md, "Audit retention").
+    pub(crate) async fn audit_head<'e>(
+        e: impl Executor<'e, Database = DB>,
+        account_id: AccountId,
+    ) -> Result<Option<Head>> {
+        let row: Option<(i64, Vec<u8>, i64)> = sqlx::query_as(sql::AUDIT_HEAD)
+            .bind(account_id.get())
+            .fetch_optional(e)
+            .await?;
+        row.map(|(id, h, pruned)| {
+            Ok(Head {
+                event_id: AuditEventId::new(id),
+                hash: hash32(&h, "the recorded audit head", account_id)?,
+                pruned,
             })
         })
         .transpose()
+    }
+
+    pub(crate) async fn set_audit_head<'e>(
+        tx: impl Executor<'e, Database = DB>,
+        account_id: AccountId,
+        event_id: AuditEventId,
+        hash: &[u8; 32],
+    ) -> Result<()> {
+        sqlx::query(sql::SET_AUDIT_HEAD)
+            .bind(account_id.get())
+            .bind(event_id.get())
+            .bind(&hash[..])
+            .execute(tx)
+            .await?;
+        Ok(())
+    }
+
+    pub(crate) async fn count_pruned<'e>(
+        tx: impl Executor<'e, Database = DB>,
+        account_id: AccountId,
+        pruned: i64,
+    ) -> Result<()> {
+        sqlx::query(sql::COUNT_PRUNED)
+            .bind(account_id.get())
+            .bind(pruned)
+            .execute(tx)
+            .await?;
+        Ok(())
+    }
+
+    /// The account's oldest `limit` events in chain order: id, creation
+    /// time and stored hash.
+    pub(crate) async fn audit_prefix<'e>(
+        tx: impl Executor<'e, Database = DB>,
+        account_id: AccountId,
+        limit: i64,
+    ) -> Result<Vec<(AuditEventId, Timestamp, [u8; 32])>> {
+        let rows: Vec<(i64, i64, Vec<u8>)> = sqlx::query_as(sql::AUDIT_PREFIX)
+            .bind(account_id.get())
+            .bind(limit)
+            .fetch_all(tx)
+            .await?;
+        rows.into_iter()
+            .map(|(id, at, h)| {
+                Ok((
+                    AuditEventId::new(id),
+                    Timestamp::from_unix(at),
+                    hash32(&h, "an audit event", account_id)?,
+                ))
+            })
+            .collect()
+    }
+
+    /// Deletes the account's events up to and including `through`.
+    pub(crate) async fn delete_audit_through<'e>(
+        tx: impl Executor<'e, Database = DB>,
+        account_id: AccountId,
+        through: AuditEventId,
+    ) -> Result<u64> {
+        let done = sqlx::query(sql::DELETE_AUDIT_THROUGH)
+            .bind(account_id.get())
+            .bind(through.get())
+            .execute(tx)
+            .await?;
+        Ok(DB::rows_affected(&done))
+    }
+
+    pub(crate) async fn accounts_with_audit_before(pool: &Pool<DB>, before: Timestamp) -> Result<Vec<AccountId>> {
+        let ids: Vec<i64> = sqlx::query_scalar(sql::ACCOUNTS_WITH_AUDIT_BEFORE)
+            .bind(before.unix())
+            .fetch_all(pool)
+            .await?;
+        Ok(ids.into_iter().map(AccountId::new).collect())
+    }
+
+    /// An account's chain and its recorded head, read in `tx` (which the
+    /// backend opened so that both come from one snapshot), then committed.
+    pub(crate) async fn audit_chain_and_head(
+        mut tx: Transaction<'_, DB>,
+        account_id: AccountId,
+    ) -> Result<(Vec<(AuditEvent, [u8; 32])>, Option<Head>)> {
+        let head = Self::audit_head(&mut *tx, account_id).await?;
+        let rows: Vec<AuditRow> = sqlx::query_as(sql::AUDIT_CHAIN)
+            .bind(account_id.get())
+            .fetch_all(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        let chain = rows
+            .into_iter()
+            .map(<(AuditEvent, [u8; 32])>::try_from)
+            .collect::<Result<_>>()?;
+        Ok((chain, head))
     }
 
     pub(crate) async fn insert_audit<'e>(

@@ -37,7 +37,7 @@ use async_trait::async_trait;
 use latchkey_core::secret::PasswordHash;
 use latchkey_core::{
     account::{Account, NewAccount},
-    audit::AuditEvent,
+    audit::{AuditEvent, Head},
     audit_query::{AuditFilter, Seek},
     id::{AccountId, AuditEventId, TokenId, UserId},
     rate_limit::{PeerCount, RateReport},
@@ -325,6 +325,16 @@ impl Backend for PgBackend {
     async fn audit_chain(&self, account_id: AccountId) -> Result<Vec<(AuditEvent, [u8; 32])>> {
         Shared::audit_chain(&self.pool, account_id).await
     }
+    async fn audit_chain_and_head(&self, account_id: AccountId) -> Result<(Vec<(AuditEvent, [u8; 32])>, Option<Head>)> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            .execute(&mut *tx)
+            .await?;
+        Shared::audit_chain_and_head(tx, account_id).await
+    }
+    async fn accounts_with_audit_before(&self, before: Timestamp) -> Result<Vec<AccountId>> {
+        Shared::accounts_with_audit_before(&self.pool, before).await
+    }
     async fn session(&self, id_hash: &[u8; 32]) -> Result<Option<SessionRecord>> {
         Shared::session(&self.pool, id_hash).await
     }
@@ -433,8 +443,27 @@ impl Tx for PgTx {
     async fn tokens(&mut self, account_id: AccountId) -> Result<Vec<ApiToken>> {
         Shared::tokens_in(&mut *self.tx, account_id).await
     }
-    async fn last_audit_hash(&mut self, account_id: AccountId) -> Result<Option<[u8; 32]>> {
-        Shared::last_audit_hash(&mut *self.tx, account_id).await
+    async fn last_audit_event(&mut self, account_id: AccountId) -> Result<Option<(AuditEventId, [u8; 32])>> {
+        Shared::last_audit_event(&mut *self.tx, account_id).await
+    }
+    async fn audit_head(&mut self, account_id: AccountId) -> Result<Option<Head>> {
+        Shared::audit_head(&mut *self.tx, account_id).await
+    }
+    async fn set_audit_head(&mut self, account_id: AccountId, event_id: AuditEventId, hash: &[u8; 32]) -> Result<()> {
+        Shared::set_audit_head(&mut *self.tx, account_id, event_id, hash).await
+    }
+    async fn count_pruned(&mut self, account_id: AccountId, pruned: i64) -> Result<()> {
+        Shared::count_pruned(&mut *self.tx, account_id, pruned).await
+    }
+    async fn audit_prefix(
+        &mut self,
+        account_id: AccountId,
+        limit: i64,
+    ) -> Result<Vec<(AuditEventId, Timestamp, [u8; 32])>> {
+        Shared::audit_prefix(&mut *self.tx, account_id, limit).await
+    }
+    async fn delete_audit_through(&mut self, account_id: AccountId, through: AuditEventId) -> Result<u64> {
+        Shared::delete_audit_through(&mut *self.tx, account_id, through).await
     }
     async fn insert_audit(&mut self, event: &AuditEvent, hash: &[u8; 32]) -> Result<AuditEventId> {
         Shared::insert_audit(&mut *self.tx, event, hash).await

@@ -194,10 +194,23 @@ pub const AUDIT_CHAIN: &str = concat!(
     audit_columns!(),
     " FROM audit_events WHERE account_id = $1 ORDER BY id"
 );
-pub const LAST_AUDIT_HASH: &str = "SELECT hash FROM audit_events WHERE account_id = $1 ORDER BY id DESC LIMIT 1";
+pub const LAST_AUDIT_EVENT: &str = "SELECT id, hash FROM audit_events WHERE account_id = $1 ORDER BY id DESC LIMIT 1";
 pub const INSERT_AUDIT: &str = "INSERT INTO audit_events (account_id, action, actor_type, actor_id, actor_name, \
      source_type, source_id, source_label, change_description, ip_address, created_at, hash) \
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING id";
+// The recorded chain heads (README.md, "Audit retention").
+pub const AUDIT_HEAD: &str = "SELECT event_id, hash, pruned FROM audit_heads WHERE account_id = $1";
+pub const SET_AUDIT_HEAD: &str = "INSERT INTO audit_heads (account_id, event_id, hash, pruned) VALUES ($1, $2, $3, 0) \
+     ON CONFLICT (account_id) DO UPDATE SET event_id = excluded.event_id, hash = excluded.hash";
+pub const COUNT_PRUNED: &str = "UPDATE audit_heads SET pruned = pruned + $2 WHERE account_id = $1";
+/// The oldest events of an account, in chain order, as retention reads them.
+pub const AUDIT_PREFIX: &str =
+    "SELECT id, created_at, hash FROM audit_events WHERE account_id = $1 ORDER BY id LIMIT $2";
+pub const DELETE_AUDIT_THROUGH: &str = "DELETE FROM audit_events WHERE account_id = $1 AND id <= $2";
+/// Accounts whose oldest event (in chain order) was created before `$1`:
+/// one index seek per account.
+pub const ACCOUNTS_WITH_AUDIT_BEFORE: &str = "SELECT a.id FROM accounts a WHERE \
+     (SELECT e.created_at FROM audit_events e WHERE e.account_id = a.id ORDER BY e.id LIMIT 1) < $1 ORDER BY a.id";
 
 // Admin Center sessions.
 pub const INSERT_SESSION: &str = "INSERT INTO sessions (id_hash, account_id, user_id, csrf_token, created_at, \

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use latchkey_core::secret::PasswordHash;
 use latchkey_core::{
     account::{Account, AccountPatch, NewAccount},
-    audit::{Action, Actor, AuditEvent, Source, GENESIS},
+    audit::{Action, Actor, AuditEvent, Checkpoint, Head, Source, GENESIS},
     id::{AccountId, AuditEventId, TokenId, UserId},
     policy::SweepAction,
     time::Timestamp,
@@ -134,7 +134,16 @@ impl<'a> Work<'a> {
         })
     }
 
-    /// Appends an audit event to its account's hash chain.
+    /// Appends an audit event to its account's hash chain and records it
+    /// as the chain's head (README.md, "Audit retention").
+    ///
+    /// The event chains onto the recorded head, not merely onto the newest
+    /// row: when the newest events were deleted behind latchkey's back, the
+    /// next event still follows the missing one, so `audit verify` keeps
+    /// naming the gap; and after retention pruned every event, the chain
+    /// goes on from the last pruned hash. Only a newer row than the head
+    /// (written by a node of the release before heads were recorded) is
+    /// chained onto instead.
     async fn event(
         &mut self,
         account_id: AccountId,
@@ -143,9 +152,17 @@ impl<'a> Work<'a> {
         change: impl Into<String>,
     ) -> Result<()> {
         let event = AuditEvent::new(account_id, self.actor, action, source, change.into(), self.now);
-        let previous = self.tx.last_audit_hash(account_id).await?.unwrap_or(GENESIS);
+        let head = self.tx.audit_head(account_id).await?;
+        let newest = self.tx.last_audit_event(account_id).await?;
+        let previous = match (head, newest) {
+            (Some(head), Some((id, hash))) if id > head.event_id => hash,
+            (Some(head), _) => head.hash,
+            (None, Some((_, hash))) => hash,
+            (None, None) => GENESIS,
+        };
         let hash = event.chain_hash(&previous);
-        self.tx.insert_audit(&event, &hash).await?;
+        let id = self.tx.insert_audit(&event, &hash).await?;
+        self.tx.set_audit_head(account_id, id, &hash).await?;
         Ok(())
     }
 
@@ -664,6 +681,60 @@ impl Store {
         Ok(created)
     }
 
+    /// One step of audit retention for one account (README.md, "Audit
+    /// retention"), in one transaction under the account lock: deletes the
+    /// account's oldest events created before `before`, at most `batch` of
+    /// them and only a prefix of the chain (an old event after a newer one
+    /// waits for it), and appends a checkpoint event by `system` that
+    /// records the hash the remaining chain continues from. Returns how
+    /// many events it pruned; 0 writes nothing. Two processes pruning at
+    /// once take turns on the lock, and the second finds the prefix the
+    /// first left.
+    pub async fn prune_audit(
+        &self,
+        account_id: AccountId,
+        before: Timestamp,
+        retention_days: u32,
+        batch: i64,
+        now: Timestamp,
+    ) -> Result<u64> {
+        let actor = Actor::system();
+        let mut w = self.work(&actor, now).await?;
+        if w.tx.lock_account(account_id).await?.is_none() {
+            return Ok(0);
+        }
+        let prefix = w.tx.audit_prefix(account_id, batch).await?;
+        let Some(&(last, _, from_hash)) = prefix.iter().take_while(|(_, at, _)| *at < before).last() else {
+            return Ok(0);
+        };
+        let pruned = w.tx.delete_audit_through(account_id, last).await?;
+        let count = i64::try_from(pruned).unwrap_or(i64::MAX);
+        let before_total = w.tx.audit_head(account_id).await?.map_or(0, |h: Head| h.pruned);
+        let checkpoint = Checkpoint {
+            pruned: count,
+            before,
+            retention_days,
+            pruned_total: before_total.saturating_add(count),
+            after_event: last,
+            from_hash,
+        };
+        w.event(
+            account_id,
+            Action::Prune,
+            Checkpoint::source(account_id),
+            checkpoint.describe(),
+        )
+        .await?;
+        w.tx.count_pruned(account_id, count).await?;
+        w.commit().await?;
+        Ok(pruned)
+    }
+
+    /// Accounts whose oldest audit event was created before `before`.
+    pub async fn accounts_with_audit_before(&self, before: Timestamp) -> Result<Vec<AccountId>> {
+        self.backend.accounts_with_audit_before(before).await
+    }
+
     // -- reads, each delegated to the backend ------------------------------
 
     /// Change notifications pushed by the database, if it can push them.
@@ -787,6 +858,15 @@ impl Store {
     /// An account's audit events in id order, with their stored hashes.
     pub async fn audit_chain(&self, account_id: AccountId) -> Result<Vec<(AuditEvent, [u8; 32])>> {
         self.backend.audit_chain(account_id).await
+    }
+
+    /// An account's audit chain and its recorded head, from one snapshot
+    /// (`latchkey audit verify`).
+    pub async fn audit_chain_and_head(
+        &self,
+        account_id: AccountId,
+    ) -> Result<(Vec<(AuditEvent, [u8; 32])>, Option<Head>)> {
+        self.backend.audit_chain_and_head(account_id).await
     }
 
     /// An account's events matching `filter` within `seek`'s id range.

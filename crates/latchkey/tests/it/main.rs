@@ -7,6 +7,7 @@
 mod account;
 mod audit;
 mod audit_events;
+mod audit_retention;
 mod auth;
 mod bad_input;
 mod cli;

@@ -67,9 +67,11 @@ pub struct AuditLogView {
     pub id: AuditEventId,
     /// Absolute; ends in `.json`.
     pub url: String,
-    /// `create`, `update`, `deactivate`, `reactivate`, `rotate` or `destroy`.
+    /// `create`, `update`, `deactivate`, `reactivate`, `rotate`, `destroy`,
+    /// or `prune` (a checkpoint of audit retention, by `system`).
     pub action: &'static str,
-    /// `Created`, `Updated`, `Deactivated`, `Reactivated`, `Rotated` or `Deleted`.
+    /// `Created`, `Updated`, `Deactivated`, `Reactivated`, `Rotated`,
+    /// `Deleted` or `Pruned`.
     pub action_label: &'static str,
     /// The user; `null` for the operator (CLI) and the system.
     #[schema(required = true, value_type = Option<i64>)]
@@ -83,7 +85,8 @@ pub struct AuditLogView {
     pub source_type: &'static str,
     pub source_label: String,
     /// `""` for create, deactivate, reactivate and destroy; for updates one
-    /// clause per field, `; `-joined.
+    /// clause per field, `; `-joined; for prune, what retention removed and
+    /// the hash the chain continues from.
     pub change_description: String,
     /// The client's address; `null` for the CLI and the system.
     #[schema(required = true)]
@@ -157,6 +160,7 @@ pub enum ActionName {
     Reactivate,
     Rotate,
     Destroy,
+    Prune,
 }
 
 /// The values of `sort`.
@@ -499,6 +503,22 @@ mod tests {
         let v = serde_json::to_value(record(&base, &event(""))).expect("json");
         let keys: Vec<&str> = v.as_object().expect("object").keys().map(String::as_str).collect();
         assert_eq!(keys, CSV_HEADER);
+    }
+
+    #[test]
+    fn the_documented_filter_values_are_the_actions() {
+        let documented = serde_json::to_value([
+            ActionName::Create,
+            ActionName::Update,
+            ActionName::Deactivate,
+            ActionName::Reactivate,
+            ActionName::Rotate,
+            ActionName::Destroy,
+            ActionName::Prune,
+        ])
+        .expect("json");
+        use strum::VariantNames as _;
+        assert_eq!(documented, serde_json::json!(Action::VARIANTS));
     }
 
     #[test]
