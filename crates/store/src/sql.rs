@@ -119,13 +119,14 @@ pub const ACCOUNT_MEMBERS: &str = "SELECT TRUE AS is_user, id FROM users WHERE a
      UNION ALL SELECT FALSE AS is_user, id FROM api_tokens WHERE account_id = $1";
 /// Everything of one account (`$1`), children first, in one transaction
 /// (`latchkey account delete`).
-pub const DELETE_ACCOUNT: [&str; 7] = [
+pub const DELETE_ACCOUNT: [&str; 8] = [
     "DELETE FROM token_usage WHERE token_id IN (SELECT id FROM api_tokens WHERE account_id = $1)",
     "DELETE FROM rate_limit_counts WHERE token_id IN (SELECT id FROM api_tokens WHERE account_id = $1)",
     "DELETE FROM sessions WHERE account_id = $1",
     "DELETE FROM api_tokens WHERE account_id = $1",
     "DELETE FROM users WHERE account_id = $1",
     "DELETE FROM audit_events WHERE account_id = $1",
+    "DELETE FROM audit_heads WHERE account_id = $1",
     "DELETE FROM accounts WHERE id = $1",
 ];
 pub const COUNT_TOKENS: &str = "SELECT COUNT(*) FROM api_tokens WHERE account_id = $1";
