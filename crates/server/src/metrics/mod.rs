@@ -1,24 +1,35 @@
-//! Counters for the verification hot path, rendered in the Prometheus text
-//! format by `GET /metrics` (docs/api.md, "Operations").
+//! What a server counts, rendered in the Prometheus text format by
+//! `GET /metrics` (docs/api.md, "Operations: /healthz, /readyz, /metrics"):
+//! authentications by result and their latency, 503s for staleness, HTTP
+//! requests by route, method and status with their latency
+//! ([`requests`]), the service layer's counts of database work
+//! ([`latchkey_app::metrics`]) and the process's own ([`process`]).
 //!
-//! Plain atomics rather than a metrics crate: recording is two relaxed
-//! `fetch_add`s into fixed arrays (the result's counter and the latency
-//! bucket) plus one for the latency sum, with no lock, no label lookup and
-//! no allocation. `prometheus-client`'s histogram takes a lock per
-//! observation and its labelled families a map lookup; the `metrics`
-//! exporter needs a global recorder and buffers samples. The exposition is a
-//! few lines of text written at scrape time.
+//! Plain atomics rather than a metrics crate: recording an authentication
+//! is two relaxed `fetch_add`s into fixed arrays (the result's counter and
+//! the latency bucket) plus one for the latency sum, with no lock, no label
+//! lookup and no allocation; recording a request is a lock-free map read
+//! and the same few `fetch_add`s ([`requests`]). `prometheus-client`'s
+//! histogram takes a lock per observation and its labelled families a map
+//! lookup under a lock; the `metrics` exporter needs a global recorder and
+//! buffers samples. The exposition is a few lines of text written at scrape
+//! time, the only time anything here allocates.
+
+pub mod process;
+pub mod requests;
 
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use latchkey_app::metrics::Snapshot;
 use latchkey_core::verifier::Denial;
 use strum::{IntoEnumIterator, VariantNames};
 
 /// How one authentication ended (the `result` label), as every door into
 /// the verifier classifies it.
 pub use latchkey_edge::Outcome;
+pub use requests::{DatabaseFailed, RecordLayer, Requests};
 
 /// The outcomes that are not a verifier's denial; each denial
 /// (`Denial::iter()`) is an outcome of its own after them.
@@ -52,19 +63,113 @@ fn index(outcome: Outcome) -> usize {
     }
 }
 
-/// Upper bounds of the latency buckets, in nanoseconds (1 µs to 10 ms):
-/// an in-memory verification takes about a microsecond.
-const BUCKETS_NS: [u64; 11] = [
-    1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000, 10_000_000,
+/// Upper bounds of the authentication latency buckets, in nanoseconds (1 µs
+/// to 10 ms, then `+Inf`): an in-memory verification takes about a
+/// microsecond.
+const VERIFY_BUCKETS_NS: [u64; 12] = [
+    1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000, 10_000_000, INF,
 ];
 
-/// Verification counts and latencies of one server.
-#[derive(Debug, Default)]
+/// The last bucket's bound: `+Inf`.
+const INF: u64 = u64::MAX;
+
+/// A latency histogram over fixed bounds (nanoseconds, the last `+Inf`):
+/// per bucket, not cumulative, so that an observation is one `fetch_add`
+/// (plus one for the sum); the exposition adds them up.
+#[derive(Debug)]
+pub struct Histogram<const N: usize> {
+    bounds: &'static [u64; N],
+    buckets: [AtomicU64; N],
+    sum_ns: AtomicU64,
+}
+
+impl<const N: usize> Histogram<N> {
+    /// `bounds` ascending, the last [`u64::MAX`] (`+Inf`).
+    pub const fn new(bounds: &'static [u64; N]) -> Self {
+        Histogram {
+            bounds,
+            buckets: [const { AtomicU64::new(0) }; N],
+            sum_ns: AtomicU64::new(0),
+        }
+    }
+
+    pub fn observe(&self, took: Duration) {
+        let ns = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
+        let bucket = self.bounds.iter().position(|&b| ns <= b).unwrap_or(N - 1);
+        self.buckets[bucket].fetch_add(1, Ordering::Relaxed);
+        self.sum_ns.fetch_add(ns, Ordering::Relaxed);
+    }
+
+    /// Observations so far.
+    pub fn count(&self) -> u64 {
+        self.buckets.iter().map(|b| b.load(Ordering::Relaxed)).sum()
+    }
+
+    /// The `_bucket`, `_sum` and `_count` lines of `name`, each with
+    /// `labels` (already written as `a="x",b="y"`, or empty) before `le`.
+    fn write(&self, out: &mut String, name: &str, labels: &str) -> std::fmt::Result {
+        let sep = if labels.is_empty() { "" } else { "," };
+        let mut cumulative = 0;
+        for (bound, bucket) in self.bounds.iter().zip(&self.buckets) {
+            cumulative += bucket.load(Ordering::Relaxed);
+            if *bound == INF {
+                writeln!(out, "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {cumulative}")?;
+            } else {
+                let le = *bound as f64 / 1e9;
+                writeln!(out, "{name}_bucket{{{labels}{sep}le=\"{le}\"}} {cumulative}")?;
+            }
+        }
+        let sum = self.sum_ns.load(Ordering::Relaxed) as f64 / 1e9;
+        if labels.is_empty() {
+            writeln!(out, "{name}_sum {sum}")?;
+            writeln!(out, "{name}_count {cumulative}")
+        } else {
+            writeln!(out, "{name}_sum{{{labels}}} {sum}")?;
+            writeln!(out, "{name}_count{{{labels}}} {cumulative}")
+        }
+    }
+}
+
+/// One metric's `# HELP` and `# TYPE` lines.
+fn header(out: &mut String, name: &str, kind: &str, help: &str) -> std::fmt::Result {
+    writeln!(out, "# HELP {name} {help}")?;
+    writeln!(out, "# TYPE {name} {kind}")
+}
+
+/// A label value as the text format wants it: backslash, double quote and
+/// newline escaped.
+fn escaped(value: &str) -> std::borrow::Cow<'_, str> {
+    if !value.contains(['\\', '"', '\n']) {
+        return value.into();
+    }
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+        .into()
+}
+
+/// A server's counters: authentications, staleness refusals, HTTP requests.
+#[derive(Debug)]
 pub struct Metrics {
     results: [AtomicU64; OUTCOME_COUNT],
-    /// Per bucket, not cumulative; the last slot is `+Inf`.
-    buckets: [AtomicU64; BUCKETS_NS.len() + 1],
-    sum_ns: AtomicU64,
+    latency: Histogram<{ VERIFY_BUCKETS_NS.len() }>,
+    /// Requests refused with 503 because this process was out of touch with
+    /// its database for longer than `--max-staleness`.
+    stale_refusals: AtomicU64,
+    /// HTTP requests by route, method and status.
+    pub requests: Requests,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            results: [const { AtomicU64::new(0) }; OUTCOME_COUNT],
+            latency: Histogram::new(&VERIFY_BUCKETS_NS),
+            stale_refusals: AtomicU64::new(0),
+            requests: Requests::default(),
+        }
+    }
 }
 
 impl Metrics {
@@ -74,11 +179,14 @@ impl Metrics {
 
     /// Records one authentication and how long it took.
     pub fn record(&self, outcome: Outcome, took: Duration) {
-        let ns = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
-        let bucket = BUCKETS_NS.iter().position(|&b| ns <= b).unwrap_or(BUCKETS_NS.len());
         self.results[index(outcome)].fetch_add(1, Ordering::Relaxed);
-        self.buckets[bucket].fetch_add(1, Ordering::Relaxed);
-        self.sum_ns.fetch_add(ns, Ordering::Relaxed);
+        self.latency.observe(took);
+    }
+
+    /// Records a request refused with 503 because this process is stale
+    /// (no authentication was attempted, so it has no [`Outcome`]).
+    pub fn record_stale(&self) {
+        self.stale_refusals.fetch_add(1, Ordering::Relaxed);
     }
 
     /// How many authentications ended with `outcome` so far.
@@ -86,29 +194,34 @@ impl Metrics {
         self.results[index(outcome)].load(Ordering::Relaxed)
     }
 
-    /// The Prometheus text exposition, with the gauges the caller reads at
-    /// scrape time: the tokens in memory, and how long ago this process
-    /// last read the change log (`None`: never yet).
-    pub fn render(&self, tokens_in_memory: usize, change_log_age: Option<Duration>) -> String {
-        let mut out = String::with_capacity(2048);
+    /// The Prometheus text exposition: these counters, the service layer's
+    /// `app` (read by the caller at scrape time) and the process's own,
+    /// read now from `/proc/self`.
+    pub fn render(&self, app: &Snapshot) -> String {
+        self.render_with(app, process::read().as_ref())
+    }
+
+    /// [`Metrics::render`] with the process's figures given.
+    pub fn render_with(&self, app: &Snapshot, process: Option<&process::Figures>) -> String {
+        let mut out = String::with_capacity(8192);
         // Writing to a String cannot fail.
-        let _ = self.write(&mut out, tokens_in_memory, change_log_age);
+        let _ = self.write(&mut out, app, process);
         out
     }
 
-    fn write(&self, out: &mut String, tokens_in_memory: usize, change_log_age: Option<Duration>) -> std::fmt::Result {
-        writeln!(out, "# HELP latchkey_build_info The running build, as a label.")?;
-        writeln!(out, "# TYPE latchkey_build_info gauge")?;
+    fn write(&self, out: &mut String, app: &Snapshot, process: Option<&process::Figures>) -> std::fmt::Result {
+        header(out, "latchkey_build_info", "gauge", "The running build, as a label.")?;
         writeln!(
             out,
             "latchkey_build_info{{version=\"{}\"}} 1",
             env!("CARGO_PKG_VERSION")
         )?;
-        writeln!(
+        header(
             out,
-            "# HELP latchkey_verifications_total Authentications of API requests, by result."
+            "latchkey_verifications_total",
+            "counter",
+            "Authentications of API requests, by result.",
         )?;
-        writeln!(out, "# TYPE latchkey_verifications_total counter")?;
         for o in outcomes() {
             writeln!(
                 out,
@@ -118,42 +231,138 @@ impl Metrics {
             )?;
         }
         let name = "latchkey_verification_duration_seconds";
+        header(
+            out,
+            name,
+            "histogram",
+            "Time to authenticate a request from its headers, in memory.",
+        )?;
+        self.latency.write(out, name, "")?;
+        header(
+            out,
+            "latchkey_stale_refusals_total",
+            "counter",
+            "Requests refused with 503 because this process was out of touch with its database for longer than --max-staleness.",
+        )?;
         writeln!(
             out,
-            "# HELP {name} Time to authenticate a request from its headers, in memory."
+            "latchkey_stale_refusals_total {}",
+            self.stale_refusals.load(Ordering::Relaxed)
         )?;
-        writeln!(out, "# TYPE {name} histogram")?;
-        let mut cumulative = 0;
-        for (i, bound) in BUCKETS_NS.iter().enumerate() {
-            cumulative += self.buckets[i].load(Ordering::Relaxed);
-            writeln!(out, "{name}_bucket{{le=\"{}\"}} {cumulative}", *bound as f64 / 1e9)?;
-        }
-        cumulative += self.buckets[BUCKETS_NS.len()].load(Ordering::Relaxed);
-        writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {cumulative}")?;
-        writeln!(out, "{name}_sum {}", self.sum_ns.load(Ordering::Relaxed) as f64 / 1e9)?;
-        writeln!(out, "{name}_count {cumulative}")?;
-        writeln!(
-            out,
-            "# HELP latchkey_tokens_in_memory API tokens held by this process's verifier."
-        )?;
-        writeln!(out, "# TYPE latchkey_tokens_in_memory gauge")?;
-        writeln!(out, "latchkey_tokens_in_memory {tokens_in_memory}")?;
-        writeln!(
-            out,
-            "# HELP latchkey_change_log_age_seconds Time since this process last read the change log: how far behind other nodes' changes its memory may be."
-        )?;
-        writeln!(out, "# TYPE latchkey_change_log_age_seconds gauge")?;
-        match change_log_age {
-            Some(age) => writeln!(out, "latchkey_change_log_age_seconds {}", age.as_secs_f64())?,
-            None => writeln!(out, "latchkey_change_log_age_seconds NaN")?,
+        self.requests.write(out)?;
+        write_app(out, app)?;
+        if let Some(figures) = process {
+            figures.write(out)?;
         }
         Ok(())
     }
 }
 
+/// The service layer's counts and gauges.
+fn write_app(out: &mut String, app: &Snapshot) -> std::fmt::Result {
+    header(
+        out,
+        "latchkey_tokens_in_memory",
+        "gauge",
+        "API tokens held by this process's verifier.",
+    )?;
+    writeln!(out, "latchkey_tokens_in_memory {}", app.tokens_in_memory)?;
+    header(
+        out,
+        "latchkey_change_log_age_seconds",
+        "gauge",
+        "Time since this process last read the change log: how far behind other nodes' changes its memory may be (the follower's lag).",
+    )?;
+    match app.change_log_age {
+        Some(age) => writeln!(out, "latchkey_change_log_age_seconds {}", age.as_secs_f64())?,
+        None => writeln!(out, "latchkey_change_log_age_seconds NaN")?,
+    }
+    header(
+        out,
+        "latchkey_follower_resyncs_total",
+        "counter",
+        "Full reloads of the verifier from the database since the first load at start.",
+    )?;
+    writeln!(out, "latchkey_follower_resyncs_total {}", app.follower_resyncs)?;
+    header(
+        out,
+        "latchkey_database_errors_total",
+        "counter",
+        "Database errors this process has seen, by what failed.",
+    )?;
+    for (operation, n) in &app.database_errors {
+        writeln!(
+            out,
+            "latchkey_database_errors_total{{operation=\"{}\"}} {n}",
+            operation.as_str()
+        )?;
+    }
+    header(
+        out,
+        "latchkey_last_used_flush_failures_total",
+        "counter",
+        "Writes of last_used and hourly usage that failed; their uses are kept for the next one.",
+    )?;
+    writeln!(
+        out,
+        "latchkey_last_used_flush_failures_total {}",
+        app.last_used_flush_failures
+    )?;
+    header(
+        out,
+        "latchkey_audit_events_written_total",
+        "counter",
+        "Audit events this process has committed.",
+    )?;
+    writeln!(out, "latchkey_audit_events_written_total {}", app.audit_events_written)?;
+    header(
+        out,
+        "latchkey_db_pool_connections",
+        "gauge",
+        "Open connections of the database pool requests use, by state.",
+    )?;
+    let pool = app.pool;
+    writeln!(out, "latchkey_db_pool_connections{{state=\"idle\"}} {}", pool.idle)?;
+    writeln!(
+        out,
+        "latchkey_db_pool_connections{{state=\"in_use\"}} {}",
+        pool.open.saturating_sub(pool.idle)
+    )?;
+    header(
+        out,
+        "latchkey_db_pool_max_connections",
+        "gauge",
+        "The most connections that pool opens (--pool-size on PostgreSQL).",
+    )?;
+    writeln!(out, "latchkey_db_pool_max_connections {}", pool.max)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use latchkey_app::metrics::{DatabaseOperation, PoolStats};
+
+    fn snapshot() -> Snapshot {
+        Snapshot {
+            database_errors: vec![(DatabaseOperation::Follow, 2), (DatabaseOperation::Request, 1)],
+            last_used_flush_failures: 3,
+            follower_resyncs: 4,
+            audit_events_written: 5,
+            pool: PoolStats {
+                open: 3,
+                idle: 1,
+                max: 16,
+            },
+            tokens_in_memory: 7,
+            change_log_age: Some(Duration::from_millis(250)),
+        }
+    }
+
+    fn assert_lines(text: &str, lines: &[&str]) {
+        for line in lines {
+            assert!(text.lines().any(|l| l == *line), "missing {line:?} in\n{text}");
+        }
+    }
 
     #[test]
     fn every_outcome_has_its_own_counter() {
@@ -171,22 +380,84 @@ mod tests {
         m.record(Outcome::Ok, Duration::from_nanos(800));
         m.record(Outcome::Ok, Duration::from_micros(3));
         m.record(Outcome::RateLimited, Duration::from_secs(1));
-        let text = m.render(7, Some(Duration::from_millis(250)));
-        for line in [
-            "latchkey_verifications_total{result=\"ok\"} 2",
-            "latchkey_verifications_total{result=\"rate_limited\"} 1",
-            "latchkey_verifications_total{result=\"unknown_token\"} 0",
-            "latchkey_verification_duration_seconds_bucket{le=\"0.000001\"} 1",
-            "latchkey_verification_duration_seconds_bucket{le=\"0.0000025\"} 1",
-            "latchkey_verification_duration_seconds_bucket{le=\"0.000005\"} 2",
-            "latchkey_verification_duration_seconds_bucket{le=\"0.01\"} 2",
-            "latchkey_verification_duration_seconds_bucket{le=\"+Inf\"} 3",
-            "latchkey_verification_duration_seconds_count 3",
-            "latchkey_verification_duration_seconds_sum 1.0000038",
-            "latchkey_tokens_in_memory 7",
-            "latchkey_change_log_age_seconds 0.25",
-        ] {
-            assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
+        let text = m.render_with(&snapshot(), None);
+        assert_lines(
+            &text,
+            &[
+                "latchkey_verifications_total{result=\"ok\"} 2",
+                "latchkey_verifications_total{result=\"rate_limited\"} 1",
+                "latchkey_verifications_total{result=\"unknown_token\"} 0",
+                "latchkey_verification_duration_seconds_bucket{le=\"0.000001\"} 1",
+                "latchkey_verification_duration_seconds_bucket{le=\"0.0000025\"} 1",
+                "latchkey_verification_duration_seconds_bucket{le=\"0.000005\"} 2",
+                "latchkey_verification_duration_seconds_bucket{le=\"0.01\"} 2",
+                "latchkey_verification_duration_seconds_bucket{le=\"+Inf\"} 3",
+                "latchkey_verification_duration_seconds_count 3",
+                "latchkey_verification_duration_seconds_sum 1.0000038",
+                "latchkey_tokens_in_memory 7",
+                "latchkey_change_log_age_seconds 0.25",
+            ],
+        );
+    }
+
+    #[test]
+    fn an_observation_past_the_last_bound_lands_in_inf_only() {
+        static BOUNDS: [u64; 3] = [10, 100, INF];
+        let h = Histogram::new(&BOUNDS);
+        h.observe(Duration::from_nanos(10));
+        h.observe(Duration::from_nanos(11));
+        h.observe(Duration::from_micros(1));
+        assert_eq!(h.count(), 3);
+        let mut out = String::new();
+        h.write(&mut out, "x", "route=\"/a\"").unwrap();
+        assert_eq!(
+            out,
+            "x_bucket{route=\"/a\",le=\"0.00000001\"} 1\n\
+             x_bucket{route=\"/a\",le=\"0.0000001\"} 2\n\
+             x_bucket{route=\"/a\",le=\"+Inf\"} 3\n\
+             x_sum{route=\"/a\"} 0.000001021\n\
+             x_count{route=\"/a\"} 3\n"
+        );
+    }
+
+    #[test]
+    fn the_service_layers_counts_and_staleness_refusals_are_rendered() {
+        let m = Metrics::new();
+        m.record_stale();
+        m.record_stale();
+        let text = m.render_with(&snapshot(), None);
+        assert_lines(
+            &text,
+            &[
+                "# TYPE latchkey_stale_refusals_total counter",
+                "latchkey_stale_refusals_total 2",
+                "latchkey_follower_resyncs_total 4",
+                "latchkey_database_errors_total{operation=\"follow\"} 2",
+                "latchkey_database_errors_total{operation=\"request\"} 1",
+                "latchkey_last_used_flush_failures_total 3",
+                "latchkey_audit_events_written_total 5",
+                "latchkey_db_pool_connections{state=\"idle\"} 1",
+                "latchkey_db_pool_connections{state=\"in_use\"} 2",
+                "latchkey_db_pool_max_connections 16",
+            ],
+        );
+        // Every sample's metric has its HELP and TYPE.
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let name = line.split(['{', ' ']).next().unwrap();
+            let family = ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|s| {
+                    name.strip_suffix(s)
+                        .filter(|f| text.contains(&format!("# TYPE {f} histogram")))
+                })
+                .unwrap_or(name);
+            assert!(text.contains(&format!("# TYPE {family} ")), "{line}");
         }
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(escaped("/a/{id}"), "/a/{id}");
+        assert_eq!(escaped("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
     }
 }
