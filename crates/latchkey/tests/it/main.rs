@@ -20,6 +20,7 @@ mod hostile;
 mod hygiene;
 mod leaks;
 mod limits;
+mod metrics;
 mod nodes;
 mod races;
 mod rate_limits;
