@@ -5,7 +5,8 @@
 //! what it counts for `/metrics` ([`metrics`]).
 //!
 //! Who calls whom: `http` and `web` never import each other; both take
-//! [`state::AppState`] and the neutral helpers in [`client`], and reach the
+//! [`state::AppState`] and the neutral helpers in [`client`] and
+//! [`metrics`], and reach the
 //! data only through `App` with a capability (`UserAccess`, `AdminAccess`).
 
 pub mod client;
