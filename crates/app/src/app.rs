@@ -35,6 +35,7 @@ use tokio::sync::OnceCell;
 
 use crate::access::{Access, AdminAccess, UserAccess};
 use crate::error::{AppError, Result};
+use crate::metrics::{Counters, DatabaseOperation};
 use crate::password;
 use crate::sign_in::SignInLimits;
 
@@ -48,7 +49,7 @@ pub const AUDIT_PRUNE_BATCH: i64 = 5000;
 pub struct App {
     pub(crate) store: Store,
     verifier: Arc<Verifier>,
-    follower: Arc<Follower>,
+    pub(crate) follower: Arc<Follower>,
     pub(crate) clock: Arc<dyn Clock>,
     token_prefix: TokenPrefix,
     /// The scopes this deployment offers (latchkey's own resources and the
@@ -61,6 +62,8 @@ pub struct App {
     /// This process's name among the nodes sharing rate-limit counts:
     /// random, so a restarted node is a new one.
     node: i64,
+    /// Failed database work, for `/metrics` ([`crate::metrics`]).
+    pub(crate) counters: Counters,
 }
 
 /// Syncs a rate counter stays listed for after its last request, so that
@@ -123,6 +126,7 @@ impl App {
             sign_in_limits: SignInLimits::default(),
             dummy_hash: OnceCell::new(),
             node: rand::random::<i64>() & i64::MAX,
+            counters: Counters::default(),
         })
     }
 
@@ -193,7 +197,8 @@ impl App {
 
     /// Drops change-log entries written before `before`.
     pub async fn prune_change_log(&self, before: Timestamp) -> Result<u64> {
-        Ok(self.store.prune_changes(before).await?)
+        let pruned = self.store.prune_changes(before).await;
+        self.counted(DatabaseOperation::Prune, pruned.map_err(AppError::from))
     }
 
     /// Forgets sign-in failures whose minute has passed.
@@ -674,6 +679,17 @@ impl App {
         dry_run: bool,
         paced: bool,
     ) -> Result<Option<Vec<(Account, ApiToken, SweepAction)>>> {
+        let swept = self.sweep_once(account, as_of, dry_run, paced).await;
+        self.counted(DatabaseOperation::Sweep, swept)
+    }
+
+    async fn sweep_once(
+        &self,
+        account: Option<&AdminAccess>,
+        as_of: Option<Timestamp>,
+        dry_run: bool,
+        paced: bool,
+    ) -> Result<Option<Vec<(Account, ApiToken, SweepAction)>>> {
         let Some(lease) = self.store.sweep_lease().await? else {
             return Ok(None);
         };
@@ -710,7 +726,13 @@ impl App {
 
     /// Writes the `last_used` times gathered since the previous flush.
     /// Uses that cannot be written now are kept for the next flush.
+    /// A failure counts towards `latchkey_last_used_flush_failures_total`.
     pub async fn flush_usage(&self) -> Result<usize> {
+        let flushed = self.flush_usage_once().await;
+        self.counted(DatabaseOperation::FlushUsage, flushed)
+    }
+
+    async fn flush_usage_once(&self) -> Result<usize> {
         let uses = self.verifier.drain_usage();
         if let Err(e) = self.store.record_token_use(&uses).await {
             self.verifier.requeue_usage(&uses);
@@ -747,7 +769,8 @@ impl App {
         if reports.is_empty() {
             return Ok(0);
         }
-        let peers = self.store.share_rate_counts(self.node, &reports, now_ms).await?;
+        let shared = self.store.share_rate_counts(self.node, &reports, now_ms).await;
+        let peers = self.counted(DatabaseOperation::ShareRateLimits, shared.map_err(AppError::from))?;
         self.verifier.apply_rate_peers(&peers, now_ms);
         Ok(reports.len())
     }
@@ -761,7 +784,8 @@ impl App {
     /// Forgets rate-limit counts not written since `before` (a day is
     /// longer than any window).
     pub async fn prune_rate_counts(&self, before: Timestamp) -> Result<u64> {
-        Ok(self.store.prune_rate_counts(before.unix().saturating_mul(1000)).await?)
+        let pruned = self.store.prune_rate_counts(before.unix().saturating_mul(1000)).await;
+        self.counted(DatabaseOperation::Prune, pruned.map_err(AppError::from))
     }
 
     /// Audit retention (README.md, "Audit retention"): prunes every
@@ -791,6 +815,7 @@ impl App {
 
     /// Drops hourly usage older than `before` (the 90-day retention).
     pub async fn prune_usage(&self, before: Timestamp) -> Result<u64> {
-        Ok(self.store.prune_usage(before).await?)
+        let pruned = self.store.prune_usage(before).await;
+        self.counted(DatabaseOperation::Prune, pruned.map_err(AppError::from))
     }
 }

@@ -4,7 +4,8 @@
 //! are not the domain's own: who may act in which account ([`access`]),
 //! signing in ([`sign_in`]), sessions ([`session`]), password hashing
 //! ([`password`]), rate limits ([`limiter`]), the operator's
-//! whole-database commands ([`database`]) and the background loops that
+//! whole-database commands ([`database`]), what it counts for a server's
+//! `/metrics` ([`metrics`]) and the background loops that
 //! keep a process current ([`upkeep`], shared by the server and
 //! `latchkey-tower`). It knows nothing of HTTP: no axum, askama or tower
 //! here.
@@ -18,6 +19,7 @@ mod app;
 pub mod database;
 pub mod error;
 pub mod limiter;
+pub mod metrics;
 pub mod password;
 pub mod session;
 pub mod sign_in;

@@ -1,6 +1,7 @@
 //! The whole application as one router: the REST API ([`crate::http`]) and
 //! the Admin Center ([`crate::web`]) side by side, the middleware every
-//! response passes through (request ids, security headers, tracing), the
+//! response passes through (request ids, security headers, tracing, the
+//! request metrics), the
 //! `.json` suffix rewrite, and `serve`.
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -14,6 +15,7 @@ use tower_http::request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, 
 use tower_http::trace::TraceLayer;
 
 use crate::http::error::ApiError;
+use crate::metrics::RecordLayer;
 use crate::state::AppState;
 
 /// The whole application as a router, with every layer.
@@ -47,6 +49,8 @@ pub fn router(state: AppState) -> Router {
             tracing::info_span!("request", method = %req.method(), route = %route, request_id = %id)
         }))
         .layer(SetRequestIdLayer::new(request_id, Counter::default()))
+        // Outermost, so that the time and status are the whole answer's.
+        .layer(RecordLayer::new(state.metrics.clone(), state.app.clone()))
         .with_state(state)
 }
 

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use latchkey_app::{App, RateLimiter};
 
 use crate::config::ServerConfig;
-use crate::http::metrics::Metrics;
+use crate::metrics::Metrics;
 
 /// What every handler can reach.
 #[derive(Clone)]

@@ -26,6 +26,9 @@ pub trait Backend: Send + Sync + 'static {
     /// to take row locks (PostgreSQL).
     async fn begin(&self) -> Result<Box<dyn Tx>>;
 
+    /// The request pool's connections now (no statement runs).
+    fn pool_stats(&self) -> crate::PoolStats;
+
     /// Wake-ups that the database pushes whenever any process commits a
     /// change (PostgreSQL `LISTEN`), or `None` where it cannot push them
     /// and followers poll instead (SQLite).

@@ -18,6 +18,11 @@
 //! is in memory. A node that has lost its database keeps verifying from
 //! memory while that age is within `--max-staleness`, then refuses
 //! ([`Follower::is_stale`]) until a read succeeds again.
+//!
+//! **Counts.** It counts its full reloads after the first
+//! ([`Follower::resyncs`]) and its failed reads of the database
+//! ([`Follower::failures`]), for a server's `/metrics` (docs/api.md,
+//! "Operations").
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -43,6 +48,10 @@ pub struct Follower {
     /// Milliseconds after `epoch` at which the last successful read of the
     /// log started; `u64::MAX` before the first.
     fresh_at: AtomicU64,
+    /// Full reloads started after the first successful one.
+    resyncs: AtomicU64,
+    /// Reads of the database that failed: catch-ups, resyncs, listening.
+    failures: AtomicU64,
 }
 
 /// The longest a PostgreSQL follower goes without reading the log when no
@@ -57,6 +66,8 @@ impl Follower {
             applied: Mutex::new(0),
             epoch: Instant::now(),
             fresh_at: AtomicU64::new(u64::MAX),
+            resyncs: AtomicU64::new(0),
+            failures: AtomicU64::new(0),
         }
     }
 
@@ -81,6 +92,28 @@ impl Follower {
         self.age().is_none_or(|age| age > max)
     }
 
+    /// How many full reloads this follower has started since its first
+    /// successful load: each one means it had lost track of the change log
+    /// (pruned past its position, or the listening connection dropped) or
+    /// was asked to ([`Follower::resync`]).
+    pub fn resyncs(&self) -> u64 {
+        self.resyncs.load(Ordering::Relaxed)
+    }
+
+    /// How many of this follower's reads of the database have failed
+    /// (catching up, resynchronising, listening for changes).
+    pub fn failures(&self) -> u64 {
+        self.failures.load(Ordering::Relaxed)
+    }
+
+    /// Counts a failed read and hands the result on.
+    fn counted<T>(&self, result: Result<T>) -> Result<T> {
+        if result.is_err() {
+            self.failures.fetch_add(1, Ordering::Relaxed);
+        }
+        result
+    }
+
     fn now_ms(&self) -> u64 {
         u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX - 1)
     }
@@ -97,8 +130,26 @@ impl Follower {
 
     /// Loads everything afresh, then applies what changed meanwhile.
     pub async fn resync(&self) -> Result<()> {
+        self.resync_counting(true).await
+    }
+
+    /// [`Follower::resync`]; `lost_track` says whether it counts as one in
+    /// [`Follower::resyncs`] (the routine reload when the PostgreSQL
+    /// follower first starts listening does not).
+    async fn resync_counting(&self, lost_track: bool) -> Result<()> {
         let mut applied = self.applied.lock().await;
-        self.resync_locked(&mut applied).await
+        if lost_track {
+            self.count_resync();
+        }
+        let done = self.resync_locked(&mut applied).await;
+        self.counted(done)
+    }
+
+    /// Counts a full reload, unless it is the first load.
+    fn count_resync(&self) {
+        if self.fresh_at.load(Ordering::Acquire) != u64::MAX {
+            self.resyncs.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     async fn resync_locked(&self, applied: &mut i64) -> Result<()> {
@@ -118,7 +169,7 @@ impl Follower {
     pub async fn catch_up(&self) -> Result<usize> {
         let mut applied = self.applied.lock().await;
         let started = self.now_ms();
-        let n = self.catch_up_locked(&mut applied).await?;
+        let n = self.counted(self.catch_up_locked(&mut applied).await)?;
         self.mark_fresh(started);
         Ok(n)
     }
@@ -137,6 +188,7 @@ impl Follower {
                             next = first.seq,
                             "change log moved past this process; resynchronising"
                         );
+                        self.count_resync();
                         return Box::pin(self.resync_locked(applied)).await.map(|_| total);
                     }
                 }
@@ -205,6 +257,9 @@ impl Follower {
         // Whether the database can push; false once it has said it cannot.
         let mut pushes = true;
         let mut connect = true;
+        // Whether a listening connection was ever made: reloading when the
+        // first one is made is routine, after that it means track was lost.
+        let mut listened = false;
         let mut tick = interval(poll);
         loop {
             if pushes && listener.is_none() && connect {
@@ -218,14 +273,18 @@ impl Follower {
                         listener = Some(l);
                         tick = interval(heartbeat);
                         // Whatever committed while nobody listened.
-                        let work = self.resync_logged();
+                        let work = self.resync_logged(listened);
+                        listened = true;
                         tokio::select! {
                             _ = &mut shutdown => return,
                             _ = work => {},
                         }
                     }
                     Ok(None) => pushes = false,
-                    Err(e) => tracing::warn!(error = %e, "listening for changes failed; will retry"),
+                    Err(e) => {
+                        self.failures.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(error = %e, "listening for changes failed; will retry");
+                    }
                 }
             }
             let wake = async {
@@ -246,6 +305,7 @@ impl Follower {
                     true
                 }
                 Some(Err(e)) => {
+                    self.failures.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(error = %e, "the listening connection failed; reconnecting");
                     listener = None;
                     connect = true;
@@ -259,7 +319,7 @@ impl Follower {
             }
             let work = async {
                 if resync {
-                    self.resync_logged().await
+                    self.resync_logged(true).await
                 } else {
                     self.catch_up_logged().await
                 }
@@ -277,8 +337,8 @@ impl Follower {
         }
     }
 
-    async fn resync_logged(&self) {
-        if let Err(e) = self.resync().await {
+    async fn resync_logged(&self, lost_track: bool) {
+        if let Err(e) = self.resync_counting(lost_track).await {
             tracing::warn!(error = %e, "resynchronising failed; will retry");
         }
     }

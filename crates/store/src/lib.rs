@@ -88,6 +88,32 @@ pub struct Change {
     pub entity_id: i64,
 }
 
+/// The connections of the pool that requests and commands use (the
+/// PostgreSQL follower's own few are not counted), read at scrape time for
+/// a server's `/metrics` (docs/api.md, "Operations").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PoolStats {
+    /// Connections open now, idle or in use.
+    pub open: u32,
+    /// Of those, the idle ones.
+    pub idle: u32,
+    /// The most the pool opens (`--pool-size` on PostgreSQL, 8 on SQLite).
+    pub max: u32,
+}
+
+impl PoolStats {
+    pub fn of<DB: sqlx::Database>(pool: &sqlx::Pool<DB>) -> Self {
+        let open = pool.size();
+        PoolStats {
+            open,
+            // The pool counts its idle connections apart from its size; a
+            // moment's skew never makes more idle than open.
+            idle: u32::try_from(pool.num_idle()).unwrap_or(u32::MAX).min(open),
+            max: pool.options().get_max_connections(),
+        }
+    }
+}
+
 /// How a process connects to PostgreSQL (README.md, "Command line").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ConnectOptions {

@@ -184,6 +184,10 @@ impl Backend for PgBackend {
         Ok(Box::new(PgTx { tx, appending: false }))
     }
 
+    fn pool_stats(&self) -> crate::PoolStats {
+        crate::PoolStats::of(&self.pool)
+    }
+
     async fn change_listener(&self) -> Result<Option<Box<dyn ChangeListener>>> {
         let mut listener = PgListener::connect_with(&self.follow).await?;
         listener.eager_reconnect(true);

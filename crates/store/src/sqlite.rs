@@ -109,6 +109,10 @@ impl Backend for SqliteBackend {
         Ok(Box::new(SqliteTx { tx, _writer: writer }))
     }
 
+    fn pool_stats(&self) -> crate::PoolStats {
+        crate::PoolStats::of(&self.pool)
+    }
+
     async fn load_snapshot(&self) -> Result<Snapshot> {
         // One read transaction, so that the three tables agree.
         Shared::load_snapshot(self.pool.begin().await?).await

@@ -4,6 +4,7 @@
 //! events and the change-log entries, commit. A refused change writes
 //! nothing; a no-op change writes nothing and records no event.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use latchkey_core::secret::PasswordHash;
@@ -40,6 +41,9 @@ pub struct Page {
 #[derive(Clone)]
 pub struct Store {
     backend: Arc<dyn Backend>,
+    /// Audit events committed through this store and its clones (a
+    /// server's `latchkey_audit_events_written_total`).
+    audit_written: Arc<AtomicU64>,
 }
 
 fn taken(field: &str) -> StoreError {
@@ -93,14 +97,19 @@ struct Work<'a> {
     tx: Box<dyn Tx>,
     actor: &'a Actor,
     now: Timestamp,
+    /// Audit events appended so far, counted into `written` on commit.
+    events: u64,
+    written: &'a AtomicU64,
 }
 
 impl<'a> Work<'a> {
-    async fn begin(backend: &dyn Backend, actor: &'a Actor, now: Timestamp) -> Result<Self> {
+    async fn begin(store: &'a Store, actor: &'a Actor, now: Timestamp) -> Result<Self> {
         Ok(Work {
-            tx: backend.begin().await?,
+            tx: store.backend.begin().await?,
             actor,
             now,
+            events: 0,
+            written: &store.audit_written,
         })
     }
 
@@ -163,6 +172,7 @@ impl<'a> Work<'a> {
         let hash = event.chain_hash(&previous);
         let id = self.tx.insert_audit(&event, &hash).await?;
         self.tx.set_audit_head(account_id, id, &hash).await?;
+        self.events += 1;
         Ok(())
     }
 
@@ -172,17 +182,32 @@ impl<'a> Work<'a> {
     }
 
     async fn commit(self) -> Result<()> {
-        self.tx.commit().await
+        self.tx.commit().await?;
+        self.written.fetch_add(self.events, Ordering::Relaxed);
+        Ok(())
     }
 }
 
 impl Store {
     pub fn new(backend: Arc<dyn Backend>) -> Self {
-        Store { backend }
+        Store {
+            backend,
+            audit_written: Arc::default(),
+        }
     }
 
-    async fn work<'a>(&self, actor: &'a Actor, now: Timestamp) -> Result<Work<'a>> {
-        Work::begin(&*self.backend, actor, now).await
+    async fn work<'a>(&'a self, actor: &'a Actor, now: Timestamp) -> Result<Work<'a>> {
+        Work::begin(self, actor, now).await
+    }
+
+    /// How many audit events this store (and its clones) has committed.
+    pub fn audit_events_written(&self) -> u64 {
+        self.audit_written.load(Ordering::Relaxed)
+    }
+
+    /// The request pool's connections now; runs no statement.
+    pub fn pool_stats(&self) -> crate::PoolStats {
+        self.backend.pool_stats()
     }
 
     /// Creates an account with its first admin.

@@ -21,6 +21,7 @@ mod hostile;
 mod hygiene;
 mod leaks;
 mod limits;
+mod metrics;
 mod migration;
 mod nodes;
 mod races;

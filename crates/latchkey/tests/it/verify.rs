@@ -573,6 +573,15 @@ async fn metrics_can_move_to_an_address_of_their_own() {
     let build = format!("latchkey_build_info{{version=\"{}\"}} 1", env!("CARGO_PKG_VERSION"));
     assert!(text.lines().any(|l| l == build), "{text}");
     assert!(text.contains("latchkey_verifications_total"), "{text}");
+    // The serving process's own figures, read from /proc when scraped.
+    if cfg!(target_os = "linux") {
+        let rss = text
+            .lines()
+            .find_map(|l| l.strip_prefix("process_resident_memory_bytes "))
+            .unwrap_or_else(|| panic!("no resident memory in\n{text}"));
+        assert!(rss.parse::<f64>().unwrap() > 0.0, "{rss}");
+    }
+    assert!(text.contains("latchkey_db_pool_max_connections "), "{text}");
     assert_eq!(c.get(p.url("/metrics")).send().await.unwrap().status(), 404);
     assert_eq!(c.get(p.url("/healthz")).send().await.unwrap().status(), 200);
     assert_eq!(p.terminate().await, 0);

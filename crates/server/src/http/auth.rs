@@ -19,7 +19,7 @@ use latchkey_core::user::Role;
 use latchkey_core::verifier::{Identity, Refusal};
 use latchkey_edge::{Gate, Outcome, Refused};
 
-use super::error::ApiError;
+use super::error::{ApiError, AuthFailure};
 use super::rate_headers;
 use crate::client::client_ip;
 use crate::state::AppState;
@@ -99,6 +99,9 @@ pub fn authenticate_with<R>(
             Ok(made)
         }
         Err(Refused { answer, outcome }) => {
+            if answer == AuthFailure::Stale {
+                state.metrics.record_stale();
+            }
             if let Some(outcome) = outcome {
                 state.metrics.record(outcome, started.elapsed());
                 // The reason the client is never told, for the operator;

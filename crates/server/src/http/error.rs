@@ -14,6 +14,8 @@ pub use latchkey_edge::answer::{
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use crate::metrics::DatabaseFailed;
+
 const FORBIDDEN: &str =
     "You do not have access to this page. Please contact the account owner of this help desk for further help.";
 
@@ -36,6 +38,9 @@ pub enum ApiError {
         retry_after: u64,
     },
     Internal(String),
+    /// A 500 because the database failed (counted in
+    /// `latchkey_database_errors_total{operation="request"}`).
+    Database(String),
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
@@ -103,7 +108,7 @@ impl ApiError {
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::TooManyReports { .. } => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Internal(_) | ApiError::Database(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -138,7 +143,7 @@ impl ApiError {
                 "TooManyRequests",
                 "Too many revocation requests from this address. Try again later.",
             ),
-            ApiError::Internal(_) => error_body("InternalError", INTERNAL_DESCRIPTION),
+            ApiError::Internal(_) | ApiError::Database(_) => error_body("InternalError", INTERNAL_DESCRIPTION),
         }
     }
 }
@@ -148,10 +153,13 @@ impl IntoResponse for ApiError {
         if let ApiError::Auth(failure) = self {
             return failure.into_response();
         }
-        if let ApiError::Internal(cause) = &self {
+        if let ApiError::Internal(cause) | ApiError::Database(cause) = &self {
             tracing::error!(cause = %cause, "internal error");
         }
         let mut res = raw_json(self.status(), self.body());
+        if let ApiError::Database(_) = &self {
+            res.extensions_mut().insert(DatabaseFailed);
+        }
         if let ApiError::TooManyReports { retry_after } = &self {
             res.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));
@@ -186,6 +194,7 @@ impl From<AppError> for ApiError {
     fn from(e: AppError) -> Self {
         match e {
             AppError::Domain(d) => d.into(),
+            AppError::Storage(e) => ApiError::Database(e.to_string()),
             other => ApiError::Internal(other.to_string()),
         }
     }

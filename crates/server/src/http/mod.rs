@@ -12,7 +12,6 @@ pub mod edge;
 pub mod error;
 pub mod input;
 pub mod leaks;
-pub mod metrics;
 pub mod openapi;
 pub mod ops;
 pub mod paging;

@@ -53,9 +53,7 @@ pub async fn public_metrics(state: State<AppState>) -> Response {
 
 /// The Prometheus text exposition of this process's counters.
 pub async fn metrics(State(state): State<AppState>) -> Response {
-    let body = state
-        .metrics
-        .render(state.app.token_count(), state.app.change_log_age());
+    let body = state.metrics.render(&state.app.metrics());
     let mut res = body.into_response();
     res.headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROMETHEUS_TEXT));

@@ -184,7 +184,11 @@ async fn page_layer(req: Request, next: Next) -> Response {
         .to_owned();
     let mut res = next.run(req).await;
     if let Some(error) = res.extensions_mut().remove::<ErrorPage>() {
+        // The rendered page keeps what else the answer carried (the
+        // request metrics read `DatabaseFailed` from it).
+        let extensions = std::mem::take(res.extensions_mut());
         res = error.render(&request_id);
+        *res.extensions_mut() = extensions;
     }
     res.headers_mut()
         .insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));

@@ -8,6 +8,8 @@ use axum::response::{Html, IntoResponse, Response};
 use latchkey_app::AppError;
 use latchkey_core::{account::Account, time::Timestamp, user::User, DomainError};
 
+use crate::metrics::DatabaseFailed;
+
 /// The navigation entries of the layout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Nav {
@@ -93,6 +95,9 @@ pub enum PageError {
     Refused(Vec<String>),
     TooManyRequests,
     Internal(String),
+    /// A 500 because the database failed (counted in
+    /// `latchkey_database_errors_total{operation="request"}`).
+    Database(String),
 }
 
 impl From<AppError> for PageError {
@@ -100,6 +105,7 @@ impl From<AppError> for PageError {
         match e {
             AppError::Domain(DomainError::NotFound) => PageError::NotFound,
             AppError::Domain(d) => PageError::Refused(domain_messages(&d)),
+            AppError::Storage(e) => PageError::Database(e.to_string()),
             other => PageError::Internal(other.to_string()),
         }
     }
@@ -162,6 +168,7 @@ impl ErrorPage {
 
 impl IntoResponse for PageError {
     fn into_response(self) -> Response {
+        let database_failed = matches!(self, PageError::Database(_));
         let (status, title, messages, csrf) = match self {
             PageError::Forbidden { csrf } => (
                 StatusCode::FORBIDDEN,
@@ -193,7 +200,7 @@ impl IntoResponse for PageError {
                 vec!["Too many attempts. Wait a minute and try again.".to_owned()],
                 None,
             ),
-            PageError::Internal(cause) => {
+            PageError::Internal(cause) | PageError::Database(cause) => {
                 tracing::error!(cause = %cause, "internal error on a page");
                 (
                     StatusCode::INTERNAL_SERVER_ERROR,
@@ -214,6 +221,9 @@ impl IntoResponse for PageError {
             messages,
             csrf,
         });
+        if database_failed {
+            res.extensions_mut().insert(DatabaseFailed);
+        }
         res
     }
 }
