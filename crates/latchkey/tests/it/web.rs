@@ -1779,6 +1779,7 @@ async fn the_token_policy_is_saved_from_the_configuration_page() {
             "require_assigned_user": false,
             "deactivate_unused_after_days": 30,
             "delete_deactivated_after_days": 60,
+            "deactivate_legacy_tokens": false,
         })
     );
     let event = app.audit(account.id).await.pop().unwrap();
@@ -1826,6 +1827,7 @@ async fn the_token_policy_is_saved_from_the_configuration_page() {
                 "require_assigned_user": true,
                 "deactivate_unused_after_days": null,
                 "delete_deactivated_after_days": null,
+                "deactivate_legacy_tokens": false,
             },
         })
     );
