@@ -23,7 +23,7 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use latchkey_tower::{require_scope, Latchkey, Principal};
-use serde_json::{json, Value};
+use serde::Serialize;
 
 /// What the handlers share: the verifier's handle (for `/healthz`) and the
 /// next ticket's number.
@@ -69,14 +69,38 @@ pub async fn serve(
         .await
 }
 
-async fn list_tickets(principal: Principal) -> Json<Value> {
-    Json(json!({ "tickets": [], "account": principal.subdomain() }))
+/// `GET /tickets`: the (empty) tickets of the caller's account.
+#[derive(Serialize)]
+struct TicketList {
+    tickets: [u64; 0],
+    account: String,
 }
 
-async fn create_ticket(State(service): State<Service>, principal: Principal) -> (StatusCode, Json<Value>) {
-    let id = service.next_ticket.fetch_add(1, Ordering::Relaxed);
-    let ticket = json!({ "ticket": { "id": id, "requester_id": principal.user_id().get() } });
-    (StatusCode::CREATED, Json(ticket))
+/// `POST /tickets`: the ticket made, with who asked for it.
+#[derive(Serialize)]
+struct Created {
+    ticket: Ticket,
+}
+
+#[derive(Serialize)]
+struct Ticket {
+    id: u64,
+    requester_id: i64,
+}
+
+async fn list_tickets(principal: Principal) -> Json<TicketList> {
+    Json(TicketList {
+        tickets: [],
+        account: principal.subdomain().to_owned(),
+    })
+}
+
+async fn create_ticket(State(service): State<Service>, principal: Principal) -> (StatusCode, Json<Created>) {
+    let ticket = Ticket {
+        id: service.next_ticket.fetch_add(1, Ordering::Relaxed),
+        requester_id: principal.user_id().get(),
+    };
+    (StatusCode::CREATED, Json(Created { ticket }))
 }
 
 async fn me(principal: Principal) -> Json<Principal> {
