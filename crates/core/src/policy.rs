@@ -89,32 +89,25 @@ impl TokenPolicyPatch {
             self.delete_deactivated_after_days,
             &mut next.delete_deactivated_after_days,
         );
-        if let Some(on) = self.require_expiry {
-            if on != current.require_expiry {
-                changes.push(bool_change("token_policy.require_expiry", current.require_expiry, on));
-                next.require_expiry = on;
+        let mut flag = |field: &str, patch: Option<bool>, slot: &mut bool| {
+            if let Some(on) = patch {
+                if on != *slot {
+                    changes.push(bool_change(&format!("token_policy.{field}"), *slot, on));
+                    *slot = on;
+                }
             }
-        }
-        if let Some(on) = self.require_assigned_user {
-            if on != current.require_assigned_user {
-                changes.push(bool_change(
-                    "token_policy.require_assigned_user",
-                    current.require_assigned_user,
-                    on,
-                ));
-                next.require_assigned_user = on;
-            }
-        }
-        if let Some(on) = self.deactivate_legacy_tokens {
-            if on != current.deactivate_legacy_tokens {
-                changes.push(bool_change(
-                    "token_policy.deactivate_legacy_tokens",
-                    current.deactivate_legacy_tokens,
-                    on,
-                ));
-                next.deactivate_legacy_tokens = on;
-            }
-        }
+        };
+        flag("require_expiry", self.require_expiry, &mut next.require_expiry);
+        flag(
+            "require_assigned_user",
+            self.require_assigned_user,
+            &mut next.require_assigned_user,
+        );
+        flag(
+            "deactivate_legacy_tokens",
+            self.deactivate_legacy_tokens,
+            &mut next.deactivate_legacy_tokens,
+        );
         (next, changes)
     }
 }

@@ -269,6 +269,20 @@ async fn a_refused_import_line_names_its_line_and_imports_nothing() {
     assert!(!app.app.accepts_legacy());
 }
 
+/// `latchkey account update --token-limit {limit}` for the account.
+async fn set_token_limit(app: &TestApp, account: &TestAccount, limit: &str) -> CliOutput {
+    app.db
+        .cli(&[
+            "account",
+            "update",
+            "--subdomain",
+            &account.subdomain,
+            "--token-limit",
+            limit,
+        ])
+        .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_operator_raises_a_token_limit_and_deletes_an_account_only_when_confirmed() {
     let app = TestApp::spawn().await;
@@ -277,17 +291,7 @@ async fn the_operator_raises_a_token_limit_and_deletes_an_account_only_when_conf
     let auth = basic(&account.admin.email, &token.plain);
     assert_eq!(app.me_status(&auth).await, 200);
 
-    let out = app
-        .db
-        .cli(&[
-            "account",
-            "update",
-            "--subdomain",
-            &account.subdomain,
-            "--token-limit",
-            "3000",
-        ])
-        .await;
+    let out = set_token_limit(&app, &account, "3000").await;
     assert_eq!(out.code, 0, "{out:?}");
     assert!(out.stdout.contains("token_limit 3000"), "{}", out.stdout);
     let shown = app.get("/api/v2/account", &auth).await.json();
@@ -300,31 +304,11 @@ async fn the_operator_raises_a_token_limit_and_deletes_an_account_only_when_conf
             && e.actor_name.starts_with("operator (")));
     // Not below what the account holds, and within 1 to 10000.
     app.token(&account).await;
-    let out = app
-        .db
-        .cli(&[
-            "account",
-            "update",
-            "--subdomain",
-            &account.subdomain,
-            "--token-limit",
-            "1",
-        ])
-        .await;
+    let out = set_token_limit(&app, &account, "1").await;
     assert_eq!(out.code, 1, "{out:?}");
     assert!(out.stderr.contains("holds 2 tokens"), "{}", out.stderr);
     for bad in ["0", "10001", "many"] {
-        let out = app
-            .db
-            .cli(&[
-                "account",
-                "update",
-                "--subdomain",
-                &account.subdomain,
-                "--token-limit",
-                bad,
-            ])
-            .await;
+        let out = set_token_limit(&app, &account, bad).await;
         assert_eq!(out.code, 2, "{bad}: {out:?}");
     }
 
