@@ -19,6 +19,7 @@
 //! which every claimed path allows too.
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 use std::fmt;
 
 use serde::Deserialize;
@@ -437,6 +438,62 @@ pub struct ScopeCatalog {
     resources: Vec<Resource>,
     /// Most specific first.
     patterns: Vec<Pattern>,
+    /// The patterns by their literal prefix.
+    index: PrefixIndex,
+}
+
+/// The catalog's patterns filed under their literal prefix (the segments
+/// before the first `*` or `**`), so that a path is tried only against the
+/// patterns whose prefix it shares: one hash probe per segment walked, not
+/// a comparison with every pattern of every resource. Hand-written because
+/// it is the scope check's hot path and small: a trie of literal segments.
+#[derive(Debug, Clone, Default)]
+struct PrefixIndex {
+    /// Patterns whose literal prefix ends here, as indexes into
+    /// `ScopeCatalog::patterns` (ascending: most specific first).
+    here: Vec<usize>,
+    next: HashMap<Box<str>, PrefixIndex, foldhash::fast::RandomState>,
+}
+
+impl PrefixIndex {
+    fn new(patterns: &[Pattern]) -> Self {
+        let mut root = PrefixIndex::default();
+        for (i, pattern) in patterns.iter().enumerate() {
+            let mut node = &mut root;
+            for segment in &pattern.segments {
+                let Segment::Literal(literal) = segment else {
+                    break;
+                };
+                node = node.next.entry(literal.clone()).or_default();
+            }
+            node.here.push(i);
+        }
+        root
+    }
+
+    /// The first (most specific) of `patterns` that matches `path`: only a
+    /// pattern whose literal prefix is a prefix of the path can, and each
+    /// such prefix is a node on the path's walk down the trie.
+    fn first_match<S: AsRef<str>>(&self, patterns: &[Pattern], path: &[S]) -> Option<usize> {
+        let mut best: Option<usize> = None;
+        let mut node = self;
+        let mut depth = 0;
+        loop {
+            if let Some(&i) = node
+                .here
+                .iter()
+                .take_while(|&&i| best.is_none_or(|b| i < b))
+                .find(|&&i| patterns[i].matches(path))
+            {
+                best = Some(i);
+            }
+            let Some(next) = path.get(depth).and_then(|segment| node.next.get(segment.as_ref())) else {
+                return best;
+            };
+            node = next;
+            depth += 1;
+        }
+    }
 }
 
 impl Default for ScopeCatalog {
@@ -509,7 +566,12 @@ impl ScopeCatalog {
         }
         // Stable: among equally specific patterns, the first declared wins.
         patterns.sort_by_key(|p| std::cmp::Reverse(p.specificity()));
-        Ok(ScopeCatalog { resources, patterns })
+        let index = PrefixIndex::new(&patterns);
+        Ok(ScopeCatalog {
+            resources,
+            patterns,
+            index,
+        })
     }
 
     /// The resource that claims `uri` (a path, maybe with a query string),
@@ -518,13 +580,11 @@ impl ScopeCatalog {
         // Plain paths (printable ASCII, nothing to decode) are the hot
         // case: one pass over the bytes decides, and segments are slices.
         let pattern = if is_plain(uri) {
-            let path = normalize_plain(uri)?;
-            self.patterns.iter().find(|p| p.matches(&path))
+            self.index.first_match(&self.patterns, &normalize_plain(uri)?)
         } else {
-            let path = normalize_any(uri)?;
-            self.patterns.iter().find(|p| p.matches(&path))
+            self.index.first_match(&self.patterns, &normalize_any(uri)?)
         };
-        pattern.map(|p| &*self.resources[p.resource].name)
+        pattern.map(|i| &*self.resources[self.patterns[i].resource].name)
     }
 
     /// What a request with `method` to `uri` is, for the scope check; the
@@ -643,6 +703,21 @@ mod tests {
             },
         ])
         .expect("valid")
+    }
+
+    proptest::proptest! {
+        /// The prefix index finds what trying every pattern in order finds.
+        #[test]
+        fn the_prefix_index_agrees_with_trying_every_pattern(
+            segments in proptest::collection::vec(
+                proptest::sample::select(vec!["api", "v2", "tickets", "fields", "7", "hc", "en", "articles", "users", "me"]),
+                0..7,
+            )
+        ) {
+            let c = catalog();
+            let linear = c.patterns.iter().position(|p| p.matches(&segments));
+            proptest::prop_assert_eq!(c.index.first_match(&c.patterns, &segments), linear);
+        }
     }
 
     /// The path matcher, as a table: (path, the resource that claims it).
