@@ -289,10 +289,12 @@ impl Pattern {
         )
     }
 
-    fn matches<S: AsRef<str>>(&self, path: &[S]) -> bool {
+    /// Whether the pattern matches `path`, whose first `known` segments are
+    /// already known to equal the pattern's first, literal, ones.
+    fn matches_after<S: AsRef<str>>(&self, known: usize, path: &[S]) -> bool {
         path.len() >= self.min_len
             && self.max_len.is_none_or(|max| path.len() <= max)
-            && matches_from(&self.segments, path)
+            && matches_from(&self.segments[known..], &path[known..])
     }
 }
 
@@ -330,26 +332,53 @@ type PlainSegments<'a> = SmallVec<[&'a str; 16]>;
 /// the path unreadable; `.` is dropped and `..` removes the segment before
 /// it (never above the root); a final `.json` is dropped, as Zendesk's API
 /// answers every path with or without it.
-fn is_plain(uri: &str) -> bool {
-    uri.starts_with('/')
-        && uri
-            .bytes()
-            .all(|b| (0x21..0x7f).contains(&b) && b != b'%' && b != b'\\')
+/// What [`normalize_plain`] made of a URI.
+enum Plain {
+    Read,
+    /// Plain but unreadable (too many segments): no resource claims it.
+    Unreadable,
+    /// Not a plain path: read it with [`normalize_any`].
+    NotPlain,
 }
 
-/// A plain URI's path: printable ASCII without `%` or `\`, starting with `/`.
-fn normalize_plain(uri: &str) -> Option<PlainSegments<'_>> {
-    let end = uri.bytes().position(|b| b == b'?' || b == b'#').unwrap_or(uri.len());
-    let mut out: PlainSegments<'_> = SmallVec::new();
-    for seg in uri[..end].split('/') {
-        resolve(&mut out, seg)?;
+/// Reads a plain path (starting with `/`, printable ASCII without `%` or
+/// `\\` up to its query or fragment) into `out`, in one pass over the
+/// bytes that both checks and splits: the hot case. Split by hand, as
+/// `str::split` searches for each `/` with `memchr`, whose set-up costs
+/// more than these short segments.
+fn normalize_plain<'a>(uri: &'a str, out: &mut PlainSegments<'a>) -> Plain {
+    let bytes = uri.as_bytes();
+    if bytes.first() != Some(&b'/') {
+        return Plain::NotPlain;
+    }
+    let mut start = 0;
+    let mut end = bytes.len();
+    for (i, &b) in bytes.iter().enumerate() {
+        match b {
+            b'/' => {
+                if resolve(out, &uri[start..i]).is_none() {
+                    return Plain::Unreadable;
+                }
+                start = i + 1;
+            }
+            b'?' | b'#' => {
+                end = i;
+                break;
+            }
+            b'%' | b'\\' => return Plain::NotPlain,
+            0x21..0x7f => {}
+            _ => return Plain::NotPlain,
+        }
+    }
+    if resolve(out, &uri[start..end]).is_none() {
+        return Plain::Unreadable;
     }
     if let Some(last) = out.last_mut() {
         if let Some(len) = json_stem(last) {
             *last = &last[..len];
         }
     }
-    Some(out)
+    Plain::Read
 }
 
 /// Adds one segment to a path being resolved: empty and `.` segments are
@@ -483,7 +512,7 @@ impl PrefixIndex {
                 .here
                 .iter()
                 .take_while(|&&i| best.is_none_or(|b| i < b))
-                .find(|&&i| patterns[i].matches(path))
+                .find(|&&i| patterns[i].matches_after(depth, path))
             {
                 best = Some(i);
             }
@@ -579,10 +608,11 @@ impl ScopeCatalog {
     pub fn resource_of(&self, uri: &str) -> Option<&str> {
         // Plain paths (printable ASCII, nothing to decode) are the hot
         // case: one pass over the bytes decides, and segments are slices.
-        let pattern = if is_plain(uri) {
-            self.index.first_match(&self.patterns, &normalize_plain(uri)?)
-        } else {
-            self.index.first_match(&self.patterns, &normalize_any(uri)?)
+        let mut segments = PlainSegments::new();
+        let pattern = match normalize_plain(uri, &mut segments) {
+            Plain::Read => self.index.first_match(&self.patterns, &segments),
+            Plain::Unreadable => None,
+            Plain::NotPlain => self.index.first_match(&self.patterns, &normalize_any(uri)?),
         };
         pattern.map(|i| &*self.resources[self.patterns[i].resource].name)
     }
@@ -715,7 +745,7 @@ mod tests {
             )
         ) {
             let c = catalog();
-            let linear = c.patterns.iter().position(|p| p.matches(&segments));
+            let linear = c.patterns.iter().position(|p| p.matches_after(0, &segments));
             proptest::prop_assert_eq!(c.index.first_match(&c.patterns, &segments), linear);
         }
     }
