@@ -333,7 +333,7 @@ type PlainSegments<'a> = SmallVec<[&'a str; 16]>;
 /// it (never above the root); a final `.json` is dropped, as Zendesk's API
 /// answers every path with or without it.
 /// What [`normalize_plain`] made of a URI.
-enum Plain {
+enum PlainPath {
     Read,
     /// Plain but unreadable (too many segments): no resource claims it.
     Unreadable,
@@ -346,10 +346,10 @@ enum Plain {
 /// bytes that both checks and splits: the hot case. Split by hand, as
 /// `str::split` searches for each `/` with `memchr`, whose set-up costs
 /// more than these short segments.
-fn normalize_plain<'a>(uri: &'a str, out: &mut PlainSegments<'a>) -> Plain {
+fn normalize_plain<'a>(uri: &'a str, out: &mut PlainSegments<'a>) -> PlainPath {
     let bytes = uri.as_bytes();
     if bytes.first() != Some(&b'/') {
-        return Plain::NotPlain;
+        return PlainPath::NotPlain;
     }
     let mut start = 0;
     let mut end = bytes.len();
@@ -357,7 +357,7 @@ fn normalize_plain<'a>(uri: &'a str, out: &mut PlainSegments<'a>) -> Plain {
         match b {
             b'/' => {
                 if resolve(out, &uri[start..i]).is_none() {
-                    return Plain::Unreadable;
+                    return PlainPath::Unreadable;
                 }
                 start = i + 1;
             }
@@ -365,20 +365,20 @@ fn normalize_plain<'a>(uri: &'a str, out: &mut PlainSegments<'a>) -> Plain {
                 end = i;
                 break;
             }
-            b'%' | b'\\' => return Plain::NotPlain,
+            b'%' | b'\\' => return PlainPath::NotPlain,
             0x21..0x7f => {}
-            _ => return Plain::NotPlain,
+            _ => return PlainPath::NotPlain,
         }
     }
     if resolve(out, &uri[start..end]).is_none() {
-        return Plain::Unreadable;
+        return PlainPath::Unreadable;
     }
     if let Some(last) = out.last_mut() {
         if let Some(len) = json_stem(last) {
             *last = &last[..len];
         }
     }
-    Plain::Read
+    PlainPath::Read
 }
 
 /// Adds one segment to a path being resolved: empty and `.` segments are
@@ -610,9 +610,9 @@ impl ScopeCatalog {
         // case: one pass over the bytes decides, and segments are slices.
         let mut segments = PlainSegments::new();
         let pattern = match normalize_plain(uri, &mut segments) {
-            Plain::Read => self.index.first_match(&self.patterns, &segments),
-            Plain::Unreadable => None,
-            Plain::NotPlain => self.index.first_match(&self.patterns, &normalize_any(uri)?),
+            PlainPath::Read => self.index.first_match(&self.patterns, &segments),
+            PlainPath::Unreadable => None,
+            PlainPath::NotPlain => self.index.first_match(&self.patterns, &normalize_any(uri)?),
         };
         pattern.map(|i| &*self.resources[self.patterns[i].resource].name)
     }
