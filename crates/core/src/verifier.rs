@@ -8,7 +8,7 @@
 //! A token's entry lives in the map itself, with what is counted per
 //! request (its last use and its allowed requests this hour) inline, and
 //! the rare restrictions behind one pointer: about 180 bytes a token with a
-//! second map from token id to hash (ARCHITECTURE.md, "Verification").
+//! second map from token id to hash.
 //! [`Verifier::verify_with`] lends the identity to a closure inside that
 //! guard and clones nothing; [`Verifier::verify`] clones the two `Arc`s an
 //! owned [`Identity`] carries. The locked instructions are then the floor of
@@ -921,23 +921,13 @@ impl Verifier {
     /// it is, never a record half applied.
     pub fn replace_all(&self, snapshot: Snapshot) {
         let first_load = self.lookup.is_empty();
-        let keep = (!first_load).then(|| {
-            (
-                snapshot.accounts.iter().map(|a| a.id).collect::<HashSet<_>>(),
-                snapshot
-                    .users
-                    .iter()
-                    .filter(|u| !u.deleted)
-                    .map(|u| u.id)
-                    .collect::<HashSet<_>>(),
-                snapshot.tokens.iter().map(|t| t.id).collect::<HashSet<_>>(),
-            )
+        let kept = (!first_load).then(|| Kept {
+            accounts: snapshot.accounts.iter().map(|a| a.id).collect(),
+            users: snapshot.users.iter().filter(|u| !u.deleted).map(|u| u.id).collect(),
+            tokens: snapshot.tokens.iter().map(|t| t.id).collect(),
         });
         if first_load {
-            let entries = snapshot.accounts.len() + snapshot.users.len() + snapshot.tokens.len();
-            self.lookup.pin().reserve(entries);
-            self.hashes.pin().reserve(snapshot.tokens.len());
-            self.users_by_id.pin().reserve(snapshot.users.len());
+            self.reserve(snapshot.accounts.len(), snapshot.users.len(), snapshot.tokens.len());
         }
         for account in snapshot.accounts {
             self.upsert_account(account);
@@ -946,15 +936,27 @@ impl Verifier {
             self.upsert_user(user);
         }
         self.load_tokens(&snapshot.tokens);
-        let Some((accounts, users, tokens)) = keep else {
-            return;
-        };
+        if let Some(kept) = kept {
+            self.retain_only(&kept);
+        }
+    }
+
+    /// Makes room for a first load at once, rather than growing the maps
+    /// (and copying them) step by step.
+    fn reserve(&self, accounts: usize, users: usize, tokens: usize) {
+        self.lookup.pin().reserve(accounts + users + tokens);
+        self.hashes.pin().reserve(tokens);
+        self.users_by_id.pin().reserve(users);
+    }
+
+    /// Drops every token, user and account that a full load did not hold.
+    fn retain_only(&self, kept: &Kept) {
         let token_ids = self.hashes.pin().keys().copied().collect();
-        for id in gone(token_ids, &tokens) {
+        for id in gone(token_ids, &kept.tokens) {
             self.remove_token(id);
         }
         let user_ids = self.users_by_id.pin().keys().copied().collect();
-        for id in gone(user_ids, &users) {
+        for id in gone(user_ids, &kept.users) {
             self.remove_user(id);
         }
         let account_ids = self
@@ -966,9 +968,95 @@ impl Verifier {
                 _ => None,
             })
             .collect();
-        for id in gone(account_ids, &accounts) {
+        for id in gone(account_ids, &kept.accounts) {
             self.remove_account(id);
         }
+    }
+}
+
+/// The ids a full load held.
+#[derive(Debug, Default)]
+struct Kept {
+    accounts: HashSet<AccountId>,
+    users: HashSet<UserId>,
+    tokens: HashSet<TokenId>,
+}
+
+/// A full load applied while it is read, so that a large deployment's
+/// start-up overlaps reading rows with filling the maps, and never holds
+/// every row at once. Each record goes in as a single change would
+/// (requests meanwhile see it as it was or as it is); tokens go in batches
+/// that the caller may apply on other threads ([`TokenBatch::apply`]); once
+/// every batch is applied, [`Reload::finish`] drops whatever the load did
+/// not hold. A first load (into an empty verifier) has nothing to drop and
+/// remembers no ids.
+pub struct Reload {
+    verifier: Arc<Verifier>,
+    kept: Option<Kept>,
+}
+
+impl Reload {
+    pub fn new(verifier: Arc<Verifier>) -> Self {
+        let kept = (!verifier.lookup.is_empty()).then(Kept::default);
+        Reload { verifier, kept }
+    }
+
+    /// On a first load, makes room for this many records at once.
+    pub fn reserve(&self, accounts: usize, users: usize, tokens: usize) {
+        if self.kept.is_none() {
+            self.verifier.reserve(accounts, users, tokens);
+        }
+    }
+
+    pub fn account(&mut self, account: AccountEntry) {
+        if let Some(kept) = &mut self.kept {
+            kept.accounts.insert(account.id);
+        }
+        self.verifier.upsert_account(account);
+    }
+
+    /// A live user (a deleted one is skipped, as [`Snapshot::add_user`] does).
+    pub fn user(&mut self, user: User) {
+        if user.deleted {
+            return;
+        }
+        if let Some(kept) = &mut self.kept {
+            kept.users.insert(user.id);
+        }
+        self.verifier.upsert_user(user);
+    }
+
+    /// Takes a batch of tokens into the load; the batch still has to be
+    /// applied, on whichever thread the caller likes.
+    pub fn tokens(&mut self, tokens: Vec<TokenAuth>) -> TokenBatch {
+        if let Some(kept) = &mut self.kept {
+            kept.tokens.extend(tokens.iter().map(|t| t.id));
+        }
+        TokenBatch {
+            verifier: self.verifier.clone(),
+            tokens,
+        }
+    }
+
+    /// Ends the load: drops what it did not hold. Call it once every
+    /// [`TokenBatch`] has been applied.
+    pub fn finish(self) {
+        if let Some(kept) = self.kept {
+            self.verifier.retain_only(&kept);
+        }
+    }
+}
+
+/// Tokens a [`Reload`] read, to be put in the verifier.
+#[must_use = "a batch does nothing until it is applied"]
+pub struct TokenBatch {
+    verifier: Arc<Verifier>,
+    tokens: Vec<TokenAuth>,
+}
+
+impl TokenBatch {
+    pub fn apply(self) {
+        self.verifier.upsert_tokens(&self.tokens);
     }
 }
 
@@ -1242,6 +1330,37 @@ mod tests {
         );
         assert_eq!(v.last_used(TOKEN), Some(at(100)));
         assert_eq!(v.drain_usage(), vec![used(TOKEN, at(100))]);
+    }
+
+    #[test]
+    fn a_reload_applied_while_read_drops_what_is_gone_once_finished() {
+        let (v, hash) = setup(true);
+        let v = Arc::new(v);
+        let other = TokenHash::of("lk_other");
+        v.upsert_token(token(TokenId::new(6), other, true));
+        let mut reload = Reload::new(v.clone());
+        reload.account(account(ACME, "acme", "Acme", Plan::Enterprise, true));
+        reload.user((*v.user(JANE).expect("user")).clone());
+        let batch = reload.tokens(vec![token(TOKEN, hash, true)]);
+        // Applied on another thread, as the store does.
+        std::thread::spawn(move || batch.apply()).join().expect("applied");
+        // Nothing is dropped before the load is finished.
+        assert_eq!(v.token_count(), 2);
+        reload.finish();
+        assert_eq!(v.token_count(), 1);
+        assert!(v.verify("jane@example.com", &hash, at(1)).is_ok());
+        assert_eq!(
+            v.verify("jane@example.com", &other, at(1)).err(),
+            Some(Denial::UnknownToken)
+        );
+        // A first load remembers nothing and drops nothing.
+        let fresh = Arc::new(Verifier::new());
+        let mut reload = Reload::new(fresh.clone());
+        reload.reserve(1, 0, 1);
+        reload.account(account(ACME, "acme", "Acme", Plan::Enterprise, true));
+        reload.tokens(vec![token(TOKEN, hash, true)]).apply();
+        reload.finish();
+        assert_eq!(fresh.token_count(), 1);
     }
 
     #[test]

@@ -14,7 +14,7 @@ use latchkey_core::{
     token::{ApiToken, NewToken, TokenCreator, TokenHash},
     usage::HourUsage,
     user::{NewUser, User},
-    verifier::{Snapshot, TokenAuth, TokenUse},
+    verifier::{Reload, TokenAuth, TokenUse},
 };
 
 use crate::{Change, Entity, Result};
@@ -36,7 +36,9 @@ pub trait Backend: Send + Sync + 'static {
         Ok(None)
     }
 
-    async fn load_snapshot(&self) -> Result<Snapshot>;
+    /// Reads everything the verifier holds into `reload`, from one
+    /// consistent view of the database.
+    async fn load_into(&self, reload: &mut Reload) -> Result<()>;
     async fn latest_change(&self) -> Result<i64>;
     async fn oldest_change(&self) -> Result<Option<i64>>;
     async fn changes_since(&self, seq: i64, limit: i64) -> Result<Vec<Change>>;

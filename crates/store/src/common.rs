@@ -24,7 +24,7 @@ use latchkey_core::{
     token::{ApiToken, NewToken, TokenCreator, TokenHash},
     usage::HourUsage,
     user::{NewUser, User},
-    verifier::{AccountEntry, Snapshot, TokenAuth, TokenUse},
+    verifier::{AccountEntry, Reload, TokenAuth, TokenUse},
 };
 use sqlx::{AssertSqlSafe, Encode, Executor, FromRow, IntoArguments, Pool, Postgres, Sqlite, Transaction, Type};
 
@@ -101,6 +101,8 @@ where
     for<'r> TokenRow: FromRow<'r, DB::Row>,
     for<'r> TokenWithCreatorRow: FromRow<'r, DB::Row>,
     for<'r> TokenAuthRow: FromRow<'r, DB::Row>,
+    for<'r> PlainTokenAuthRow: FromRow<'r, DB::Row>,
+    for<'r> SnapshotCountsRow: FromRow<'r, DB::Row>,
     for<'r> AuditRow: FromRow<'r, DB::Row>,
     for<'r> ChangeRow: FromRow<'r, DB::Row>,
     for<'r> UsageRow: FromRow<'r, DB::Row>,
@@ -111,27 +113,39 @@ where
 
     /// Reads accounts, live users and token hashes in `tx` (which the
     /// backend opened with the isolation it needs, so that the three tables
-    /// agree) and commits it.
-    pub(crate) async fn load_snapshot(mut tx: Transaction<'_, DB>) -> Result<Snapshot> {
-        let mut snap = Snapshot::new();
+    /// agree) into `reload`, and commits it. Tokens go in batches, each
+    /// applied on a blocking thread while the next is read; the caller
+    /// finishes the reload.
+    pub(crate) async fn load_into(mut tx: Transaction<'_, DB>, reload: &mut Reload) -> Result<()> {
+        let counts: SnapshotCountsRow = sqlx::query_as(sql::SNAPSHOT_COUNTS).fetch_one(&mut *tx).await?;
+        let size = |n: i64| usize::try_from(n).unwrap_or(0);
+        reload.reserve(size(counts.accounts), size(counts.users), size(counts.tokens));
         let accounts: Vec<AccountRow> = sqlx::query_as(sql::ALL_ACCOUNTS).fetch_all(&mut *tx).await?;
         for row in accounts {
-            snap.add_account(AccountEntry::from(&Account::try_from(row)?));
+            reload.account(AccountEntry::from(&Account::try_from(row)?));
         }
         {
             let mut users = sqlx::query_as::<_, UserRow>(sql::LIVE_USERS).fetch(&mut *tx);
             while let Some(row) = users.try_next().await? {
-                snap.add_user(User::try_from(row)?);
+                reload.user(User::try_from(row)?);
+            }
+        }
+        let mut batches = TokenBatches::default();
+        {
+            let mut plain = sqlx::query_as::<_, PlainTokenAuthRow>(sql::PLAIN_TOKEN_AUTH).fetch(&mut *tx);
+            while let Some(row) = plain.try_next().await? {
+                batches.push(reload, TokenAuth::try_from(row)?).await;
             }
         }
         {
-            let mut tokens = sqlx::query_as::<_, TokenAuthRow>(sql::ALL_TOKEN_AUTH).fetch(&mut *tx);
-            while let Some(row) = tokens.try_next().await? {
-                snap.add_token(TokenAuth::try_from(row)?);
+            let mut restricted = sqlx::query_as::<_, TokenAuthRow>(sql::RESTRICTED_TOKEN_AUTH).fetch(&mut *tx);
+            while let Some(row) = restricted.try_next().await? {
+                batches.push(reload, TokenAuth::try_from(row)?).await;
             }
         }
+        batches.finish(reload).await;
         tx.commit().await?;
-        Ok(snap)
+        Ok(())
     }
 
     pub(crate) async fn latest_change(pool: &Pool<DB>) -> Result<i64> {
@@ -944,5 +958,56 @@ where
             .execute(pool)
             .await?;
         Ok(DB::rows_affected(&done))
+    }
+}
+
+/// Token rows on their way into a [`Reload`]: gathered into batches, each
+/// applied on a blocking thread while the next is read, with at most two
+/// batches waiting, so that memory stays bounded however many tokens there
+/// are.
+#[derive(Default)]
+struct TokenBatches {
+    filling: Vec<TokenAuth>,
+    applying: std::collections::VecDeque<tokio::task::JoinHandle<()>>,
+}
+
+impl TokenBatches {
+    const SIZE: usize = 4096;
+    const IN_FLIGHT: usize = 2;
+
+    async fn push(&mut self, reload: &mut Reload, token: TokenAuth) {
+        self.filling.push(token);
+        if self.filling.len() == Self::SIZE {
+            self.send(reload).await;
+        }
+    }
+
+    async fn send(&mut self, reload: &mut Reload) {
+        let batch = reload.tokens(std::mem::replace(&mut self.filling, Vec::with_capacity(Self::SIZE)));
+        self.applying
+            .push_back(tokio::task::spawn_blocking(move || batch.apply()));
+        while self.applying.len() > Self::IN_FLIGHT {
+            if let Some(oldest) = self.applying.pop_front() {
+                Self::wait(oldest).await;
+            }
+        }
+    }
+
+    /// Applies what is left and waits for every batch.
+    async fn finish(mut self, reload: &mut Reload) {
+        if !self.filling.is_empty() {
+            self.send(reload).await;
+        }
+        while let Some(handle) = self.applying.pop_front() {
+            Self::wait(handle).await;
+        }
+    }
+
+    async fn wait(handle: tokio::task::JoinHandle<()>) {
+        if let Err(e) = handle.await {
+            if e.is_panic() {
+                std::panic::resume_unwind(e.into_panic());
+            }
+        }
     }
 }

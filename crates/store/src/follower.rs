@@ -29,7 +29,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use latchkey_core::id::{AccountId, TokenId, UserId};
-use latchkey_core::verifier::{AccountEntry, Verifier};
+use latchkey_core::verifier::{AccountEntry, Reload, Verifier};
 use tokio::sync::Mutex;
 
 use crate::backend::{ChangeListener, Wake};
@@ -157,8 +157,9 @@ impl Follower {
         // Read the position first: whatever commits during the load is
         // applied again afterwards, which is harmless.
         let position = self.store.latest_change().await?;
-        let snapshot = self.store.load_snapshot().await?;
-        self.verifier.replace_all(snapshot);
+        let mut reload = Reload::new(self.verifier.clone());
+        self.store.load_into(&mut reload).await?;
+        reload.finish();
         *applied = position;
         self.catch_up_locked(applied).await?;
         self.mark_fresh(started);

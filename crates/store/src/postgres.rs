@@ -45,7 +45,7 @@ use latchkey_core::{
     token::{ApiToken, NewToken, TokenCreator, TokenHash},
     usage::HourUsage,
     user::{NewUser, User},
-    verifier::{Snapshot, TokenAuth, TokenUse},
+    verifier::{Reload, TokenAuth, TokenUse},
 };
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgListener, PgPoolOptions};
 use sqlx::Connection as _;
@@ -195,14 +195,14 @@ impl Backend for PgBackend {
         Ok(Some(Box::new(PgChangeListener { listener })))
     }
 
-    async fn load_snapshot(&self) -> Result<Snapshot> {
+    async fn load_into(&self, reload: &mut Reload) -> Result<()> {
         // One snapshot for the three tables, so that they agree; read
         // through the follower's own pool.
         let mut tx = self.follow.begin().await?;
         sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             .execute(&mut *tx)
             .await?;
-        Shared::load_snapshot(tx).await
+        Shared::load_into(tx, reload).await
     }
 
     async fn record_token_use(&self, uses: &[TokenUse]) -> Result<()> {

@@ -281,6 +281,41 @@ pub struct TokenAuthRow {
     previous_legacy: bool,
 }
 
+/// How many records a full load will read (`SNAPSHOT_COUNTS`).
+#[derive(sqlx::FromRow)]
+pub struct SnapshotCountsRow {
+    pub accounts: i64,
+    pub users: i64,
+    pub tokens: i64,
+}
+
+/// A token with no restriction and no previous secret (`PLAIN_TOKEN_AUTH`).
+#[derive(sqlx::FromRow)]
+pub struct PlainTokenAuthRow {
+    id: i64,
+    account_id: i64,
+    token_hash: Vec<u8>,
+    active: bool,
+    legacy: bool,
+}
+
+impl TryFrom<PlainTokenAuthRow> for TokenAuth {
+    type Error = StoreError;
+
+    fn try_from(r: PlainTokenAuthRow) -> Result<Self, StoreError> {
+        Ok(TokenAuth {
+            id: TokenId::new(r.id),
+            account_id: AccountId::new(r.account_id),
+            hash: TokenHash::from_slice(&r.token_hash)
+                .ok_or_else(|| corrupt("token hash of token", &r.id.to_string()))?,
+            active: r.active,
+            restrictions: Restrictions::default(),
+            previous: None,
+            legacy: r.legacy,
+        })
+    }
+}
+
 impl TryFrom<TokenAuthRow> for TokenAuth {
     type Error = StoreError;
 

@@ -23,7 +23,7 @@ use latchkey_core::{
     token::{ApiToken, NewToken, TokenCreator, TokenHash},
     usage::HourUsage,
     user::{NewUser, User},
-    verifier::{Snapshot, TokenAuth, TokenUse},
+    verifier::{Reload, TokenAuth, TokenUse},
 };
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Sqlite, SqlitePool, Transaction};
@@ -113,9 +113,9 @@ impl Backend for SqliteBackend {
         crate::PoolStats::of(&self.pool)
     }
 
-    async fn load_snapshot(&self) -> Result<Snapshot> {
+    async fn load_into(&self, reload: &mut Reload) -> Result<()> {
         // One read transaction, so that the three tables agree.
-        Shared::load_snapshot(self.pool.begin().await?).await
+        Shared::load_into(self.pool.begin().await?, reload).await
     }
 
     async fn record_token_use(&self, uses: &[TokenUse]) -> Result<()> {

@@ -22,7 +22,7 @@ use latchkey_core::{
 use latchkey_core::audit_query::{AuditFilter, Seek};
 use latchkey_core::rate_limit::{PeerCount, RateReport};
 use latchkey_core::usage::HourUsage;
-use latchkey_core::verifier::{Snapshot, TokenAuth, TokenUse};
+use latchkey_core::verifier::{Reload, TokenAuth, TokenUse};
 
 use crate::backend::{Backend, ChangeListener, SessionRecord, Tx};
 use crate::Change;
@@ -767,9 +767,10 @@ impl Store {
         self.backend.change_listener().await
     }
 
-    /// Everything the verifier holds, read at once.
-    pub async fn load_snapshot(&self) -> Result<Snapshot> {
-        self.backend.load_snapshot().await
+    /// Everything the verifier holds, read into `reload` from one
+    /// consistent view of the database (the caller finishes the reload).
+    pub async fn load_into(&self, reload: &mut Reload) -> Result<()> {
+        self.backend.load_into(reload).await
     }
 
     /// The newest change-log sequence number (0 when the log is empty).
