@@ -844,17 +844,21 @@ impl Verifier {
 
     /// Adds or replaces a token, keeping what this process knows of its use.
     pub fn upsert_token(&self, auth: TokenAuth) {
-        self.upsert_tokens(std::slice::from_ref(&auth));
+        self.upsert_tokens([auth]);
     }
 
     /// [`Self::upsert_token`] for many, under one pair of guards per batch.
-    fn upsert_tokens(&self, batch: &[TokenAuth]) {
+    /// Takes the tokens by value, so a load's batches are moved in, not
+    /// copied.
+    fn upsert_tokens(&self, batch: impl IntoIterator<Item = TokenAuth>) {
         let lookup = self.lookup.pin();
         let hashes = self.hashes.pin();
+        let mut legacy = Vec::new();
         for auth in batch {
-            self.upsert_token_in(&lookup, &hashes, auth.clone());
+            legacy.push((auth.id, auth.legacy));
+            self.upsert_token_in(&lookup, &hashes, auth);
         }
-        self.track_legacy(batch.iter().map(|a| (a.id, a.legacy)));
+        self.track_legacy(legacy);
     }
 
     fn upsert_token_in<G: papaya::Guard>(&self, lookup: &LookupRef<'_, G>, hashes: &HashesRef<'_, G>, auth: TokenAuth) {
@@ -1056,7 +1060,7 @@ pub struct TokenBatch {
 
 impl TokenBatch {
     pub fn apply(self) {
-        self.verifier.upsert_tokens(&self.tokens);
+        self.verifier.upsert_tokens(self.tokens);
     }
 }
 
@@ -1074,12 +1078,17 @@ impl Verifier {
         const PARALLEL_FROM: usize = 50_000;
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8);
         if threads == 1 || tokens.len() < PARALLEL_FROM {
-            tokens.chunks(BATCH).for_each(|batch| self.upsert_tokens(batch));
+            tokens
+                .chunks(BATCH)
+                .for_each(|batch| self.upsert_tokens(batch.iter().cloned()));
             return;
         }
         std::thread::scope(|scope| {
             for part in tokens.chunks(tokens.len().div_ceil(threads)) {
-                scope.spawn(move || part.chunks(BATCH).for_each(|batch| self.upsert_tokens(batch)));
+                scope.spawn(move || {
+                    part.chunks(BATCH)
+                        .for_each(|batch| self.upsert_tokens(batch.iter().cloned()))
+                });
             }
         });
     }

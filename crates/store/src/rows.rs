@@ -265,10 +265,8 @@ pub struct MemberRow {
 
 #[derive(sqlx::FromRow)]
 pub struct TokenAuthRow {
-    id: i64,
-    account_id: i64,
-    token_hash: Vec<u8>,
-    active: bool,
+    #[sqlx(flatten)]
+    plain: PlainTokenAuthRow,
     assigned_user_id: Option<i64>,
     scopes: Option<String>,
     expires_at: Option<i64>,
@@ -277,7 +275,6 @@ pub struct TokenAuthRow {
     allowed_ips: Option<String>,
     rate_limit_requests: Option<i64>,
     rate_limit_per_seconds: Option<i64>,
-    legacy: bool,
     previous_legacy: bool,
 }
 
@@ -289,7 +286,8 @@ pub struct SnapshotCountsRow {
     pub tokens: i64,
 }
 
-/// A token with no restriction and no previous secret (`PLAIN_TOKEN_AUTH`).
+/// A token with no restriction and no previous secret (`PLAIN_TOKEN_AUTH`),
+/// and the columns every token row starts with.
 #[derive(sqlx::FromRow)]
 pub struct PlainTokenAuthRow {
     id: i64,
@@ -320,12 +318,8 @@ impl TryFrom<TokenAuthRow> for TokenAuth {
     type Error = StoreError;
 
     fn try_from(r: TokenAuthRow) -> Result<Self, StoreError> {
+        let token = TokenAuth::try_from(r.plain)?;
         Ok(TokenAuth {
-            id: TokenId::new(r.id),
-            account_id: AccountId::new(r.account_id),
-            hash: TokenHash::from_slice(&r.token_hash)
-                .ok_or_else(|| corrupt("token hash of token", &r.id.to_string()))?,
-            active: r.active,
             restrictions: Restrictions {
                 scopes: r.scopes.as_deref().and_then(Scopes::from_stored),
                 assigned_user_id: r.assigned_user_id.map(UserId::new),
@@ -335,15 +329,16 @@ impl TryFrom<TokenAuthRow> for TokenAuth {
             },
             // A rotated-away legacy secret still authenticates in its grace
             // period, so it keeps the token counted as legacy until then.
-            legacy: r.legacy || (r.previous_legacy && r.previous_hash.is_some()),
+            legacy: token.legacy || (r.previous_legacy && r.previous_hash.is_some()),
             previous: match (r.previous_hash, r.previous_expires_at) {
                 (Some(hash), Some(until)) => Some(PreviousSecret {
                     hash: TokenHash::from_slice(&hash)
-                        .ok_or_else(|| corrupt("previous token hash of token", &r.id.to_string()))?,
+                        .ok_or_else(|| corrupt("previous token hash of token", &token.id.to_string()))?,
                     until: Timestamp::from_unix(until),
                 }),
                 _ => None,
             },
+            ..token
         })
     }
 }
