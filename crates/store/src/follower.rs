@@ -2,7 +2,9 @@
 //!
 //! Every mutation appends `(entity, id)` to the `changes` table in its own
 //! transaction. The follower reads entries after the last sequence number it
-//! applied and re-reads each named entity, so applying an entry is
+//! applied, with each token entry joined to the token as it stands (one
+//! round trip for the common change), and re-reads each named account or
+//! user. It applies the current state, not a diff, so applying an entry is
 //! idempotent and a missed wake-up costs latency, never correctness. It
 //! resynchronises fully on start and whenever it has lost track (the log was
 //! pruned past its position, or the PostgreSQL listening connection dropped).
@@ -196,8 +198,9 @@ impl Follower {
             }
             let n = changes.len();
             for change in changes {
-                self.apply(&change).await?;
-                *applied = change.seq;
+                let seq = change.seq;
+                self.apply(change).await?;
+                *applied = seq;
             }
             total += n;
             if (n as i64) < BATCH {
@@ -206,9 +209,10 @@ impl Follower {
         }
     }
 
-    async fn apply(&self, change: &Change) -> Result<()> {
+    async fn apply(&self, change: Change) -> Result<()> {
         // The change log holds the row id of whichever entity changed; the
-        // entity says which kind of id it is.
+        // entity says which kind of id it is. A token's entry arrives with
+        // the token itself; accounts and users (rarer) are read again.
         let id = change.entity_id;
         match change.entity {
             Entity::Account => {
@@ -227,7 +231,7 @@ impl Follower {
             }
             Entity::Token => {
                 let id = TokenId::new(id);
-                match self.store.token_auth(id).await? {
+                match change.token {
                     Some(t) => self.verifier.upsert_token(t),
                     None => self.verifier.remove_token(id),
                 }

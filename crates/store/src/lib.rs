@@ -86,6 +86,10 @@ pub struct Change {
     pub seq: i64,
     pub entity: Entity,
     pub entity_id: i64,
+    /// For a token's entry, the token as it stood when the entry was read
+    /// (in the same statement, so at least as new as the entry); `None`
+    /// when the token is gone, or the entry is not a token's.
+    pub token: Option<latchkey_core::verifier::TokenAuth>,
 }
 
 /// The connections of the pool that requests and commands use (the

@@ -384,21 +384,63 @@ impl TryFrom<AuditRow> for (AuditEvent, [u8; 32]) {
     }
 }
 
+/// A change-log entry (`CHANGES_SINCE`) with, for a token's entry, the
+/// token's columns as they stand; all of those are null when the entry is
+/// not a token's or the token is gone.
 #[derive(sqlx::FromRow)]
 pub struct ChangeRow {
     seq: i64,
     entity: String,
     entity_id: i64,
+    token_id: Option<i64>,
+    account_id: Option<i64>,
+    token_hash: Option<Vec<u8>>,
+    active: Option<bool>,
+    legacy: Option<bool>,
+    assigned_user_id: Option<i64>,
+    scopes: Option<String>,
+    expires_at: Option<i64>,
+    previous_hash: Option<Vec<u8>>,
+    previous_expires_at: Option<i64>,
+    allowed_ips: Option<String>,
+    rate_limit_requests: Option<i64>,
+    rate_limit_per_seconds: Option<i64>,
+    previous_legacy: Option<bool>,
 }
 
 impl TryFrom<ChangeRow> for Change {
     type Error = StoreError;
 
     fn try_from(r: ChangeRow) -> Result<Self, StoreError> {
+        let entity = Entity::parse(&r.entity).ok_or_else(|| corrupt("entity", &r.entity))?;
+        let token = match (r.token_id, r.account_id, r.token_hash, r.active, r.legacy) {
+            (Some(id), Some(account_id), Some(token_hash), Some(active), Some(legacy)) => {
+                Some(TokenAuth::try_from(TokenAuthRow {
+                    plain: PlainTokenAuthRow {
+                        id,
+                        account_id,
+                        token_hash,
+                        active,
+                        legacy,
+                    },
+                    assigned_user_id: r.assigned_user_id,
+                    scopes: r.scopes,
+                    expires_at: r.expires_at,
+                    previous_hash: r.previous_hash,
+                    previous_expires_at: r.previous_expires_at,
+                    allowed_ips: r.allowed_ips,
+                    rate_limit_requests: r.rate_limit_requests,
+                    rate_limit_per_seconds: r.rate_limit_per_seconds,
+                    previous_legacy: r.previous_legacy.unwrap_or(false),
+                })?)
+            }
+            _ => None,
+        };
         Ok(Change {
             seq: r.seq,
-            entity: Entity::parse(&r.entity).ok_or_else(|| corrupt("entity", &r.entity))?,
+            entity,
             entity_id: r.entity_id,
+            token,
         })
     }
 }

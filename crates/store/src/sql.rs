@@ -7,7 +7,14 @@
 // Change log.
 pub const LATEST_CHANGE: &str = "SELECT MAX(seq) FROM changes";
 pub const OLDEST_CHANGE: &str = "SELECT MIN(seq) FROM changes";
-pub const CHANGES_SINCE: &str = "SELECT seq, entity, entity_id FROM changes WHERE seq > $1 ORDER BY seq LIMIT $2";
+/// The entries after a position, each token entry joined to the token as it
+/// stands (no columns if it is gone): a follower applies a token change
+/// from this one read instead of reading the token again.
+pub const CHANGES_SINCE: &str = "SELECT c.seq, c.entity, c.entity_id, t.id AS token_id, t.account_id, t.token_hash, \
+     t.active, t.legacy, t.assigned_user_id, t.scopes, t.expires_at, t.previous_hash, t.previous_expires_at, \
+     t.allowed_ips, t.rate_limit_requests, t.rate_limit_per_seconds, t.previous_legacy \
+     FROM changes c LEFT JOIN api_tokens t ON c.entity = 'token' AND t.id = c.entity_id \
+     WHERE c.seq > $1 ORDER BY c.seq LIMIT $2";
 /// Keeps the newest entry so that sequence numbers never restart.
 pub const PRUNE_CHANGES: &str = "DELETE FROM changes WHERE created_at < $1 AND seq < (SELECT MAX(seq) FROM changes)";
 pub const APPEND_CHANGE: &str = "INSERT INTO changes (entity, entity_id, created_at) VALUES ($1, $2, $3)";

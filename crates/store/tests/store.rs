@@ -13,8 +13,10 @@ use std::sync::Arc;
 
 use latchkey_core::{
     account::{NewAccount, Plan, Subdomain},
+    allowlist::IpAllowlist,
     audit::Actor,
     id::AccountId,
+    rate_limit::RateLimit,
     time::Timestamp,
     token::{NewToken, PlainToken, TokenCreator, TokenHash, TokenPatch, TokenPrefix},
     user::{Email, NewUser, Role},
@@ -102,6 +104,11 @@ async fn each_change_appends_to_the_change_log_and_a_no_op_does_not() {
         (changes[0].entity, changes[0].entity_id),
         (Entity::Token, token.id.get())
     );
+    // A token's entry carries the token as it stands, column for column
+    // what reading it by id gives.
+    let stored = store.token_auth(token.id).await.unwrap();
+    assert!(stored.is_some());
+    assert_eq!(changes[0].token, stored);
 
     let same = TokenPatch {
         active: Some(true),
@@ -109,6 +116,20 @@ async fn each_change_appends_to_the_change_log_and_a_no_op_does_not() {
     };
     store.update_token(id, token.id, &same, &op, NOW).await.unwrap();
     assert_eq!(store.latest_change().await.unwrap(), p1, "a no-op writes no change");
+
+    // A restricted token's entry carries every restriction.
+    let restrict = TokenPatch {
+        expires_at: Some(Some(NOW.plus_secs(3600))),
+        allowed_ips: Some(Some(IpAllowlist::parse(&["10.0.0.0/8"]).unwrap())),
+        rate_limit: Some(Some(RateLimit::new(100, 60).unwrap())),
+        ..TokenPatch::default()
+    };
+    store.update_token(id, token.id, &restrict, &op, NOW).await.unwrap();
+    let changes = store.changes_since(p1, 100).await.unwrap();
+    let carried = changes[0].token.clone().unwrap();
+    assert!(carried.restrictions.allowed_ips.is_some() && carried.restrictions.rate_limit.is_some());
+    assert_eq!(Some(carried), store.token_auth(token.id).await.unwrap());
+    let p1 = store.latest_change().await.unwrap();
 
     let off = TokenPatch {
         active: Some(false),
@@ -121,6 +142,8 @@ async fn each_change_appends_to_the_change_log_and_a_no_op_does_not() {
     assert!(changes
         .iter()
         .all(|c| c.entity == Entity::Token && c.entity_id == token.id.get()));
+    // Both entries are read after the deletion: the token is gone from each.
+    assert!(changes.iter().all(|c| c.token.is_none()));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
