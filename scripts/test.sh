@@ -7,7 +7,8 @@
 #     nginx and Traefik run in front of a server with the shipped deploy/
 #     configurations (nginx from the system, Traefik installed from PyPI);
 #  3. the Admin Center in headless Chromium (needs /usr/bin/chromium and node);
-#  4. the criterion benchmarks in a quick mode, so they keep compiling and running;
+#  4. the benchmarks in a quick mode, so they keep compiling and running (the
+#     many-node simulation, small, also fails if a change is lost);
 #  5. Schemathesis against a live `latchkey serve` with the OpenAPI document:
 #     no 5xx, and every response matches the document.
 set -euo pipefail
@@ -56,6 +57,10 @@ cargo bench -p latchkey-core --bench verifier -- --quick --warm-up-time 1 --meas
 # once, in the debug build the tests already made), so it keeps compiling
 # and running; measure with `cargo bench -p latchkey-tower --bench layer`.
 cargo test -p latchkey-tower --bench layer
+# Many nodes on one PostgreSQL, small and in the debug build: two followers,
+# 20 changes a second, one second measured. It fails if a change never
+# reaches a node; measure with `cargo bench -p latchkey-store --bench followers`.
+FOLLOWERS=2 RATES=20 SECONDS=1 cargo test -p latchkey-store --bench followers
 
 echo "== API contract (Schemathesis against a live server and /api/v2/openapi.json)"
 # A virtual environment under target/ with a pinned Schemathesis; a real
