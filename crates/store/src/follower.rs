@@ -52,6 +52,8 @@ pub struct Follower {
     fresh_at: AtomicU64,
     /// Full reloads started after the first successful one.
     resyncs: AtomicU64,
+    /// Full loads completed, the first included.
+    loads: AtomicU64,
     /// Reads of the database that failed: catch-ups, resyncs, listening.
     failures: AtomicU64,
 }
@@ -69,6 +71,7 @@ impl Follower {
             epoch: Instant::now(),
             fresh_at: AtomicU64::new(u64::MAX),
             resyncs: AtomicU64::new(0),
+            loads: AtomicU64::new(0),
             failures: AtomicU64::new(0),
         }
     }
@@ -100,6 +103,11 @@ impl Follower {
     /// was asked to ([`Follower::resync`]).
     pub fn resyncs(&self) -> u64 {
         self.resyncs.load(Ordering::Relaxed)
+    }
+
+    /// How many full loads this follower has completed, its first included.
+    pub fn loads(&self) -> u64 {
+        self.loads.load(Ordering::Relaxed)
     }
 
     /// How many of this follower's reads of the database have failed
@@ -136,8 +144,8 @@ impl Follower {
     }
 
     /// [`Follower::resync`]; `lost_track` says whether it counts as one in
-    /// [`Follower::resyncs`] (the routine reload when the PostgreSQL
-    /// follower first starts listening does not).
+    /// [`Follower::resyncs`] (the first load, when the PostgreSQL follower
+    /// starts listening without having loaded, does not).
     async fn resync_counting(&self, lost_track: bool) -> Result<()> {
         let mut applied = self.applied.lock().await;
         if lost_track {
@@ -155,14 +163,19 @@ impl Follower {
     }
 
     async fn resync_locked(&self, applied: &mut i64) -> Result<()> {
-        let started = self.now_ms();
         // Read the position first: whatever commits during the load is
         // applied again afterwards, which is harmless.
         let position = self.store.latest_change().await?;
         let mut reload = Reload::new(self.verifier.clone());
         self.store.load_into(&mut reload).await?;
         reload.finish();
+        self.loads.fetch_add(1, Ordering::Relaxed);
         *applied = position;
+        // Fresh as of the catch-up, not of the load's start: the catch-up
+        // reads everything committed since the position, so a load that
+        // took longer than `--max-staleness` (millions of tokens) does not
+        // leave the node stale once it is done.
+        let started = self.now_ms();
         self.catch_up_locked(applied).await?;
         self.mark_fresh(started);
         Ok(())
@@ -246,8 +259,9 @@ impl Follower {
     /// triggers a catch-up at once; the log is also read every
     /// `max_staleness / 4` (at most every second, at least every `poll`) so
     /// that freshness is kept up and a lost notification is made up for.
-    /// Whenever the listening connection drops, the follower resynchronises
-    /// fully once it is back. Without notifications (SQLite) it reads the
+    /// When it first listens it catches up from its start's load (or loads,
+    /// if it never has); whenever the listening connection drops, it
+    /// resynchronises fully once it is back. Without notifications (SQLite) it reads the
     /// log every `poll`. A failed read is logged and retried; the next
     /// success catches up on everything.
     pub async fn run(
@@ -262,8 +276,8 @@ impl Follower {
         // Whether the database can push; false once it has said it cannot.
         let mut pushes = true;
         let mut connect = true;
-        // Whether a listening connection was ever made: reloading when the
-        // first one is made is routine, after that it means track was lost.
+        // Whether a listening connection was ever made: after the first, a
+        // new one means track was lost.
         let mut listened = false;
         let mut tick = interval(poll);
         loop {
@@ -277,8 +291,19 @@ impl Follower {
                     Ok(Some(l)) => {
                         listener = Some(l);
                         tick = interval(heartbeat);
-                        // Whatever committed while nobody listened.
-                        let work = self.resync_logged(listened);
+                        // Whatever committed while nobody listened. The
+                        // first time, the change log since the start's load
+                        // holds it all; a connection that dropped may have
+                        // missed more than notifications, so that reloads.
+                        let reload = listened || self.loads() == 0;
+                        let (lost_track, this) = (listened, &self);
+                        let work = async move {
+                            if reload {
+                                this.resync_logged(lost_track).await
+                            } else {
+                                this.catch_up_logged().await
+                            }
+                        };
                         listened = true;
                         tokio::select! {
                             _ = &mut shutdown => return,

@@ -177,6 +177,42 @@ async fn a_second_process_verifier_follows_the_change_log() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_following_process_catches_up_from_its_first_load_instead_of_loading_again() {
+    let db = test_database_url().await;
+    let writer = db.open().await.unwrap();
+    let (id, email) = account(&writer).await;
+    let verifier = Arc::new(Verifier::new());
+    let follower = Arc::new(Follower::new(db.open().await.unwrap(), verifier.clone()));
+    follower.resync().await.unwrap();
+    // Committed after the load and before the follower listens (PostgreSQL)
+    // or first polls (SQLite): the change log since the load holds it.
+    let (new, plain) = new_token();
+    writer.create_token(id, new, &Actor::operator(), NOW).await.unwrap();
+    let hash = TokenHash::of(plain.expose());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let run = tokio::spawn(follower.clone().run(
+        std::time::Duration::from_millis(25),
+        std::time::Duration::from_secs(5),
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while verifier.verify(&email, &hash, NOW).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the change never reached the follower"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    // Listening or polling took the change from the log: one load in all,
+    // not counted as a resynchronisation.
+    assert_eq!((follower.loads(), follower.resyncs()), (1, 0));
+    stop.send(()).unwrap();
+    run.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_follower_that_fell_behind_the_pruned_log_resynchronises() {
     let db = test_database_url().await;
     let writer = db.open().await.unwrap();
