@@ -88,6 +88,42 @@ macro_rules! token_columns_of {
         )
     };
 }
+/// What the verifier reads of a token (`TokenAuthRow`), each column
+/// prefixed (`""`, or `"t."` for a join).
+macro_rules! token_auth_columns_of {
+    ($t:literal) => {
+        concat!(
+            $t,
+            "id, ",
+            $t,
+            "account_id, ",
+            $t,
+            "token_hash, ",
+            $t,
+            "active, ",
+            $t,
+            "assigned_user_id, ",
+            $t,
+            "scopes, ",
+            $t,
+            "expires_at, ",
+            $t,
+            "previous_hash, ",
+            $t,
+            "previous_expires_at, ",
+            $t,
+            "allowed_ips, ",
+            $t,
+            "rate_limit_requests, ",
+            $t,
+            "rate_limit_per_seconds, ",
+            $t,
+            "legacy, ",
+            $t,
+            "previous_legacy"
+        )
+    };
+}
 macro_rules! audit_columns {
     () => {
         "id, account_id, action, actor_type, actor_id, actor_name, source_type, source_id, source_label, change_description, ip_address, created_at, hash"
@@ -385,62 +421,42 @@ impl TryFrom<AuditRow> for (AuditEvent, [u8; 32]) {
 }
 
 /// A change-log entry (`CHANGES_SINCE`) with, for a token's entry, the
-/// token's columns as they stand; all of those are null when the entry is
-/// not a token's or the token is gone.
+/// token's row as it stands.
 #[derive(sqlx::FromRow)]
 pub struct ChangeRow {
     seq: i64,
     entity: String,
     entity_id: i64,
-    token_id: Option<i64>,
-    account_id: Option<i64>,
-    token_hash: Option<Vec<u8>>,
-    active: Option<bool>,
-    legacy: Option<bool>,
-    assigned_user_id: Option<i64>,
-    scopes: Option<String>,
-    expires_at: Option<i64>,
-    previous_hash: Option<Vec<u8>>,
-    previous_expires_at: Option<i64>,
-    allowed_ips: Option<String>,
-    rate_limit_requests: Option<i64>,
-    rate_limit_per_seconds: Option<i64>,
-    previous_legacy: Option<bool>,
+    #[sqlx(flatten)]
+    token: JoinedTokenAuthRow,
+}
+
+/// A [`TokenAuthRow`] on the nullable side of a `LEFT JOIN`: `None` when
+/// the join found no token (its `id` is null), else the same row and
+/// conversion as a token read by id.
+pub struct JoinedTokenAuthRow(Option<TokenAuthRow>);
+
+impl<'r, R: sqlx::Row> sqlx::FromRow<'r, R> for JoinedTokenAuthRow
+where
+    &'r str: sqlx::ColumnIndex<R>,
+    Option<i64>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    TokenAuthRow: sqlx::FromRow<'r, R>,
+{
+    fn from_row(row: &'r R) -> Result<Self, sqlx::Error> {
+        let id: Option<i64> = row.try_get("id")?;
+        Ok(JoinedTokenAuthRow(id.map(|_| TokenAuthRow::from_row(row)).transpose()?))
+    }
 }
 
 impl TryFrom<ChangeRow> for Change {
     type Error = StoreError;
 
     fn try_from(r: ChangeRow) -> Result<Self, StoreError> {
-        let entity = Entity::parse(&r.entity).ok_or_else(|| corrupt("entity", &r.entity))?;
-        let token = match (r.token_id, r.account_id, r.token_hash, r.active, r.legacy) {
-            (Some(id), Some(account_id), Some(token_hash), Some(active), Some(legacy)) => {
-                Some(TokenAuth::try_from(TokenAuthRow {
-                    plain: PlainTokenAuthRow {
-                        id,
-                        account_id,
-                        token_hash,
-                        active,
-                        legacy,
-                    },
-                    assigned_user_id: r.assigned_user_id,
-                    scopes: r.scopes,
-                    expires_at: r.expires_at,
-                    previous_hash: r.previous_hash,
-                    previous_expires_at: r.previous_expires_at,
-                    allowed_ips: r.allowed_ips,
-                    rate_limit_requests: r.rate_limit_requests,
-                    rate_limit_per_seconds: r.rate_limit_per_seconds,
-                    previous_legacy: r.previous_legacy.unwrap_or(false),
-                })?)
-            }
-            _ => None,
-        };
         Ok(Change {
             seq: r.seq,
-            entity,
+            entity: Entity::parse(&r.entity).ok_or_else(|| corrupt("entity", &r.entity))?,
             entity_id: r.entity_id,
-            token,
+            token: r.token.0.map(TokenAuth::try_from).transpose()?,
         })
     }
 }

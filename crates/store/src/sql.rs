@@ -8,13 +8,14 @@
 pub const LATEST_CHANGE: &str = "SELECT MAX(seq) FROM changes";
 pub const OLDEST_CHANGE: &str = "SELECT MIN(seq) FROM changes";
 /// The entries after a position, each token entry joined to the token as it
-/// stands (no columns if it is gone): a follower applies a token change
+/// stands (its columns null if it is gone): a follower applies a token change
 /// from this one read instead of reading the token again.
-pub const CHANGES_SINCE: &str = "SELECT c.seq, c.entity, c.entity_id, t.id AS token_id, t.account_id, t.token_hash, \
-     t.active, t.legacy, t.assigned_user_id, t.scopes, t.expires_at, t.previous_hash, t.previous_expires_at, \
-     t.allowed_ips, t.rate_limit_requests, t.rate_limit_per_seconds, t.previous_legacy \
-     FROM changes c LEFT JOIN api_tokens t ON c.entity = 'token' AND t.id = c.entity_id \
-     WHERE c.seq > $1 ORDER BY c.seq LIMIT $2";
+pub const CHANGES_SINCE: &str = concat!(
+    "SELECT c.seq, c.entity, c.entity_id, ",
+    token_auth_columns_of!("t."),
+    " FROM changes c LEFT JOIN api_tokens t ON c.entity = 'token' AND t.id = c.entity_id",
+    " WHERE c.seq > $1 ORDER BY c.seq LIMIT $2"
+);
 /// Keeps the newest entry so that sequence numbers never restart.
 pub const PRUNE_CHANGES: &str = "DELETE FROM changes WHERE created_at < $1 AND seq < (SELECT MAX(seq) FROM changes)";
 pub const APPEND_CHANGE: &str = "INSERT INTO changes (entity, entity_id, created_at) VALUES ($1, $2, $3)";
@@ -32,11 +33,13 @@ pub const PLAIN_TOKEN_AUTH: &str = "SELECT id, account_id, token_hash, active, l
      WHERE assigned_user_id IS NULL AND scopes IS NULL AND expires_at IS NULL AND previous_hash IS NULL \
      AND allowed_ips IS NULL AND rate_limit_requests IS NULL";
 /// Every other token, whole.
-pub const RESTRICTED_TOKEN_AUTH: &str = "SELECT id, account_id, token_hash, active, assigned_user_id, scopes, \
-     expires_at, previous_hash, previous_expires_at, allowed_ips, rate_limit_requests, rate_limit_per_seconds, \
-     legacy, previous_legacy FROM api_tokens WHERE assigned_user_id IS NOT NULL OR scopes IS NOT NULL \
-     OR expires_at IS NOT NULL OR previous_hash IS NOT NULL OR allowed_ips IS NOT NULL \
-     OR rate_limit_requests IS NOT NULL";
+pub const RESTRICTED_TOKEN_AUTH: &str = concat!(
+    "SELECT ",
+    token_auth_columns_of!(""),
+    " FROM api_tokens WHERE assigned_user_id IS NOT NULL OR scopes IS NOT NULL",
+    " OR expires_at IS NOT NULL OR previous_hash IS NOT NULL OR allowed_ips IS NOT NULL",
+    " OR rate_limit_requests IS NOT NULL"
+);
 
 // Accounts.
 pub const SWEEPING_ACCOUNTS: &str = "SELECT id FROM accounts WHERE policy_deactivate_unused_after_days IS NOT NULL \
@@ -107,9 +110,7 @@ pub const ACCOUNT_TOKEN: &str = concat!(
     token_columns!(),
     " FROM api_tokens WHERE account_id = $1 AND id = $2"
 );
-pub const TOKEN_AUTH_BY_ID: &str = "SELECT id, account_id, token_hash, active, assigned_user_id, scopes, expires_at, \
-     previous_hash, previous_expires_at, allowed_ips, rate_limit_requests, rate_limit_per_seconds, legacy, \
-     previous_legacy FROM api_tokens WHERE id = $1";
+pub const TOKEN_AUTH_BY_ID: &str = concat!("SELECT ", token_auth_columns_of!(""), " FROM api_tokens WHERE id = $1");
 pub const ACCOUNT_TOKENS: &str = concat!(
     "SELECT ",
     token_columns!(),
